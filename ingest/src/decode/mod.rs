@@ -1,0 +1,413 @@
+//! Bytes → Arrow record batches (partitioned by cluster and hour) + rejects.
+//!
+//! Per line or message the decoder accepts one `Event`, an `EventList` (whose items may lack
+//! their own `kind`/`apiVersion`, as the real webhook sends them) or a JSON array of either, in
+//! `audit.k8s.io/v1` or `v1beta1`. Anything else becomes a [`Reject`] carrying the exact bytes,
+//! the reason and the position; the rest of the input still lands.
+
+pub mod raw;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::columns::{Computed, EventColumns};
+use crate::derive::{exec_facts, pod_facts, rbac_facts};
+use crate::redact::redact_secret_body;
+use crate::time::parse_rfc3339_micros;
+use raw::RawEvent;
+
+pub const API_V1: &str = "audit.k8s.io/v1";
+pub const API_V1BETA1: &str = "audit.k8s.io/v1beta1";
+/// `source_format` of events decoded from native audit JSON.
+pub const FORMAT_K8S_AUDIT: &str = "k8s-audit";
+pub const STAGES: [&str; 4] = [
+    "RequestReceived",
+    "ResponseStarted",
+    "ResponseComplete",
+    "Panic",
+];
+
+/// Microseconds per hour: partitions are whole UTC hours of `stage_at`.
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// Where a rejected or decoded piece of input came from. Serialized into quarantine records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourcePosition {
+    /// `file:<path>`, `stdin`, `webhook:<request id>`, …
+    pub source: Arc<str>,
+    /// 1-based line number within the source, for line-oriented input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Byte offset of the line/message within the (decompressed) source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_offset: Option<u64>,
+    /// 0-based index of the item within an `EventList` or array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<u64>,
+}
+
+/// Input that could not be decoded: quarantined byte-exact with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: String,
+    pub position: SourcePosition,
+    pub raw: Vec<u8>,
+    /// The cluster the input was meant for.
+    pub cluster: Arc<str>,
+}
+
+/// A lake partition: one cluster, one UTC hour of event time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub cluster: Arc<str>,
+    /// Hours since the Unix epoch (UTC) of `stage_at`.
+    pub hour: i64,
+}
+
+/// Rows of one partition, with the dedup key hash of each row (same order).
+#[derive(Debug, Clone)]
+pub struct DecodedBatch {
+    pub partition: PartitionKey,
+    pub batch: RecordBatch,
+    pub keys: Vec<u128>,
+}
+
+/// The 128-bit hash of an event's dedup key within its partition (`cluster` is the partition's).
+pub fn dedup_key(audit_id: &str, stage: &str) -> u128 {
+    // auditIDs are UUIDs: the key fits a stack buffer; longer ids take the streaming hasher.
+    let mut buf = [0u8; 96];
+    let len = audit_id.len() + 1 + stage.len();
+    if len <= buf.len() {
+        buf[..audit_id.len()].copy_from_slice(audit_id.as_bytes());
+        buf[audit_id.len() + 1..len].copy_from_slice(stage.as_bytes());
+        return xxh3_128(&buf[..len]);
+    }
+    let mut h = Xxh3::new();
+    h.update(audit_id.as_bytes());
+    h.update(&[0]);
+    h.update(stage.as_bytes());
+    h.digest128()
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub cluster: Arc<str>,
+    pub redact_secrets: bool,
+    pub source_format: &'static str,
+    /// Rows per emitted batch (per partition).
+    pub batch_rows: usize,
+    /// Input bytes per emitted batch (per partition); bounds memory for huge events.
+    pub batch_bytes: usize,
+}
+
+impl DecodeOptions {
+    pub fn new(cluster: impl Into<Arc<str>>) -> Self {
+        DecodeOptions {
+            cluster: cluster.into(),
+            redact_secrets: true,
+            source_format: FORMAT_K8S_AUDIT,
+            batch_rows: 8192,
+            batch_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What a [`Decoder`] produced since its last [`Decoder::take`].
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batches: Vec<DecodedBatch>,
+    pub rejects: Vec<Reject>,
+    pub events: u64,
+}
+
+struct PartitionRows {
+    columns: EventColumns,
+    keys: Vec<u128>,
+}
+
+/// Decodes lines/messages into per-partition batches. Not thread-safe: use one per worker.
+pub struct Decoder {
+    opts: DecodeOptions,
+    partitions: HashMap<i64, PartitionRows>,
+    out: Decoded,
+    ingested_at: i64,
+}
+
+/// Why an event was rejected; rendered into the quarantine record.
+type RejectReason = String;
+
+impl Decoder {
+    pub fn new(opts: DecodeOptions) -> Self {
+        Decoder {
+            opts,
+            partitions: HashMap::new(),
+            out: Decoded::default(),
+            ingested_at: now_micros(),
+        }
+    }
+
+    pub fn options(&self) -> &DecodeOptions {
+        &self.opts
+    }
+
+    /// Sets the `ingested_at` stamped on the following events (defaults to the decoder's creation).
+    pub fn set_ingested_at(&mut self, micros: i64) {
+        self.ingested_at = micros;
+    }
+
+    /// Decodes one line or message. Blank input is ignored.
+    pub fn decode(&mut self, bytes: &[u8], pos: &SourcePosition) {
+        let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return;
+        };
+        // Validate UTF-8 once per line with SIMD; serde_json then skips per-string checks.
+        let text = match simdutf8::basic::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                let at = std::str::from_utf8(bytes)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                return self.reject(bytes, pos, format!("not valid UTF-8 (at byte {at})"));
+            }
+        };
+        match bytes[first] {
+            b'{' => match serde_json::from_str::<RawEvent>(text) {
+                Ok(ev) => self.decode_object(ev, bytes, None, pos),
+                Err(e) => self.reject(bytes, pos, format!("not a valid audit event: {e}")),
+            },
+            b'[' => match serde_json::from_str::<Vec<&RawValue>>(text) {
+                Ok(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let item_pos = SourcePosition {
+                            item: Some(i as u64),
+                            ..pos.clone()
+                        };
+                        self.decode_item(item.get(), None, &item_pos);
+                    }
+                }
+                Err(e) => self.reject(bytes, pos, format!("not valid JSON: {e}")),
+            },
+            _ => self.reject(bytes, pos, "not a JSON object or array".to_owned()),
+        }
+    }
+
+    /// One element of an `EventList` or array: an Event (or, in an array, an EventList).
+    fn decode_item(&mut self, text: &str, list_api_version: Option<&str>, pos: &SourcePosition) {
+        match serde_json::from_str::<RawEvent>(text) {
+            Ok(ev) => self.decode_object(ev, text.as_bytes(), list_api_version, pos),
+            Err(e) => self.reject(
+                text.as_bytes(),
+                pos,
+                format!("not a valid audit event: {e}"),
+            ),
+        }
+    }
+
+    fn decode_object(
+        &mut self,
+        ev: RawEvent,
+        bytes: &[u8],
+        list_api_version: Option<&str>,
+        pos: &SourcePosition,
+    ) {
+        match ev.kind.as_ref().map(|k| k.as_str()) {
+            Some("EventList") => {
+                if list_api_version.is_some() {
+                    return self.reject(bytes, pos, "EventList nested inside an EventList".into());
+                }
+                let api = match check_api_version(ev.api_version.as_ref().map(|s| s.as_str()), None)
+                {
+                    Ok(api) => api,
+                    Err(reason) => return self.reject(bytes, pos, reason),
+                };
+                for (i, item) in ev.items.iter().flatten().enumerate() {
+                    let item_pos = SourcePosition {
+                        item: Some(i as u64),
+                        ..pos.clone()
+                    };
+                    self.decode_item(item.get(), Some(api), &item_pos);
+                }
+            }
+            Some("Event") | None => {
+                if let Err(reason) = self.append_event(&ev, bytes.len(), list_api_version) {
+                    self.reject(bytes, pos, reason);
+                }
+            }
+            Some(other) => self.reject(
+                bytes,
+                pos,
+                format!("kind must be \"Event\" or \"EventList\", got \"{other}\""),
+            ),
+        }
+    }
+
+    fn append_event(
+        &mut self,
+        ev: &RawEvent,
+        input_len: usize,
+        list_api_version: Option<&str>,
+    ) -> Result<(), RejectReason> {
+        if ev.items.is_some() {
+            return Err("has \"items\" but kind is not \"EventList\"".into());
+        }
+        let api = check_api_version(
+            ev.api_version.as_ref().map(|s| s.as_str()),
+            list_api_version,
+        )?;
+        let audit_id = match ev.audit_id.as_ref().map(|s| s.as_str()) {
+            Some(id) if !id.is_empty() => id,
+            _ => return Err("missing auditID".into()),
+        };
+        let stage = match ev.stage.as_ref().map(|s| s.as_str()) {
+            Some(s) if STAGES.contains(&s) => s,
+            Some(s) => return Err(format!("unknown stage \"{s}\"")),
+            None => return Err("missing stage".into()),
+        };
+        let parse_time = |field: &str, v: &Option<raw::Str>| -> Result<Option<i64>, RejectReason> {
+            match v {
+                None => Ok(None),
+                Some(s) => parse_rfc3339_micros(s.as_str())
+                    .map(Some)
+                    .ok_or_else(|| format!("{field} is not an RFC 3339 time: \"{}\"", s.as_str())),
+            }
+        };
+        let request_received_at =
+            parse_time("requestReceivedTimestamp", &ev.request_received_timestamp)?;
+        let stage_at = parse_time("stageTimestamp", &ev.stage_timestamp)?
+            .or(request_received_at)
+            .or(parse_time("timestamp", &ev.timestamp)?)
+            .ok_or("missing stageTimestamp and requestReceivedTimestamp")?;
+
+        let resource = ev
+            .object_ref
+            .as_ref()
+            .and_then(|o| o.resource.as_ref())
+            .map(|s| s.as_str());
+        let subresource = ev
+            .object_ref
+            .as_ref()
+            .and_then(|o| o.subresource.as_ref())
+            .map(|s| s.as_str());
+        let redact = self.opts.redact_secrets && resource == Some("secrets");
+        let request_object = body_text(ev.request_object, redact);
+        let response_object = body_text(ev.response_object, redact);
+
+        let (pod, rbac) = match (resource, ev.request_object) {
+            (Some(r), Some(b)) => (pod_facts(r, subresource, b), rbac_facts(r, b)),
+            _ => (None, None),
+        };
+        let exec = match (resource, subresource, ev.request_uri.as_ref()) {
+            (Some("pods"), Some(sub), Some(uri)) => exec_facts(sub, uri.as_str()),
+            _ => None,
+        };
+        let computed = Computed {
+            event_api_version: api,
+            source_format: self.opts.source_format,
+            request_received_at,
+            stage_at,
+            ingested_at: self.ingested_at,
+            request_object: request_object.as_deref(),
+            response_object: response_object.as_deref(),
+            pod,
+            rbac,
+            exec,
+        };
+
+        let hour = stage_at.div_euclid(MICROS_PER_HOUR);
+        let rows = self
+            .partitions
+            .entry(hour)
+            .or_insert_with(|| PartitionRows {
+                columns: EventColumns::default(),
+                keys: Vec::new(),
+            });
+        rows.columns.append(ev, &computed, input_len);
+        rows.keys.push(dedup_key(audit_id, stage));
+        self.out.events += 1;
+        if rows.columns.rows() >= self.opts.batch_rows
+            || rows.columns.approx_bytes() >= self.opts.batch_bytes
+        {
+            self.emit(hour);
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, hour: i64) {
+        if let Some(rows) = self.partitions.get_mut(&hour) {
+            if rows.columns.rows() == 0 {
+                return;
+            }
+            let batch = rows.columns.finish();
+            let keys = std::mem::take(&mut rows.keys);
+            let partition = PartitionKey {
+                cluster: self.opts.cluster.clone(),
+                hour,
+            };
+            self.out.batches.push(DecodedBatch {
+                partition,
+                batch,
+                keys,
+            });
+        }
+    }
+
+    fn reject(&mut self, bytes: &[u8], pos: &SourcePosition, reason: String) {
+        self.out.rejects.push(Reject {
+            reason,
+            position: pos.clone(),
+            raw: bytes.to_vec(),
+            cluster: self.opts.cluster.clone(),
+        });
+    }
+
+    /// Returns everything decoded so far (flushing partial batches) and resets the output.
+    pub fn take(&mut self) -> Decoded {
+        let mut hours: Vec<i64> = self.partitions.keys().copied().collect();
+        hours.sort_unstable();
+        for hour in hours {
+            self.emit(hour);
+        }
+        // Partitions of a long stream change hour by hour; don't keep idle builders forever.
+        self.partitions.clear();
+        std::mem::take(&mut self.out)
+    }
+}
+
+/// A request/response body as stored: `null` is absent, secrets are redacted when asked.
+fn body_text(raw: Option<&RawValue>, redact: bool) -> Option<std::borrow::Cow<'_, str>> {
+    let raw = raw?;
+    if raw.get() == "null" {
+        return None;
+    }
+    if redact && let Some(redacted) = redact_secret_body(raw.get()) {
+        return Some(redacted.into());
+    }
+    Some(raw.get().into())
+}
+
+/// Accepts `audit.k8s.io/v1` and `v1beta1`. An item without its own apiVersion takes the
+/// list's; a bare event without one is taken as v1 (what every current API server writes).
+fn check_api_version<'a>(
+    own: Option<&'a str>,
+    list: Option<&'a str>,
+) -> Result<&'static str, RejectReason> {
+    match own.or(list) {
+        None | Some(API_V1) => Ok(API_V1),
+        Some(API_V1BETA1) => Ok(API_V1BETA1),
+        Some(other) => Err(format!(
+            "unsupported apiVersion \"{other}\" (expected {API_V1} or {API_V1BETA1})"
+        )),
+    }
+}
+
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,22 @@
+//! auditlake ingestion: decode Kubernetes audit events and write them to a partitioned,
+//! deduplicated Parquet lake with atomic, durable commits.
+
+pub mod columns;
+pub mod decode;
+pub mod derive;
+pub mod error;
+pub mod files;
+pub mod lake;
+pub mod quarantine;
+pub mod redact;
+pub mod time;
+pub mod writer;
+
+pub use decode::{
+    DecodeOptions, Decoded, DecodedBatch, Decoder, PartitionKey, Reject, SourcePosition,
+};
+pub use error::{Fault, IngestError};
+pub use files::{IngestOptions, IngestReport, Input, Progress, ingest};
+pub use lake::{Lake, validate_cluster_name};
+pub use quarantine::QuarantineWriter;
+pub use writer::{CommittedFile, LakeWriter, WriteStats, WriterOptions};

@@ -1,0 +1,232 @@
+//! Quarantine: input that could not be decoded, kept byte-exact with its reason and position.
+//!
+//! Records are JSON lines in `<lake>/_quarantine/date=YYYY-MM-DD/quarantine-<ulid>.jsonl`:
+//!
+//! ```json
+//! {"quarantined_at":"2026-11-22T07:00:00.000000Z","cluster":"prod","reason":"missing auditID",
+//!  "position":{"source":"/var/log/audit.log","line":17,"byte_offset":20321},"raw":"{\"kind\":\"Event\"}"}
+//! ```
+//!
+//! `raw` holds the rejected bytes exactly when they are UTF-8 (JSON string escaping is
+//! reversible); otherwise `raw_base64` holds them. A line too long to hold in memory is streamed
+//! to a sidecar file named by `raw_file` instead.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::decode::{Reject, SourcePosition};
+use crate::error::{IngestError, Result};
+use crate::lake::{Lake, create_dir_durable, fsync_dir};
+
+#[derive(Serialize)]
+struct Record<'a> {
+    quarantined_at: String,
+    cluster: &'a str,
+    reason: &'a str,
+    position: &'a SourcePosition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_len: Option<u64>,
+}
+
+/// Appends quarantine records; [`sync`](Self::sync) makes them durable (call it before
+/// acknowledging the input they came from).
+pub struct QuarantineWriter {
+    lake: Lake,
+    current: Option<(PathBuf, BufWriter<File>)>,
+    dirty: bool,
+    records: u64,
+}
+
+impl QuarantineWriter {
+    pub fn new(lake: &Lake) -> Self {
+        QuarantineWriter {
+            lake: lake.clone(),
+            current: None,
+            dirty: false,
+            records: 0,
+        }
+    }
+
+    /// Records written by this writer.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The file records go to (created on first use).
+    pub fn path(&self) -> Option<&PathBuf> {
+        self.current.as_ref().map(|(p, _)| p)
+    }
+
+    fn file(&mut self) -> Result<&mut BufWriter<File>> {
+        if self.current.is_none() {
+            let dir = self.day_dir();
+            create_dir_durable(&dir)?;
+            let path = dir.join(format!("quarantine-{}.jsonl", ulid::Ulid::generate()));
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(IngestError::lake_io(&path))?;
+            fsync_dir(&dir)?;
+            self.current = Some((path, BufWriter::new(file)));
+        }
+        Ok(&mut self.current.as_mut().expect("set above").1)
+    }
+
+    fn day_dir(&self) -> PathBuf {
+        let today = chrono::Utc::now().format("%Y-%m-%d");
+        self.lake.quarantine_dir().join(format!("date={today}"))
+    }
+
+    pub fn write(&mut self, reject: &Reject) -> Result<()> {
+        let (raw, raw_base64) = match std::str::from_utf8(&reject.raw) {
+            Ok(s) => (Some(s), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(&reject.raw)),
+            ),
+        };
+        let record = Record {
+            quarantined_at: now_rfc3339(),
+            cluster: &reject.cluster,
+            reason: &reject.reason,
+            position: &reject.position,
+            raw,
+            raw_base64,
+            raw_file: None,
+            raw_len: None,
+        };
+        self.append(&record)
+    }
+
+    /// Quarantines input too large to hold in memory: `copy` streams it into a sidecar file.
+    pub fn write_streamed(
+        &mut self,
+        cluster: &str,
+        reason: &str,
+        position: &SourcePosition,
+        copy: impl FnOnce(&mut dyn Write) -> std::io::Result<u64>,
+    ) -> Result<()> {
+        let dir = self.day_dir();
+        create_dir_durable(&dir)?;
+        let name = format!("raw-{}.bin", ulid::Ulid::generate());
+        let path = dir.join(&name);
+        let mut file = BufWriter::new(File::create(&path).map_err(IngestError::lake_io(&path))?);
+        let len = copy(&mut file).map_err(IngestError::lake_io(&path))?;
+        let file = file.into_inner().map_err(|e| IngestError::LakeIo {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(IngestError::lake_io(&path))?;
+        let record = Record {
+            quarantined_at: now_rfc3339(),
+            cluster,
+            reason,
+            position,
+            raw: None,
+            raw_base64: None,
+            raw_file: Some(&name),
+            raw_len: Some(len),
+        };
+        self.append(&record)
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| IngestError::Internal(e.to_string()))?;
+        line.push(b'\n');
+        let file = self.file()?;
+        file.write_all(&line).map_err(|e| IngestError::LakeIo {
+            path: PathBuf::from("quarantine"),
+            source: e,
+        })?;
+        self.dirty = true;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs what was written since the last sync.
+    pub fn sync(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some((path, file)) = &mut self.current {
+            file.flush().map_err(IngestError::lake_io(path.clone()))?;
+            file.get_ref()
+                .sync_all()
+                .map_err(IngestError::lake_io(path.clone()))?;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn reject(raw: &[u8]) -> Reject {
+        Reject {
+            reason: "not a valid audit event: expected value at line 1 column 1".into(),
+            position: SourcePosition {
+                source: Arc::from("audit.log"),
+                line: Some(3),
+                byte_offset: Some(120),
+                item: None,
+            },
+            raw: raw.to_vec(),
+            cluster: Arc::from("prod"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_byte_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let mut q = QuarantineWriter::new(&lake);
+        let utf8 = "{\"kind\": 0}\t\u{2603} \"quoted\"\r".as_bytes();
+        let binary = [0xff, 0xfe, b'{', 0x00];
+        q.write(&reject(utf8)).unwrap();
+        q.write(&reject(&binary)).unwrap();
+        q.sync().unwrap();
+        let text = std::fs::read_to_string(q.path().unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["raw"].as_str().unwrap().as_bytes(), utf8);
+        assert_eq!(lines[0]["position"]["line"], 3);
+        assert_eq!(lines[0]["cluster"], "prod");
+        assert!(
+            lines[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("expected value")
+        );
+        let b64 = lines[1]["raw_base64"].as_str().unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+            binary
+        );
+    }
+}

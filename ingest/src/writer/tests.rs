@@ -1,0 +1,280 @@
+use super::*;
+use crate::decode::{DecodeOptions, Decoder, SourcePosition};
+use arrow::array::AsArray;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+/// An event at `2026-11-22T<hour>:<minute>:<second>Z`.
+fn event(id: &str, hour: u32, minute: u32, second: u32) -> String {
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{{"username":"system:node:node-1","groups":["system:nodes"]}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"default","apiVersion":"v1"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T{hour:02}:{minute:02}:{second:02}.000000Z"}}"#
+    )
+}
+
+fn decode(lines: &[String]) -> Vec<DecodedBatch> {
+    let mut d = Decoder::new(DecodeOptions::new("prod"));
+    for (i, l) in lines.iter().enumerate() {
+        d.decode(
+            l.as_bytes(),
+            &SourcePosition {
+                line: Some(i as u64),
+                ..Default::default()
+            },
+        );
+    }
+    let out = d.take();
+    assert!(out.rejects.is_empty(), "{:?}", out.rejects);
+    out.batches
+}
+
+fn read_rows(path: &std::path::Path) -> Vec<RecordBatch> {
+    let f = File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn all_files(lake: &Lake) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&lake.audit_events_dir(), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn flush_commits_sorted_zstd_files_with_bloom_filters_into_hour_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+    // out of time order, across two hours
+    let lines = vec![
+        event("c", 5, 30, 0),
+        event("a", 5, 10, 0),
+        event("b", 5, 20, 0),
+        event("z", 6, 0, 1),
+    ];
+    for b in decode(&lines) {
+        w.write(b).unwrap();
+    }
+    assert_eq!(w.buffered_rows(), 4);
+    let files = w.flush().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(w.buffered_rows(), 0);
+    let paths = all_files(&lake);
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let rel: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(lake.audit_events_dir())
+                .unwrap()
+                .parent()
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        rel,
+        [
+            "cluster=prod/date=2026-11-22/hour=05",
+            "cluster=prod/date=2026-11-22/hour=06"
+        ]
+    );
+    assert!(paths.iter().all(|p| {
+        p.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("part-")
+    }));
+
+    let batches = read_rows(&paths[0]);
+    let ids: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(AUDIT_ID)
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(Option::unwrap)
+        })
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"], "rows are sorted by stage_at");
+
+    let reader = SerializedFileReader::new(File::open(&paths[0]).unwrap()).unwrap();
+    let meta = reader.metadata();
+    let kv = meta.file_metadata().key_value_metadata().unwrap();
+    assert!(
+        kv.iter().any(|k| k.key == SCHEMA_VERSION_KEY
+            && k.value.as_deref() == Some(AUDIT_EVENTS_SCHEMA_VERSION))
+    );
+    let rg = meta.row_group(0);
+    assert!(rg.sorting_columns().is_some());
+    for c in rg.columns() {
+        assert!(
+            matches!(c.compression(), Compression::ZSTD(_)),
+            "{:?}",
+            c.column_path()
+        );
+    }
+    let col = |name: &str| {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+    };
+    for name in [AUDIT_ID, USER_NAME, NAME, SOURCE_IP] {
+        assert!(
+            col(name).bloom_filter_offset().is_some(),
+            "bloom filter on {name}"
+        );
+    }
+    assert!(
+        col(STAGE_AT).column_index_offset().is_some(),
+        "page index on stage_at"
+    );
+    assert!(
+        !lake.tmp_dir().read_dir().unwrap().any(|_| true),
+        "no temp files left"
+    );
+}
+
+#[test]
+fn duplicates_are_dropped_within_a_run_and_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let lines: Vec<String> = (0..10)
+        .map(|i| event(&format!("id-{i}"), 5, i, 0))
+        .collect();
+    {
+        let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+        for b in decode(&lines[..6]) {
+            assert_eq!(w.write(b).unwrap(), 6);
+        }
+        // the same rows again in one run (overlapping rotated logs)
+        for b in decode(&lines[..6]) {
+            assert_eq!(w.write(b).unwrap(), 0);
+        }
+        w.close().unwrap();
+    }
+    let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+    let mut new = 0;
+    for b in decode(&lines) {
+        new += w.write(b).unwrap();
+    }
+    assert_eq!(new, 4, "only the four rows not yet in the lake");
+    assert_eq!(w.stats().duplicates_skipped, 6);
+    w.close().unwrap();
+    let total: usize = all_files(&lake)
+        .iter()
+        .flat_map(|p| read_rows(p))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(total, 10);
+}
+
+#[test]
+fn files_roll_by_rows_and_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = WriterOptions {
+        max_file_rows: 4,
+        encoder_threads: 1,
+        ..WriterOptions::default()
+    };
+    let mut w = LakeWriter::open(&lake, opts).unwrap();
+    let lines: Vec<String> = (0..10)
+        .map(|i| event(&format!("id-{i}"), 7, i, 0))
+        .collect();
+    for line in &lines {
+        for b in decode(std::slice::from_ref(line)) {
+            w.write(b).unwrap();
+        }
+    }
+    w.close().unwrap();
+    let rows: Vec<usize> = all_files(&lake)
+        .iter()
+        .map(|p| read_rows(p).iter().map(|b| b.num_rows()).sum())
+        .collect();
+    assert_eq!(rows.iter().sum::<usize>(), 10);
+    assert!(rows.iter().all(|&r| r <= 4), "{rows:?}");
+
+    // A tiny buffer budget forces the least recently written partition out first.
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = WriterOptions {
+        max_buffer_bytes: 1,
+        encoder_threads: 1,
+        ..WriterOptions::default()
+    };
+    let mut w = LakeWriter::open(&lake, opts).unwrap();
+    for b in decode(&[event("x", 1, 0, 0), event("y", 2, 0, 0)]) {
+        w.write(b).unwrap();
+        assert_eq!(w.buffered_rows(), 0, "over budget: rolled immediately");
+    }
+    w.close().unwrap();
+    assert_eq!(all_files(&lake).len(), 2);
+}
+
+#[test]
+fn stale_temp_files_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    std::fs::create_dir_all(lake.tmp_dir()).unwrap();
+    std::fs::write(lake.tmp_dir().join("part-dead.parquet.tmp"), b"half a file").unwrap();
+    let _w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+    assert_eq!(std::fs::read_dir(lake.tmp_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_failed_commit_poisons_the_writer_and_keeps_no_phantom_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut w = LakeWriter::open(
+        &lake,
+        WriterOptions {
+            encoder_threads: 1,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    for b in decode(&[event("p", 3, 0, 0)]) {
+        w.write(b).unwrap();
+    }
+    // Make the partition directory impossible to create: a file where a directory must go.
+    std::fs::create_dir_all(lake.audit_events_dir().join("cluster=prod")).unwrap();
+    std::fs::write(
+        lake.audit_events_dir().join("cluster=prod/date=2026-11-22"),
+        b"",
+    )
+    .unwrap();
+    let err = w.flush().unwrap_err();
+    assert!(matches!(err.fault(), crate::Fault::Environment), "{err}");
+    assert!(matches!(
+        w.write(decode(&[event("q", 3, 0, 0)]).remove(0)),
+        Err(IngestError::WriterPoisoned(_))
+    ));
+    drop(w);
+    std::fs::remove_file(lake.audit_events_dir().join("cluster=prod/date=2026-11-22")).unwrap();
+    let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+    for b in decode(&[event("p", 3, 0, 0)]) {
+        assert_eq!(
+            w.write(b).unwrap(),
+            1,
+            "the row that never became durable is accepted on retry"
+        );
+    }
+    w.close().unwrap();
+}

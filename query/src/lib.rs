@@ -1,0 +1,139 @@
+//! Opens an auditlake lake as one DataFusion [`SessionContext`] — the only place a session is
+//! built, so the CLI, the shell, detections, reports and network clients all see the same
+//! tables, views and functions — and renders results in the output formats.
+
+pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auditlake_schemas::{CLUSTER, DATE, HOUR, STAGE_AT, audit_events_file_schema};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+
+pub use output::{OutputFormat, write_batches};
+
+/// Table names.
+pub const AUDIT_EVENTS_TABLE: &str = "audit_events";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The caller's SQL is wrong (syntax, unknown column, type error): DataFusion's message.
+    #[error("{0}")]
+    Sql(DataFusionError),
+    #[error("no lake at {0} (create one with `auditlake ingest --lake {0} <audit.log>`)")]
+    LakeNotFound(PathBuf),
+    /// Reading the lake or running the plan failed for a reason that is not the SQL's fault.
+    #[error("query execution: {0}")]
+    Execution(DataFusionError),
+    #[error("writing output: {0}")]
+    Output(String),
+}
+
+impl QueryError {
+    /// True when the caller's SQL is at fault (exit code 2 / HTTP 400), not the lake.
+    pub fn is_caller_fault(&self) -> bool {
+        matches!(self, QueryError::Sql(_) | QueryError::LakeNotFound(_))
+    }
+}
+
+/// Classifies a DataFusion error by whose fault it is.
+pub fn classify(e: DataFusionError) -> QueryError {
+    match e.find_root() {
+        DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+            QueryError::Sql(e)
+        }
+        DataFusionError::NotImplemented(_) | DataFusionError::Configuration(_) => {
+            QueryError::Sql(e)
+        }
+        _ => QueryError::Execution(e),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Threads a query may use; defaults to the machine's cores.
+    pub target_partitions: usize,
+    /// Evaluate filters while decoding Parquet pages (late materialization): much faster for
+    /// selective forensics queries over wide rows.
+    pub pushdown_filters: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            pushdown_filters: true,
+        }
+    }
+}
+
+/// Builds the session over the lake at `lake`: table `audit_events` (Hive-partitioned by
+/// `cluster`/`date`/`hour`, files known to be sorted by `stage_at`), the JSON functions
+/// (`json_get_str(request_object, 'spec', 'type')`, `->`, `->>`, …) and `information_schema`.
+pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionContext, QueryError> {
+    if !lake.is_dir() {
+        return Err(QueryError::LakeNotFound(lake.to_path_buf()));
+    }
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(opts.target_partitions.max(1));
+    {
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = opts.pushdown_filters;
+        parquet.reorder_filters = true;
+        parquet.enable_page_index = true;
+        parquet.bloom_filter_on_read = true;
+    }
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
+    register_audit_events(&ctx, lake).await?;
+    Ok(ctx)
+}
+
+async fn register_audit_events(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {
+    let dir = lake.join("audit_events");
+    // The table must exist even before the first ingest, so queries and rule checks plan.
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
+    let url =
+        ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            (CLUSTER.to_owned(), DataType::Utf8),
+            (DATE.to_owned(), DataType::Utf8),
+            (HOUR.to_owned(), DataType::Utf8),
+        ])
+        .with_file_sort_order(vec![vec![col(STAGE_AT).sort(true, false)]]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(audit_events_file_schema());
+    let table = ListingTable::try_new(config).map_err(QueryError::Execution)?;
+    ctx.register_table(AUDIT_EVENTS_TABLE, Arc::new(table))
+        .map_err(QueryError::Execution)?;
+    Ok(())
+}
+
+/// Plans and runs one SQL statement, collecting the result.
+pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let df = ctx.sql(sql).await.map_err(classify)?;
+    df.collect().await.map_err(classify)
+}
+
+/// Plans (without running) a statement: used to check SQL against the real schema.
+pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<(), QueryError> {
+    ctx.sql(sql).await.map(|_| ()).map_err(classify)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+use super::*;
+use auditlake_ingest::{IngestOptions, Input, Lake, ingest};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+
+const POD: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"p1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"create","user":{"username":"alice","groups":["devs"]},"sourceIPs":["203.0.113.9"],"objectRef":{"resource":"pods","namespace":"default","name":"web","apiVersion":"v1"},"responseStatus":{"code":201},"requestObject":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web"},"spec":{"hostNetwork":true,"containers":[{"name":"web","image":"nginx:1.25"}]}},"requestReceivedTimestamp":"2026-11-22T05:10:00.000000Z","stageTimestamp":"2026-11-22T05:10:00.100000Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"devs\""}}"#;
+
+fn event(id: &str, hour: u32, user: &str) -> String {
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/secrets","verb":"list","user":{{"username":"{user}"}},"sourceIPs":["10.1.1.1"],"objectRef":{{"resource":"secrets","apiVersion":"v1"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T{hour:02}:00:00.000000Z"}}"#
+    )
+}
+
+fn lake_with(lines: &[String], cluster: &str, dir: &Path) {
+    let path = dir.join(format!("{cluster}.log"));
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let report = ingest(
+        &Lake::new(dir.join("lake")),
+        &[Input::Path(path)],
+        &IngestOptions::new(cluster).unwrap(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(report.rejected, 0);
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> i64 {
+    let b = run_sql(ctx, sql).await.unwrap();
+    b[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+#[tokio::test]
+async fn empty_lake_plans_and_counts_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lake")).unwrap();
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_events").await, 0);
+}
+
+#[tokio::test]
+async fn missing_lake_is_the_callers_fault() {
+    let Err(err) = open_lake(Path::new("/nonexistent/lake"), &SessionOptions::default()).await
+    else {
+        panic!("opened a missing lake")
+    };
+    assert!(
+        matches!(err, QueryError::LakeNotFound(_)) && err.is_caller_fault(),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn partitions_json_functions_and_derived_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    lake_with(
+        &[POD.to_owned(), event("s1", 5, "bob"), event("s2", 6, "bob")],
+        "prod",
+        dir.path(),
+    );
+    lake_with(&[event("s1", 5, "carol")], "staging", dir.path());
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_events").await, 4);
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE cluster = 'prod'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE date = '2026-11-22' AND hour = '06'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM audit_events WHERE json_get_str(request_object, 'spec', 'containers', 0, 'image') = 'nginx:1.25'").await,
+        1
+    );
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_events WHERE pod_host_network AND array_has(pod_images, 'nginx:1.25')").await, 1);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_events WHERE annotations['authorization.k8s.io/decision'] = 'allow'").await, 1);
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE stage_at >= TIMESTAMP '2026-11-22T05:30:00Z'"
+        )
+        .await,
+        1
+    );
+
+    // The plan prunes partitions by path: only the files under cluster=staging are scanned.
+    let plan = run_sql(
+        &ctx,
+        "EXPLAIN SELECT user_name FROM audit_events WHERE cluster = 'staging'",
+    )
+    .await
+    .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("cluster=staging") && !text.contains("cluster=prod"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn bad_sql_is_the_callers_fault_with_datafusions_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lake")).unwrap();
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    for (sql, needle) in [
+        ("SELEC 1", "SELEC"),
+        ("SELECT no_such_column FROM audit_events", "no_such_column"),
+        ("SELECT * FROM no_such_table", "no_such_table"),
+    ] {
+        let err = run_sql(&ctx, sql).await.unwrap_err();
+        assert!(err.is_caller_fault(), "{sql}: {err:?}");
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn output_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    lake_with(&[POD.to_owned()], "prod", dir.path());
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    let batches = run_sql(
+        &ctx,
+        "SELECT user_name, user_groups, pod_host_network, stage_at FROM audit_events",
+    )
+    .await
+    .unwrap();
+    let render = |f| {
+        let mut out = Vec::new();
+        write_batches(&batches, f, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let table = render(OutputFormat::Table);
+    assert!(
+        table.contains("| alice") && table.contains("[devs]"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(render(OutputFormat::Json).trim()).unwrap();
+    assert_eq!(json["user_name"], "alice");
+    assert_eq!(json["user_groups"][0], "devs");
+    assert_eq!(json["pod_host_network"], true);
+    let csv = render(OutputFormat::Csv);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "user_name,user_groups,pod_host_network,stage_at"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("alice,[devs],true,2026-11-22T05:10:00.100"),
+        "{csv}"
+    );
+}

@@ -1,0 +1,116 @@
+//! Command-line interface (clap derive). Every flag that has a config-file key can also be set
+//! by an environment variable; precedence is flag > environment > config file > default.
+
+use std::path::PathBuf;
+
+use auditlake_query::OutputFormat;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auditlake",
+    version,
+    about = "Kubernetes audit-log analytics: ingest audit events into a Parquet lake and query it with SQL",
+    after_help = "Exit codes: 0 success · 1 findings reported (detect) · 2 error (bad input, bad SQL, I/O)."
+)]
+pub struct Cli {
+    /// Configuration file (TOML; see samples/auditlake.toml).
+    #[arg(long, global = true, env = "AUDITLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest audit.log files (plain or .gz), directories of rotated logs, or stdin (`-`).
+    Ingest(IngestArgs),
+    /// Run one SQL statement over the lake.
+    Query(QueryArgs),
+    /// Generate a realistic, deterministic audit log (benchmark volume or samples).
+    Generate(GenerateArgs),
+    /// Print the description of the `audit_events` table (Markdown).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct LakeArg {
+    /// Lake directory [config: lake.path] [default: ./lake]
+    #[arg(long, env = "AUDITLAKE_LAKE", value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Cluster the events belong to [config: ingest.cluster] [default: default]
+    #[arg(long, env = "AUDITLAKE_CLUSTER")]
+    pub cluster: Option<String>,
+
+    /// Keep Secret `data`/`stringData` values in request/response bodies (redacted by default)
+    #[arg(long)]
+    pub no_redact_secrets: bool,
+
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Print the summary as one JSON object (for scripts and benchmarks).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Files, directories or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Output format: table, json (one object per line) or csv.
+    #[arg(long, short, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// Print the time the query took to stderr.
+    #[arg(long)]
+    pub timing: bool,
+
+    /// Run the query this many times on one session (with --timing: one time per run; for
+    /// benchmarks). The result is printed once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+
+    /// The SQL statement. Tables: audit_events (see `auditlake schema`).
+    pub sql: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Background events to generate (scenario events come on top).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Event time of the first event (RFC 3339).
+    #[arg(long, default_value = "2026-11-20T08:00:00Z")]
+    pub start: String,
+
+    /// Background requests per second of event time.
+    #[arg(long, default_value_t = 150.0)]
+    pub rate: f64,
+
+    /// Weave the attack scenarios into the traffic (see samples/README.md).
+    #[arg(long)]
+    pub scenarios: bool,
+
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand.
+
+pub mod generate;
+pub mod ingest;
+pub mod query;
+
+/// The tokio runtime for commands that query (DataFusion is async).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,83 @@
+//! End-to-end tests: they drive the real `auditlake` binary, as a user would.
+//! One test binary (each one links the whole DataFusion stack).
+
+mod crash;
+mod duckdb;
+mod ingest;
+mod query;
+mod testdata;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditlake"));
+    cmd.env_remove("AUDITLAKE_CONFIG")
+        .env_remove("AUDITLAKE_LAKE")
+        .env_remove("AUDITLAKE_CLUSTER");
+    cmd
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/testdata` when present (CI has it beside the clone; a user's clone does not).
+pub fn shared_testdata() -> Option<PathBuf> {
+    let dir = repo().join("../shared/testdata");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: {} is absent (it ships beside the repo in CI, not in a fresh clone)",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run auditlake");
+    out
+}
+
+/// Runs and asserts exit code 0; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `auditlake ingest --json`: the summary.
+pub fn ingest(lake: &Path, cluster: &str, inputs: &[&Path]) -> serde_json::Value {
+    let mut cmd = bin();
+    cmd.args(["ingest", "--json", "--lake"])
+        .arg(lake)
+        .args(["--cluster", cluster])
+        .args(inputs);
+    serde_json::from_str(&run_ok(&mut cmd)).unwrap()
+}
+
+/// `auditlake query --format json`: one value per row.
+pub fn query(lake: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        bin()
+            .args(["query", "--format", "json", "--lake"])
+            .arg(lake)
+            .arg(sql),
+    );
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn count(lake: &Path, sql_from_where: &str) -> i64 {
+    let rows = query(lake, &format!("SELECT count(*) AS n FROM {sql_from_where}"));
+    rows[0]["n"].as_i64().unwrap()
+}
