@@ -34,9 +34,9 @@ pub struct IngestSection {
     pub decode_threads: Option<usize>,
     /// Roll a file at this many rows (default 1 000 000).
     pub max_file_rows: Option<usize>,
-    /// Roll a file when its buffered data reaches this many MiB (default 64).
+    /// Roll a file when its buffered data reaches this many MiB (default 48).
     pub max_file_mb: Option<usize>,
-    /// Bound on buffered data across partitions, MiB (default 128).
+    /// Bound on buffered data across partitions, MiB (default 96).
     pub max_buffer_mb: Option<usize>,
     /// Rows per Parquet row group (default 65 536).
     pub row_group_rows: Option<usize>,

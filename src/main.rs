@@ -9,10 +9,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Decoding allocates many short-lived buffers on several threads; mimalloc measured faster than
-// glibc's allocator for that pattern (see the lake issue's benchmark note).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit codes, documented in `--help` and the README.
 pub const EXIT_OK: u8 = 0;

@@ -63,8 +63,8 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             max_file_rows: 1_000_000,
-            max_file_bytes: 64 << 20,
-            max_buffer_bytes: 128 << 20,
+            max_file_bytes: 48 << 20,
+            max_buffer_bytes: 96 << 20,
             row_group_rows: 64 * 1024,
             zstd_level: 3,
             encoder_threads: std::thread::available_parallelism()
