@@ -30,8 +30,74 @@ pub enum Command {
     Query(QueryArgs),
     /// Generate a realistic, deterministic audit log (benchmark volume or samples).
     Generate(GenerateArgs),
-    /// Print the description of the `audit_events` table (Markdown).
+    /// Run the detection rules over the lake and print findings (exit 1 when there are any).
+    Detect(DetectArgs),
+    /// List, check or test the detection rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Print the description of the `audit_events` and `findings` tables (Markdown).
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesDirArg {
+    /// Rule pack directory [config: detect.rules_dir] [default: ./rules]
+    #[arg(long, env = "AUDITLAKE_RULES", value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
+
+    /// Only rules whose id contains PATTERN or that cover catalog id PATTERN (e.g. K14).
+    #[arg(long = "rules", value_name = "PATTERN")]
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Table of rules: id, severity, ATT&CK, catalog ids, state (active / disabled / needs a parameter).
+    List {
+        #[command(flatten)]
+        rules: RulesDirArg,
+    },
+    /// Load every rule and plan its SQL against the real schema; errors name the file and line.
+    Check {
+        #[command(flatten)]
+        rules: RulesDirArg,
+    },
+    /// Run every rule's fixture tests (exit 1 when one fails).
+    Test {
+        #[command(flatten)]
+        rules: RulesDirArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub rules: RulesDirArg,
+
+    /// Window start: RFC 3339 time, or a span back from now (`24h`, `7d`). Default: all events.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Window end (exclusive): RFC 3339 time or a span back from now. Default: no end.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+
+    /// Only these clusters (repeatable).
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
+
+    /// Output format: table (one line per finding), json (full findings, one per line) or csv.
+    #[arg(long, short, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// Print how long each rule took to stderr.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 #[derive(Debug, Args)]

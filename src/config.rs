@@ -1,6 +1,9 @@
 //! `auditlake.toml`: every section is optional; unknown keys are errors that name the key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use auditlake_detect::{PackConfig, ParamValue, RuleOverrides};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -14,6 +17,32 @@ pub struct Config {
     pub ingest: IngestSection,
     #[serde(default)]
     pub query: QuerySection,
+    #[serde(default)]
+    pub detect: DetectSection,
+    /// Directory of the config file: relative paths in it (list files) resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSection {
+    /// Rule pack directory (default `rules`).
+    pub rules_dir: Option<PathBuf>,
+    /// Parameters for every rule that declares them (e.g. `trusted_admin_groups`).
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    /// Per-rule settings, keyed by rule id.
+    #[serde(default)]
+    pub rules: BTreeMap<String, DetectRuleSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectRuleSection {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,7 +92,49 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("config {}", path.display()))
+        let mut config =
+            Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// The `[detect]` parameters and per-rule settings, list files read.
+    pub fn pack_config(&self) -> anyhow::Result<PackConfig> {
+        let value = |key: String, v: &toml::Value| {
+            ParamValue::from_toml(v, &self.base_dir)
+                .map_err(|m| anyhow::anyhow!("config `{key}`: {m}"))
+        };
+        let mut pack = PackConfig::default();
+        for (name, v) in &self.detect.params {
+            pack.params
+                .insert(name.clone(), value(format!("detect.params.{name}"), v)?);
+        }
+        for (id, r) in &self.detect.rules {
+            let mut o = RuleOverrides {
+                enabled: r.enabled,
+                ..Default::default()
+            };
+            for (name, v) in &r.params {
+                o.params.insert(
+                    name.clone(),
+                    value(format!("detect.rules.{id}.params.{name}"), v)?,
+                );
+            }
+            pack.rules.insert(id.clone(), o);
+        }
+        Ok(pack)
+    }
+
+    /// The rule pack directory: flag/env, else `detect.rules_dir`, else `./rules`.
+    pub fn rules_dir(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| {
+                self.detect
+                    .rules_dir
+                    .as_ref()
+                    .map(|d| self.base_dir.join(d))
+            })
+            .unwrap_or_else(|| PathBuf::from("rules"))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {

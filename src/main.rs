@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-
 /// Exit codes, documented in `--help` and the README.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
@@ -32,8 +31,11 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Ingest(args) => cmd::ingest::run(&config, args),
         cli::Command::Query(args) => cmd::query::run(&config, args),
         cli::Command::Generate(args) => cmd::generate::run(args),
+        cli::Command::Detect(args) => cmd::detect::run(&config, args),
+        cli::Command::Rules { command } => cmd::rules::run(&config, command),
         cli::Command::Schema => {
             print!("{}", auditlake_schemas::audit_events_markdown());
+            print!("\n{}", auditlake_schemas::findings_markdown());
             Ok(EXIT_OK)
         }
     }

@@ -3,6 +3,7 @@
 //! tables, views and functions — and renders results in the output formats.
 
 pub mod output;
+pub mod udf;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +85,10 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(opts.target_partitions.max(1));
+    // The generic dialect accepts a trailing comma in a projection, so `SELECT a, cluster FROM t`
+    // reads `, cluster` as the start of `CLUSTER BY`; PostgreSQL's dialect has no such quirk and
+    // `cluster` is a column of every table.
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     {
         let parquet = &mut config.options_mut().execution.parquet;
         parquet.pushdown_filters = opts.pushdown_filters;
@@ -93,6 +98,7 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     }
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
+    udf::register(&ctx);
     register_audit_events(&ctx, lake).await?;
     Ok(ctx)
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 mod audit_events;
+mod findings;
 pub use audit_events::*;
+pub use findings::*;
 
 /// Version of the `audit_events` file schema. Written into every Parquet file's key/value
 /// metadata under [`SCHEMA_VERSION_KEY`]. Bump it when a column changes meaning or type;
@@ -141,11 +143,19 @@ pub fn audit_events_markdown() -> String {
          (Kubernetes `staging/src/k8s.io/apiserver/pkg/apis/audit/v1/types.go`); `v1beta1` events map \
          onto the same columns. Dedup key: (`cluster`, `audit_id`, `stage`).\n\n"
     ));
+    push_column_table(
+        &mut out,
+        AUDIT_EVENT_COLUMNS
+            .iter()
+            .chain(PARTITION_COLUMN_DEFS.iter()),
+    );
+    out.push_str(DERIVED_NOTES);
+    out
+}
+
+fn push_column_table<'a>(out: &mut String, cols: impl Iterator<Item = &'a ColumnDef>) {
     out.push_str("| column | type | null | source | meaning |\n|---|---|---|---|---|\n");
-    for col in AUDIT_EVENT_COLUMNS
-        .iter()
-        .chain(PARTITION_COLUMN_DEFS.iter())
-    {
+    for col in cols {
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
             col.name,
@@ -155,8 +165,6 @@ pub fn audit_events_markdown() -> String {
             col.description
         ));
     }
-    out.push_str(DERIVED_NOTES);
-    out
 }
 
 #[cfg(test)]
@@ -164,28 +172,44 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    #[test]
-    fn description_is_in_sync() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/audit_events.md");
-        let rendered = audit_events_markdown();
+    fn assert_in_sync(file: &str, rendered: &str) {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
         if std::env::var_os("AUDITLAKE_BLESS").is_some() {
-            std::fs::write(path, &rendered).unwrap();
+            std::fs::write(&path, rendered).unwrap();
         }
-        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             on_disk == rendered,
-            "schemas/audit_events.md is out of date with the code; \
+            "schemas/{file} is out of date with the code; \
              run `AUDITLAKE_BLESS=1 cargo test -p auditlake-schemas` and commit the result"
         );
     }
 
     #[test]
+    fn description_is_in_sync() {
+        assert_in_sync("audit_events.md", &audit_events_markdown());
+    }
+
+    #[test]
+    fn findings_description_is_in_sync() {
+        assert_in_sync("findings.md", &findings_markdown());
+    }
+
+    #[test]
     fn column_names_are_unique_snake_case() {
-        let mut seen = HashSet::new();
-        for col in AUDIT_EVENT_COLUMNS
+        let audit_events: Vec<&ColumnDef> = AUDIT_EVENT_COLUMNS
             .iter()
             .chain(PARTITION_COLUMN_DEFS.iter())
-        {
+            .collect();
+        let findings: Vec<&ColumnDef> = FINDING_COLUMNS.iter().collect();
+        for table in [audit_events, findings] {
+            check_columns(&table);
+        }
+    }
+
+    fn check_columns(table: &[&ColumnDef]) {
+        let mut seen = HashSet::new();
+        for col in table {
             assert!(seen.insert(col.name), "duplicate column {}", col.name);
             assert!(
                 col.name

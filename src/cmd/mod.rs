@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod detect;
 pub mod generate;
 pub mod ingest;
 pub mod query;
+pub mod rules;
 
 /// The tokio runtime for commands that query (DataFusion is async).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

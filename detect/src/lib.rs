@@ -1,0 +1,16 @@
+//! Detection rules as data (`rules/<id>/rule.toml` + `query.sql`), their parameters, the
+//! engine that runs a rule over a time window and groups its hits into findings, and the runner
+//! of each rule's fixtures.
+
+pub mod engine;
+pub mod error;
+pub mod finding;
+pub mod fixtures;
+pub mod params;
+pub mod rule;
+
+pub use engine::{Detector, Window};
+pub use error::DetectError;
+pub use finding::{Finding, findings_to_batch};
+pub use params::{PackConfig, ParamValue, Params, RuleOverrides};
+pub use rule::{Rule, RuleTest, Severity, load_rules};

@@ -1,0 +1,395 @@
+//! Loading rules from `rules/<id>/{rule.toml,query.sql}`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeDelta;
+use serde::Deserialize;
+
+use crate::error::{DetectError, line_of};
+use crate::params::{ParamValue, Params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    id: String,
+    version: i32,
+    title: String,
+    severity: Severity,
+    description: String,
+    #[serde(default)]
+    catalog: Vec<String>,
+    attack: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "zero")]
+    lookback: String,
+    baseline: Option<String>,
+    #[serde(default = "default_dedup")]
+    dedup_window: String,
+    #[serde(default)]
+    group_by: Vec<String>,
+    #[serde(default = "one")]
+    threshold: u32,
+    summary: String,
+    #[serde(default)]
+    false_positives: Vec<String>,
+    runbook: String,
+    #[serde(default)]
+    requires: Vec<String>,
+    #[serde(default)]
+    params: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    tests: Vec<TestFile>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn zero() -> String {
+    "0s".into()
+}
+fn default_schedule() -> String {
+    "5m".into()
+}
+fn default_dedup() -> String {
+    "1h".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    name: String,
+    fixture: String,
+    findings: usize,
+    evidence: Option<Vec<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, toml::Value>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// One fixture test of a rule.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub name: String,
+    pub fixture: PathBuf,
+    pub findings: usize,
+    pub evidence: Option<Vec<String>>,
+    pub params: Params,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A loaded, validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub version: i32,
+    pub title: String,
+    pub severity: Severity,
+    pub description: String,
+    pub catalog: Vec<String>,
+    pub attack: Vec<String>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub schedule: TimeDelta,
+    pub lookback: TimeDelta,
+    pub baseline: Option<TimeDelta>,
+    pub dedup_window: TimeDelta,
+    pub group_by: Vec<String>,
+    pub threshold: u32,
+    pub summary: String,
+    pub false_positives: Vec<String>,
+    pub runbook: String,
+    pub requires: Vec<String>,
+    pub params: Params,
+    pub tests: Vec<RuleTest>,
+    pub dir: PathBuf,
+    pub sql: String,
+    pub sql_path: PathBuf,
+}
+
+/// `30s`, `5m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<TimeDelta> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].trim().parse().ok()?;
+    match unit {
+        's' => TimeDelta::try_seconds(n),
+        'm' => TimeDelta::try_minutes(n),
+        'h' => TimeDelta::try_hours(n),
+        'd' => TimeDelta::try_days(n),
+        _ => None,
+    }
+    .filter(|d| *d >= TimeDelta::zero())
+}
+
+/// The line of `key = …` at the top level of a TOML text, for errors about a valid-TOML value.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+impl Rule {
+    /// Loads the rule in `dir` (`rule.toml` + `query.sql`).
+    pub fn load(dir: &Path) -> Result<Rule, DetectError> {
+        let toml_path = dir.join("rule.toml");
+        let sql_path = dir.join("query.sql");
+        let text = std::fs::read_to_string(&toml_path).map_err(|source| DetectError::Io {
+            path: toml_path.clone(),
+            source,
+        })?;
+        let file: RuleFile = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(&text, s.start));
+            DetectError::rule(&toml_path, line, e.message().to_owned())
+        })?;
+        let bad = |key: &str, message: String| {
+            DetectError::rule(&toml_path, key_line(&text, key), message)
+        };
+        let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if file.id != folder {
+            return Err(bad(
+                "id",
+                format!("id `{}` must equal the folder name `{folder}`", file.id),
+            ));
+        }
+        let duration = |key: &str, v: &str| {
+            parse_duration(v)
+                .ok_or_else(|| bad(key, format!("`{v}` is not a duration like 30s, 5m, 1h, 7d")))
+        };
+        let schedule = duration("schedule", &file.schedule)?;
+        let lookback = duration("lookback", &file.lookback)?;
+        let baseline = file
+            .baseline
+            .as_deref()
+            .map(|b| duration("baseline", b))
+            .transpose()?;
+        let dedup_window = duration("dedup_window", &file.dedup_window)?;
+        if dedup_window.is_zero() {
+            return Err(bad("dedup_window", "must be longer than 0s".into()));
+        }
+        if file.threshold == 0 {
+            return Err(bad("threshold", "must be at least 1".into()));
+        }
+        let mut params = Params::new();
+        for (name, value) in &file.params {
+            let v = ParamValue::from_toml(value, dir)
+                .map_err(|m| bad(name, format!("parameter `{name}`: {m}")))?;
+            params.insert(name.clone(), v);
+        }
+        for r in &file.requires {
+            if !matches!(params.get(r), Some(ParamValue::List(_))) {
+                return Err(bad(
+                    "requires",
+                    format!("`{r}` must be a list parameter of this rule"),
+                ));
+            }
+        }
+        let mut tests = Vec::new();
+        for t in file.tests {
+            let mut tp = Params::new();
+            for (name, value) in &t.params {
+                let v = ParamValue::from_toml(value, dir).map_err(|m| bad("params", m))?;
+                match params.get(name) {
+                    Some(d) if v.same_kind(d) => {}
+                    _ => {
+                        return Err(DetectError::rule(
+                            &toml_path,
+                            key_line(&text, "name").max(1),
+                            format!(
+                                "test `{}`: parameter `{name}` is not declared with that kind",
+                                t.name
+                            ),
+                        ));
+                    }
+                }
+                tp.insert(name.clone(), v);
+            }
+            let time = |v: Option<String>| {
+                v.map(|s| {
+                    chrono::DateTime::parse_from_rfc3339(&s)
+                        .map(|d| d.to_utc())
+                        .map_err(|e| bad("since", format!("test `{}`: `{s}`: {e}", t.name)))
+                })
+                .transpose()
+            };
+            let fixture = dir.join("fixtures").join(&t.fixture);
+            if !fixture.is_file() {
+                return Err(bad(
+                    "fixture",
+                    format!("test `{}`: no fixture file {}", t.name, fixture.display()),
+                ));
+            }
+            tests.push(RuleTest {
+                since: time(t.since)?,
+                until: time(t.until)?,
+                name: t.name,
+                fixture,
+                findings: t.findings,
+                evidence: t.evidence,
+                params: tp,
+            });
+        }
+        let sql = std::fs::read_to_string(&sql_path).map_err(|source| DetectError::Io {
+            path: sql_path.clone(),
+            source,
+        })?;
+        Ok(Rule {
+            id: file.id,
+            version: file.version,
+            title: file.title,
+            severity: file.severity,
+            description: file.description,
+            catalog: file.catalog,
+            attack: file.attack,
+            tags: file.tags,
+            enabled: file.enabled,
+            schedule,
+            lookback,
+            baseline,
+            dedup_window,
+            group_by: file.group_by,
+            threshold: file.threshold,
+            summary: file.summary,
+            false_positives: file.false_positives,
+            runbook: file.runbook,
+            requires: file.requires,
+            params,
+            tests,
+            dir: dir.to_path_buf(),
+            sql,
+            sql_path,
+        })
+    }
+}
+
+/// Loads every rule under `rules_dir` (each sub-folder with a `rule.toml`), sorted by id.
+/// `pattern` keeps rules whose id contains it or matches a catalog id (`K14`).
+pub fn load_rules(rules_dir: &Path, pattern: Option<&str>) -> Result<Vec<Rule>, DetectError> {
+    let entries = std::fs::read_dir(rules_dir).map_err(|source| DetectError::Io {
+        path: rules_dir.to_path_buf(),
+        source,
+    })?;
+    let mut rules = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| DetectError::Io {
+            path: rules_dir.to_path_buf(),
+            source,
+        })?;
+        let dir = entry.path();
+        if dir.join("rule.toml").is_file() {
+            rules.push(Rule::load(&dir)?);
+        }
+    }
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(p) = pattern {
+        rules.retain(|r| r.id.contains(p) || r.catalog.iter().any(|c| c.eq_ignore_ascii_case(p)));
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), TimeDelta::try_seconds(30));
+        assert_eq!(parse_duration("5m"), TimeDelta::try_minutes(5));
+        assert_eq!(parse_duration("7d"), TimeDelta::try_days(7));
+        assert_eq!(parse_duration("0s"), Some(TimeDelta::zero()));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("-1h"), None);
+        assert_eq!(parse_duration("1w"), None);
+    }
+
+    fn write_rule(dir: &Path, toml: &str) -> PathBuf {
+        let d = dir.join("demo-rule");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("rule.toml"), toml).unwrap();
+        std::fs::write(
+            d.join("query.sql"),
+            "SELECT audit_id, stage_at, cluster FROM audit_events",
+        )
+        .unwrap();
+        d
+    }
+
+    const GOOD: &str = r#"id = "demo-rule"
+version = 1
+title = "Demo"
+severity = "low"
+description = "d"
+attack = []
+summary = "s"
+runbook = "r"
+"#;
+
+    #[test]
+    fn loads_a_minimal_rule_with_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rule = Rule::load(&write_rule(tmp.path(), GOOD)).unwrap();
+        assert_eq!(rule.threshold, 1);
+        assert_eq!(rule.dedup_window, TimeDelta::try_hours(1).unwrap());
+        assert!(rule.enabled);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err =
+            Rule::load(&write_rule(tmp.path(), &format!("{GOOD}severity2 = 1\n"))).unwrap_err();
+        assert!(err.to_string().contains("demo-rule/rule.toml:9:"), "{err}");
+        let err = Rule::load(&write_rule(
+            tmp.path(),
+            &GOOD.replace("\"low\"", "\"urgent\""),
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("rule.toml:4:"), "{err}");
+        let err = Rule::load(&write_rule(
+            tmp.path(),
+            &format!("{GOOD}lookback = \"5 minutes\"\n"),
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rule.toml:9: `5 minutes` is not a duration"),
+            "{err}"
+        );
+    }
+}

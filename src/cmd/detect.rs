@@ -1,0 +1,143 @@
+//! `auditlake detect`: the pack over the lake, findings to stdout.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use auditlake_detect::{Detector, Finding, Window, findings_to_batch};
+use auditlake_query::{OutputFormat, open_lake, write_batches};
+use chrono::{DateTime, Utc};
+
+use crate::cli::DetectArgs;
+use crate::cmd::query::session_options;
+use crate::cmd::rules::load_pack;
+use crate::config::Config;
+use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
+
+/// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
+fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    match auditlake_detect::rule::parse_duration(s) {
+        Some(span) => Ok(now - span),
+        None => bail!(
+            "--{flag} {s}: expected an RFC 3339 time (2026-11-20T10:00:00Z) or a span like 24h"
+        ),
+    }
+}
+
+pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
+    let now = Utc::now();
+    let window = Window {
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_time("until", s, now))
+            .transpose()?,
+        clusters: args.clusters.clone(),
+    };
+    let (rules, pack) = load_pack(config, &args.rules)?;
+    let lake = config.lake_path(args.lake.lake.as_deref());
+    let started = Instant::now();
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let ctx = open_lake(&lake, &session_options(config)).await?;
+        let detector = Detector::new(ctx).await?;
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut ran = 0;
+        for rule in &rules {
+            let params = pack.params_for(rule);
+            if !pack.is_active(rule, &params) {
+                continue;
+            }
+            ran += 1;
+            let t = Instant::now();
+            let found = detector.run(rule, &params, &window).await?;
+            if args.timing {
+                eprintln!(
+                    "{:<34} {:>4} findings in {:.3} s",
+                    rule.id,
+                    found.len(),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            findings.extend(found);
+        }
+        anyhow::Ok((findings, ran))
+    });
+    let (mut findings, ran) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(d) = e.downcast_ref::<auditlake_detect::DetectError>()
+                && d.is_caller_fault()
+            {
+                eprintln!("error: {d}");
+                return Ok(EXIT_ERROR);
+            }
+            if let Some(q) = e.downcast_ref::<auditlake_query::QueryError>()
+                && q.is_caller_fault()
+            {
+                eprintln!("error: {q}");
+                return Ok(EXIT_ERROR);
+            }
+            return Err(e).context("detect failed");
+        }
+    };
+    // Most severe first, then in time order: what a responder reads top-down.
+    findings.sort_by(|a, b| {
+        severity_rank(&b.severity)
+            .cmp(&severity_rank(&a.severity))
+            .then(a.first_event_at.cmp(&b.first_event_at))
+            .then(a.rule_id.cmp(&b.rule_id))
+    });
+    let batch = findings_to_batch(&findings);
+    let batch = match args.format {
+        OutputFormat::Table => {
+            let schema = batch.schema();
+            let cols = [
+                "severity",
+                "rule_id",
+                "first_event_at",
+                "actor",
+                "target",
+                "event_count",
+                "summary",
+            ]
+            .map(|c| schema.index_of(c).expect("findings column"));
+            batch.project(&cols)?
+        }
+        _ => batch,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if !findings.is_empty() || args.format != OutputFormat::Table {
+        write_batches(&[batch], args.format, &mut out)?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} finding(s) from {ran} active rule(s) of {} in {:.2} s",
+        findings.len(),
+        rules.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if findings.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}

@@ -1,0 +1,159 @@
+//! `auditlake rules list|check|test`.
+
+use std::io::Write;
+
+use anyhow::Context;
+use auditlake_detect::fixtures::run_test;
+use auditlake_detect::params::missing_requirements;
+use auditlake_detect::{DetectError, Detector, PackConfig, Rule, load_rules};
+use auditlake_query::open_lake;
+
+use crate::cli::{RulesCommand, RulesDirArg};
+use crate::cmd::query::session_options;
+use crate::config::Config;
+use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
+
+/// Loads the pack and the config's `[detect]` settings, checked against each other.
+pub fn load_pack(config: &Config, arg: &RulesDirArg) -> anyhow::Result<(Vec<Rule>, PackConfig)> {
+    let dir = config.rules_dir(arg.rules_dir.as_deref());
+    let all = load_rules(&dir, None)?;
+    let pack = config.pack_config()?;
+    pack.validate(&all)?;
+    let rules = match &arg.pattern {
+        Some(p) => load_rules(&dir, Some(p))?,
+        None => all,
+    };
+    if rules.is_empty() {
+        anyhow::bail!("no rules in {} match", dir.display());
+    }
+    Ok((rules, pack))
+}
+
+/// `active`, `disabled`, or `needs <param>`.
+pub fn state(rule: &Rule, pack: &PackConfig) -> String {
+    let params = pack.params_for(rule);
+    let missing = missing_requirements(rule, &params);
+    if !pack.is_active(rule, &params) && missing.is_empty() {
+        "disabled".into()
+    } else if !missing.is_empty() {
+        format!("needs {}", missing.join(", "))
+    } else {
+        "active".into()
+    }
+}
+
+pub fn run(config: &Config, command: RulesCommand) -> anyhow::Result<u8> {
+    match command {
+        RulesCommand::List { rules } => list(config, &rules),
+        RulesCommand::Check { rules } => check(config, &rules),
+        RulesCommand::Test { rules } => test(config, &rules),
+    }
+}
+
+fn list(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
+    let (rules, pack) = load_pack(config, arg)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<34} {:<9} {:<22} {:<10} {:<30} TITLE",
+        "ID", "SEVERITY", "ATT&CK", "CATALOG", "STATE"
+    )?;
+    for r in &rules {
+        writeln!(
+            out,
+            "{:<34} {:<9} {:<22} {:<10} {:<30} {}",
+            r.id,
+            r.severity.as_str(),
+            r.attack.join(","),
+            r.catalog.join(","),
+            state(r, &pack),
+            r.title
+        )?;
+    }
+    let active = rules.iter().filter(|r| state(r, &pack) == "active").count();
+    writeln!(out, "{} rules, {active} active", rules.len())?;
+    Ok(EXIT_OK)
+}
+
+fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
+    let (rules, pack) = match load_pack(config, arg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let rt = super::runtime()?;
+    let empty = tempfile::tempdir().context("creating an empty lake to plan against")?;
+    let errors = rt.block_on(async {
+        let ctx = open_lake(empty.path(), &session_options(config)).await?;
+        let detector = Detector::new(ctx).await?;
+        let mut errors = Vec::new();
+        for rule in &rules {
+            // Plan with the configured parameters and with the defaults: both must be valid.
+            for params in [pack.params_for(rule), rule.params.clone()] {
+                if let Err(e) = detector.check(rule, &params).await {
+                    errors.push(e);
+                    break;
+                }
+            }
+        }
+        anyhow::Ok(errors)
+    })?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        println!(
+            "{} rules planned against the audit_events schema: ok",
+            rules.len()
+        );
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("{} of {} rules failed", errors.len(), rules.len());
+        Ok(EXIT_ERROR)
+    }
+}
+
+fn test(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
+    let (rules, _) = load_pack(config, arg)?;
+    let rt = super::runtime()?;
+    let (mut passed, mut failed, mut untested) = (0, 0, Vec::new());
+    rt.block_on(async {
+        for rule in &rules {
+            if rule.tests.is_empty() {
+                untested.push(rule.id.clone());
+            }
+            for t in &rule.tests {
+                match run_test(rule, t).await {
+                    Ok(o) if o.failure.is_none() => passed += 1,
+                    Ok(o) => {
+                        failed += 1;
+                        println!(
+                            "FAIL {} / {}: {}",
+                            o.rule,
+                            o.test,
+                            o.failure.unwrap_or_default()
+                        );
+                    }
+                    Err(e @ DetectError::Rule { .. }) | Err(e) => {
+                        failed += 1;
+                        println!("FAIL {} / {}: {e}", rule.id, t.name);
+                    }
+                }
+            }
+        }
+    });
+    for id in &untested {
+        println!("FAIL {id}: the rule has no fixture tests");
+    }
+    println!(
+        "{passed} passed, {failed} failed, {} rules without tests",
+        untested.len()
+    );
+    Ok(if failed == 0 && untested.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}
