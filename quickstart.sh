@@ -63,6 +63,12 @@ FROM audit_events
 WHERE user_name = 'system:anonymous' AND authz_decision = 'allow' AND stage = 'ResponseComplete'
   AND request_uri NOT IN ('/healthz', '/livez', '/readyz', '/version')"
 
+echo; echo "# The detection pack over the samples (rules/; exit code 1 means findings)"
+run rules list --config samples/auditlake.toml
+status=0
+run detect --config samples/auditlake.toml --lake "$lake" || status=$?
+[ "$status" -le 1 ] || exit "$status"
+
 echo
 echo "The lake is in ./$lake (Hive-partitioned Parquet; DuckDB, Spark and Trino read it as is)."
 echo "Try your own: $bin query --lake $lake 'SELECT ... FROM audit_events'   (columns: $bin schema)"

@@ -2,6 +2,7 @@
 //! One test binary (each one links the whole DataFusion stack).
 
 mod crash;
+mod detect;
 mod duckdb;
 mod ingest;
 mod query;

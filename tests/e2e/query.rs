@@ -112,8 +112,9 @@ fn bad_sql_exits_2_with_datafusions_message() {
 #[test]
 fn schema_command_prints_the_description() {
     let out = run_ok(bin().arg("schema"));
+    let read = |name: &str| std::fs::read_to_string(repo().join("schemas").join(name)).unwrap();
     assert_eq!(
         out,
-        std::fs::read_to_string(repo().join("schemas/audit_events.md")).unwrap()
+        format!("{}\n{}", read("audit_events.md"), read("findings.md"))
     );
 }
