@@ -1,0 +1,5 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, verb
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND resource = 'events' AND verb IN ('delete', 'deletecollection') AND response_code BETWEEN 200 AND 299
+  AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'

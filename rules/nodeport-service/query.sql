@@ -1,0 +1,6 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND resource = 'services' AND subresource IS NULL
+  AND verb IN ('create', 'update', 'patch') AND response_code BETWEEN 200 AND 299
+  AND json_get_str(request_object, 'spec', 'type') = 'NodePort'

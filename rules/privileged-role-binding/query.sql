@@ -1,0 +1,10 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, role_ref_name,
+       array_to_string(binding_subjects, ', ') AS subjects
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND api_group = 'rbac.authorization.k8s.io' AND resource IN ('clusterrolebindings', 'rolebindings')
+  AND verb IN ('create', 'update', 'patch') AND response_code BETWEEN 200 AND 299
+  AND NOT array_has({{control_plane_users}}, coalesce(user_name, ''))
+  AND (array_has({{privileged_roles}}, role_ref_name)
+       OR (array_has({{default_sa_roles}}, role_ref_name)
+           AND regexp_like(array_to_string(binding_subjects, '|'), '(^|\|)ServiceAccount:[^|/]+/default($|\|)')))

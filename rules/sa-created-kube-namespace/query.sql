@@ -1,0 +1,7 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND resource = 'serviceaccounts' AND subresource IS NULL AND verb = 'create' AND response_code BETWEEN 200 AND 299
+  AND array_has({{system_namespaces}}, namespace)
+  AND NOT array_has({{known_service_accounts}}, name)
+  AND NOT array_has({{control_plane_users}}, coalesce(user_name, ''))

@@ -1,0 +1,8 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, verb
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND user_name LIKE 'system:serviceaccount:%'
+  AND NOT array_has({{excluded_service_accounts}}, user_name)
+  AND api_group = 'rbac.authorization.k8s.io'
+  AND verb IN ('create', 'update', 'patch', 'delete', 'deletecollection', 'escalate', 'bind')
+  AND authz_decision = 'allow'

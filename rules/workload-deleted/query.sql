@@ -1,0 +1,6 @@
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name
+FROM audit_events
+WHERE stage = 'ResponseComplete'
+  AND resource IN ('deployments', 'statefulsets', 'daemonsets') AND subresource IS NULL
+  AND verb = 'delete' AND response_code BETWEEN 200 AND 299
+  AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
