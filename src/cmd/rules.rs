@@ -64,8 +64,8 @@ fn list(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
             "{:<34} {:<9} {:<22} {:<10} {:<30} {}",
             r.id,
             r.severity.as_str(),
-            r.attack.join(","),
-            r.catalog.join(","),
+            list_cell(&r.attack),
+            list_cell(&r.catalog),
             state(r, &pack),
             r.title
         )?;
@@ -73,6 +73,15 @@ fn list(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
     let active = rules.iter().filter(|r| state(r, &pack) == "active").count();
     writeln!(out, "{} rules, {active} active", rules.len())?;
     Ok(EXIT_OK)
+}
+
+/// A comma-joined cell; `-` when empty so the columns stay whitespace-separable.
+fn list_cell(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(",")
+    }
 }
 
 fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {

@@ -197,7 +197,27 @@ fn real_apiserver_log_reports_exactly_the_attack() {
     assert!(findings.iter().all(|f| f["actor"] != "system:apiserver"));
 }
 
-const REAL_APISERVER_EXPECTED: &[&str] = &[];
+/// The attack in the real log (see ../shared/testdata/README.md, steps 1–25): rule | actor | target.
+const REAL_APISERVER_EXPECTED: &[&str] = &[
+    // 5–7, 11, 25: mallory's denied secret reads and the refused impersonation (403, no decision).
+    "forbidden-request | mallory | secrets audit-demo/db-creds",
+    "secret-read-denied | mallory | secrets audit-demo/db-creds",
+    // 8, 24: admin grants mallory cluster-admin, later deletes the binding (Metadata level: no roleRef).
+    "rbac-binding-change | admin | clusterrolebindings mallory-cluster-admin",
+    // 9–10: mallory's first successful secret read, and the list.
+    "new-secret-reader | mallory | secrets audit-demo/db-creds",
+    "secrets-listed | mallory | secrets audit-demo/*",
+    // 12: mallory impersonates admin (the first impersonated request is API discovery: no object).
+    "privileged-impersonation | mallory | -",
+    // 16, 18: exec attempts, one of them `cat /host/etc/shadow`; 19: port-forward.
+    "exec-into-pod | admin | pods/exec audit-demo/priv-pod",
+    "suspicious-exec-command | admin | pods/exec audit-demo/priv-pod",
+    "port-forward | admin | pods/portforward audit-demo/priv-pod",
+    // 21: token minted for builder.
+    "token-request | admin | serviceaccounts/token audit-demo/builder",
+    // 23: the secret deleted.
+    "secret-modified-deleted | admin | secrets audit-demo/db-creds",
+];
 
 // ---- Falco's 66 labelled cases -------------------------------------------------------------
 
