@@ -4,3 +4,4 @@ WHERE stage = 'ResponseComplete'
   AND api_group = 'apps' AND resource = 'deployments' AND subresource IS NULL
   AND verb = 'patch' AND response_code BETWEEN 200 AND 299
   AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
+  AND NOT array_has({{excluded_users}}, user_name)
