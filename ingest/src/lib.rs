@@ -7,9 +7,11 @@ pub mod derive;
 pub mod error;
 pub mod files;
 pub mod lake;
+pub mod pipeline;
 pub mod quarantine;
 pub mod redact;
 pub mod time;
+pub mod wal;
 pub mod writer;
 
 pub use decode::{
@@ -20,3 +22,7 @@ pub use files::{IngestOptions, IngestReport, Input, Progress, ingest};
 pub use lake::{Lake, validate_cluster_name};
 pub use quarantine::QuarantineWriter;
 pub use writer::{CommittedFile, LakeWriter, WriteStats, WriterOptions};
+pub use pipeline::{
+    Ack, BodyFraming, Durable, NoObserver, Pipeline, PipelineObserver, PipelineOptions, ReplayReport,
+    SubmitError, Submission, decode_body,
+};

@@ -1,0 +1,187 @@
+use super::*;
+use std::sync::mpsc;
+
+fn event(id: &str, second: u32) -> String {
+    format!(
+        r#"{{"auditID":"{id}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{{"username":"system:node:node-1"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"default","apiVersion":"v1"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T10:00:{second:02}.000000Z"}}"#
+    )
+}
+
+/// An EventList as kube-apiserver sends it: items without kind/apiVersion.
+fn event_list(ids: &[String]) -> Vec<u8> {
+    let items: Vec<String> = ids.iter().enumerate().map(|(i, id)| event(id, i as u32 % 60)).collect();
+    format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+        items.join(",")
+    )
+    .into_bytes()
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+fn submission(body: Vec<u8>, opts: &PipelineOptions) -> Submission {
+    let cluster: Arc<str> = Arc::from("prod");
+    let source = wal_source("test", &ulid::Ulid::generate().to_string(), BodyFraming::Document);
+    let decoded = decode_body(&opts.decode, &cluster, &source, 1, &body, BodyFraming::Document);
+    Submission {
+        cluster,
+        source,
+        received_at: 1,
+        body,
+        decoded,
+    }
+}
+
+fn submit_and_wait(p: &Pipeline, s: Submission) -> std::result::Result<Durable, String> {
+    let (tx, rx) = mpsc::channel();
+    p.submit(s, Box::new(move |r| tx.send(r).unwrap()))
+        .map_err(|e| e.to_string())?;
+    rx.recv().unwrap()
+}
+
+/// Rows over every committed file.
+fn lake_keys(lake: &Lake) -> usize {
+    let mut rows = 0;
+    for path in all_parquet(&lake.audit_events_dir()) {
+        let f = std::fs::File::open(&path).unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        rows += r.metadata().file_metadata().num_rows() as usize;
+    }
+    rows
+}
+
+fn all_parquet(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_parquet(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn options(lake: &Lake) -> PipelineOptions {
+    let mut o = PipelineOptions::new(lake);
+    o.min_free_disk_bytes = 0;
+    o.flush_interval = Duration::from_secs(3600);
+    o
+}
+
+#[test]
+fn acknowledged_requests_land_once_and_the_wal_is_emptied_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = options(&lake);
+    let (p, replayed) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
+    assert_eq!(replayed.records, 0);
+    let a = submit_and_wait(&p, submission(event_list(&ids("a", 300)), &opts)).unwrap();
+    // The same batch again (a sender's retry): acknowledged, but no new rows.
+    let b = submit_and_wait(&p, submission(event_list(&ids("a", 300)), &opts)).unwrap();
+    assert!(b.seq > a.seq);
+    assert!(p.wal_bytes() > 0, "acknowledged data is in the WAL until flushed");
+    p.shutdown().unwrap();
+    assert_eq!(lake_keys(&lake), 300);
+    assert!(wal::list_segments(&opts.wal_dir).unwrap().is_empty());
+}
+
+#[test]
+fn a_wal_left_by_a_crash_is_replayed_on_open_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = options(&lake);
+    // What a crashed server leaves: two acknowledged records, the second also re-sent later.
+    let mut seg = Segment::create(&opts.wal_dir, 1).unwrap();
+    let mut buf = Vec::new();
+    for (seq, body) in [(1, event_list(&ids("x", 50))), (2, event_list(&ids("y", 70)))] {
+        WalRecord {
+            seq,
+            received_at: 5,
+            cluster: Arc::from("prod"),
+            source: Arc::from(format!("webhook:{seq}")),
+            body,
+        }
+        .encode(&mut buf);
+    }
+    // …and a torn third record, never acknowledged.
+    let torn_at = buf.len();
+    WalRecord {
+        seq: 3,
+        received_at: 5,
+        cluster: Arc::from("prod"),
+        source: Arc::from("webhook:3"),
+        body: event_list(&ids("z", 10)),
+    }
+    .encode(&mut buf);
+    seg.append_durable(&buf[..torn_at + 20], 3).unwrap();
+    drop(seg);
+
+    let (p, replayed) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
+    assert_eq!((replayed.records, replayed.events, replayed.rows_written), (2, 120, 120));
+    assert!(wal::list_segments(&opts.wal_dir).unwrap().is_empty());
+    // New records continue after the replayed seqs.
+    let d = submit_and_wait(&p, submission(event_list(&ids("y", 70)), &opts)).unwrap();
+    assert_eq!(d.seq, 3);
+    p.shutdown().unwrap();
+    assert_eq!(lake_keys(&lake), 120);
+}
+
+#[test]
+fn over_the_wal_limit_new_requests_are_refused_not_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut opts = options(&lake);
+    opts.wal_max_bytes = 64 << 10;
+    let (p, _) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
+    submit_and_wait(&p, submission(event_list(&ids("a", 200)), &opts)).unwrap();
+    let err = submit_and_wait(&p, submission(event_list(&ids("b", 10)), &opts)).unwrap_err();
+    assert!(err.contains("overloaded") && err.contains("write-ahead log"), "{err}");
+    p.shutdown().unwrap();
+    assert_eq!(lake_keys(&lake), 200);
+}
+
+#[test]
+fn a_flush_by_rows_checkpoints_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut opts = options(&lake);
+    opts.flush_rows = 100;
+    let (p, _) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
+    submit_and_wait(&p, submission(event_list(&ids("a", 150)), &opts)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.wal_bytes() > 0 {
+        assert!(Instant::now() < deadline, "WAL not checkpointed: {} bytes", p.wal_bytes());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lake_keys(&lake), 150);
+    assert!(wal::list_segments(&opts.wal_dir).unwrap().is_empty());
+    p.shutdown().unwrap();
+}
+
+#[test]
+fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
+    let opts = PipelineOptions::new(&Lake::new("/nonexistent"));
+    let body = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{},{{"auditID":7}}]}}"#,
+        event("ok-1", 1)
+    );
+    let cluster: Arc<str> = Arc::from("c1");
+    let src = wal_source("webhook", "r1", BodyFraming::Document);
+    let d = decode_body(&opts.decode, &cluster, &src, 1, body.as_bytes(), BodyFraming::Document);
+    assert_eq!(d.events, 1);
+    assert_eq!(d.rejects.len(), 1);
+    assert_eq!(d.rejects[0].position.item, Some(1));
+    assert_eq!(&*d.rejects[0].cluster, "c1");
+
+    let lines = format!("{}\n{}\nnot json\n", event("l-1", 1), event("l-2", 2));
+    let src = wal_source("webhook", "r2", BodyFraming::Lines);
+    assert_eq!(framing_of(&src), BodyFraming::Lines);
+    let d = decode_body(&opts.decode, &cluster, &src, 1, lines.as_bytes(), BodyFraming::Lines);
+    assert_eq!(d.events, 2);
+    assert_eq!(d.rejects.len(), 1);
+    assert_eq!(d.rejects[0].position.line, Some(3));
+}

@@ -1,0 +1,218 @@
+//! `auditlake serve`: the long-lived service. Today: the kube-apiserver audit webhook receiver
+//! (HTTP or HTTPS, optional mTLS and bearer tokens) in front of the durable WAL pipeline, plus
+//! `/healthz`, `/readyz` and `/metrics`. One shutdown signal stops every task: stop accepting,
+//! finish in-flight requests, flush the pipeline into the lake, return.
+
+pub mod auth;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod tls;
+pub mod webhook;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlake_ingest::{DecodeOptions, Lake, Pipeline, PipelineOptions};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+pub use auth::{AuthPolicy, ConnInfo, TokenTable};
+pub use error::ServerError;
+pub use metrics::Metrics;
+pub use tls::TlsFiles;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub lake: Lake,
+    pub listen: String,
+    pub tls: Option<TlsFiles>,
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Refuse requests without a valid token/client certificate (default: true when either is
+    /// configured).
+    pub require_auth: Option<bool>,
+    pub cert_binds_cluster: bool,
+    pub default_cluster: String,
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    pub shutdown_grace: Duration,
+    pub retry_after_secs: u32,
+    pub pipeline: PipelineOptions,
+    pub decode: DecodeOptions,
+}
+
+/// What a finished `serve` did.
+#[derive(Debug, Clone)]
+pub struct ServeReport {
+    pub wal_last_seq: u64,
+}
+
+/// Runs the service until `shutdown` resolves, then drains and flushes.
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = &'static str> + Send,
+) -> Result<ServeReport, ServerError> {
+    let tls = opts.tls.as_ref().map(tls::server_config).transpose()?;
+    let tokens = opts.tokens_file.as_deref().map(TokenTable::load).transpose()?;
+    if opts.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_some() && tls.is_none() {
+        return Err(ServerError::TlsConfig("client_ca needs tls_cert and tls_key".into()));
+    }
+    let client_certs = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let require = opts
+        .require_auth
+        .unwrap_or(tokens.is_some() || client_certs);
+    if require && tokens.is_none() && !client_certs {
+        return Err(ServerError::TlsConfig(
+            "require_auth = true needs tokens_file or client_ca".into(),
+        ));
+    }
+    auditlake_ingest::validate_cluster_name(&opts.default_cluster)?;
+    let auth = AuthPolicy {
+        tokens,
+        client_certs,
+        require,
+        cert_binds_cluster: opts.cert_binds_cluster,
+        default_cluster: Arc::from(opts.default_cluster.as_str()),
+    };
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: opts.listen.clone(),
+        source,
+    })?;
+
+    // Replay what a previous run acknowledged before accepting anything new.
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = {
+        let lake = opts.lake.clone();
+        let popts = opts.pipeline.clone();
+        let observer = metrics.clone();
+        tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))??
+    };
+    let (pipeline, replayed) = pipeline;
+    if replayed.records > 0 {
+        log::emit(&log::WalReplayed { report: &replayed });
+    }
+    let pipeline = Arc::new(pipeline);
+    let state = Arc::new(webhook::AppState {
+        pipeline: pipeline.clone(),
+        auth: auth.clone(),
+        metrics,
+        max_body_bytes: opts.max_body_bytes,
+        decode: opts.decode.clone(),
+        retry_after_secs: opts.retry_after_secs,
+    });
+    let app = webhook::router(state);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let auth_desc = match (&auth.tokens, auth.client_certs, auth.require) {
+        (_, _, false) => "none",
+        (Some(_), true, true) => "token|client-cert",
+        (Some(_), false, true) => "token",
+        (None, _, true) => "client-cert",
+    };
+    log::emit(&log::Listening {
+        url: &format!("{scheme}://{local}"),
+        tls: if client_certs { "mtls" } else if tls.is_some() { "server" } else { "off" },
+        auth: auth_desc,
+    });
+
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let signal = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let app = app.clone();
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    match acceptor {
+                        None => {
+                            let info = ConnInfo { peer: Some(peer), ..ConnInfo::default() };
+                            serve_connection(TokioIo::new(tcp), info, app, watcher).await;
+                        }
+                        Some(acceptor) => {
+                            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+                            match handshake {
+                                Ok(Ok(stream)) => {
+                                    let certs = stream.get_ref().1.peer_certificates();
+                                    let info = ConnInfo {
+                                        peer: Some(peer),
+                                        client_cn: certs.and_then(|c| c.first()).and_then(tls::subject_cn),
+                                        client_verified: certs.is_some_and(|c| !c.is_empty()),
+                                    };
+                                    serve_connection(TokioIo::new(stream), info, app, watcher).await;
+                                }
+                                Ok(Err(e)) => log::emit(&log::TlsHandshakeFailed { peer, error: &e.to_string() }),
+                                Err(_) => log::emit(&log::TlsHandshakeFailed { peer, error: "timed out" }),
+                            }
+                        }
+                    }
+                });
+            }
+            signal = &mut shutdown => break signal,
+        }
+    };
+    log::emit(&log::ShutdownStarted { signal });
+    drop(listener);
+    let mut dropped = 0;
+    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await.is_err() {
+        dropped = 1;
+    }
+    let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))??;
+    log::emit(&log::ShutdownFinished {
+        last_seq: last,
+        open_connections_dropped: dropped,
+    });
+    Ok(ServeReport { wal_last_seq: last })
+}
+
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    info: ConnInfo,
+    app: axum::Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        app.clone().oneshot(req)
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    // Errors here are the peer's (reset, bad HTTP): nothing to do but drop the connection.
+    let _ = watcher.watch(conn.into_owned()).await;
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

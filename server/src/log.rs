@@ -1,0 +1,86 @@
+//! The server's log lines: one named event struct each, written to stderr as
+//! `<RFC 3339 time> <event> key=value …`, so operators can grep and tests can parse them.
+
+use std::fmt;
+
+pub fn emit(event: &dyn fmt::Display) {
+    eprintln!(
+        "{} {event}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+}
+
+pub struct Listening<'a> {
+    pub url: &'a str,
+    pub tls: &'a str,
+    pub auth: &'a str,
+}
+impl fmt::Display for Listening<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "listening url={} tls={} auth={}", self.url, self.tls, self.auth)
+    }
+}
+
+pub struct WalReplayed<'a> {
+    pub report: &'a auditlake_ingest::ReplayReport,
+}
+impl fmt::Display for WalReplayed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        write!(
+            f,
+            "wal_replayed records={} events={} rows_written={} duplicates_skipped={} quarantined={}",
+            r.records, r.events, r.rows_written, r.duplicates_skipped, r.quarantined
+        )
+    }
+}
+
+pub struct PipelineFailed<'a> {
+    pub stage: &'a str,
+    pub error: &'a str,
+}
+impl fmt::Display for PipelineFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pipeline_failed stage={} error={:?}", self.stage, self.error)
+    }
+}
+
+pub struct PipelineRecovered;
+impl fmt::Display for PipelineRecovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pipeline_recovered")
+    }
+}
+
+pub struct TlsHandshakeFailed<'a> {
+    pub peer: std::net::SocketAddr,
+    pub error: &'a str,
+}
+impl fmt::Display for TlsHandshakeFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tls_handshake_failed peer={} error={:?}", self.peer, self.error)
+    }
+}
+
+pub struct ShutdownStarted<'a> {
+    pub signal: &'a str,
+}
+impl fmt::Display for ShutdownStarted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shutdown_started signal={}", self.signal)
+    }
+}
+
+pub struct ShutdownFinished {
+    pub last_seq: u64,
+    pub open_connections_dropped: usize,
+}
+impl fmt::Display for ShutdownFinished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shutdown_finished wal_last_seq={} connections_dropped_after_grace={}",
+            self.last_seq, self.open_connections_dropped
+        )
+    }
+}

@@ -1,0 +1,303 @@
+//! The HTTP routes: the audit webhook (`POST /audit`, `POST /audit/<cluster>`), `/healthz`,
+//! `/readyz` and `/metrics`.
+//!
+//! A webhook request is answered 200 only after its body is durable in the write-ahead log
+//! (see `auditlake_ingest::pipeline`). Every other answer stores nothing it acknowledges:
+//! 401/403 (credential), 413 (body over the limit), 503 + Retry-After (over the WAL/disk/memory
+//! limit: the API server retries), 400 (the body as a whole is not an Event, EventList or array
+//! — it is still quarantined, byte-exact, so the evidence is kept). A malformed *item* of an
+//! EventList is quarantined and the rest of the batch lands with a 200.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditlake_ingest::pipeline::wal_source;
+use auditlake_ingest::{BodyFraming, DecodeOptions, Pipeline, SubmitError, Submission, decode_body};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use crate::auth::{AuthError, AuthPolicy, ConnInfo};
+use crate::metrics::{ClusterLabel, CodeLabel, Metrics};
+
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    pub auth: AuthPolicy,
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted body, after gzip decoding as well as before.
+    pub max_body_bytes: usize,
+    pub decode: DecodeOptions,
+    /// Seconds for the Retry-After header of a 503.
+    pub retry_after_secs: u32,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/audit", post(receive_default))
+        .route("/audit/{cluster}", post(receive_named))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn ready(State(st): State<Arc<AppState>>) -> Response {
+    match st.pipeline.refusal() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let body = st.metrics.encode(st.pipeline.wal_bytes());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn receive_default(
+    State(st): State<Arc<AppState>>,
+    conn: Option<Extension<ConnInfo>>,
+    req: Request,
+) -> Response {
+    receive(st, None, conn.map(|c| c.0).unwrap_or_default(), req).await
+}
+
+async fn receive_named(
+    State(st): State<Arc<AppState>>,
+    Path(cluster): Path<String>,
+    conn: Option<Extension<ConnInfo>>,
+    req: Request,
+) -> Response {
+    receive(st, Some(cluster), conn.map(|c| c.0).unwrap_or_default(), req).await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn receive(st: Arc<AppState>, path_cluster: Option<String>, conn: ConnInfo, req: Request) -> Response {
+    let started = Instant::now();
+    let response = receive_inner(&st, path_cluster.as_deref(), &conn, req, started).await;
+    st.metrics
+        .requests
+        .get_or_create(&CodeLabel {
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn receive_inner(
+    st: &AppState,
+    path_cluster: Option<&str>,
+    conn: &ConnInfo,
+    req: Request,
+    started: Instant,
+) -> Response {
+    // Authenticate before reading the body: an unauthenticated sender costs no body buffering.
+    let authorization = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let cluster = match st.auth.resolve(path_cluster, conn, authorization) {
+        Ok(c) => c,
+        Err(AuthError::Unauthenticated(m)) => {
+            st.metrics.refused("unauthenticated");
+            let mut r = error(StatusCode::UNAUTHORIZED, m);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        Err(AuthError::Forbidden(m)) => {
+            st.metrics.refused("forbidden");
+            return error(StatusCode::FORBIDDEN, m);
+        }
+        Err(AuthError::BadCluster(m)) => {
+            st.metrics.refused("bad_body");
+            return error(StatusCode::BAD_REQUEST, m);
+        }
+    };
+    if let Some(refusal) = st.pipeline.refusal() {
+        return refuse(st, &refusal);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, st.max_body_bytes).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            st.metrics.refused("too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {} bytes", st.max_body_bytes),
+            );
+        }
+        Err(BodyError::Bad(m)) => {
+            st.metrics.refused("bad_body");
+            return error(StatusCode::BAD_REQUEST, m);
+        }
+    };
+    let framing = framing(&parts.headers);
+    let request_id = ulid::Ulid::generate().to_string();
+    let source = wal_source("webhook", &request_id, framing);
+    let received_at = auditlake_ingest::decode::now_micros();
+    // Decoding is CPU work of a few ms per 400-event batch: keep it off the async workers.
+    let decode_opts = st.decode.clone();
+    let (body, decoded) = {
+        let cluster = cluster.clone();
+        let source = source.clone();
+        match tokio::task::spawn_blocking(move || {
+            let d = decode_body(&decode_opts, &cluster, &source, received_at, &body, framing);
+            (body, d)
+        })
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoder panicked: {e}")),
+        }
+    };
+    let events = decoded.events;
+    let quarantined = decoded.rejects.len() as u64;
+    // The body as a whole is not audit JSON: no item position on its one reject.
+    let body_reject = (events == 0 && quarantined == 1 && decoded.rejects[0].position.item.is_none()
+        && decoded.rejects[0].position.line.is_none())
+    .then(|| decoded.rejects[0].reason.clone());
+    if events == 0 && quarantined == 0 {
+        return (StatusCode::OK, axum::Json(json!({"events": 0, "quarantined": 0}))).into_response();
+    }
+    let label = ClusterLabel {
+        cluster: cluster.to_string(),
+    };
+    let body_len = body.len() as u64;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let submitted = st.pipeline.submit(
+        Submission {
+            cluster,
+            source,
+            received_at,
+            body,
+            decoded,
+        },
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    if let Err(refusal) = submitted {
+        return refuse(st, &refusal);
+    }
+    let durable = match rx.await {
+        Ok(Ok(d)) => d,
+        Ok(Err(m)) => {
+            st.metrics.refused("unavailable");
+            return retry_later(st, m);
+        }
+        Err(_) => {
+            st.metrics.refused("unavailable");
+            return retry_later(st, "the write-ahead log stopped".into());
+        }
+    };
+    st.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
+    st.metrics.bytes_received.get_or_create(&label).inc_by(body_len);
+    st.metrics.events_received.get_or_create(&label).inc_by(events);
+    if quarantined > 0 {
+        st.metrics.events_quarantined.get_or_create(&label).inc_by(quarantined);
+    }
+    if let Some(reason) = body_reject {
+        st.metrics.refused("bad_body");
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not an audit Event, EventList or array of events: {reason} (quarantined as {request_id})"),
+        );
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "request_id": request_id,
+            "events": events,
+            "quarantined": quarantined,
+            "wal_seq": durable.seq,
+        })),
+    )
+        .into_response()
+}
+
+fn refuse(st: &AppState, refusal: &SubmitError) -> Response {
+    st.metrics.refused(match refusal {
+        SubmitError::Overloaded(_) => "overloaded",
+        SubmitError::Unavailable(_) => "unavailable",
+    });
+    retry_later(st, refusal.to_string())
+}
+
+fn retry_later(st: &AppState, message: String) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(st.retry_after_secs));
+    r
+}
+
+enum BodyError {
+    TooLarge,
+    Bad(String),
+}
+
+fn framing(headers: &HeaderMap) -> BodyFraming {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.contains("ndjson") || ct.contains("jsonl") || ct.contains("json-seq") {
+        BodyFraming::Lines
+    } else {
+        BodyFraming::Document
+    }
+}
+
+/// Reads the body up to `max` bytes, gunzipping `Content-Encoding: gzip` (also up to `max`).
+async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, BodyError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max as u64
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let bytes: Bytes = match Limited::new(body, max).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(BodyError::TooLarge),
+        Err(e) => return Err(BodyError::Bad(format!("reading the body: {e}"))),
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(bytes.to_vec()),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::with_capacity(bytes.len() * 4);
+            let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]).take(max as u64 + 1);
+            dec.read_to_end(&mut out)
+                .map_err(|e| BodyError::Bad(format!("gzip body: {e}")))?;
+            if out.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            Ok(out)
+        }
+        other => Err(BodyError::Bad(format!(
+            "Content-Encoding {other:?} is not supported (use gzip or none)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
