@@ -39,6 +39,72 @@ pub enum Command {
     },
     /// Print the description of the `audit_events` and `findings` tables (Markdown).
     Schema,
+    /// Run the long-lived service: the kube-apiserver audit webhook receiver (see [webhook]).
+    Serve(ServeArgs),
+    /// Load-test a running webhook: concurrent senders POST EventLists; prints events/s and
+    /// latency percentiles (a benchmark tool, see benches/).
+    BenchWebhook(BenchWebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Listen address [config: webhook.listen] [default: 127.0.0.1:8443]
+    #[arg(long, env = "AUDITLAKE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Server certificate chain, PEM: serve HTTPS [config: webhook.tls_cert]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Server private key, PEM [config: webhook.tls_key]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Verify client certificates against this CA, PEM (mTLS) [config: webhook.client_ca]
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Bearer tokens, one `token,cluster` per line [config: webhook.tokens_file]
+    #[arg(long, value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Cluster for `POST /audit` without a name [config: webhook.default_cluster] [default: default]
+    #[arg(long, value_name = "NAME")]
+    pub default_cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWebhookArgs {
+    /// Webhook URL, e.g. http://127.0.0.1:8443/audit/bench
+    #[arg(long)]
+    pub url: String,
+
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 8)]
+    pub senders: usize,
+
+    /// Events per POST (kube-apiserver's default batch is 400).
+    #[arg(long, default_value_t = 400)]
+    pub batch: usize,
+
+    /// How long to send.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+
+    /// Bearer token to send.
+    #[arg(long)]
+    pub token: Option<String>,
+
+    /// CA certificate (PEM) to trust for https URLs.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,8 @@ pub struct Config {
     pub query: QuerySection,
     #[serde(default)]
     pub detect: DetectSection,
+    #[serde(default)]
+    pub webhook: WebhookSection,
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -73,6 +75,45 @@ pub struct IngestSection {
     pub zstd_level: Option<i32>,
     /// Lines longer than this many MiB are quarantined without being held in memory (default 256).
     pub max_line_mb: Option<usize>,
+}
+
+/// `[webhook]`: the kube-apiserver audit webhook receiver of `auditlake serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Address to listen on (default `127.0.0.1:8443`).
+    pub listen: Option<String>,
+    /// Server certificate chain and key (PEM): HTTPS when set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that client certificates must chain to (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Bearer tokens: one `token,cluster` per line (`*` = any cluster).
+    pub tokens_file: Option<PathBuf>,
+    /// Refuse requests without a valid credential (default: true when tokens_file or client_ca is set).
+    pub require_auth: Option<bool>,
+    /// A client certificate's subject CN is the cluster it may write (default true).
+    pub cert_binds_cluster: Option<bool>,
+    /// Cluster for `POST /audit` without a name or binding credential (default `default`).
+    pub default_cluster: Option<String>,
+    /// Largest request body, MiB, before and after gzip (default 64).
+    pub max_body_mb: Option<usize>,
+    /// Write-ahead log directory (default `<lake>/_state/wal`).
+    pub wal_dir: Option<PathBuf>,
+    /// Answer 503 while un-flushed WAL exceeds this many MiB (default 1024).
+    pub wal_max_mb: Option<u64>,
+    /// Answer 503 while the WAL's disk has less free space than this many MiB (default 512).
+    pub min_free_disk_mb: Option<u64>,
+    /// Flush to Parquet at least every this many seconds while data is pending (default 10).
+    pub flush_interval_secs: Option<f64>,
+    /// …or at this many pending rows (default 500 000).
+    pub flush_rows: Option<u64>,
+    /// …or at this many MiB of pending request bodies (default 256).
+    pub flush_mb: Option<u64>,
+    /// Seconds shutdown waits for in-flight requests (default 30).
+    pub shutdown_grace_secs: Option<u64>,
+    /// Retry-After seconds on a 503 (default 5).
+    pub retry_after_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,12 +201,47 @@ impl Config {
             ("ingest.max_line_mb", self.ingest.max_line_mb),
             ("ingest.decode_threads", self.ingest.decode_threads),
             ("query.target_partitions", self.query.target_partitions),
+            ("webhook.max_body_mb", self.webhook.max_body_mb),
         ] {
             if value == Some(0) {
                 bail!("{key} = 0: must be at least 1");
             }
         }
+        for (key, value) in [
+            ("webhook.wal_max_mb", self.webhook.wal_max_mb),
+            ("webhook.flush_rows", self.webhook.flush_rows),
+            ("webhook.flush_mb", self.webhook.flush_mb),
+        ] {
+            if value == Some(0) {
+                bail!("{key} = 0: must be at least 1");
+            }
+        }
+        if let Some(s) = self.webhook.flush_interval_secs
+            && !(s > 0.0 && s <= 3600.0)
+        {
+            bail!("webhook.flush_interval_secs = {s}: must be in (0, 3600]");
+        }
+        if let Some(cluster) = &self.webhook.default_cluster {
+            auditlake_ingest::validate_cluster_name(cluster).context("webhook.default_cluster")?;
+        }
+        let w = &self.webhook;
+        if w.tls_cert.is_some() != w.tls_key.is_some() {
+            bail!("webhook.tls_cert and webhook.tls_key must be set together");
+        }
+        if w.client_ca.is_some() && w.tls_cert.is_none() {
+            bail!("webhook.client_ca needs webhook.tls_cert and webhook.tls_key (mTLS is TLS)");
+        }
+        if let (Some(max_body), Some(wal_max)) = (w.max_body_mb, w.wal_max_mb)
+            && max_body as u64 > wal_max
+        {
+            bail!("webhook.max_body_mb = {max_body} exceeds webhook.wal_max_mb = {wal_max}: no body could ever be accepted");
+        }
         Ok(())
+    }
+
+    /// A path from the config file, relative to the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
     }
 
     /// The lake directory: flag/env, else `lake.path`, else `./lake`.

@@ -33,6 +33,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Generate(args) => cmd::generate::run(args),
         cli::Command::Detect(args) => cmd::detect::run(&config, args),
         cli::Command::Rules { command } => cmd::rules::run(&config, command),
+        cli::Command::Serve(args) => cmd::serve::run(&config, args),
+        cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
         cli::Command::Schema => {
             print!("{}", auditlake_schemas::audit_events_markdown());
             print!("\n{}", auditlake_schemas::findings_markdown());

@@ -306,7 +306,7 @@ impl Pipeline {
                         writer: Some(writer),
                         quarantine,
                         checkpoint,
-                        last_received: 0,
+                        last_received: last_seq.unwrap_or(0),
                         skip_upto: 0,
                         pending_rows: 0,
                         pending_bytes: 0,

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod bench_webhook;
 pub mod detect;
 pub mod generate;
 pub mod ingest;
 pub mod query;
 pub mod rules;
+pub mod serve;
 
 /// The tokio runtime for commands that query (DataFusion is async).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,6 +7,7 @@ mod duckdb;
 mod ingest;
 mod query;
 mod testdata;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

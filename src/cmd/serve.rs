@@ -1,0 +1,84 @@
+//! `auditlake serve`: the webhook receiver, until SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use auditlake_ingest::{Lake, PipelineOptions};
+use auditlake_server::{ServeOptions, TlsFiles, serve, shutdown_signal};
+
+use crate::EXIT_OK;
+use crate::cli::ServeArgs;
+use crate::cmd::ingest::ingest_options;
+use crate::config::Config;
+
+pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+    let w = &config.webhook;
+    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
+    // Paths from flags are relative to the working directory, from the config file to the file.
+    let path = |flag: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>| {
+        flag.clone().or_else(|| key.as_deref().map(|p| config.resolve(p)))
+    };
+    let tls = match (path(&args.tls_cert, &w.tls_cert), path(&args.tls_key, &w.tls_key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: path(&args.client_ca, &w.client_ca),
+        }),
+        (None, None) if path(&args.client_ca, &w.client_ca).is_some() => {
+            anyhow::bail!("--client-ca / webhook.client_ca needs a server certificate (tls_cert, tls_key)")
+        }
+        _ => None,
+    };
+    let ingest = ingest_options(config, None, false)?;
+    let mut pipeline = PipelineOptions::new(&lake);
+    pipeline.decode = ingest.decode.clone();
+    pipeline.writer = ingest.writer.clone();
+    if let Some(dir) = &w.wal_dir {
+        pipeline.wal_dir = config.resolve(dir);
+    }
+    if let Some(mb) = w.wal_max_mb {
+        pipeline.wal_max_bytes = mb << 20;
+    }
+    if let Some(mb) = w.min_free_disk_mb {
+        pipeline.min_free_disk_bytes = mb << 20;
+    }
+    if let Some(s) = w.flush_interval_secs {
+        pipeline.flush_interval = Duration::from_secs_f64(s);
+    }
+    if let Some(n) = w.flush_rows {
+        pipeline.flush_rows = n;
+    }
+    if let Some(mb) = w.flush_mb {
+        pipeline.flush_bytes = mb << 20;
+    }
+    let max_body_bytes = w.max_body_mb.unwrap_or(64) << 20;
+    pipeline.max_group_bytes = pipeline.max_group_bytes.max(max_body_bytes);
+    Ok(ServeOptions {
+        lake,
+        listen: args
+            .listen
+            .clone()
+            .or_else(|| w.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8443".into()),
+        tls,
+        tokens_file: path(&args.tokens_file, &w.tokens_file),
+        require_auth: w.require_auth,
+        cert_binds_cluster: w.cert_binds_cluster.unwrap_or(true),
+        default_cluster: args
+            .default_cluster
+            .clone()
+            .or_else(|| w.default_cluster.clone())
+            .unwrap_or_else(|| "default".into()),
+        max_body_bytes,
+        shutdown_grace: Duration::from_secs(w.shutdown_grace_secs.unwrap_or(30)),
+        retry_after_secs: w.retry_after_secs.unwrap_or(5),
+        decode: ingest.decode,
+        pipeline,
+    })
+}
+
+pub fn run(config: &Config, args: ServeArgs) -> anyhow::Result<u8> {
+    let opts = serve_options(config, &args)?;
+    let runtime = crate::cmd::runtime()?;
+    runtime.block_on(serve(opts, shutdown_signal()))?;
+    Ok(EXIT_OK)
+}
