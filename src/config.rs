@@ -263,6 +263,36 @@ mod tests {
         assert_eq!(config.lake.path.as_deref(), Some(Path::new("lake")));
         assert_eq!(config.ingest.zstd_level, Some(3));
         assert_eq!(config.ingest.redact_secrets, Some(true));
+        assert_eq!(config.webhook.listen.as_deref(), Some("127.0.0.1:8443"));
+        assert_eq!(config.webhook.wal_max_mb, Some(1024));
+        assert_eq!(config.webhook.flush_interval_secs, Some(10.0));
+    }
+
+    /// The ConfigMap in deploy/ carries a config the binary accepts.
+    #[test]
+    fn deploy_configmap_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/configmap.yaml");
+        let yaml = std::fs::read_to_string(path).unwrap();
+        let toml: String = yaml
+            .lines()
+            .skip_while(|l| !l.contains("auditlake.toml: |"))
+            .skip(1)
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let config = Config::parse(&toml).unwrap();
+        assert_eq!(config.webhook.listen.as_deref(), Some("0.0.0.0:8443"));
+        assert!(config.webhook.client_ca.is_some());
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_together() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
+        assert!(err("[webhook]\ntls_cert = 'a.crt'").contains("tls_key"));
+        assert!(err("[webhook]\nclient_ca = 'ca.crt'").contains("webhook.client_ca"));
+        assert!(err("[webhook]\nflush_interval_secs = 0").contains("webhook.flush_interval_secs"));
+        assert!(err("[webhook]\nmax_body_mb = 64\nwal_max_mb = 16").contains("webhook.max_body_mb"));
+        assert!(err("[webhook]\ndefault_cluster = 'a b'").contains("webhook.default_cluster"));
+        assert!(err("[webhook]\nlisten_addr = 'x'").contains("listen_addr"));
     }
 
     #[test]
