@@ -70,6 +70,7 @@ PY
 done
 {
   echo
+  echo "Refusals by reason: $(curl -sk "$SCHEME://127.0.0.1:$PORT/metrics" | awk -F'[{}"]' '/^auditlake_webhook_requests_refused_total/ {printf "%s=%s ", $3, $5}' | sed 's/ $//')."
   echo "Server peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$SERVER/status)."
   echo "Lake flushes: $(metric auditlake_lake_flush_seconds_count), mean $(python3 -c "print(f'{float(\"$(metric auditlake_lake_flush_seconds_sum)\")/max(float(\"$(metric auditlake_lake_flush_seconds_count)\"),1)*1000:.0f}')") ms."
 } >> "$OUT.tmp"

@@ -57,12 +57,7 @@ fn replaying_the_webhook_posts_gives_exactly_the_log() {
         "real",
         &[&data.join("real-apiserver-metadata/audit.log")],
     );
-    let mut bodies: Vec<PathBuf> = std::fs::read_dir(data.join("real-apiserver-metadata/webhook"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".body.json"))
-        .collect();
-    bodies.sort();
+    let bodies = real_webhook_posts(&data);
     let refs: Vec<&Path> = bodies.iter().map(PathBuf::as_path).collect();
     let summary = ingest(&from_posts, "real", &refs);
     assert_eq!(summary["rejected"], 0);

@@ -134,12 +134,7 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
 fn replaying_the_real_api_servers_posts_yields_exactly_its_audit_log() {
     let Some(td) = shared_testdata() else { return };
     let real = td.join("real-apiserver-metadata");
-    let mut posts: Vec<PathBuf> = std::fs::read_dir(real.join("webhook"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".body.json"))
-        .collect();
-    posts.sort();
+    let posts = real_webhook_posts(&td);
     assert_eq!(posts.len(), 22);
     let expected: BTreeSet<(String, String)> = std::fs::read_to_string(real.join("audit.log"))
         .unwrap()
