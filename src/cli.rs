@@ -39,11 +39,29 @@ pub enum Command {
     },
     /// Print the description of the `audit_events` and `findings` tables (Markdown).
     Schema,
+    /// Merge the small files of closed partitions (streaming flushes leave many) into large ones,
+    /// atomically: readers never see a row twice or miss one.
+    Compact(CompactArgs),
     /// Run the long-lived service: the kube-apiserver audit webhook receiver (see [webhook]).
     Serve(ServeArgs),
     /// Load-test a running webhook: concurrent senders POST EventLists; prints events/s and
     /// latency percentiles (a benchmark tool, see benches/).
     BenchWebhook(BenchWebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Only hours that ended at least this long ago (`90m`, `2h`, `0s`) [config:
+    /// compaction.min_age_minutes] [default: 1h]
+    #[arg(long, value_name = "SPAN")]
+    pub min_age: Option<String>,
+
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,8 @@ pub struct Config {
     pub detect: DetectSection,
     #[serde(default)]
     pub webhook: WebhookSection,
+    #[serde(default)]
+    pub compaction: CompactionSection,
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -75,6 +77,21 @@ pub struct IngestSection {
     pub zstd_level: Option<i32>,
     /// Lines longer than this many MiB are quarantined without being held in memory (default 256).
     pub max_line_mb: Option<usize>,
+}
+
+/// `[compaction]`: merging the small files streaming flushes leave (`auditlake compact`, and
+/// in the background of `auditlake serve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionSection {
+    /// Files smaller than this many MiB are merged (default 16).
+    pub small_file_mb: Option<u64>,
+    /// Compact a partition once it holds this many small files (default 4).
+    pub min_small_files: Option<usize>,
+    /// Only hours that ended at least this many minutes ago (default 60: late events settle).
+    pub min_age_minutes: Option<i64>,
+    /// How often `serve` looks for partitions to compact, seconds; 0 turns it off (default 300).
+    pub interval_secs: Option<u64>,
 }
 
 /// `[webhook]`: the kube-apiserver audit webhook receiver of `auditlake serve`.
@@ -211,6 +228,7 @@ impl Config {
             ("webhook.wal_max_mb", self.webhook.wal_max_mb),
             ("webhook.flush_rows", self.webhook.flush_rows),
             ("webhook.flush_mb", self.webhook.flush_mb),
+            ("compaction.small_file_mb", self.compaction.small_file_mb),
         ] {
             if value == Some(0) {
                 bail!("{key} = 0: must be at least 1");
@@ -220,6 +238,16 @@ impl Config {
             && !(s > 0.0 && s <= 3600.0)
         {
             bail!("webhook.flush_interval_secs = {s}: must be in (0, 3600]");
+        }
+        if let Some(n) = self.compaction.min_small_files
+            && n < 2
+        {
+            bail!("compaction.min_small_files = {n}: must be at least 2");
+        }
+        if let Some(m) = self.compaction.min_age_minutes
+            && m < 0
+        {
+            bail!("compaction.min_age_minutes = {m}: must not be negative");
         }
         if let Some(cluster) = &self.webhook.default_cluster {
             auditlake_ingest::validate_cluster_name(cluster).context("webhook.default_cluster")?;
@@ -237,6 +265,18 @@ impl Config {
             bail!("webhook.max_body_mb = {max_body} exceeds webhook.wal_max_mb = {wal_max}: no body could ever be accepted");
         }
         Ok(())
+    }
+
+    /// Compaction settings; the writer's encoding settings apply to merged files.
+    pub fn compact_options(&self, writer: auditlake_ingest::WriterOptions) -> auditlake_ingest::CompactOptions {
+        let c = &self.compaction;
+        let d = auditlake_ingest::CompactOptions::default();
+        auditlake_ingest::CompactOptions {
+            small_file_bytes: c.small_file_mb.map_or(d.small_file_bytes, |mb| mb << 20),
+            min_small_files: c.min_small_files.unwrap_or(d.min_small_files),
+            min_age_secs: c.min_age_minutes.map_or(d.min_age_secs, |m| m * 60),
+            writer,
+        }
     }
 
     /// A path from the config file, relative to the file's directory.

@@ -33,6 +33,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Generate(args) => cmd::generate::run(args),
         cli::Command::Detect(args) => cmd::detect::run(&config, args),
         cli::Command::Rules { command } => cmd::rules::run(&config, command),
+        cli::Command::Compact(args) => cmd::compact::run(&config, args),
         cli::Command::Serve(args) => cmd::serve::run(&config, args),
         cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
         cli::Command::Schema => {

@@ -2,6 +2,7 @@
 //! deduplicated Parquet lake with atomic, durable commits.
 
 pub mod columns;
+pub mod compact;
 pub mod decode;
 pub mod derive;
 pub mod error;
@@ -26,3 +27,4 @@ pub use pipeline::{
     Ack, BodyFraming, Durable, NoObserver, Pipeline, PipelineObserver, PipelineOptions, ReplayReport,
     SubmitError, Submission, decode_body,
 };
+pub use compact::{CompactOptions, CompactReport, compact_lake};

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
 
+use crate::compact::{self, CompactOptions, CompactReport, Prepared};
 use crate::decode::{DecodeOptions, Decoded, Decoder, SourcePosition};
 use crate::error::{IngestError, Result};
 use crate::lake::Lake;
@@ -64,6 +65,8 @@ pub struct PipelineOptions {
     /// Decoding options (the cluster comes from each record).
     pub decode: DecodeOptions,
     pub writer: WriterOptions,
+    /// Compact closed partitions in the background (merge a flush's small files), this often.
+    pub compact: Option<(CompactOptions, Duration)>,
 }
 
 impl PipelineOptions {
@@ -81,6 +84,7 @@ impl PipelineOptions {
             retry_interval: Duration::from_secs(5),
             decode: DecodeOptions::new("default"),
             writer: WriterOptions::default(),
+            compact: Some((CompactOptions::default(), Duration::from_secs(300))),
         }
     }
 }
@@ -194,6 +198,7 @@ pub trait PipelineObserver: Send + Sync {
     fn quarantined(&self, _cluster: &str, _records: u64) {}
     fn duplicates_skipped(&self, _rows: u64) {}
     fn failed(&self, _what: &str, _error: &str) {}
+    fn compacted(&self, _report: &CompactReport) {}
     fn recovered(&self) {}
 }
 
@@ -247,6 +252,13 @@ pub struct Pipeline {
     opts: PipelineOptions,
     wal_thread: Mutex<Option<JoinHandle<WalState>>>,
     flush_thread: Mutex<Option<JoinHandle<Result<u64>>>>,
+    compact_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A prepared compaction, for the flush thread to finish between flushes.
+struct CompactRequest {
+    prepared: Prepared,
+    reply: Sender<Result<CompactReport>>,
 }
 
 impl Pipeline {
@@ -290,6 +302,24 @@ impl Pipeline {
                 .spawn(move || wal_loop(wal_state, rx, flush_tx, &shared, &opts, observer.as_ref()))
                 .map_err(|e| IngestError::Internal(format!("spawn WAL thread: {e}")))?
         };
+        if opts.compact.is_some() {
+            compact::clean_staging(lake)?;
+        }
+        let (compact_tx, compact_rx) = crossbeam_channel::bounded::<CompactRequest>(1);
+        let compact_thread = match opts.compact.clone() {
+            None => None,
+            Some((copts, every)) => {
+                let shared = shared.clone();
+                let lake = lake.clone();
+                let observer = observer.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("compact".into())
+                        .spawn(move || compact_loop(&lake, &copts, every, &shared, compact_tx, observer.as_ref()))
+                        .map_err(|e| IngestError::Internal(format!("spawn compaction thread: {e}")))?,
+                )
+            }
+        };
         let flush_thread = {
             let shared = shared.clone();
             let opts = opts.clone();
@@ -313,7 +343,7 @@ impl Pipeline {
                         pending_since: None,
                         last_attempt: Instant::now(),
                     };
-                    f.run(flush_rx)
+                    f.run(flush_rx, compact_rx)
                 })
                 .map_err(|e| IngestError::Internal(format!("spawn flush thread: {e}")))?
         };
@@ -324,6 +354,7 @@ impl Pipeline {
                 opts,
                 wal_thread: Mutex::new(Some(wal_thread)),
                 flush_thread: Mutex::new(Some(flush_thread)),
+                compact_thread: Mutex::new(compact_thread),
             },
             report,
         ))
@@ -404,6 +435,9 @@ impl Pipeline {
     /// and removes the WAL. Returns the last seq in the lake. Later submissions are refused.
     pub fn shutdown(&self) -> Result<u64> {
         self.shared.stopping.store(true, Ordering::Release);
+        if let Some(t) = self.compact_thread.lock().expect("thread lock").take() {
+            let _ = t.join();
+        }
         let _ = self.tx.send(WalMsg::Stop);
         let (Some(wal_thread), Some(flush_thread)) = (
             self.wal_thread.lock().expect("thread lock").take(),
@@ -435,6 +469,10 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         // Without shutdown(): stop the threads; the WAL keeps whatever was not flushed.
+        self.shared.stopping.store(true, Ordering::Release);
+        if let Some(t) = self.compact_thread.lock().expect("thread lock").take() {
+            let _ = t.join();
+        }
         if let Some(t) = self.wal_thread.lock().expect("thread lock").take() {
             self.shared.stopping.store(true, Ordering::Release);
             let _ = self.tx.send(WalMsg::Stop);
@@ -712,6 +750,57 @@ fn wal_loop(
     state
 }
 
+/// Every `every`: prepares the compaction of each closed partition that needs one (outside the
+/// writer), hands it to the flush thread to swap in, and waits for the outcome.
+fn compact_loop(
+    lake: &Lake,
+    opts: &CompactOptions,
+    every: Duration,
+    shared: &Shared,
+    requests: Sender<CompactRequest>,
+    observer: &dyn PipelineObserver,
+) {
+    let stopping = || shared.stopping.load(Ordering::Acquire);
+    let mut next = Instant::now() + every;
+    while !stopping() {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100).min(every));
+            continue;
+        }
+        next = Instant::now() + every;
+        let cutoff = crate::decode::now_micros() - opts.min_age_secs * 1_000_000;
+        let partitions = match compact::closed_partitions(lake, cutoff) {
+            Ok(p) => p,
+            Err(e) => {
+                observer.failed("compact", &e.to_string());
+                continue;
+            }
+        };
+        for dir in partitions {
+            if stopping() {
+                return;
+            }
+            let prepared = match compact::prepare(lake, &dir, opts, &stopping) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => {
+                    observer.failed("compact", &e.to_string());
+                    continue;
+                }
+            };
+            let (reply, outcome) = crossbeam_channel::bounded(1);
+            if requests.send(CompactRequest { prepared, reply }).is_err() {
+                return;
+            }
+            match outcome.recv() {
+                Ok(Ok(report)) => observer.compacted(&report),
+                Ok(Err(e)) => observer.failed("compact", &e.to_string()),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 struct Flusher {
     lake: Lake,
     opts: PipelineOptions,
@@ -731,8 +820,12 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn run(&mut self, rx: Receiver<FlushMsg>) -> Result<u64> {
+    fn run(&mut self, rx: Receiver<FlushMsg>, compact_rx: Receiver<CompactRequest>) -> Result<u64> {
         loop {
+            if let Ok(req) = compact_rx.try_recv() {
+                let result = self.finish_compaction(req.prepared);
+                let _ = req.reply.send(result);
+            }
             let wait = match self.pending_since {
                 Some(since) => self.opts.flush_interval.saturating_sub(since.elapsed()),
                 None => Duration::from_millis(500),
@@ -818,6 +911,20 @@ impl Flusher {
             let _ = self.checkpoint.send(WalMsg::Checkpoint(upto));
         }
         Ok(())
+    }
+
+    /// Swaps a prepared compaction in. Flushing first leaves no encode in flight, so no file can
+    /// be committed into the partition during the swap.
+    fn finish_compaction(&mut self, prepared: Prepared) -> Result<CompactReport> {
+        if self.writer.is_none() {
+            return Err(IngestError::Internal("lake writer is recovering".into()));
+        }
+        if let Err(e) = self.flush() {
+            let msg = e.to_string();
+            self.fail("flush", e);
+            return Err(IngestError::Internal(msg));
+        }
+        compact::finish(prepared)
     }
 
     fn fail(&mut self, what: &str, e: IngestError) {

@@ -544,38 +544,7 @@ fn distinct_strings(batches: &[RecordBatch], col: &str) -> usize {
 /// Sorts the rows by `stage_at`, writes them to a temp file, fsyncs it and renames it into its
 /// partition. Runs on an encoder thread.
 fn encode_and_commit(job: EncodeJob, opts: &WriterOptions) -> Result<CommittedFile> {
-    let rows: usize = job.batches.iter().map(RecordBatch::num_rows).sum();
-    let props = writer_properties(opts, &job.batches, rows)?;
-    let parquet_err = |source| IngestError::ParquetWrite {
-        path: job.target.clone(),
-        source,
-    };
-    let file = File::create(&job.tmp).map_err(IngestError::lake_io(&job.tmp))?;
-    let mut writer =
-        ArrowWriter::try_new(file, audit_events_file_schema(), Some(props)).map_err(parquet_err)?;
-
-    let order = sort_order(&job.batches)?;
-    match order {
-        None => {
-            for b in &job.batches {
-                writer.write(b).map_err(parquet_err)?;
-            }
-        }
-        Some(order) => {
-            let refs: Vec<&RecordBatch> = job.batches.iter().collect();
-            for chunk in order.chunks(8192) {
-                let sorted = interleave_record_batch(&refs, chunk)?;
-                writer.write(&sorted).map_err(parquet_err)?;
-            }
-        }
-    }
-    let file = writer.into_inner().map_err(parquet_err)?;
-    file.sync_all().map_err(IngestError::lake_io(&job.tmp))?;
-    let bytes = file
-        .metadata()
-        .map_err(IngestError::lake_io(&job.tmp))?
-        .len();
-    drop(file);
+    let (rows, bytes) = encode_file(&job.batches, opts, &job.tmp)?;
     commit_file(&job.tmp, &job.target)?;
     Ok(CommittedFile {
         path: job.target,
@@ -583,6 +552,42 @@ fn encode_and_commit(job: EncodeJob, opts: &WriterOptions) -> Result<CommittedFi
         rows,
         bytes,
     })
+}
+
+/// Writes `batches`, sorted by `stage_at`, as one `audit_events` Parquet file at `path` and
+/// fsyncs it. Returns (rows, bytes). The caller makes it visible (rename, directory exchange).
+pub(crate) fn encode_file(
+    batches: &[RecordBatch],
+    opts: &WriterOptions,
+    path: &std::path::Path,
+) -> Result<(usize, u64)> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let props = writer_properties(opts, batches, rows)?;
+    let parquet_err = |source| IngestError::ParquetWrite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(IngestError::lake_io(path))?;
+    let mut writer =
+        ArrowWriter::try_new(file, audit_events_file_schema(), Some(props)).map_err(parquet_err)?;
+    match sort_order(batches)? {
+        None => {
+            for b in batches {
+                writer.write(b).map_err(parquet_err)?;
+            }
+        }
+        Some(order) => {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            for chunk in order.chunks(8192) {
+                let sorted = interleave_record_batch(&refs, chunk)?;
+                writer.write(&sorted).map_err(parquet_err)?;
+            }
+        }
+    }
+    let file = writer.into_inner().map_err(parquet_err)?;
+    file.sync_all().map_err(IngestError::lake_io(path))?;
+    let bytes = file.metadata().map_err(IngestError::lake_io(path))?.len();
+    Ok((rows, bytes))
 }
 
 /// The (batch, row) order that sorts the rows by `stage_at`, or `None` if already sorted.

@@ -84,3 +84,17 @@ impl fmt::Display for ShutdownFinished {
         )
     }
 }
+
+pub struct PartitionCompacted<'a> {
+    pub report: &'a auditlake_ingest::CompactReport,
+}
+impl fmt::Display for PartitionCompacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        write!(
+            f,
+            "partition_compacted files_before={} files_after={} rows={} bytes_before={} bytes_after={}",
+            r.files_before, r.files_after, r.rows, r.bytes_before, r.bytes_after
+        )
+    }
+}

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub duplicates_skipped: Counter,
     pub pipeline_failures: Counter,
     pub pipeline_healthy: Gauge,
+    pub compactions: Counter,
+    pub files_compacted_away: Counter,
     last_failure_logged: AtomicI64,
 }
 
@@ -79,6 +81,8 @@ impl Metrics {
             duplicates_skipped: Counter::default(),
             pipeline_failures: Counter::default(),
             pipeline_healthy: Gauge::default(),
+            compactions: Counter::default(),
+            files_compacted_away: Counter::default(),
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -98,6 +102,8 @@ impl Metrics {
         r.register("lake_duplicates_skipped", "Re-delivered events dropped by the dedup key (cluster, audit_id, stage)", m.duplicates_skipped.clone());
         r.register("pipeline_failures", "Failed WAL appends, flushes and recoveries", m.pipeline_failures.clone());
         r.register("pipeline_healthy", "1 while the pipeline accepts data, 0 while it is failed", m.pipeline_healthy.clone());
+        r.register("lake_compactions", "Partitions compacted (small files merged)", m.compactions.clone());
+        r.register("lake_files_compacted_away", "Files removed by compaction (files before − after)", m.files_compacted_away.clone());
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }
@@ -143,6 +149,13 @@ impl PipelineObserver for Metrics {
         if now - self.last_failure_logged.swap(now, Ordering::Relaxed) >= 10 {
             log::emit(&log::PipelineFailed { stage: what, error });
         }
+    }
+
+    fn compacted(&self, report: &auditlake_ingest::CompactReport) {
+        self.compactions.inc();
+        self.files_compacted_away
+            .inc_by(report.files_before.saturating_sub(report.files_after) as u64);
+        log::emit(&log::PartitionCompacted { report });
     }
 
     fn recovered(&self) {

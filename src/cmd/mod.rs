@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench_webhook;
+pub mod compact;
 pub mod detect;
 pub mod generate;
 pub mod ingest;

@@ -50,6 +50,13 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
     if let Some(mb) = w.flush_mb {
         pipeline.flush_bytes = mb << 20;
     }
+    pipeline.compact = match config.compaction.interval_secs.unwrap_or(300) {
+        0 => None,
+        secs => Some((
+            config.compact_options(pipeline.writer.clone()),
+            Duration::from_secs(secs),
+        )),
+    };
     let max_body_bytes = w.max_body_mb.unwrap_or(64) << 20;
     pipeline.max_group_bytes = pipeline.max_group_bytes.max(max_body_bytes);
     Ok(ServeOptions {

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::*;
 
-fn duckdb_available() -> bool {
+pub fn duckdb_available() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import duckdb"])
         .output()

@@ -69,6 +69,7 @@ fn options(lake: &Lake) -> PipelineOptions {
     let mut o = PipelineOptions::new(lake);
     o.min_free_disk_bytes = 0;
     o.flush_interval = Duration::from_secs(3600);
+    o.compact = None;
     o
 }
 
@@ -184,4 +185,33 @@ fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
     assert_eq!(d.events, 2);
     assert_eq!(d.rejects.len(), 1);
     assert_eq!(d.rejects[0].position.line, Some(3));
+}
+
+#[test]
+fn closed_partitions_are_compacted_in_the_background_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut opts = options(&lake);
+    opts.flush_rows = 1; // every request becomes its own file
+    let compact = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    opts.compact = Some((compact, Duration::from_millis(200)));
+    let (p, _) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
+    for b in 0..6 {
+        submit_and_wait(&p, submission(event_list(&ids(&format!("b{b}"), 40)), &opts)).unwrap();
+        // Let each flush commit its own file.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let files = || all_parquet(&lake.audit_events_dir()).len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while files() > 1 {
+        assert!(Instant::now() < deadline, "still {} files", files());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still accepting; a re-delivered batch adds nothing to the compacted partition.
+    submit_and_wait(&p, submission(event_list(&ids("b3", 40)), &opts)).unwrap();
+    p.shutdown().unwrap();
+    assert_eq!(lake_keys(&lake), 240);
 }

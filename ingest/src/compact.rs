@@ -1,0 +1,328 @@
+//! Compaction: merges a partition's small files (streaming flushes leave one per flush) into few
+//! large, time-sorted ones — without a reader ever seeing a row twice or missing one.
+//!
+//! The new content of `hour=HH/` is built beside it in `<lake>/_state/compact/<ulid>/`: merged
+//! files for the small ones, hard links for the files kept as they are. Then one
+//! `renameat2(RENAME_EXCHANGE)` swaps the two directories atomically: a reader that lists the
+//! partition sees either every old file or every new one. (A query that listed the old files and
+//! opens one after the swap fails with "file not found" and can be retried; it never returns
+//! wrong rows.) The old files, now in `_tmp`, are removed; a crash at any point leaves either the
+//! old or the new partition; leftovers of a crash are removed before the next compaction starts
+//! ([`clean_staging`]). Staging lives under `_state`, not `_tmp`, because a lake writer that
+//! reopens (serve's recovery) cleans `_tmp` and must not pull a staging directory from under a
+//! running merge.
+//!
+//! Two phases, so a long merge never blocks ingestion: [`prepare`] reads and writes outside the
+//! writer; [`finish`] runs where no file can be committed into the partition concurrently (the
+//! writer lock for `auditlake compact`, the flush thread between flushes in `serve`): it links
+//! files that arrived since `prepare` into the staging directory, then exchanges.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use auditlake_schemas::audit_events_file_schema;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{IngestError, Result};
+use crate::lake::{Lake, create_dir_durable, fsync_dir, list_parquet_files};
+use crate::writer::{WriterOptions, encode_file};
+
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Files smaller than this (on disk) are merged.
+    pub small_file_bytes: u64,
+    /// A partition is compacted when it holds at least this many small files.
+    pub min_small_files: usize,
+    /// Only partitions whose hour ended at least this many seconds ago (late events still come).
+    pub min_age_secs: i64,
+    /// Encoding of the merged files; `max_file_bytes` of Arrow data per merged file.
+    pub writer: WriterOptions,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            small_file_bytes: 16 << 20,
+            min_small_files: 4,
+            min_age_secs: 3600,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    pub partitions: usize,
+    pub files_before: usize,
+    pub files_after: usize,
+    pub rows: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl CompactReport {
+    pub fn add(&mut self, other: &CompactReport) {
+        self.partitions += other.partitions;
+        self.files_before += other.files_before;
+        self.files_after += other.files_after;
+        self.rows += other.rows;
+        self.bytes_before += other.bytes_before;
+        self.bytes_after += other.bytes_after;
+    }
+}
+
+/// A partition's next content, ready to be swapped in.
+#[derive(Debug)]
+pub struct Prepared {
+    pub partition_dir: PathBuf,
+    staging: PathBuf,
+    /// Names of the files present at prepare time (merged or linked).
+    inputs: HashSet<std::ffi::OsString>,
+    report: CompactReport,
+}
+
+/// Partition directories (`cluster=*/date=*/hour=*`) whose hour ended before `cutoff_micros`.
+pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let read = |dir: &Path| -> Result<Vec<PathBuf>> {
+        match fs::read_dir(dir) {
+            Ok(entries) => Ok(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(IngestError::lake_io(dir)(e)),
+        }
+    };
+    for cluster in read(&lake.audit_events_dir())? {
+        for date in read(&cluster)? {
+            for hour in read(&date)? {
+                let value = |p: &Path, key: &str| {
+                    p.file_name()?.to_str()?.strip_prefix(key).map(str::to_owned)
+                };
+                let (Some(d), Some(h)) = (value(&date, "date="), value(&hour, "hour=")) else {
+                    continue;
+                };
+                let Ok(start) = chrono::NaiveDateTime::parse_from_str(
+                    &format!("{d} {h}:00:00"),
+                    "%Y-%m-%d %H:%M:%S",
+                ) else {
+                    continue;
+                };
+                let end = start.and_utc().timestamp_micros() + crate::decode::MICROS_PER_HOUR;
+                if end <= cutoff_micros {
+                    out.push(hour);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let schema = audit_events_file_schema();
+    let read_err = |source| IngestError::LakeRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(IngestError::lake_io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(read_err)?
+        .with_batch_size(16 * 1024)
+        .build()
+        .map_err(read_err)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        // Same columns and types; re-attach the canonical schema (field metadata) for the writer.
+        out.push(RecordBatch::try_new(schema.clone(), batch?.columns().to_vec())?);
+    }
+    Ok(out)
+}
+
+/// Phase 1: merges the partition's small files into `_tmp/compact-<ulid>/`, hard-links the rest.
+/// Returns `None` when the partition has too few small files to be worth it, or when `cancelled`
+/// turns true (checked between files).
+pub fn prepare(
+    lake: &Lake,
+    partition_dir: &Path,
+    opts: &CompactOptions,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Option<Prepared>> {
+    let files = list_parquet_files(partition_dir)?;
+    let mut small = Vec::new();
+    let mut keep = Vec::new();
+    let mut report = CompactReport {
+        partitions: 1,
+        files_before: files.len(),
+        ..CompactReport::default()
+    };
+    for f in files {
+        let len = fs::metadata(&f).map_err(IngestError::lake_io(&f))?.len();
+        report.bytes_before += len;
+        if len < opts.small_file_bytes {
+            small.push(f);
+        } else {
+            keep.push((f, len));
+        }
+    }
+    if small.len() < opts.min_small_files.max(2) {
+        return Ok(None);
+    }
+    let staging = staging_root(lake).join(ulid::Ulid::generate().to_string());
+    create_dir_durable(&staging)?;
+    let result = (|| -> Result<Prepared> {
+        let mut inputs = HashSet::new();
+        for (f, len) in &keep {
+            let name = f.file_name().expect("listed file").to_owned();
+            fs::hard_link(f, staging.join(&name)).map_err(IngestError::lake_io(f))?;
+            inputs.insert(name);
+            report.files_after += 1;
+            report.bytes_after += len;
+        }
+        let mut group: Vec<RecordBatch> = Vec::new();
+        let mut group_bytes = 0usize;
+        let write_group = |group: &mut Vec<RecordBatch>, report: &mut CompactReport| -> Result<()> {
+            if group.is_empty() {
+                return Ok(());
+            }
+            let path = staging.join(format!("part-{}.parquet", ulid::Ulid::generate()));
+            let (rows, bytes) = encode_file(group, &opts.writer, &path)?;
+            report.rows += rows as u64;
+            report.files_after += 1;
+            report.bytes_after += bytes;
+            group.clear();
+            Ok(())
+        };
+        let mut rows_in = 0u64;
+        for f in &small {
+            if cancelled() {
+                return Err(IngestError::Internal("cancelled".into()));
+            }
+            let batches = read_file(f)?;
+            rows_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            group_bytes += batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>();
+            group.extend(batches);
+            inputs.insert(f.file_name().expect("listed file").to_owned());
+            if group_bytes >= opts.writer.max_file_bytes {
+                write_group(&mut group, &mut report)?;
+                group_bytes = 0;
+            }
+        }
+        write_group(&mut group, &mut report)?;
+        if report.rows != rows_in {
+            return Err(IngestError::Internal(format!(
+                "compaction of {} wrote {} rows for {rows_in} read",
+                partition_dir.display(),
+                report.rows
+            )));
+        }
+        fsync_dir(&staging)?;
+        Ok(Prepared {
+            partition_dir: partition_dir.to_path_buf(),
+            staging: staging.clone(),
+            inputs,
+            report,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+        if cancelled() {
+            return Ok(None);
+        }
+    }
+    result.map(Some)
+}
+
+/// Phase 2: links files committed since [`prepare`] into the staging directory, swaps it with the
+/// partition atomically and removes the old files. Call only where nothing commits into the
+/// partition concurrently.
+pub fn finish(prepared: Prepared) -> Result<CompactReport> {
+    let Prepared {
+        partition_dir,
+        staging,
+        inputs,
+        mut report,
+    } = prepared;
+    let result = (|| -> Result<()> {
+        let now: Vec<PathBuf> = list_parquet_files(&partition_dir)?;
+        let present: HashSet<_> = now.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
+        if let Some(gone) = inputs.iter().find(|n| !present.contains(*n)) {
+            return Err(IngestError::Internal(format!(
+                "{} lost {gone:?} while being compacted; compaction abandoned",
+                partition_dir.display()
+            )));
+        }
+        for f in &now {
+            let name = f.file_name().expect("listed file");
+            if !inputs.contains(name) {
+                fs::hard_link(f, staging.join(name)).map_err(IngestError::lake_io(f))?;
+                let len = fs::metadata(f).map_err(IngestError::lake_io(f))?.len();
+                report.files_before += 1;
+                report.files_after += 1;
+                report.bytes_before += len;
+                report.bytes_after += len;
+            }
+        }
+        fsync_dir(&staging)?;
+        exchange(&staging, &partition_dir)?;
+        if let Some(parent) = partition_dir.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    })();
+    // After the exchange `staging` holds the old files; before it, the abandoned new ones.
+    let _ = fs::remove_dir_all(&staging);
+    result.map(|()| report)
+}
+
+/// Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| IngestError::Internal(format!("{} has a NUL byte", p.display())));
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(IngestError::LakeIo {
+            path: b.to_path_buf(),
+            source: std::io::Error::new(
+                err.kind(),
+                format!("atomic directory exchange (renameat2 RENAME_EXCHANGE) failed: {err}; this file system cannot be compacted in place"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn staging_root(lake: &Lake) -> PathBuf {
+    lake.state_dir().join("compact")
+}
+
+/// Removes staging directories a crashed compaction left. Call before compactions start.
+pub fn clean_staging(lake: &Lake) -> Result<()> {
+    let root = staging_root(lake);
+    match fs::remove_dir_all(&root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(IngestError::lake_io(&root)(e)),
+    }
+}
+
+/// `auditlake compact`: takes the writer lock and compacts every closed partition that needs it.
+pub fn compact_lake(lake: &Lake, opts: &CompactOptions, now_micros: i64) -> Result<CompactReport> {
+    let _lock = lake.lock_writer()?;
+    clean_staging(lake)?;
+    let mut total = CompactReport::default();
+    for dir in closed_partitions(lake, now_micros - opts.min_age_secs * 1_000_000)? {
+        if let Some(p) = prepare(lake, &dir, opts, &|| false)? {
+            total.add(&finish(p)?);
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests;

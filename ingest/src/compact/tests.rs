@@ -1,0 +1,117 @@
+use super::*;
+use crate::decode::{DecodeOptions, Decoder, SourcePosition};
+use crate::writer::LakeWriter;
+use arrow::array::{Array, TimestampMicrosecondArray};
+
+/// `n` events `<prefix>-<i>` in 2026-11-22 10:xx, in shuffled time order.
+fn batches(prefix: &str, n: usize) -> Vec<crate::decode::DecodedBatch> {
+    let mut d = Decoder::new(DecodeOptions::new("prod"));
+    for i in 0..n {
+        let second = (i * 7919) % 3600;
+        let line = format!(
+            r#"{{"auditID":"{prefix}-{i}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"u{i}"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T10:{:02}:{:02}.000000Z"}}"#,
+            second / 60,
+            second % 60
+        );
+        d.decode(line.as_bytes(), &SourcePosition::default());
+    }
+    d.take().batches
+}
+
+fn write_flushed(lake: &Lake, prefixes: &[&str]) {
+    let mut w = LakeWriter::open(lake, WriterOptions::default()).unwrap();
+    for p in prefixes {
+        for b in batches(p, 50) {
+            w.write(b).unwrap();
+        }
+        w.flush().unwrap();
+    }
+}
+
+fn partition(lake: &Lake) -> PathBuf {
+    lake.audit_events_dir().join("cluster=prod/date=2026-11-22/hour=10")
+}
+
+fn rows_and_sorted(dir: &Path) -> (usize, bool) {
+    let mut rows = 0;
+    let mut sorted = true;
+    for f in list_parquet_files(dir).unwrap() {
+        let mut last = i64::MIN;
+        for b in read_file(&f).unwrap() {
+            rows += b.num_rows();
+            let t = b
+                .column_by_name("stage_at")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            for v in t.values().iter() {
+                sorted &= *v >= last;
+                last = *v;
+            }
+            assert_eq!(t.null_count(), 0);
+        }
+    }
+    (rows, sorted)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[test]
+fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(list_parquet_files(&partition(&lake)).unwrap().len(), 6);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    let report = compact_lake(&lake, &opts, now()).unwrap();
+    assert_eq!((report.partitions, report.files_before, report.files_after, report.rows), (1, 6, 1, 300));
+    assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
+    // Nothing left behind, nothing more to do.
+    assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
+    assert_eq!(compact_lake(&lake, &opts, now()).unwrap(), CompactReport::default());
+    // The merged file is still the dedup index: re-writing the same events adds nothing.
+    let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
+    for b in batches("c", 50) {
+        assert_eq!(w.write(b).unwrap(), 0);
+    }
+}
+
+#[test]
+fn files_committed_between_prepare_and_finish_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    let prepared = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().expect("4 small files");
+    // A late event arrives while the merge runs.
+    write_flushed(&lake, &["late"]);
+    let report = finish(prepared).unwrap();
+    assert_eq!((report.files_before, report.files_after), (5, 2));
+    assert_eq!(rows_and_sorted(&partition(&lake)).0, 250);
+}
+
+#[test]
+fn the_current_hour_and_partitions_with_few_small_files_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    let hour_start = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().timestamp_micros();
+    // At 10:59 the hour is still open; at 11:00 it is closed.
+    assert!(closed_partitions(&lake, hour_start + 3_540_000_000).unwrap().is_empty());
+    assert_eq!(closed_partitions(&lake, hour_start + 3_600_000_000).unwrap(), vec![partition(&lake)]);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        min_small_files: 5,
+        ..CompactOptions::default()
+    };
+    assert!(prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().is_none());
+}
