@@ -182,6 +182,11 @@ pub struct DetectArgs {
     /// Print how long each rule took to stderr.
     #[arg(long)]
     pub timing: bool,
+
+    /// Retro-hunt: record the findings in the lake's `findings` table, marked `retro-hunt`
+    /// (a finding already recorded, e.g. by the scheduler, is not recorded twice).
+    #[arg(long)]
+    pub store: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,11 @@ pub struct Config {
     pub webhook: WebhookSection,
     #[serde(default)]
     pub compaction: CompactionSection,
+    /// `[scheduler]`: scheduled detections in `serve` (on when the section is present).
+    pub scheduler: Option<SchedulerSection>,
+    /// `[[sinks]]`: where findings go.
+    #[serde(default)]
+    pub sinks: Vec<SinkSection>,
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -77,6 +82,46 @@ pub struct IngestSection {
     pub zstd_level: Option<i32>,
     /// Lines longer than this many MiB are quarantined without being held in memory (default 256).
     pub max_line_mb: Option<usize>,
+}
+
+/// `[scheduler]` of `auditlake serve`: runs the active rules of `[detect]` on their schedules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// Set false to keep the section but not run detections (default true).
+    pub enabled: Option<bool>,
+    /// Each run re-reads this far before the watermark, for late events (default 600).
+    pub lateness_secs: Option<i64>,
+    /// Events younger than this are left to the next run (still being flushed; default 30).
+    pub settle_secs: Option<i64>,
+    /// A rule without a saved watermark starts this far back (default 60).
+    pub initial_lookback_minutes: Option<i64>,
+    /// Findings sharing actor or target within this window form one incident (default 60).
+    pub incident_window_minutes: Option<i64>,
+    /// Longest sleep between scheduler passes, seconds (default 5).
+    pub tick_secs: Option<f64>,
+}
+
+/// One `[[sinks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Unique name (its outbox directory, metrics label).
+    pub name: String,
+    /// `stdout`, `file`, `webhook`, `alertmanager` or `falco`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For webhook/alertmanager/falco.
+    pub url: Option<String>,
+    /// For file.
+    pub path: Option<PathBuf>,
+    /// Lowest severity sent (default info).
+    pub min_severity: Option<String>,
+    /// Per-request timeout, seconds (default 10).
+    pub timeout_secs: Option<u64>,
+    /// Extra HTTP headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `[compaction]`: merging the small files streaming flushes leave (`auditlake compact`, and
@@ -248,6 +293,38 @@ impl Config {
             && m < 0
         {
             bail!("compaction.min_age_minutes = {m}: must not be negative");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let key = format!("sinks[{i}]");
+            if sink.name.is_empty()
+                || !sink.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("{key}.name = {:?}: use letters, digits, '-' and '_'", sink.name);
+            }
+            if !names.insert(&sink.name) {
+                bail!("{key}.name = {:?}: another sink has this name", sink.name);
+            }
+            match sink.kind.as_str() {
+                "webhook" | "alertmanager" | "falco" => {
+                    let Some(url) = &sink.url else {
+                        bail!("{key}.url: a {} sink needs a url", sink.kind);
+                    };
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("{key}.url = {url:?}: must be an http:// or https:// URL");
+                    }
+                }
+                "file" if sink.path.is_none() => bail!("{key}.path: a file sink needs a path"),
+                "file" | "stdout" => {}
+                other => bail!(
+                    "{key}.type = {other:?}: expected stdout, file, webhook, alertmanager or falco"
+                ),
+            }
+            if let Some(sev) = &sink.min_severity
+                && !["info", "low", "medium", "high", "critical"].contains(&sev.as_str())
+            {
+                bail!("{key}.min_severity = {sev:?}: expected info, low, medium, high or critical");
+            }
         }
         if let Some(cluster) = &self.webhook.default_cluster {
             auditlake_ingest::validate_cluster_name(cluster).context("webhook.default_cluster")?;

@@ -407,6 +407,9 @@ fn to_findings(
             bucket_start,
             detected_at,
             dedup_key: key,
+            revision: 1,
+            origin: "detect".to_owned(),
+            incident_id: None,
         });
     }
     Ok(out)

@@ -27,6 +27,9 @@ pub enum DetectError {
     },
     #[error("ingesting fixture {}: {message}", path.display())]
     Fixture { path: PathBuf, message: String },
+    /// Reading or writing the findings store or the scheduler state failed.
+    #[error("findings store: {0}")]
+    Store(String),
 }
 
 impl DetectError {

@@ -30,6 +30,18 @@ pub struct Finding {
     pub catalog_ids: Vec<String>,
     pub bucket_start: DateTime<Utc>,
     pub detected_at: DateTime<Utc>,
+    /// 1 when first reported, +1 per update of the same finding (see `schemas/findings.md`).
+    pub revision: i32,
+    /// `scheduled`, `retro-hunt` or `detect`.
+    pub origin: String,
+    pub incident_id: Option<String>,
+}
+
+impl Finding {
+    /// The key a sink receives to recognise a re-delivery: `<finding_id>-r<revision>`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-r{}", self.finding_id, self.revision)
+    }
 }
 
 /// Findings as one batch of the `findings` schema.
@@ -86,6 +98,93 @@ pub fn findings_to_batch(findings: &[Finding]) -> RecordBatch {
         list(&|f| &f.catalog_ids),
         time(&|f| f.bucket_start),
         time(&|f| f.detected_at),
+        int(&|f| f.revision),
+        text(&|f| Some(&f.origin)),
+        text(&|f| f.incident_id.as_deref()),
     ];
     RecordBatch::try_new(schema, columns).expect("columns follow FINDING_COLUMNS")
+}
+
+/// Findings read back from a batch of the `findings` schema (the findings store's own files).
+pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("findings file without column {name}")))
+    };
+    let text = |name: &str| -> Result<Vec<Option<String>>, arrow::error::ArrowError> {
+        let a = arrow::compute::cast(col(name)?, &arrow::datatypes::DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned())).collect())
+    };
+    let time = |name: &str| -> Result<Vec<DateTime<Utc>>, arrow::error::ArrowError> {
+        let a = col(name)?.as_primitive::<TimestampMicrosecondType>();
+        Ok(a.values().iter().map(|v| DateTime::from_timestamp_micros(*v).unwrap_or_default()).collect())
+    };
+    let int = |name: &str| -> Result<Vec<i32>, arrow::error::ArrowError> {
+        Ok(col(name)?.as_primitive::<Int32Type>().values().to_vec())
+    };
+    let list = |name: &str| -> Result<Vec<Vec<String>>, arrow::error::ArrowError> {
+        let l = col(name)?.as_list::<i32>();
+        Ok((0..l.len())
+            .map(|i| {
+                let v = l.value(i);
+                let v = v.as_string::<i32>();
+                v.iter().flatten().map(str::to_owned).collect()
+            })
+            .collect())
+    };
+    let (ids, keys, rules, sev, titles, summaries, clusters) = (
+        text("finding_id")?,
+        text("dedup_key")?,
+        text("rule_id")?,
+        text("severity")?,
+        text("title")?,
+        text("summary")?,
+        text("cluster")?,
+    );
+    let (actors, ips, targets, origins, incidents) = (
+        text("actor")?,
+        text("source_ip")?,
+        text("target")?,
+        text("origin")?,
+        text("incident_id")?,
+    );
+    let (versions, counts, revisions) = (int("rule_version")?, int("event_count")?, int("revision")?);
+    let (first, last, bucket, detected) = (
+        time("first_event_at")?,
+        time("last_event_at")?,
+        time("bucket_start")?,
+        time("detected_at")?,
+    );
+    let (evidence, attack, catalog) = (list("evidence_audit_ids")?, list("attack_ids")?, list("catalog_ids")?);
+    let s = |v: &Vec<Option<String>>, i: usize| v[i].clone().unwrap_or_default();
+    Ok((0..batch.num_rows())
+        .map(|i| Finding {
+            finding_id: s(&ids, i),
+            dedup_key: s(&keys, i),
+            rule_id: s(&rules, i),
+            rule_version: versions[i],
+            severity: s(&sev, i),
+            title: s(&titles, i),
+            summary: s(&summaries, i),
+            cluster: s(&clusters, i),
+            actor: actors[i].clone(),
+            source_ip: ips[i].clone(),
+            target: targets[i].clone(),
+            first_event_at: first[i],
+            last_event_at: last[i],
+            event_count: counts[i],
+            evidence_audit_ids: evidence[i].clone(),
+            attack_ids: attack[i].clone(),
+            catalog_ids: catalog[i].clone(),
+            bucket_start: bucket[i],
+            detected_at: detected[i],
+            revision: revisions[i],
+            origin: s(&origins, i),
+            incident_id: incidents[i].clone(),
+        })
+        .collect())
 }

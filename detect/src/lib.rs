@@ -8,9 +8,13 @@ pub mod finding;
 pub mod fixtures;
 pub mod params;
 pub mod rule;
+pub mod scheduler;
+pub mod store;
 
 pub use engine::{Detector, Window};
 pub use error::DetectError;
-pub use finding::{Finding, findings_to_batch};
+pub use finding::{Finding, findings_from_batch, findings_to_batch};
+pub use scheduler::{Alerts, Scheduler, SchedulerObserver, SchedulerOptions};
+pub use store::{Change, FindingsStore};
 pub use params::{PackConfig, ParamValue, Params, RuleOverrides};
 pub use rule::{Rule, RuleTest, Severity, load_rules};

@@ -19,6 +19,17 @@ pub enum Severity {
     Critical,
 }
 
+/// Order of severity names: info 0 … critical 4 (unknown names rank as info).
+pub fn severity_rank(name: &str) -> u8 {
+    match name {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,7 +8,9 @@ pub mod udf;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use auditlake_schemas::{CLUSTER, DATE, HOUR, STAGE_AT, audit_events_file_schema};
+use auditlake_schemas::{
+    CLUSTER, DATE, FINDING_COLUMNS, HOUR, STAGE_AT, audit_events_file_schema, findings_schema,
+};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -22,6 +24,12 @@ pub use output::{OutputFormat, write_batches};
 
 /// Table names.
 pub const AUDIT_EVENTS_TABLE: &str = "audit_events";
+/// Every stored revision of every finding (`<lake>/findings/date=…/*.parquet`).
+pub const FINDINGS_HISTORY_TABLE: &str = "findings_history";
+/// The latest revision of each finding.
+pub const FINDINGS_TABLE: &str = "findings";
+/// Findings grouped into incidents.
+pub const INCIDENTS_TABLE: &str = "incidents";
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -100,7 +108,57 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);
     register_audit_events(&ctx, lake).await?;
+    register_findings(&ctx, lake).await?;
     Ok(ctx)
+}
+
+fn lake_dir(lake: &Path, name: &str) -> Result<ListingTableUrl, QueryError> {
+    let dir = lake.join(name);
+    // Tables exist before anything was written, so queries and rule checks plan.
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
+    ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)
+}
+
+/// `findings_history` (every revision), `findings` (latest revision per finding) and `incidents`.
+async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(DATE.to_owned(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(lake_dir(lake, "findings")?)
+        .with_listing_options(options)
+        .with_schema(findings_schema());
+    let table = ListingTable::try_new(config).map_err(QueryError::Execution)?;
+    ctx.register_table(FINDINGS_HISTORY_TABLE, Arc::new(table))
+        .map_err(QueryError::Execution)?;
+    let columns: Vec<&str> = FINDING_COLUMNS.iter().map(|c| c.name).collect();
+    let latest = format!(
+        "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY finding_id ORDER BY revision DESC) AS latest_rank \
+         FROM {FINDINGS_HISTORY_TABLE}) WHERE latest_rank = 1",
+        cols = columns.join(", ")
+    );
+    let view = ctx.sql(&latest).await.map_err(QueryError::Execution)?.into_view();
+    ctx.register_table(FINDINGS_TABLE, view)
+        .map_err(QueryError::Execution)?;
+    let rank = "CASE severity WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3 WHEN 'low' THEN 2 ELSE 1 END";
+    let incidents = format!(
+        "SELECT incident_id, cluster, \
+           CASE max({rank}) WHEN 5 THEN 'critical' WHEN 4 THEN 'high' WHEN 3 THEN 'medium' WHEN 2 THEN 'low' ELSE 'info' END AS severity, \
+           min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at, \
+           count(*) AS findings, sum(event_count) AS events, \
+           array_agg(DISTINCT actor) FILTER (WHERE actor IS NOT NULL) AS actors, \
+           array_agg(DISTINCT target) FILTER (WHERE target IS NOT NULL) AS targets, \
+           array_agg(rule_id ORDER BY first_event_at, finding_id) AS rules, \
+           array_agg(concat(to_char(first_event_at, '%Y-%m-%dT%H:%M:%SZ'), ' ', severity, ' ', rule_id, ': ', summary) ORDER BY first_event_at, finding_id) AS timeline \
+         FROM {FINDINGS_TABLE} WHERE incident_id IS NOT NULL GROUP BY incident_id, cluster"
+    );
+    let view = ctx.sql(&incidents).await.map_err(QueryError::Execution)?.into_view();
+    ctx.register_table(INCIDENTS_TABLE, view)
+        .map_err(QueryError::Execution)?;
+    Ok(())
 }
 
 async fn register_audit_events(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {

@@ -8,7 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use crate::{ColumnDef, ColumnType as T};
 
 /// Version of the `findings` schema.
-pub const FINDINGS_SCHEMA_VERSION: &str = "1";
+pub const FINDINGS_SCHEMA_VERSION: &str = "2";
 
 const fn col(
     name: &'static str,
@@ -159,6 +159,27 @@ pub const FINDING_COLUMNS: &[ColumnDef] = &[
         false,
         "engine",
         "When the engine produced the finding.",
+    ),
+    col(
+        "revision",
+        T::Int32,
+        false,
+        "findings store",
+        "1 when first reported; +1 each time later evidence in the same dedup bucket changes `event_count` or `last_event_at` (an update, not a new alert). Table `findings` shows each finding's latest revision, `findings_history` all of them.",
+    ),
+    col(
+        "origin",
+        T::Utf8,
+        false,
+        "engine",
+        "What produced it: `scheduled` (serve's scheduler), `retro-hunt` (`auditlake detect --store` over history) or `detect` (a one-shot `auditlake detect`, not stored).",
+    ),
+    col(
+        "incident_id",
+        T::Utf8,
+        true,
+        "findings store",
+        "The incident the finding belongs to: findings of one cluster that share the actor or the target within the incident window (see table `incidents`).",
     ),
 ];
 

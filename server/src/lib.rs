@@ -3,10 +3,12 @@
 //! `/healthz`, `/readyz` and `/metrics`. One shutdown signal stops every task: stop accepting,
 //! finish in-flight requests, flush the pipeline into the lake, return.
 
+pub mod alerting;
 pub mod auth;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod sinks;
 pub mod tls;
 pub mod webhook;
 
@@ -43,6 +45,8 @@ pub struct ServeOptions {
     pub retry_after_secs: u32,
     pub pipeline: PipelineOptions,
     pub decode: DecodeOptions,
+    /// Scheduled detections and their sinks (`[scheduler]`, `[[sinks]]`), when enabled.
+    pub alerting: Option<alerting::AlertingOptions>,
 }
 
 /// What a finished `serve` did.
@@ -104,6 +108,11 @@ pub async fn serve(
         log::emit(&log::WalReplayed { report: &replayed });
     }
     let pipeline = Arc::new(pipeline);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = match opts.alerting.clone() {
+        Some(a) => alerting::start(&opts.lake, a, metrics.clone(), stop_rx).await?,
+        None => Vec::new(),
+    };
     let state = Arc::new(webhook::AppState {
         pipeline: pipeline.clone(),
         auth: auth.clone(),
@@ -181,6 +190,12 @@ pub async fn serve(
     let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
+    // The scheduler finishes its current pass; sinks stop between deliveries (the outbox keeps
+    // the rest for the next start).
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
     log::emit(&log::ShutdownFinished {
         last_seq: last,
         open_connections_dropped: dropped,

@@ -98,3 +98,34 @@ impl fmt::Display for PartitionCompacted<'_> {
         )
     }
 }
+
+pub struct SchedulerStarted {
+    pub rules: usize,
+    pub sinks: usize,
+}
+impl fmt::Display for SchedulerStarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scheduler_started rules={} sinks={}", self.rules, self.sinks)
+    }
+}
+
+pub struct RuleFailed<'a> {
+    pub rule: &'a str,
+    pub error: &'a str,
+    pub retry_in_secs: i64,
+}
+impl fmt::Display for RuleFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule_failed rule={} retry_in_secs={} error={:?}", self.rule, self.retry_in_secs, self.error)
+    }
+}
+
+pub struct SinkFailed<'a> {
+    pub sink: &'a str,
+    pub error: &'a str,
+}
+impl fmt::Display for SinkFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sink_delivery_failed sink={} error={:?}", self.sink, self.error)
+    }
+}

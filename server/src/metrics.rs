@@ -20,6 +20,16 @@ pub struct ClusterLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: u16,
 }
@@ -53,6 +63,14 @@ pub struct Metrics {
     pub pipeline_healthy: Gauge,
     pub compactions: Counter,
     pub files_compacted_away: Counter,
+    pub rule_run_seconds: Family<RuleLabel, Histogram>,
+    pub rule_findings_new: Family<RuleLabel, Counter>,
+    pub rule_findings_updated: Family<RuleLabel, Counter>,
+    pub rule_errors: Family<RuleLabel, Counter>,
+    pub rule_watermark_lag_seconds: Family<RuleLabel, Gauge>,
+    pub sink_delivered: Family<SinkLabel, Counter>,
+    pub sink_failures: Family<SinkLabel, Counter>,
+    pub sink_outbox_depth: Family<SinkLabel, Gauge>,
     last_failure_logged: AtomicI64,
 }
 
@@ -83,6 +101,14 @@ impl Metrics {
             pipeline_healthy: Gauge::default(),
             compactions: Counter::default(),
             files_compacted_away: Counter::default(),
+            rule_run_seconds: Family::new_with_constructor(latency_histogram),
+            rule_findings_new: Family::default(),
+            rule_findings_updated: Family::default(),
+            rule_errors: Family::default(),
+            rule_watermark_lag_seconds: Family::default(),
+            sink_delivered: Family::default(),
+            sink_failures: Family::default(),
+            sink_outbox_depth: Family::default(),
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -104,6 +130,14 @@ impl Metrics {
         r.register("pipeline_healthy", "1 while the pipeline accepts data, 0 while it is failed", m.pipeline_healthy.clone());
         r.register("lake_compactions", "Partitions compacted (small files merged)", m.compactions.clone());
         r.register("lake_files_compacted_away", "Files removed by compaction (files before − after)", m.files_compacted_away.clone());
+        r.register("rule_run_seconds", "Time of one scheduled run of a rule", m.rule_run_seconds.clone());
+        r.register("rule_findings_new", "New findings (alerted) by rule", m.rule_findings_new.clone());
+        r.register("rule_findings_updated", "Findings updated with more evidence (not re-alerted), by rule", m.rule_findings_updated.clone());
+        r.register("rule_errors", "Failed rule runs (retried with backoff)", m.rule_errors.clone());
+        r.register("rule_watermark_lag_seconds", "now − the rule's watermark after its last run", m.rule_watermark_lag_seconds.clone());
+        r.register("sink_delivered", "Findings delivered, by sink", m.sink_delivered.clone());
+        r.register("sink_failures", "Failed delivery attempts (retried), by sink", m.sink_failures.clone());
+        r.register("sink_outbox_depth", "Findings waiting in the outbox, by sink", m.sink_outbox_depth.clone());
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }
@@ -161,5 +195,35 @@ impl PipelineObserver for Metrics {
     fn recovered(&self) {
         self.pipeline_healthy.set(1);
         log::emit(&log::PipelineRecovered);
+    }
+}
+
+impl auditlake_detect::SchedulerObserver for Metrics {
+    fn rule_ran(&self, rule: &str, took: Duration, new: usize, updated: usize, lag: chrono::TimeDelta) {
+        let l = RuleLabel { rule: rule.to_owned() };
+        self.rule_run_seconds.get_or_create(&l).observe(took.as_secs_f64());
+        self.rule_findings_new.get_or_create(&l).inc_by(new as u64);
+        self.rule_findings_updated.get_or_create(&l).inc_by(updated as u64);
+        self.rule_watermark_lag_seconds.get_or_create(&l).set(lag.num_seconds());
+    }
+
+    fn rule_failed(&self, rule: &str, error: &str, retry_in: chrono::TimeDelta) {
+        self.rule_errors.get_or_create(&RuleLabel { rule: rule.to_owned() }).inc();
+        log::emit(&log::RuleFailed { rule, error, retry_in_secs: retry_in.num_seconds() });
+    }
+}
+
+impl crate::sinks::DeliveryObserver for Metrics {
+    fn delivered(&self, sink: &str) {
+        self.sink_delivered.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+    }
+
+    fn failed(&self, sink: &str, error: &str) {
+        self.sink_failures.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+        log::emit(&log::SinkFailed { sink, error });
+    }
+
+    fn outbox_depth(&self, sink: &str, depth: usize) {
+        self.sink_outbox_depth.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(depth as i64);
     }
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use auditlake_detect::rule::severity_rank;
 use auditlake_detect::{Detector, Finding, Window, findings_to_batch};
 use auditlake_query::{OutputFormat, open_lake, write_batches};
 use chrono::{DateTime, Utc};
@@ -89,6 +90,22 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
             return Err(e).context("detect failed");
         }
     };
+    if args.store {
+        let changes = auditlake_detect::scheduler::store_retro_hunt(
+            &lake,
+            findings.clone(),
+            &auditlake_detect::SchedulerOptions::default(),
+        )?;
+        let new = changes.iter().filter(|c| c.is_new).count();
+        eprintln!(
+            "recorded {new} new and {} updated finding(s) as retro-hunt in {}",
+            changes.len() - new,
+            lake.join("findings").display()
+        );
+        for f in &mut findings {
+            f.origin = "retro-hunt".into();
+        }
+    }
     // Most severe first, then in time order: what a responder reads top-down.
     findings.sort_by(|a, b| {
         severity_rank(&b.severity)
@@ -130,14 +147,4 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FINDINGS
     })
-}
-
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
 }

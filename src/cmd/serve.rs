@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use auditlake_ingest::{Lake, PipelineOptions};
+use auditlake_detect::{SchedulerOptions, load_rules};
+use auditlake_server::alerting::AlertingOptions;
+use auditlake_server::sinks::{SinkConfig, SinkKind};
 use auditlake_server::{ServeOptions, TlsFiles, serve, shutdown_signal};
+use chrono::TimeDelta;
 
 use crate::EXIT_OK;
 use crate::cli::ServeArgs;
@@ -80,7 +84,63 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         retry_after_secs: w.retry_after_secs.unwrap_or(5),
         decode: ingest.decode,
         pipeline,
+        alerting: alerting_options(config)?,
     })
+}
+
+/// `[scheduler]` + `[[sinks]]` + the active rules of `[detect]`, when the scheduler is on.
+fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> {
+    let Some(s) = &config.scheduler else {
+        return Ok(None);
+    };
+    if s.enabled == Some(false) {
+        return Ok(None);
+    }
+    let dir = config.rules_dir(None);
+    let all = load_rules(&dir, None)?;
+    let pack = config.pack_config()?;
+    pack.validate(&all)?;
+    let rules: Vec<_> = all
+        .into_iter()
+        .filter_map(|r| {
+            let params = pack.params_for(&r);
+            pack.is_active(&r, &params).then_some((r, params))
+        })
+        .collect();
+    let d = SchedulerOptions::default();
+    let scheduler = SchedulerOptions {
+        lateness: s.lateness_secs.map_or(d.lateness, TimeDelta::seconds),
+        settle: s.settle_secs.map_or(d.settle, TimeDelta::seconds),
+        initial_lookback: s.initial_lookback_minutes.map_or(d.initial_lookback, TimeDelta::minutes),
+        incident_window: s.incident_window_minutes.map_or(d.incident_window, TimeDelta::minutes),
+        ..d
+    };
+    let sinks = config
+        .sinks
+        .iter()
+        .map(|k| SinkConfig {
+            name: k.name.clone(),
+            kind: match k.kind.as_str() {
+                "stdout" => SinkKind::Stdout,
+                "file" => SinkKind::File {
+                    path: config.resolve(k.path.as_deref().expect("validated")),
+                },
+                "webhook" => SinkKind::Webhook { url: k.url.clone().expect("validated") },
+                "alertmanager" => SinkKind::Alertmanager { url: k.url.clone().expect("validated") },
+                _ => SinkKind::Falco { url: k.url.clone().expect("validated") },
+            },
+            min_severity: k.min_severity.clone().unwrap_or_else(|| "info".into()),
+            timeout: Duration::from_secs(k.timeout_secs.unwrap_or(10)),
+            headers: k.headers.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        })
+        .collect();
+    Ok(Some(AlertingOptions {
+        rules,
+        scheduler,
+        session: crate::cmd::query::session_options(config),
+        sinks,
+        tick: Duration::from_secs_f64(s.tick_secs.unwrap_or(5.0).clamp(0.05, 60.0)),
+    }))
 }
 
 pub fn run(config: &Config, args: ServeArgs) -> anyhow::Result<u8> {

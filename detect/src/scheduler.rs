@@ -1,0 +1,310 @@
+//! The scheduler of `auditlake serve`: runs each active rule on its `schedule` over
+//! `[watermark − lateness, now − settle)` in event time, records findings in the store, hands new
+//! ones to the alert outbox and then advances the rule's watermark, persisted in
+//! `<lake>/_state/scheduler.json`.
+//!
+//! Order of effects per run — alerts enqueued (durable, keyed by finding id + revision), findings
+//! written, watermark saved — makes every crash point safe: a run interrupted before the
+//! watermark is saved repeats its window after the restart; the store recognises what it already
+//! recorded and the outbox ignores a key it already holds, so nothing is skipped and nothing is
+//! alerted twice. `lateness` re-reads the recent past on every run, so events that arrive late
+//! (managed clouds deliver minutes late) are still evaluated; findings they only extend become a
+//! new revision, not a new alert.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Detector, Window};
+use crate::error::DetectError;
+use crate::finding::Finding;
+use crate::params::Params;
+use crate::rule::Rule;
+use crate::store::{Change, FindingsStore};
+
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// How far back every run re-reads before the watermark, for late events.
+    pub lateness: TimeDelta,
+    /// How long after `now` a window stays open (events still being flushed to the lake).
+    pub settle: TimeDelta,
+    /// Where a rule without a saved watermark starts: `now − initial_lookback`.
+    pub initial_lookback: TimeDelta,
+    /// Findings that share actor/target within this window form one incident.
+    pub incident_window: TimeDelta,
+    /// How far back the store reads findings on start (longer than any dedup window).
+    pub dedup_horizon: TimeDelta,
+    /// Longest wait after a failed run before it is retried (doubling from 5 s).
+    pub max_retry_backoff: TimeDelta,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            lateness: TimeDelta::minutes(10),
+            settle: TimeDelta::seconds(30),
+            initial_lookback: TimeDelta::hours(1),
+            incident_window: TimeDelta::hours(1),
+            dedup_horizon: TimeDelta::days(7),
+            max_retry_backoff: TimeDelta::minutes(5),
+        }
+    }
+}
+
+/// Where findings go to be alerted: the durable outbox of the sinks.
+pub trait Alerts: Send + Sync {
+    /// Makes the alerts durable before returning; enqueuing a key that is already there (or
+    /// already delivered) does nothing.
+    fn enqueue(&self, findings: &[Finding]) -> Result<(), String>;
+}
+
+/// What the scheduler reports as it works (metrics, logs).
+pub trait SchedulerObserver: Send + Sync {
+    fn rule_ran(&self, _rule: &str, _took: Duration, _new: usize, _updated: usize, _watermark_lag: TimeDelta) {}
+    fn rule_failed(&self, _rule: &str, _error: &str, _retry_in: TimeDelta) {}
+}
+
+/// RFC 3339 in the state file (chrono is built without its serde feature: enabling it would
+/// rebuild the whole DataFusion stack).
+mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.to_utc())
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            let s = Option::<String>::deserialize(d)?;
+            s.map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.to_utc())
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+        }
+    }
+}
+
+/// Per-rule progress, persisted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Every event with `stage_at` before this was evaluated at least once.
+    #[serde(with = "rfc3339")]
+    pub watermark: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub next_run: DateTime<Utc>,
+    #[serde(with = "rfc3339::option", default)]
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub consecutive_errors: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    rules: BTreeMap<String, RuleState>,
+}
+
+/// What one pass over the due rules did.
+#[derive(Debug, Clone, Default)]
+pub struct TickReport {
+    pub rules_run: usize,
+    pub rules_failed: usize,
+    pub new_findings: usize,
+    pub updated_findings: usize,
+}
+
+pub struct Scheduler {
+    rules: Vec<(Rule, Params)>,
+    opts: SchedulerOptions,
+    detector: Detector,
+    store: FindingsStore,
+    state: State,
+    state_path: PathBuf,
+}
+
+fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
+    move |e| DetectError::Store(format!("{}: {e}", path.display()))
+}
+
+impl Scheduler {
+    /// `rules` are the active rules with their parameters; `detector` wraps a session over the lake.
+    pub fn open(
+        lake: &Path,
+        rules: Vec<(Rule, Params)>,
+        detector: Detector,
+        opts: SchedulerOptions,
+    ) -> Result<Scheduler, DetectError> {
+        let state_path = lake.join("_state").join("scheduler.json");
+        let state = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                DetectError::Store(format!("{}: {e}", state_path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(state_err(&state_path)(e)),
+        };
+        let store = FindingsStore::open(lake, opts.dedup_horizon, opts.incident_window)?;
+        Ok(Scheduler {
+            rules,
+            opts,
+            detector,
+            store,
+            state,
+            state_path,
+        })
+    }
+
+    pub fn rule_state(&self, id: &str) -> Option<&RuleState> {
+        self.state.rules.get(id)
+    }
+
+    /// The next instant a rule is due (for sleeping until then).
+    pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.rules
+            .iter()
+            .map(|(r, _)| self.state.rules.get(&r.id).map_or(now, |s| s.next_run))
+            .min()
+            .unwrap_or(now + TimeDelta::minutes(1))
+    }
+
+    fn save(&self) -> Result<(), DetectError> {
+        let dir = self.state_path.parent().expect("state file has a parent");
+        std::fs::create_dir_all(dir).map_err(state_err(dir))?;
+        let tmp = self.state_path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.state_path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(state_err(&self.state_path))
+    }
+
+    /// Runs every rule that is due at `now`. A failing rule is recorded and retried with
+    /// backoff; the others run regardless.
+    pub async fn tick(
+        &mut self,
+        now: DateTime<Utc>,
+        alerts: &dyn Alerts,
+        observer: &dyn SchedulerObserver,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        for i in 0..self.rules.len() {
+            let id = self.rules[i].0.id.clone();
+            let state = self
+                .state
+                .rules
+                .entry(id.clone())
+                .or_insert_with(|| RuleState {
+                    watermark: now - self.opts.initial_lookback,
+                    next_run: now,
+                    last_run: None,
+                    last_error: None,
+                    consecutive_errors: 0,
+                })
+                .clone();
+            if state.next_run > now {
+                continue;
+            }
+            let until = now - self.opts.settle;
+            let started = Instant::now();
+            let result = self.run_rule(i, state.watermark, until, now, alerts).await;
+            let schedule = self.rules[i].0.schedule;
+            let entry = self.state.rules.get_mut(&id).expect("inserted above");
+            entry.last_run = Some(now);
+            match result {
+                Ok((new, updated)) => {
+                    report.rules_run += 1;
+                    report.new_findings += new;
+                    report.updated_findings += updated;
+                    entry.watermark = entry.watermark.max(until);
+                    entry.next_run = now + schedule;
+                    entry.last_error = None;
+                    entry.consecutive_errors = 0;
+                    observer.rule_ran(&id, started.elapsed(), new, updated, now - entry.watermark);
+                }
+                Err(e) => {
+                    report.rules_failed += 1;
+                    entry.consecutive_errors += 1;
+                    let backoff = (TimeDelta::seconds(5) * 2i32.saturating_pow(entry.consecutive_errors.min(10) - 1))
+                        .min(self.opts.max_retry_backoff);
+                    entry.next_run = now + backoff;
+                    entry.last_error = Some(e.clone());
+                    observer.rule_failed(&id, &e, backoff);
+                }
+            }
+            if let Err(e) = self.save() {
+                observer.rule_failed(&id, &format!("saving scheduler state: {e}"), TimeDelta::zero());
+            }
+        }
+        report
+    }
+
+    /// One rule over `[watermark − lateness, until)`: (new, updated) findings.
+    async fn run_rule(
+        &mut self,
+        i: usize,
+        watermark: DateTime<Utc>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        alerts: &dyn Alerts,
+    ) -> Result<(usize, usize), String> {
+        if until <= watermark {
+            return Ok((0, 0));
+        }
+        let (rule, params) = &self.rules[i];
+        let window = Window {
+            since: Some(watermark - self.opts.lateness),
+            until: Some(until),
+            clusters: Vec::new(),
+        };
+        let found = self
+            .detector
+            .run(rule, params, &window)
+            .await
+            .map_err(|e| e.to_string())?;
+        let changes: Vec<Change> = self.store.reconcile(found, "scheduled", now);
+        let new: Vec<Finding> = changes.iter().filter(|c| c.is_new).map(|c| c.finding.clone()).collect();
+        // Durable alert first, then the record: a crash in between repeats the run, and the
+        // outbox ignores the key it already holds.
+        alerts.enqueue(&new)?;
+        self.store.write(&changes).map_err(|e| e.to_string())?;
+        Ok((new.len(), changes.len() - new.len()))
+    }
+}
+
+/// Runs a retro-hunt's findings through the store (marked `retro-hunt`) so they are queryable
+/// beside scheduled ones and never duplicate them. Returns the changes written.
+pub fn store_retro_hunt(
+    lake: &Path,
+    found: Vec<Finding>,
+    opts: &SchedulerOptions,
+) -> Result<Vec<Change>, DetectError> {
+    let mut store = FindingsStore::open(lake, opts.dedup_horizon, opts.incident_window)?;
+    let changes = store.reconcile(found, "retro-hunt", Utc::now());
+    store.write(&changes)?;
+    Ok(changes)
+}

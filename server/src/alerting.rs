@@ -1,0 +1,90 @@
+//! The detection half of `serve`: the scheduler task and one delivery task per sink, sharing the
+//! server's shutdown signal and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlake_detect::{Detector, Params, Rule, Scheduler, SchedulerOptions};
+use auditlake_ingest::Lake;
+use auditlake_query::{SessionOptions, open_lake};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::ServerError;
+use crate::log;
+use crate::metrics::Metrics;
+use crate::sinks::{Outbox, SinkConfig, delivery_loop};
+
+#[derive(Debug, Clone)]
+pub struct AlertingOptions {
+    /// Active rules with their parameters.
+    pub rules: Vec<(Rule, Params)>,
+    pub scheduler: SchedulerOptions,
+    pub session: SessionOptions,
+    pub sinks: Vec<SinkConfig>,
+    /// Longest sleep between scheduler passes (rules run on their own `schedule`).
+    pub tick: Duration,
+}
+
+/// Starts the scheduler and the sinks' delivery tasks; they stop when `stop` turns true.
+pub async fn start(
+    lake: &Lake,
+    opts: AlertingOptions,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let root = lake.root().to_path_buf();
+    let outbox = Arc::new(
+        Outbox::new(&root, opts.sinks.clone())
+            .map_err(|source| ServerError::ConfigFile { path: root.join("_state/outbox"), source })?,
+    );
+    // reqwest is built without a bundled crypto provider: use ring, like the server.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| ServerError::Internal(format!("HTTP client: {e}")))?;
+    let mut tasks = Vec::new();
+    for sink in opts.sinks.clone() {
+        tasks.push(tokio::spawn(delivery_loop(
+            outbox.clone(),
+            sink,
+            client.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )));
+    }
+    let ctx = open_lake(&root, &opts.session)
+        .await
+        .map_err(|e| ServerError::Internal(format!("opening the lake for detections: {e}")))?;
+    let detector = Detector::new(ctx)
+        .await
+        .map_err(|e| ServerError::Internal(format!("detections: {e}")))?;
+    let rules = opts.rules.len();
+    let mut scheduler = Scheduler::open(&root, opts.rules, detector, opts.scheduler)
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    log::emit(&log::SchedulerStarted { rules, sinks: opts.sinks.len() });
+    let tick = opts.tick;
+    let mut stop_sched = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            if *stop_sched.borrow() {
+                return;
+            }
+            let now = chrono::Utc::now();
+            scheduler.tick(now, outbox.as_ref(), metrics.as_ref()).await;
+            if last_prune.elapsed() > Duration::from_secs(3600) {
+                outbox.prune_sent(Duration::from_secs(7 * 86400));
+                last_prune = std::time::Instant::now();
+            }
+            let until_due = (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(until_due.min(tick).max(Duration::from_millis(50))) => {}
+                _ = stop_sched.changed() => {}
+            }
+        }
+    }));
+    Ok(tasks)
+}

@@ -1,0 +1,397 @@
+//! Alert sinks and their durable outbox.
+//!
+//! `<lake>/_state/outbox/<sink>/pending/<detected µs>-<finding_id>-r<revision>.json` holds each
+//! finding a sink still has to receive; a delivery task per sink sends them oldest first, with
+//! retries and exponential backoff, and moves each one to `sent/` only after the sink confirmed
+//! it (2xx). A sink that is down loses nothing: its findings wait on disk, across restarts. Every
+//! payload carries the idempotency key `<finding_id>-r<revision>` (also the `Idempotency-Key`
+//! header), so a receiver can recognise the rare re-delivery after a crash between its 2xx and
+//! our move to `sent/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlake_detect::{Alerts, Finding};
+use serde_json::{Value, json};
+
+/// Kinds of sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// One JSON finding per line on stdout.
+    Stdout,
+    /// One JSON finding per line appended to a file (fsynced).
+    File { path: PathBuf },
+    /// JSON POST of `{idempotency_key, finding}`.
+    Webhook { url: String },
+    /// Prometheus Alertmanager: `POST <url>/api/v2/alerts`.
+    Alertmanager { url: String },
+    /// Falco's JSON output (output, priority, rule, time, output_fields), POSTed — to
+    /// falcosidekick, so its outputs work unchanged.
+    Falco { url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub name: String,
+    pub kind: SinkKind,
+    /// Findings below this severity are not sent to this sink.
+    pub min_severity: String,
+    pub timeout: Duration,
+    /// Extra HTTP headers (e.g. Authorization).
+    pub headers: Vec<(String, String)>,
+}
+
+pub use auditlake_detect::rule::severity_rank;
+
+/// The JSON form of a finding (also the `finding` of webhook payloads).
+pub fn finding_json(f: &Finding) -> Value {
+    let t = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    json!({
+        "finding_id": f.finding_id,
+        "revision": f.revision,
+        "idempotency_key": f.idempotency_key(),
+        "rule_id": f.rule_id,
+        "rule_version": f.rule_version,
+        "severity": f.severity,
+        "title": f.title,
+        "summary": f.summary,
+        "cluster": f.cluster,
+        "actor": f.actor,
+        "source_ip": f.source_ip,
+        "target": f.target,
+        "first_event_at": t(f.first_event_at),
+        "last_event_at": t(f.last_event_at),
+        "event_count": f.event_count,
+        "evidence_audit_ids": f.evidence_audit_ids,
+        "attack_ids": f.attack_ids,
+        "catalog_ids": f.catalog_ids,
+        "incident_id": f.incident_id,
+        "origin": f.origin,
+        "detected_at": t(f.detected_at),
+        "dedup_key": f.dedup_key,
+    })
+}
+
+/// Alertmanager v2 `postableAlerts`: labels identify the alert (Alertmanager groups, routes and
+/// dedups by them), annotations describe it.
+pub fn alertmanager_payload(f: &Finding) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert("alertname".into(), json!(f.rule_id));
+    labels.insert("severity".into(), json!(f.severity));
+    labels.insert("cluster".into(), json!(f.cluster));
+    labels.insert("finding_id".into(), json!(f.finding_id));
+    labels.insert("source".into(), json!("auditlake"));
+    if let Some(a) = f.actor.as_deref().filter(|a| !a.is_empty()) {
+        labels.insert("actor".into(), json!(a));
+    }
+    if let Some(i) = &f.incident_id {
+        labels.insert("incident_id".into(), json!(i));
+    }
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("summary".into(), json!(f.summary));
+    annotations.insert("title".into(), json!(f.title));
+    annotations.insert("idempotency_key".into(), json!(f.idempotency_key()));
+    annotations.insert("event_count".into(), json!(f.event_count.to_string()));
+    annotations.insert("evidence_audit_ids".into(), json!(f.evidence_audit_ids.join(",")));
+    if let Some(t) = &f.target {
+        annotations.insert("target".into(), json!(t));
+    }
+    if !f.attack_ids.is_empty() {
+        annotations.insert("attack_ids".into(), json!(f.attack_ids.join(",")));
+    }
+    json!([{
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": f.first_event_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }])
+}
+
+/// Falco's JSON output format.
+pub fn falco_payload(f: &Finding) -> Value {
+    let priority = match f.severity.as_str() {
+        "critical" => "Critical",
+        "high" => "Error",
+        "medium" => "Warning",
+        "low" => "Notice",
+        _ => "Informational",
+    };
+    let time = f.first_event_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    json!({
+        "output": format!("{time}: {priority} {} ({})", f.title, f.summary),
+        "priority": priority,
+        "rule": f.title,
+        "time": time,
+        "source": "k8s_audit",
+        "hostname": f.cluster,
+        "tags": f.attack_ids.iter().cloned().chain(["auditlake".to_owned(), f.rule_id.clone()]).collect::<Vec<_>>(),
+        "output_fields": {
+            "ka.user.name": f.actor,
+            "ka.source_ip": f.source_ip,
+            "ka.target": f.target,
+            "k8s.cluster": f.cluster,
+            "auditlake.rule_id": f.rule_id,
+            "auditlake.finding_id": f.finding_id,
+            "auditlake.idempotency_key": f.idempotency_key(),
+            "auditlake.event_count": f.event_count,
+            "auditlake.evidence_audit_ids": f.evidence_audit_ids,
+            "auditlake.incident_id": f.incident_id,
+        },
+    })
+}
+
+/// The durable outbox: one directory per sink.
+pub struct Outbox {
+    root: PathBuf,
+    sinks: Vec<SinkConfig>,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+impl Outbox {
+    pub fn new(lake: &Path, sinks: Vec<SinkConfig>) -> std::io::Result<Outbox> {
+        let root = lake.join("_state").join("outbox");
+        for s in &sinks {
+            fs::create_dir_all(root.join(&s.name).join("pending"))?;
+            fs::create_dir_all(root.join(&s.name).join("sent"))?;
+        }
+        Ok(Outbox { root, sinks })
+    }
+
+    pub fn sinks(&self) -> &[SinkConfig] {
+        &self.sinks
+    }
+
+    fn dir(&self, sink: &str, which: &str) -> PathBuf {
+        self.root.join(sink).join(which)
+    }
+
+    /// Findings waiting for `sink`, oldest first.
+    pub fn pending(&self, sink: &str) -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.dir(sink, "pending"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Moves a delivered finding to `sent/` (kept so a repeated enqueue of its key is ignored).
+    pub fn mark_sent(&self, sink: &str, pending: &Path) -> std::io::Result<()> {
+        let name = pending.file_name().expect("outbox file has a name");
+        fs::rename(pending, self.dir(sink, "sent").join(name))
+    }
+
+    /// Removes `sent/` records older than `keep`.
+    pub fn prune_sent(&self, keep: Duration) {
+        for s in &self.sinks {
+            for e in fs::read_dir(self.dir(&s.name, "sent")).into_iter().flatten().flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > keep));
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn key_suffix(f: &Finding) -> String {
+    format!("{}.json", f.idempotency_key())
+}
+
+impl Alerts for Outbox {
+    fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
+        for s in &self.sinks {
+            let pending = self.dir(&s.name, "pending");
+            let sent = self.dir(&s.name, "sent");
+            let mut wrote = false;
+            for f in findings {
+                if severity_rank(&f.severity) < severity_rank(&s.min_severity) {
+                    continue;
+                }
+                let suffix = key_suffix(f);
+                let known = |dir: &Path| {
+                    fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+                        e.file_name().to_str().is_some_and(|n| n.ends_with(&suffix))
+                    })
+                };
+                if known(&pending) || known(&sent) {
+                    continue;
+                }
+                let name = format!("{:020}-{suffix}", f.detected_at.timestamp_micros());
+                let tmp = pending.join(format!(".{name}.tmp"));
+                let body = serde_json::to_vec(&finding_json(f)).expect("finding serializes");
+                let write = || -> std::io::Result<()> {
+                    use std::io::Write;
+                    let mut file = fs::File::create(&tmp)?;
+                    file.write_all(&body)?;
+                    file.sync_all()?;
+                    fs::rename(&tmp, pending.join(&name))
+                };
+                write().map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+                wrote = true;
+            }
+            if wrote {
+                sync_dir(&pending).map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends one stored finding to a sink. `Err` means "not delivered; retry".
+pub async fn deliver(client: &reqwest::Client, sink: &SinkConfig, stored: &Value) -> Result<(), String> {
+    let finding = stored_finding(stored);
+    let key = stored["idempotency_key"].as_str().unwrap_or_default().to_owned();
+    let post = |url: &str, body: Value| {
+        let mut req = client
+            .post(url)
+            .timeout(sink.timeout)
+            .header("Idempotency-Key", &key)
+            .json(&body);
+        for (k, v) in &sink.headers {
+            req = req.header(k, v);
+        }
+        req
+    };
+    let send = |req: reqwest::RequestBuilder| async move {
+        match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("HTTP {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match &sink.kind {
+        SinkKind::Stdout => {
+            println!("{stored}");
+            Ok(())
+        }
+        SinkKind::File { path } => {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut line = serde_json::to_vec(stored).expect("json");
+            line.push(b'\n');
+            f.write_all(&line).and_then(|()| f.sync_data()).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        SinkKind::Webhook { url } => {
+            send(post(url, json!({ "idempotency_key": key, "finding": stored }))).await
+        }
+        SinkKind::Alertmanager { url } => {
+            let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+            send(post(&url, alertmanager_payload(&finding?))).await
+        }
+        SinkKind::Falco { url } => send(post(url, falco_payload(&finding?))).await,
+    }
+}
+
+/// The finding back from its outbox JSON (for the formats that reshape it).
+fn stored_finding(v: &Value) -> Result<Finding, String> {
+    let s = |k: &str| v[k].as_str().map(str::to_owned);
+    let t = |k: &str| {
+        s(k).and_then(|x| chrono::DateTime::parse_from_rfc3339(&x).ok())
+            .map(|d| d.to_utc())
+            .ok_or_else(|| format!("outbox record without {k}"))
+    };
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
+    Ok(Finding {
+        finding_id: s("finding_id").ok_or("outbox record without finding_id")?,
+        dedup_key: s("dedup_key").unwrap_or_default(),
+        rule_id: s("rule_id").unwrap_or_default(),
+        rule_version: v["rule_version"].as_i64().unwrap_or(1) as i32,
+        severity: s("severity").unwrap_or_default(),
+        title: s("title").unwrap_or_default(),
+        summary: s("summary").unwrap_or_default(),
+        cluster: s("cluster").unwrap_or_default(),
+        actor: s("actor"),
+        source_ip: s("source_ip"),
+        target: s("target"),
+        first_event_at: t("first_event_at")?,
+        last_event_at: t("last_event_at")?,
+        event_count: v["event_count"].as_i64().unwrap_or(0) as i32,
+        evidence_audit_ids: list("evidence_audit_ids"),
+        attack_ids: list("attack_ids"),
+        catalog_ids: list("catalog_ids"),
+        bucket_start: t("first_event_at")?,
+        detected_at: t("detected_at")?,
+        revision: v["revision"].as_i64().unwrap_or(1) as i32,
+        origin: s("origin").unwrap_or_default(),
+        incident_id: s("incident_id"),
+    })
+}
+
+/// What delivery reports (metrics).
+pub trait DeliveryObserver: Send + Sync {
+    fn delivered(&self, sink: &str);
+    fn failed(&self, sink: &str, error: &str);
+    fn outbox_depth(&self, sink: &str, depth: usize);
+}
+
+/// Delivers one sink's outbox until `stop` turns true: oldest first; on failure waits (1 s
+/// doubling to 60 s) and retries the same finding, so order is kept and nothing is skipped.
+pub async fn delivery_loop(
+    outbox: Arc<Outbox>,
+    sink: SinkConfig,
+    client: reqwest::Client,
+    observer: Arc<dyn DeliveryObserver>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let pending = outbox.pending(&sink.name).unwrap_or_default();
+        observer.outbox_depth(&sink.name, pending.len());
+        let mut failed = false;
+        for path in pending {
+            if *stop.borrow() {
+                return;
+            }
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
+                observer.failed(&sink.name, &format!("{}: not JSON; moved aside", path.display()));
+                let _ = fs::rename(&path, path.with_extension("bad"));
+                continue;
+            };
+            match deliver(&client, &sink, &stored).await {
+                Ok(()) => {
+                    let _ = outbox.mark_sent(&sink.name, &path);
+                    observer.delivered(&sink.name);
+                    backoff = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    observer.failed(&sink.name, &e);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let wait = if failed {
+            let w = backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+            w
+        } else {
+            Duration::from_millis(250)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

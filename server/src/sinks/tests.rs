@@ -1,0 +1,186 @@
+use super::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+
+fn finding(id: &str, severity: &str) -> Finding {
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+    Finding {
+        finding_id: format!("{id:0>32}"),
+        dedup_key: format!("rule|prod|{id}"),
+        rule_id: "exec-into-pod".into(),
+        rule_version: 1,
+        severity: severity.into(),
+        title: "Exec into a pod".into(),
+        summary: format!("admin exec'd into {id}"),
+        cluster: "prod".into(),
+        actor: Some("admin".into()),
+        source_ip: Some("10.0.0.1".into()),
+        target: Some("pods/exec audit-demo/priv-pod".into()),
+        first_event_at: t,
+        last_event_at: t,
+        event_count: 2,
+        evidence_audit_ids: vec!["e1".into(), "e2".into()],
+        attack_ids: vec!["T1609".into()],
+        catalog_ids: vec!["K20".into()],
+        bucket_start: t,
+        detected_at: t,
+        revision: 1,
+        origin: "scheduled".into(),
+        incident_id: Some("inc-1".into()),
+    }
+}
+
+fn sink(name: &str, kind: SinkKind, min: &str) -> SinkConfig {
+    SinkConfig {
+        name: name.into(),
+        kind,
+        min_severity: min.into(),
+        timeout: Duration::from_secs(5),
+        headers: vec![],
+    }
+}
+
+#[test]
+fn the_outbox_keeps_each_key_once_and_filters_by_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::new(
+        dir.path(),
+        vec![
+            sink("all", SinkKind::Stdout, "info"),
+            sink("pager", SinkKind::Stdout, "high"),
+        ],
+    )
+    .unwrap();
+    let f = [finding("a", "critical"), finding("b", "medium")];
+    outbox.enqueue(&f).unwrap();
+    outbox.enqueue(&f).unwrap(); // a repeated run after a crash
+    assert_eq!(outbox.pending("all").unwrap().len(), 2);
+    assert_eq!(outbox.pending("pager").unwrap().len(), 1);
+    let first = outbox.pending("pager").unwrap().remove(0);
+    outbox.mark_sent("pager", &first).unwrap();
+    outbox.enqueue(&f).unwrap(); // delivered keys are not queued again
+    assert!(outbox.pending("pager").unwrap().is_empty());
+    // A new revision is a new key.
+    let mut updated = finding("a", "critical");
+    updated.revision = 2;
+    outbox.enqueue(&[updated]).unwrap();
+    assert_eq!(outbox.pending("pager").unwrap().len(), 1);
+}
+
+/// The Alertmanager v2 `postableAlerts` schema: an array of objects with `labels` (required,
+/// string → string), optional `annotations` (string → string), `startsAt`/`endsAt` (RFC 3339) and
+/// `generatorURL` (URI); no other keys.
+fn check_postable_alerts(v: &Value) {
+    let alerts = v.as_array().expect("an array");
+    assert!(!alerts.is_empty());
+    for a in alerts {
+        let obj = a.as_object().expect("alert object");
+        for k in obj.keys() {
+            assert!(
+                ["labels", "annotations", "startsAt", "endsAt", "generatorURL"].contains(&k.as_str()),
+                "unknown key {k}"
+            );
+        }
+        let labels = obj["labels"].as_object().expect("labels required");
+        assert!(labels.contains_key("alertname"));
+        for (k, v) in labels {
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
+            assert!(!v.as_str().expect("label values are strings").is_empty(), "empty label {k}");
+        }
+        for v in obj.get("annotations").and_then(Value::as_object).into_iter().flatten().map(|(_, v)| v) {
+            assert!(v.is_string(), "annotation values are strings");
+        }
+        for k in ["startsAt", "endsAt"] {
+            if let Some(t) = obj.get(k) {
+                chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).expect("RFC 3339");
+            }
+        }
+    }
+}
+
+#[test]
+fn alertmanager_and_falco_payloads_have_the_documented_shape() {
+    let f = finding("a", "critical");
+    let am = alertmanager_payload(&f);
+    check_postable_alerts(&am);
+    assert_eq!(am[0]["labels"]["alertname"], "exec-into-pod");
+    assert_eq!(am[0]["labels"]["severity"], "critical");
+    assert_eq!(am[0]["annotations"]["idempotency_key"], f.idempotency_key());
+    let falco = falco_payload(&f);
+    for k in ["output", "priority", "rule", "time", "output_fields"] {
+        assert!(falco.get(k).is_some(), "falco payload lacks {k}");
+    }
+    assert_eq!(falco["priority"], "Critical");
+    assert_eq!(falco["output_fields"]["ka.user.name"], "admin");
+    chrono::DateTime::parse_from_rfc3339(falco["time"].as_str().unwrap()).unwrap();
+    // A finding round-trips through its outbox JSON.
+    assert_eq!(stored_finding(&finding_json(&f)).unwrap().idempotency_key(), f.idempotency_key());
+}
+
+struct Counting(Mutex<Vec<String>>);
+impl DeliveryObserver for Counting {
+    fn delivered(&self, sink: &str) {
+        self.0.lock().unwrap().push(format!("ok {sink}"));
+    }
+    fn failed(&self, sink: &str, _e: &str) {
+        self.0.lock().unwrap().push(format!("fail {sink}"));
+    }
+    fn outbox_depth(&self, _sink: &str, _depth: usize) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_order() {
+    // A receiver that answers 500 to the first three requests.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (received, calls) = (received.clone(), calls.clone());
+        Router::new().route(
+            "/hook",
+            post(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                let (received, calls) = (received.clone(), calls.clone());
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    assert_eq!(headers["idempotency-key"], body["idempotency_key"].as_str().unwrap());
+                    received.lock().unwrap().push(body["idempotency_key"].as_str().unwrap().to_owned());
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let hook = sink("hook", SinkKind::Webhook { url }, "info");
+    let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
+    let mut findings: Vec<Finding> = (0..4).map(|i| finding(&format!("f{i}"), "high")).collect();
+    for (i, f) in findings.iter_mut().enumerate() {
+        f.detected_at += chrono::TimeDelta::seconds(i as i64);
+    }
+    outbox.enqueue(&findings).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let observer = Arc::new(Counting(Mutex::default()));
+    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, reqwest::Client::new(), observer.clone(), stop_rx));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "not delivered: {:?}", observer.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a duplicate the chance to show up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let expected: Vec<String> = findings.iter().map(|f| f.idempotency_key()).collect();
+    assert_eq!(*received.lock().unwrap(), expected);
+    assert!(outbox.pending("hook").unwrap().is_empty());
+    assert_eq!(observer.0.lock().unwrap().iter().filter(|e| e.starts_with("fail")).count(), 3);
+}
