@@ -100,6 +100,12 @@ pub struct SchedulerSection {
     pub incident_window_minutes: Option<i64>,
     /// Longest sleep between scheduler passes, seconds (default 5).
     pub tick_secs: Option<f64>,
+    /// Only these rules (ids or catalog ids like `K09`); default every active rule.
+    pub rules: Option<Vec<String>>,
+    /// Run every rule this often instead of its own `schedule` (seconds; for low latency).
+    pub schedule_secs: Option<i64>,
+    /// Run rules marked `streaming = true` on each batch as it arrives (default true).
+    pub streaming: Option<bool>,
 }
 
 /// One `[[sinks]]` entry.

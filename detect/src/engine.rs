@@ -26,6 +26,8 @@ use crate::rule::Rule;
 /// The lake table under its own name; `audit_events` becomes the windowed view.
 pub const LAKE_TABLE: &str = "audit_events_lake";
 pub const BASELINE_TABLE: &str = "audit_events_baseline";
+/// Events of one streaming batch.
+const STREAM_TABLE: &str = "audit_events_stream";
 const HITS_TABLE: &str = "rule_hits";
 /// Evidence ids kept per finding; `event_count` still counts them all.
 pub const MAX_EVIDENCE: usize = 100;
@@ -201,6 +203,25 @@ impl Detector {
         Ok(columns)
     }
 
+    /// Streaming: runs `rule` over just `events` (rows of the `audit_events` table schema, e.g.
+    /// a batch that has just been made durable) instead of the lake.
+    pub async fn run_on_events(
+        &self,
+        rule: &Rule,
+        params: &Params,
+        events: Vec<RecordBatch>,
+    ) -> Result<Vec<Finding>, DetectError> {
+        let schema = auditlake_schemas::audit_events_table_schema();
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![events]).map_err(q(rule))?;
+        self.ctx.deregister_table(STREAM_TABLE).map_err(q(rule))?;
+        self.ctx.register_table(STREAM_TABLE, Arc::new(table)).map_err(q(rule))?;
+        self.bind_view(AUDIT_EVENTS_TABLE, &format!("SELECT * FROM {STREAM_TABLE}"), rule)
+            .await?;
+        self.bind_view(BASELINE_TABLE, &format!("SELECT * FROM {LAKE_TABLE} WHERE false"), rule)
+            .await?;
+        self.collect_findings(rule, params).await
+    }
+
     /// Runs `rule` over `window` and returns its findings, oldest first. Findings that ended
     /// before `window.since` (seen only through `lookback`) are left out: the run before
     /// reported them.
@@ -211,6 +232,15 @@ impl Detector {
         window: &Window,
     ) -> Result<Vec<Finding>, DetectError> {
         self.bind_window(rule, window).await?;
+        let mut findings = self.collect_findings(rule, params).await?;
+        if let Some(since) = window.since {
+            findings.retain(|f| f.last_event_at >= since);
+        }
+        Ok(findings)
+    }
+
+    /// Plans the rule over the bound `audit_events` and groups its hits into findings.
+    async fn collect_findings(&self, rule: &Rule, params: &Params) -> Result<Vec<Finding>, DetectError> {
         let columns = self.plan_hits(rule, params).await?;
         let sql = grouping_sql(rule, &columns);
         let batches = self
@@ -225,9 +255,6 @@ impl Detector {
         let mut findings = Vec::new();
         for batch in &batches {
             findings.extend(to_findings(rule, batch, detected_at).map_err(q(rule))?);
-        }
-        if let Some(since) = window.since {
-            findings.retain(|f| f.last_event_at >= since);
         }
         findings.sort_by(|a, b| {
             (a.first_event_at, &a.dedup_key).cmp(&(b.first_event_at, &b.dedup_key))

@@ -57,6 +57,8 @@ struct RuleFile {
     tags: Vec<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    #[serde(default)]
+    streaming: bool,
     #[serde(default = "default_schedule")]
     schedule: String,
     #[serde(default = "zero")]
@@ -133,6 +135,8 @@ pub struct Rule {
     pub attack: Vec<String>,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// Also run on each batch of events as it arrives (serve), not only on the schedule.
+    pub streaming: bool,
     pub schedule: TimeDelta,
     pub lookback: TimeDelta,
     pub baseline: Option<TimeDelta>,
@@ -204,6 +208,12 @@ impl Rule {
                 .ok_or_else(|| bad(key, format!("`{v}` is not a duration like 30s, 5m, 1h, 7d")))
         };
         let schedule = duration("schedule", &file.schedule)?;
+        if file.streaming && (file.baseline.is_some() || file.threshold > 1 || file.lookback != "0s") {
+            return Err(bad(
+                "streaming",
+                "a streaming rule sees one batch of new events at a time: it cannot have a baseline, lookback or threshold > 1".into(),
+            ));
+        }
         let lookback = duration("lookback", &file.lookback)?;
         let baseline = file
             .baseline
@@ -290,6 +300,7 @@ impl Rule {
             attack: file.attack,
             tags: file.tags,
             enabled: file.enabled,
+            streaming: file.streaming,
             schedule,
             lookback,
             baseline,

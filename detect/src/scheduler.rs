@@ -263,6 +263,62 @@ impl Scheduler {
         report
     }
 
+    /// Runs the streaming rules over events that just became durable. Their findings go through
+    /// the same store as scheduled ones, so the scheduled run that later sees the same events
+    /// recognises them and does not alert again. Watermarks are not moved: the schedule still
+    /// covers every event.
+    pub async fn stream(
+        &mut self,
+        events: Vec<arrow::record_batch::RecordBatch>,
+        alerts: &dyn Alerts,
+        observer: &dyn SchedulerObserver,
+    ) -> TickReport {
+        let mut report = TickReport::default();
+        if events.is_empty() {
+            return report;
+        }
+        for i in 0..self.rules.len() {
+            if !self.rules[i].0.streaming {
+                continue;
+            }
+            let started = Instant::now();
+            let (rule, params) = &self.rules[i];
+            let id = rule.id.clone();
+            let result = async {
+                let found = self
+                    .detector
+                    .run_on_events(rule, params, events.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let changes = self.store.reconcile(found, "streaming", Utc::now());
+                let new: Vec<Finding> = changes.iter().filter(|c| c.is_new).map(|c| c.finding.clone()).collect();
+                alerts.enqueue(&new)?;
+                self.store.write(&changes).map_err(|e| e.to_string())?;
+                Ok::<_, String>((new.len(), changes.len() - new.len()))
+            }
+            .await;
+            match result {
+                Ok((new, updated)) => {
+                    report.rules_run += 1;
+                    report.new_findings += new;
+                    report.updated_findings += updated;
+                    observer.rule_ran(&id, started.elapsed(), new, updated, TimeDelta::zero());
+                }
+                Err(e) => {
+                    // The scheduled run still covers these events.
+                    report.rules_failed += 1;
+                    observer.rule_failed(&id, &format!("streaming: {e}"), TimeDelta::zero());
+                }
+            }
+        }
+        report
+    }
+
+    /// True when any rule runs in streaming mode.
+    pub fn has_streaming_rules(&self) -> bool {
+        self.rules.iter().any(|(r, _)| r.streaming)
+    }
+
     /// One rule over `[watermark − lateness, until)`: (new, updated) findings.
     async fn run_rule(
         &mut self,

@@ -199,6 +199,9 @@ pub trait PipelineObserver: Send + Sync {
     fn duplicates_skipped(&self, _rows: u64) {}
     fn failed(&self, _what: &str, _error: &str) {}
     fn compacted(&self, _report: &CompactReport) {}
+    /// A request's events are durable in the WAL (called on the WAL thread, before the ack):
+    /// the moment streaming detections may look at them. Must not block.
+    fn durable(&self, _decoded: &Decoded) {}
     fn recovered(&self) {}
 }
 
@@ -708,6 +711,7 @@ fn wal_loop(
             Ok(()) => {
                 observer.group_committed(n, buf.len(), started.elapsed());
                 for (seq, len, decoded_bytes, decoded, ack) in group.drain(..) {
+                    observer.durable(&decoded);
                     let _ = flush_tx.send(FlushMsg::Data {
                         seq,
                         body_bytes: len,

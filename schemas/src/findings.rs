@@ -172,7 +172,7 @@ pub const FINDING_COLUMNS: &[ColumnDef] = &[
         T::Utf8,
         false,
         "engine",
-        "What produced it: `scheduled` (serve's scheduler), `retro-hunt` (`auditlake detect --store` over history) or `detect` (a one-shot `auditlake detect`, not stored).",
+        "What produced it: `scheduled` (serve's scheduler), `streaming` (a streaming rule on events as they arrived), `retro-hunt` (`auditlake detect --store` over history) or `detect` (a one-shot `auditlake detect`, not stored).",
     ),
     col(
         "incident_id",

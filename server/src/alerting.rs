@@ -15,6 +15,53 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::sinks::{Outbox, SinkConfig, delivery_loop};
 
+use arrow::record_batch::RecordBatch;
+use auditlake_ingest::{CompactReport, Decoded, PipelineObserver};
+use tokio::sync::mpsc;
+
+/// The pipeline's observer in `serve`: metrics, plus the tap that hands durable events to the
+/// streaming rules. The tap never blocks ingestion: when the scheduler is behind, a batch is
+/// left to the scheduled run (which covers every event anyway) and counted.
+pub struct PipelineHooks {
+    pub metrics: Arc<Metrics>,
+    pub stream: Option<mpsc::Sender<Vec<RecordBatch>>>,
+}
+
+impl PipelineObserver for PipelineHooks {
+    fn group_committed(&self, requests: usize, bytes: usize, fsync: Duration) {
+        self.metrics.group_committed(requests, bytes, fsync)
+    }
+    fn flushed(&self, rows: u64, files: usize, took: Duration) {
+        self.metrics.flushed(rows, files, took)
+    }
+    fn quarantined(&self, cluster: &str, records: u64) {
+        self.metrics.quarantined(cluster, records)
+    }
+    fn duplicates_skipped(&self, rows: u64) {
+        self.metrics.duplicates_skipped(rows)
+    }
+    fn failed(&self, what: &str, error: &str) {
+        self.metrics.failed(what, error)
+    }
+    fn compacted(&self, report: &CompactReport) {
+        self.metrics.compacted(report)
+    }
+    fn recovered(&self) {
+        self.metrics.recovered()
+    }
+    fn durable(&self, decoded: &Decoded) {
+        let Some(tx) = &self.stream else { return };
+        let batches: Vec<RecordBatch> = decoded
+            .batches
+            .iter()
+            .filter_map(|b| b.to_table_batch().ok())
+            .collect();
+        if !batches.is_empty() && tx.try_send(batches).is_err() {
+            self.metrics.streaming_batches_skipped.inc();
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertingOptions {
     /// Active rules with their parameters.
@@ -31,6 +78,7 @@ pub async fn start(
     lake: &Lake,
     opts: AlertingOptions,
     metrics: Arc<Metrics>,
+    mut stream: Option<mpsc::Receiver<Vec<RecordBatch>>>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
     let root = lake.root().to_path_buf();
@@ -80,9 +128,23 @@ pub async fn start(
             let until_due = (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(until_due.min(tick).max(Duration::from_millis(50))) => {}
-                _ = stop_sched.changed() => {}
+            let sleep = tokio::time::sleep(until_due.min(tick).max(Duration::from_millis(50)));
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    _ = stop_sched.changed() => break,
+                    Some(first) = async { match stream.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                        // Everything that arrived meanwhile runs as one batch.
+                        let mut events = first;
+                        if let Some(rx) = stream.as_mut() {
+                            while let Ok(more) = rx.try_recv() {
+                                events.extend(more);
+                            }
+                        }
+                        scheduler.stream(events, outbox.as_ref(), metrics.as_ref()).await;
+                    }
+                }
             }
         }
     }));

@@ -95,10 +95,24 @@ pub async fn serve(
 
     // Replay what a previous run acknowledged before accepting anything new.
     let metrics = Arc::new(Metrics::new());
+    let streaming = opts
+        .alerting
+        .as_ref()
+        .is_some_and(|a| a.rules.iter().any(|(r, _)| r.streaming));
+    let (stream_tx, stream_rx) = match streaming {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let pipeline = {
         let lake = opts.lake.clone();
         let popts = opts.pipeline.clone();
-        let observer = metrics.clone();
+        let observer: Arc<dyn auditlake_ingest::PipelineObserver> = Arc::new(alerting::PipelineHooks {
+            metrics: metrics.clone(),
+            stream: stream_tx,
+        });
         tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))??
@@ -110,7 +124,7 @@ pub async fn serve(
     let pipeline = Arc::new(pipeline);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = match opts.alerting.clone() {
-        Some(a) => alerting::start(&opts.lake, a, metrics.clone(), stop_rx).await?,
+        Some(a) => alerting::start(&opts.lake, a, metrics.clone(), stream_rx, stop_rx).await?,
         None => Vec::new(),
     };
     let state = Arc::new(webhook::AppState {

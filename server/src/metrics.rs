@@ -71,6 +71,7 @@ pub struct Metrics {
     pub sink_delivered: Family<SinkLabel, Counter>,
     pub sink_failures: Family<SinkLabel, Counter>,
     pub sink_outbox_depth: Family<SinkLabel, Gauge>,
+    pub streaming_batches_skipped: Counter,
     last_failure_logged: AtomicI64,
 }
 
@@ -109,6 +110,7 @@ impl Metrics {
             sink_delivered: Family::default(),
             sink_failures: Family::default(),
             sink_outbox_depth: Family::default(),
+            streaming_batches_skipped: Counter::default(),
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -138,6 +140,7 @@ impl Metrics {
         r.register("sink_delivered", "Findings delivered, by sink", m.sink_delivered.clone());
         r.register("sink_failures", "Failed delivery attempts (retried), by sink", m.sink_failures.clone());
         r.register("sink_outbox_depth", "Findings waiting in the outbox, by sink", m.sink_outbox_depth.clone());
+        r.register("streaming_batches_skipped", "Durable batches the streaming rules skipped because the scheduler was busy (the scheduled run covers them)", m.streaming_batches_skipped.clone());
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }

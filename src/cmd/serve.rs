@@ -100,13 +100,30 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
     let all = load_rules(&dir, None)?;
     let pack = config.pack_config()?;
     pack.validate(&all)?;
+    let selected = |r: &auditlake_detect::Rule| {
+        s.rules.as_ref().is_none_or(|want| {
+            want.iter().any(|w| *w == r.id || r.catalog.iter().any(|c| c == w))
+        })
+    };
     let rules: Vec<_> = all
         .into_iter()
-        .filter_map(|r| {
+        .filter(|r| selected(r))
+        .filter_map(|mut r| {
+            if let Some(secs) = s.schedule_secs {
+                r.schedule = TimeDelta::seconds(secs.max(1));
+            }
+            if s.streaming == Some(false) {
+                r.streaming = false;
+            }
             let params = pack.params_for(&r);
             pack.is_active(&r, &params).then_some((r, params))
         })
         .collect();
+    if let Some(want) = &s.rules
+        && let Some(missing) = want.iter().find(|w| !rules.iter().any(|(r, _)| r.id == **w || r.catalog.contains(w)))
+    {
+        anyhow::bail!("scheduler.rules: {missing:?} is not an active rule id or catalog id in {}", dir.display());
+    }
     let d = SchedulerOptions::default();
     let scheduler = SchedulerOptions {
         lateness: s.lateness_secs.map_or(d.lateness, TimeDelta::seconds),

@@ -7,6 +7,7 @@ mod detect;
 mod duckdb;
 mod ingest;
 mod query;
+mod scheduler;
 mod testdata;
 mod webhook;
 

@@ -77,6 +77,21 @@ pub struct DecodedBatch {
     pub keys: Vec<u128>,
 }
 
+impl DecodedBatch {
+    /// The rows as the `audit_events` table shows them: file columns plus the partition columns
+    /// `cluster`, `date`, `hour` (for running SQL over a batch before it reaches the lake).
+    pub fn to_table_batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        use arrow::array::{ArrayRef, StringArray};
+        let n = self.batch.num_rows();
+        let (date, hour) = crate::time::partition_date_hour(self.partition.hour * MICROS_PER_HOUR);
+        let mut columns: Vec<ArrayRef> = self.batch.columns().to_vec();
+        for v in [&*self.partition.cluster, date.as_str(), hour.as_str()] {
+            columns.push(Arc::new(StringArray::from(vec![v; n])));
+        }
+        RecordBatch::try_new(auditlake_schemas::audit_events_table_schema(), columns)
+    }
+}
+
 /// The 128-bit hash of an event's dedup key within its partition (`cluster` is the partition's).
 pub fn dedup_key(audit_id: &str, stage: &str) -> u128 {
     // auditIDs are UUIDs: the key fits a stack buffer; longer ids take the streaming hasher.
