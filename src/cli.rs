@@ -112,6 +112,10 @@ pub struct BenchWebhookArgs {
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
 
+    /// Total events per second to aim for (default: as fast as the server answers).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
     /// Bearer token to send.
     #[arg(long)]
     pub token: Option<String>,

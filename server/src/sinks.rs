@@ -145,6 +145,9 @@ pub fn falco_payload(f: &Finding) -> Value {
 pub struct Outbox {
     root: PathBuf,
     sinks: Vec<SinkConfig>,
+    /// Wakes a sink's delivery task when something was enqueued for it (no polling delay on the
+    /// alert path; `notify_one` keeps the wake-up if the task is busy).
+    enqueued: std::collections::HashMap<String, tokio::sync::Notify>,
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -158,7 +161,14 @@ impl Outbox {
             fs::create_dir_all(root.join(&s.name).join("pending"))?;
             fs::create_dir_all(root.join(&s.name).join("sent"))?;
         }
-        Ok(Outbox { root, sinks })
+        Ok(Outbox {
+            root,
+            enqueued: sinks
+                .iter()
+                .map(|s| (s.name.clone(), tokio::sync::Notify::new()))
+                .collect(),
+            sinks,
+        })
     }
 
     pub fn sinks(&self) -> &[SinkConfig] {
@@ -240,6 +250,7 @@ impl Alerts for Outbox {
             }
             if wrote {
                 sync_dir(&pending).map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+                self.enqueued[&s.name].notify_one();
             }
         }
         Ok(())
@@ -379,16 +390,20 @@ pub async fn delivery_loop(
                 }
             }
         }
-        let wait = if failed {
-            let w = backoff;
+        if failed {
+            let wait = backoff;
             backoff = (backoff * 2).min(Duration::from_secs(60));
-            w
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
         } else {
-            Duration::from_millis(250)
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            // Until something is enqueued; the timeout also picks up files another process left.
+            tokio::select! {
+                _ = outbox.enqueued[&sink.name].notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 }

@@ -98,11 +98,20 @@ pub fn run(args: BenchWebhookArgs) -> anyhow::Result<u8> {
         for sender in 0..args.senders as u32 {
             let (t, client, url) = (t.clone(), client.clone(), args.url.clone());
             let (events, refused, token) = (events.clone(), refused.clone(), args.token.clone());
+            // Paced senders: each sends its share of --rate, one batch per interval.
+            let interval = args
+                .rate
+                .map(|r| Duration::from_secs_f64(args.senders as f64 * args.batch as f64 / r.max(1.0)));
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut body = t.body.clone();
                 let mut request = 0u64;
+                let mut next = Instant::now();
                 while Instant::now() < deadline {
+                    if let Some(every) = interval {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += every;
+                    }
                     stamp(&t, &mut body, run_id, sender, request);
                     request += 1;
                     let mut req = client
