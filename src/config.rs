@@ -114,9 +114,14 @@ pub struct SchedulerSection {
 pub struct SinkSection {
     /// Unique name (its outbox directory, metrics label).
     pub name: String,
-    /// `stdout`, `file`, `webhook`, `alertmanager` or `falco`.
+    /// `stdout`, `file`, `webhook`, `alertmanager`, `falco` or `kafka`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// For kafka: bootstrap servers and topic; `properties` pass through to librdkafka.
+    pub brokers: Option<String>,
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     /// For webhook/alertmanager/falco.
     pub url: Option<String>,
     /// For file.
@@ -321,9 +326,12 @@ impl Config {
                     }
                 }
                 "file" if sink.path.is_none() => bail!("{key}.path: a file sink needs a path"),
+                "kafka" if sink.brokers.is_none() => bail!("{key}.brokers: a kafka sink needs brokers"),
+                "kafka" if sink.topic.is_none() => bail!("{key}.topic: a kafka sink needs a topic"),
+                "kafka" => {}
                 "file" | "stdout" => {}
                 other => bail!(
-                    "{key}.type = {other:?}: expected stdout, file, webhook, alertmanager or falco"
+                    "{key}.type = {other:?}: expected stdout, file, webhook, alertmanager, falco or kafka"
                 ),
             }
             if let Some(sev) = &sink.min_severity
@@ -389,6 +397,19 @@ mod tests {
         assert_eq!(config.webhook.listen.as_deref(), Some("127.0.0.1:8443"));
         assert_eq!(config.webhook.wal_max_mb, Some(1024));
         assert_eq!(config.webhook.flush_interval_secs, Some(10.0));
+        assert_eq!(config.scheduler.as_ref().and_then(|s| s.lateness_secs), Some(600));
+        assert_eq!(config.sinks.len(), 1);
+        assert_eq!(config.sinks[0].kind, "stdout");
+    }
+
+    #[test]
+    fn sink_errors_name_the_entry_and_key() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
+        assert!(err("[[sinks]]\nname = 'a'\ntype = 'webhook'").contains("sinks[0].url"));
+        assert!(err("[[sinks]]\nname = 'a'\ntype = 'pager'").contains("sinks[0].type"));
+        assert!(err("[[sinks]]\nname = 'a'\ntype = 'stdout'\n[[sinks]]\nname = 'a'\ntype = 'stdout'").contains("sinks[1].name"));
+        assert!(err("[[sinks]]\nname = 'a'\ntype = 'stdout'\nmin_severity = 'urgent'").contains("sinks[0].min_severity"));
+        assert!(err("[scheduler]\nlatenes_secs = 1").contains("latenes_secs"));
     }
 
     /// The ConfigMap in deploy/ carries a config the binary accepts.

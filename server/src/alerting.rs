@@ -86,11 +86,7 @@ pub async fn start(
         Outbox::new(&root, opts.sinks.clone())
             .map_err(|source| ServerError::ConfigFile { path: root.join("_state/outbox"), source })?,
     );
-    // reqwest is built without a bundled crypto provider: use ring, like the server.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .build()
-        .map_err(|e| ServerError::Internal(format!("HTTP client: {e}")))?;
+    let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
     let mut tasks = Vec::new();
     for sink in opts.sinks.clone() {
         tasks.push(tokio::spawn(delivery_loop(

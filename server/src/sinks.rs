@@ -30,6 +30,13 @@ pub enum SinkKind {
     /// Falco's JSON output (output, priority, rule, time, output_fields), POSTed — to
     /// falcosidekick, so its outputs work unchanged.
     Falco { url: String },
+    /// A Kafka topic (idempotent producer; key = finding_id, header `idempotency_key`, value =
+    /// the finding JSON). `properties` pass through to librdkafka (TLS, SASL, …).
+    Kafka {
+        brokers: String,
+        topic: String,
+        properties: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -257,8 +264,69 @@ impl Alerts for Outbox {
     }
 }
 
+/// The HTTP client of the sinks. reqwest is built without a bundled crypto provider: use ring,
+/// like the server.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// What a sink sends with: built once per sink.
+pub enum Transport {
+    Http(reqwest::Client),
+    Kafka(rdkafka::producer::FutureProducer),
+}
+
+impl Transport {
+    pub fn new(sink: &SinkConfig, http: &reqwest::Client) -> Result<Transport, String> {
+        match &sink.kind {
+            SinkKind::Kafka { brokers, properties, .. } => {
+                let mut config = rdkafka::ClientConfig::new();
+                config
+                    .set("bootstrap.servers", brokers)
+                    .set("enable.idempotence", "true")
+                    .set("message.timeout.ms", sink.timeout.as_millis().to_string());
+                for (k, v) in properties {
+                    config.set(k, v);
+                }
+                config
+                    .create()
+                    .map(Transport::Kafka)
+                    .map_err(|e| format!("Kafka producer: {e}"))
+            }
+            _ => Ok(Transport::Http(http.clone())),
+        }
+    }
+}
+
 /// Sends one stored finding to a sink. `Err` means "not delivered; retry".
-pub async fn deliver(client: &reqwest::Client, sink: &SinkConfig, stored: &Value) -> Result<(), String> {
+pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -> Result<(), String> {
+    let client = match transport {
+        Transport::Http(c) => c,
+        Transport::Kafka(producer) => {
+            let SinkKind::Kafka { topic, .. } = &sink.kind else {
+                return Err("Kafka transport for a non-Kafka sink".into());
+            };
+            use rdkafka::message::{Header, OwnedHeaders};
+            let key = stored["idempotency_key"].as_str().unwrap_or_default();
+            let id = stored["finding_id"].as_str().unwrap_or_default();
+            let payload = serde_json::to_vec(stored).expect("json");
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .key(id)
+                .payload(&payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "idempotency_key",
+                    value: Some(key),
+                }));
+            return producer
+                .send(record, rdkafka::util::Timeout::After(sink.timeout))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| format!("Kafka: {e}"));
+        }
+    };
     let finding = stored_finding(stored);
     let key = stored["idempotency_key"].as_str().unwrap_or_default().to_owned();
     let post = |url: &str, body: Value| {
@@ -303,6 +371,7 @@ pub async fn deliver(client: &reqwest::Client, sink: &SinkConfig, stored: &Value
             send(post(&url, alertmanager_payload(&finding?))).await
         }
         SinkKind::Falco { url } => send(post(url, falco_payload(&finding?))).await,
+        SinkKind::Kafka { .. } => Err("a Kafka sink needs a Kafka transport".into()),
     }
 }
 
@@ -360,6 +429,21 @@ pub async fn delivery_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_secs(1);
+    let transport = loop {
+        match Transport::new(&sink, &client) {
+            Ok(t) => break t,
+            Err(e) => {
+                observer.failed(&sink.name, &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    };
     loop {
         if *stop.borrow() {
             return;
@@ -377,7 +461,7 @@ pub async fn delivery_loop(
                 let _ = fs::rename(&path, path.with_extension("bad"));
                 continue;
             };
-            match deliver(&client, &sink, &stored).await {
+            match deliver(&transport, &sink, &stored).await {
                 Ok(()) => {
                     let _ = outbox.mark_sent(&sink.name, &path);
                     observer.delivered(&sink.name);

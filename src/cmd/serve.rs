@@ -144,6 +144,11 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
                 },
                 "webhook" => SinkKind::Webhook { url: k.url.clone().expect("validated") },
                 "alertmanager" => SinkKind::Alertmanager { url: k.url.clone().expect("validated") },
+                "kafka" => SinkKind::Kafka {
+                    brokers: k.brokers.clone().expect("validated"),
+                    topic: k.topic.clone().expect("validated"),
+                    properties: k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                },
                 _ => SinkKind::Falco { url: k.url.clone().expect("validated") },
             },
             min_severity: k.min_severity.clone().unwrap_or_else(|| "info".into()),

@@ -166,10 +166,9 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
         f.detected_at += chrono::TimeDelta::seconds(i as i64);
     }
     outbox.enqueue(&findings).unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let observer = Arc::new(Counting(Mutex::default()));
-    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, reqwest::Client::new(), observer.clone(), stop_rx));
+    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, http_client().unwrap(), observer.clone(), stop_rx));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while received.lock().unwrap().len() < 4 {
         assert!(std::time::Instant::now() < deadline, "not delivered: {:?}", observer.0.lock().unwrap());
@@ -183,4 +182,59 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
     assert_eq!(*received.lock().unwrap(), expected);
     assert!(outbox.pending("hook").unwrap().is_empty());
     assert_eq!(observer.0.lock().unwrap().iter().filter(|e| e.starts_with("fail")).count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    use rdkafka::mocking::MockCluster;
+
+    // librdkafka's mock cluster: the real Kafka protocol over TCP.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("findings", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = sink(
+        "siem",
+        SinkKind::Kafka {
+            brokers: brokers.clone(),
+            topic: "findings".into(),
+            properties: vec![("client.id".into(), "auditlake-test".into())],
+        },
+        "info",
+    );
+    let outbox = Arc::new(Outbox::new(dir.path(), vec![kafka.clone()]).unwrap());
+    let findings: Vec<Finding> = (0..3).map(|i| finding(&format!("k{i}"), "high")).collect();
+    outbox.enqueue(&findings).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let observer = Arc::new(Counting(Mutex::default()));
+    let task = tokio::spawn(delivery_loop(outbox.clone(), kafka, http_client().unwrap(), observer.clone(), stop_rx));
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["findings"]).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("finding on the topic")
+            .unwrap();
+        let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let header = m.headers().unwrap().get(0);
+        assert_eq!(header.key, "idempotency_key");
+        assert_eq!(header.value.unwrap(), value["idempotency_key"].as_str().unwrap().as_bytes());
+        assert_eq!(m.key().unwrap(), value["finding_id"].as_str().unwrap().as_bytes());
+        got.push(value["idempotency_key"].as_str().unwrap().to_owned());
+    }
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let expected: Vec<String> = findings.iter().map(|f| f.idempotency_key()).collect();
+    assert_eq!(got, expected);
+    assert!(outbox.pending("siem").unwrap().is_empty());
 }
