@@ -59,41 +59,34 @@ fn outbox_empty(lake: &Path) -> bool {
     std::fs::read_dir(lake.join("_state/outbox/file/pending")).is_ok_and(|mut d| d.next().is_none())
 }
 
-#[test]
-fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let sink = dir.path().join("alerts.jsonl");
-    let config = dir.path().join("auditlake.toml");
+/// A serve config with one file sink, the repo's rules and `scheduler` as the body of
+/// `[scheduler]`. Returns (lake, sink file, config file).
+fn setup(dir: &Path, flush_secs: f64, scheduler: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let lake = dir.join("lake");
+    let sink = dir.join("alerts.jsonl");
+    let config = dir.join("auditlake.toml");
     std::fs::write(
         &config,
         format!(
-            r#"
-[webhook]
-flush_interval_secs = 0.2
-
-[detect]
-rules_dir = "{rules}"
-
-[scheduler]
-rules = ["exec-into-pod"]
-schedule_secs = 1
-tick_secs = 0.2
-settle_secs = 0
-lateness_secs = 600
-# This test is about the schedule: late events must be found by it, not by streaming.
-streaming = false
-
-[[sinks]]
-name = "file"
-type = "file"
-path = "{sink}"
-"#,
+            "[webhook]\nflush_interval_secs = {flush_secs}\n\n[detect]\nrules_dir = \"{rules}\"\n\n\
+             [scheduler]\n{scheduler}\n\n[[sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"{sink}\"\n",
             rules = repo().join("rules").display(),
             sink = sink.display()
         ),
     )
     .unwrap();
+    (lake, sink, config)
+}
+
+#[test]
+fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, sink, config) = setup(
+        dir.path(),
+        0.2,
+        "rules = [\"exec-into-pod\"]\nschedule_secs = 1\ntick_secs = 0.2\nsettle_secs = 0\nlateness_secs = 600\n\
+         # This test is about the schedule: late events must be found by it, not by streaming.\nstreaming = false",
+    );
     let rt = runtime();
     let now = chrono::Utc::now();
     let ago = |s: i64| now - chrono::TimeDelta::seconds(s);
@@ -155,37 +148,13 @@ path = "{sink}"
 #[test]
 fn a_streaming_rule_reports_within_seconds_and_the_schedule_does_not_repeat_it() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let sink = dir.path().join("alerts.jsonl");
-    let config = dir.path().join("auditlake.toml");
     // The schedule only looks at events older than 4 s, so the streaming run is first; 2 s later
     // the scheduled run sees the same event and must recognise the finding.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[webhook]
-flush_interval_secs = 0.5
-
-[detect]
-rules_dir = "{rules}"
-
-[scheduler]
-rules = ["exec-into-pod"]
-schedule_secs = 1
-tick_secs = 0.2
-settle_secs = 4
-
-[[sinks]]
-name = "file"
-type = "file"
-path = "{sink}"
-"#,
-            rules = repo().join("rules").display(),
-            sink = sink.display()
-        ),
-    )
-    .unwrap();
+    let (lake, sink, config) = setup(
+        dir.path(),
+        0.5,
+        "rules = [\"exec-into-pod\"]\nschedule_secs = 1\ntick_secs = 0.2\nsettle_secs = 4",
+    );
     let rt = runtime();
     let server = Server::start(&config, &lake);
     let posted = Instant::now();
