@@ -155,6 +155,14 @@ pub struct Outbox {
     /// Wakes a sink's delivery task when something was enqueued for it (no polling delay on the
     /// alert path; `notify_one` keeps the wake-up if the task is busy).
     enqueued: std::collections::HashMap<String, tokio::sync::Notify>,
+    /// Idempotency keys pending or sent, per sink (loaded from the directories on start): a
+    /// repeated enqueue is recognised without listing `sent/`.
+    known: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+}
+
+/// `<detected µs>-<finding_id>-r<rev>.json` → `<finding_id>-r<rev>`.
+fn key_of(file_name: &str) -> Option<&str> {
+    file_name.strip_suffix(".json")?.split_once('-').map(|(_, key)| key)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -164,12 +172,23 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Outbox {
     pub fn new(lake: &Path, sinks: Vec<SinkConfig>) -> std::io::Result<Outbox> {
         let root = lake.join("_state").join("outbox");
+        let mut known = std::collections::HashMap::new();
         for s in &sinks {
-            fs::create_dir_all(root.join(&s.name).join("pending"))?;
-            fs::create_dir_all(root.join(&s.name).join("sent"))?;
+            let mut keys = std::collections::HashSet::new();
+            for which in ["pending", "sent", "failed"] {
+                let dir = root.join(&s.name).join(which);
+                fs::create_dir_all(&dir)?;
+                for e in fs::read_dir(&dir)?.flatten() {
+                    if let Some(k) = e.file_name().to_str().and_then(key_of) {
+                        keys.insert(k.to_owned());
+                    }
+                }
+            }
+            known.insert(s.name.clone(), keys);
         }
         Ok(Outbox {
             root,
+            known: std::sync::Mutex::new(known),
             enqueued: sinks
                 .iter()
                 .map(|s| (s.name.clone(), tokio::sync::Notify::new()))
@@ -203,6 +222,15 @@ impl Outbox {
         fs::rename(pending, self.dir(sink, "sent").join(name))
     }
 
+    /// Moves a finding the sink refused for good (HTTP 4xx) to `failed/`, with the reason beside it.
+    pub fn mark_failed(&self, sink: &str, pending: &Path, reason: &str) -> std::io::Result<()> {
+        let name = pending.file_name().expect("outbox file has a name");
+        let failed = self.dir(sink, "failed");
+        fs::create_dir_all(&failed)?;
+        fs::write(failed.join(name).with_extension("reason"), reason)?;
+        fs::rename(pending, failed.join(name))
+    }
+
     /// Removes `sent/` records older than `keep`.
     pub fn prune_sent(&self, keep: Duration) {
         for s in &self.sinks {
@@ -227,19 +255,14 @@ impl Alerts for Outbox {
     fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
         for s in &self.sinks {
             let pending = self.dir(&s.name, "pending");
-            let sent = self.dir(&s.name, "sent");
             let mut wrote = false;
             for f in findings {
                 if severity_rank(&f.severity) < severity_rank(&s.min_severity) {
                     continue;
                 }
                 let suffix = key_suffix(f);
-                let known = |dir: &Path| {
-                    fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-                        e.file_name().to_str().is_some_and(|n| n.ends_with(&suffix))
-                    })
-                };
-                if known(&pending) || known(&sent) {
+                let key = f.idempotency_key();
+                if self.known.lock().expect("outbox index").get(&s.name).is_some_and(|k| k.contains(&key)) {
                     continue;
                 }
                 let name = format!("{:020}-{suffix}", f.detected_at.timestamp_micros());
@@ -253,6 +276,12 @@ impl Alerts for Outbox {
                     fs::rename(&tmp, pending.join(&name))
                 };
                 write().map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+                self.known
+                    .lock()
+                    .expect("outbox index")
+                    .entry(s.name.clone())
+                    .or_default()
+                    .insert(key);
                 wrote = true;
             }
             if wrote {
@@ -301,13 +330,32 @@ impl Transport {
     }
 }
 
-/// Sends one stored finding to a sink. `Err` means "not delivered; retry".
-pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -> Result<(), String> {
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// Down, timed out, 5xx, 408, 429: retry with backoff.
+    Retry(String),
+    /// The sink refused this payload for good (other 4xx): retrying cannot help.
+    Rejected(String),
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Retry(m) => write!(f, "{m} (will retry)"),
+            DeliveryError::Rejected(m) => write!(f, "{m} (rejected for good)"),
+        }
+    }
+}
+
+/// Sends one stored finding to a sink.
+pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -> Result<(), DeliveryError> {
+    use DeliveryError::Retry;
     let client = match transport {
         Transport::Http(c) => c,
         Transport::Kafka(producer) => {
             let SinkKind::Kafka { topic, .. } = &sink.kind else {
-                return Err("Kafka transport for a non-Kafka sink".into());
+                return Err(Retry("Kafka transport for a non-Kafka sink".into()));
             };
             use rdkafka::message::{Header, OwnedHeaders};
             let key = stored["idempotency_key"].as_str().unwrap_or_default();
@@ -324,10 +372,10 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
                 .send(record, rdkafka::util::Timeout::After(sink.timeout))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| format!("Kafka: {e}"));
+                .map_err(|(e, _)| Retry(format!("Kafka: {e}")));
         }
     };
-    let finding = stored_finding(stored);
+    let finding = stored_finding(stored).map_err(DeliveryError::Rejected);
     let key = stored["idempotency_key"].as_str().unwrap_or_default().to_owned();
     let post = |url: &str, body: Value| {
         let mut req = client
@@ -343,8 +391,15 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
     let send = |req: reqwest::RequestBuilder| async move {
         match req.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
+            Ok(r) if r.status().is_client_error()
+                && !matches!(r.status().as_u16(), 401 | 403 | 404 | 408 | 429) =>
+            {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                Err(DeliveryError::Rejected(format!("HTTP {status}: {}", body.chars().take(500).collect::<String>())))
+            }
+            Ok(r) => Err(Retry(format!("HTTP {}", r.status()))),
+            Err(e) => Err(Retry(e.to_string())),
         }
     };
     match &sink.kind {
@@ -358,10 +413,12 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| Retry(format!("{}: {e}", path.display())))?;
             let mut line = serde_json::to_vec(stored).expect("json");
             line.push(b'\n');
-            f.write_all(&line).and_then(|()| f.sync_data()).map_err(|e| format!("{}: {e}", path.display()))
+            f.write_all(&line)
+                .and_then(|()| f.sync_data())
+                .map_err(|e| Retry(format!("{}: {e}", path.display())))
         }
         SinkKind::Webhook { url } => {
             send(post(url, json!({ "idempotency_key": key, "finding": stored }))).await
@@ -371,7 +428,7 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
             send(post(&url, alertmanager_payload(&finding?))).await
         }
         SinkKind::Falco { url } => send(post(url, falco_payload(&finding?))).await,
-        SinkKind::Kafka { .. } => Err("a Kafka sink needs a Kafka transport".into()),
+        SinkKind::Kafka { .. } => Err(Retry("a Kafka sink needs a Kafka transport".into())),
     }
 }
 
@@ -467,8 +524,13 @@ pub async fn delivery_loop(
                     observer.delivered(&sink.name);
                     backoff = Duration::from_secs(1);
                 }
+                // One payload the sink will never take must not hold up the others.
+                Err(DeliveryError::Rejected(e)) => {
+                    observer.failed(&sink.name, &format!("{e}; moved to failed/"));
+                    let _ = outbox.mark_failed(&sink.name, &path, &e);
+                }
                 Err(e) => {
-                    observer.failed(&sink.name, &e);
+                    observer.failed(&sink.name, &e.to_string());
                     failed = true;
                     break;
                 }

@@ -238,3 +238,55 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
     assert_eq!(got, expected);
     assert!(outbox.pending("siem").unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
+    // Refuses one finding with 422 (permanently), takes the others.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        Router::new().route(
+            "/hook",
+            post(move |body: axum::Json<Value>| {
+                let received = received.clone();
+                async move {
+                    let key = body["idempotency_key"].as_str().unwrap().to_owned();
+                    if key.contains("bad") {
+                        return StatusCode::UNPROCESSABLE_ENTITY;
+                    }
+                    received.lock().unwrap().push(key);
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let hook = sink("hook", SinkKind::Webhook { url }, "info");
+    let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
+    let mut findings = vec![finding("good1", "high"), finding("bad", "high"), finding("good2", "high")];
+    for (i, f) in findings.iter_mut().enumerate() {
+        f.finding_id = f.finding_id.replace('0', "") + &"0".repeat(i + 1);
+        f.detected_at += chrono::TimeDelta::seconds(i as i64);
+    }
+    outbox.enqueue(&findings).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let observer = Arc::new(Counting(Mutex::default()));
+    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, http_client().unwrap(), observer.clone(), stop_rx));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", observer.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    assert!(outbox.pending("hook").unwrap().is_empty());
+    let failed: Vec<_> = fs::read_dir(dir.path().join("_state/outbox/hook/failed")).unwrap().flatten().collect();
+    assert_eq!(failed.len(), 2, "the payload and its reason");
+    // Restarting the outbox still knows every key: nothing is queued again.
+    let reopened = Outbox::new(dir.path(), vec![sink("hook", SinkKind::Stdout, "info")]).unwrap();
+    reopened.enqueue(&findings).unwrap();
+    assert!(reopened.pending("hook").unwrap().is_empty());
+}
