@@ -230,3 +230,51 @@ impl crate::sinks::DeliveryObserver for Metrics {
         self.sink_outbox_depth.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(depth as i64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every series the Grafana dashboard in deploy/ queries is one `serve` exports.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_series() {
+        let m = Metrics::new();
+        // Touch every family so it shows up in the exposition.
+        m.requests.get_or_create(&CodeLabel { code: 200 }).inc();
+        for f in [&m.events_received, &m.bytes_received, &m.events_quarantined] {
+            f.get_or_create(&ClusterLabel { cluster: "c".into() }).inc();
+        }
+        m.refused("overloaded");
+        let rule = RuleLabel { rule: "r".into() };
+        m.rule_run_seconds.get_or_create(&rule).observe(0.1);
+        m.rule_findings_new.get_or_create(&rule).inc();
+        m.rule_findings_updated.get_or_create(&rule).inc();
+        m.rule_errors.get_or_create(&rule).inc();
+        m.rule_watermark_lag_seconds.get_or_create(&rule).set(1);
+        let sink = SinkLabel { sink: "s".into() };
+        m.sink_delivered.get_or_create(&sink).inc();
+        m.sink_failures.get_or_create(&sink).inc();
+        m.sink_outbox_depth.get_or_create(&sink).set(1);
+        let text = m.encode(0);
+        let exported: std::collections::HashSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/auditlake-dashboard.json");
+        let dashboard: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("auditlake_") {
+                        assert!(exported.contains(word), "dashboard queries {word}, which serve does not export");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 20, "{checked}");
+    }
+}
