@@ -210,3 +210,24 @@ fn committed_samples_match_the_generator() {
         "samples/audit.log differs from the generator's output; regenerate it with the command in samples/README.md"
     );
 }
+
+#[test]
+fn managed_cloud_exports_land_with_their_format_and_their_losses_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let aks = ingest(&lake, "aks-prod", &[&repo().join("samples/cloud/aks-diagnostics.json")]);
+    assert_eq!((aks["events"].as_i64(), aks["rejected"].as_i64()), (Some(6), Some(1)), "{aks}");
+    let eks = ingest(&lake, "eks-prod", &[&repo().join("samples/cloud/eks-subscription.b64")]);
+    assert_eq!((eks["events"].as_i64(), eks["rejected"].as_i64()), (Some(6), Some(1)), "{eks}");
+    let rows = query(
+        &lake,
+        "SELECT cluster, source_format, count(*) AS n FROM audit_events GROUP BY cluster, source_format ORDER BY cluster",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0]["cluster"].as_str(), rows[0]["source_format"].as_str(), rows[0]["n"].as_i64()), (Some("aks-prod"), Some("aks-diagnostics"), Some(6)));
+    assert_eq!((rows[1]["cluster"].as_str(), rows[1]["source_format"].as_str(), rows[1]["n"].as_i64()), (Some("eks-prod"), Some("eks-cloudwatch"), Some(6)));
+    let quarantine = |summary: &serde_json::Value| std::fs::read_to_string(summary["quarantine_file"].as_str().unwrap()).unwrap();
+    assert!(quarantine(&aks).contains("skipped-too-big-size-object"));
+    let eks_q = quarantine(&eks);
+    assert!(eks_q.contains("truncated by CloudWatch Logs") && eks_q.contains("auditID 6c22f3d6-50d3-4f31-83ea-58f99a3c62a6"), "{eks_q}");
+}

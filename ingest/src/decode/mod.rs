@@ -5,6 +5,7 @@
 //! `audit.k8s.io/v1` or `v1beta1`. Anything else becomes a [`Reject`] carrying the exact bytes,
 //! the reason and the position; the rest of the input still lands.
 
+pub mod envelope;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -151,6 +152,8 @@ pub struct Decoder {
     partitions: HashMap<i64, PartitionRows>,
     out: Decoded,
     ingested_at: i64,
+    /// `source_format` of events unwrapped from a managed-cloud envelope.
+    format_override: Option<&'static str>,
 }
 
 /// Why an event was rejected; rendered into the quarantine record.
@@ -163,6 +166,7 @@ impl Decoder {
             partitions: HashMap::new(),
             out: Decoded::default(),
             ingested_at: now_micros(),
+            format_override: None,
         }
     }
 
@@ -180,6 +184,15 @@ impl Decoder {
         let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
             return;
         };
+        if envelope::is_compressed(&bytes[first..]) {
+            // A gzip (or base64 gzip, as Kinesis/Firehose deliver CloudWatch subscriptions)
+            // payload: decode what it holds, once.
+            return match envelope::decompress(&bytes[first..]) {
+                Ok(inner) if !envelope::is_compressed(&inner) => self.decode(&inner, pos),
+                Ok(_) => self.reject(bytes, pos, "compressed twice".into()),
+                Err(e) => self.reject(bytes, pos, format!("not a valid compressed payload: {e}")),
+            };
+        }
         // Validate UTF-8 once per line with SIMD; serde_json then skips per-string checks.
         let text = match simdutf8::basic::from_utf8(bytes) {
             Ok(text) => text,
@@ -193,7 +206,11 @@ impl Decoder {
         match bytes[first] {
             b'{' => match serde_json::from_str::<RawEvent>(text) {
                 Ok(ev) => self.decode_object(ev, bytes, None, pos),
-                Err(e) => self.reject(bytes, pos, format!("not a valid audit event: {e}")),
+                Err(e) => {
+                    let reason = envelope::truncated_reason(text)
+                        .unwrap_or_else(|| format!("not a valid audit event: {e}"));
+                    self.reject(bytes, pos, reason)
+                }
             },
             b'[' => match serde_json::from_str::<Vec<&RawValue>>(text) {
                 Ok(items) => {
@@ -230,6 +247,18 @@ impl Decoder {
         list_api_version: Option<&str>,
         pos: &SourcePosition,
     ) {
+        if ev.kind.is_none() && ev.audit_id.is_none() && list_api_version.is_none() {
+            if let Some(records) = &ev.records {
+                return envelope::decode_aks(self, records, pos);
+            }
+            if let Some(events) = &ev.log_events {
+                let control = ev.message_type.as_ref().is_some_and(|t| t.as_str() == "CONTROL_MESSAGE");
+                if !control {
+                    envelope::decode_cloudwatch(self, events, pos);
+                }
+                return;
+            }
+        }
         match ev.kind.as_ref().map(|k| k.as_str()) {
             Some("EventList") => {
                 if list_api_version.is_some() {
@@ -322,7 +351,7 @@ impl Decoder {
         };
         let computed = Computed {
             event_api_version: api,
-            source_format: self.opts.source_format,
+            source_format: self.format_override.unwrap_or(self.opts.source_format),
             request_received_at,
             stage_at,
             ingested_at: self.ingested_at,
@@ -371,7 +400,21 @@ impl Decoder {
         }
     }
 
-    fn reject(&mut self, bytes: &[u8], pos: &SourcePosition, reason: String) {
+    /// Decodes one event unwrapped from an envelope, stamped with the envelope's format.
+    pub(crate) fn decode_wrapped(&mut self, text: &str, format: &'static str, pos: &SourcePosition) {
+        let saved = self.format_override.replace(format);
+        match serde_json::from_str::<RawEvent>(text) {
+            Ok(ev) => self.decode_object(ev, text.as_bytes(), None, pos),
+            Err(e) => {
+                let reason = envelope::truncated_reason(text)
+                    .unwrap_or_else(|| format!("not a valid audit event: {e}"));
+                self.reject(text.as_bytes(), pos, reason)
+            }
+        }
+        self.format_override = saved;
+    }
+
+    pub(crate) fn reject(&mut self, bytes: &[u8], pos: &SourcePosition, reason: String) {
         self.out.rejects.push(Reject {
             reason,
             position: pos.clone(),

@@ -136,6 +136,14 @@ pub struct RawEvent<'a> {
     /// `EventList` only.
     #[serde(borrow)]
     pub items: Option<Vec<&'a RawValue>>,
+    /// AKS diagnostic settings export: `records[].properties.log` holds an Event as a string.
+    #[serde(borrow)]
+    pub records: Option<Vec<&'a RawValue>>,
+    /// EKS: a CloudWatch Logs subscription payload; `logEvents[].message` holds an Event.
+    #[serde(borrow)]
+    pub log_events: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    pub message_type: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
