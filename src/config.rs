@@ -25,6 +25,8 @@ pub struct Config {
     pub compaction: CompactionSection,
     /// `[scheduler]`: scheduled detections in `serve` (on when the section is present).
     pub scheduler: Option<SchedulerSection>,
+    /// `[kafka]`: consume audit events from Kafka topics in `serve`.
+    pub kafka: Option<KafkaSection>,
     /// `[[sinks]]`: where findings go.
     #[serde(default)]
     pub sinks: Vec<SinkSection>,
@@ -106,6 +108,28 @@ pub struct SchedulerSection {
     pub schedule_secs: Option<i64>,
     /// Run rules marked `streaming = true` on each batch as it arrives (default true).
     pub streaming: Option<bool>,
+}
+
+/// `[kafka]` of `auditlake serve`: a consumer group whose offsets follow durability.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Bootstrap servers (`host:port,…`).
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group (default `auditlake`): replicas sharing it share the partitions.
+    pub group_id: Option<String>,
+    /// Cluster of the events (default `webhook.default_cluster`, else `default`)…
+    pub cluster: Option<String>,
+    /// …per topic…
+    #[serde(default)]
+    pub topic_clusters: BTreeMap<String, String>,
+    /// …or from this message header when present.
+    pub cluster_header: Option<String>,
+    /// librdkafka properties (security.protocol, sasl.*, ssl.*, …), passed through.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// One `[[sinks]]` entry.
@@ -338,6 +362,24 @@ impl Config {
                 && !["info", "low", "medium", "high", "critical"].contains(&sev.as_str())
             {
                 bail!("{key}.min_severity = {sev:?}: expected info, low, medium, high or critical");
+            }
+        }
+        if let Some(k) = &self.kafka {
+            if k.brokers.trim().is_empty() {
+                bail!("kafka.brokers: must name at least one broker");
+            }
+            if k.topics.is_empty() {
+                bail!("kafka.topics: must name at least one topic");
+            }
+            for (key, c) in k.cluster.iter().map(|c| ("kafka.cluster".to_owned(), c)).chain(
+                k.topic_clusters.iter().map(|(t, c)| (format!("kafka.topic_clusters.{t}"), c)),
+            ) {
+                auditlake_ingest::validate_cluster_name(c).with_context(|| key.clone())?;
+            }
+            for p in ["enable.auto.offset.store", "enable.auto.commit", "group.id", "bootstrap.servers"] {
+                if k.properties.contains_key(p) {
+                    bail!("kafka.properties.\"{p}\": set by auditlake (offsets follow durability); use the [kafka] keys");
+                }
             }
         }
         if let Some(cluster) = &self.webhook.default_cluster {

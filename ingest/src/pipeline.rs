@@ -237,7 +237,19 @@ enum FlushMsg {
         decoded_bytes: u64,
         decoded: Decoded,
     },
+    /// From a source that is its own log (Kafka): no WAL; `done(true)` once in Parquet,
+    /// `done(false)` if it was lost from memory (the source re-reads it from its log).
+    Direct {
+        decoded_bytes: u64,
+        decoded: Decoded,
+        done: Flushed,
+    },
+    /// Flush now and report (before a Kafka partition is handed to another consumer).
+    FlushNow(Sender<std::result::Result<(), String>>),
 }
+
+/// Called once with true when a direct submission is durable in the lake, false if it was lost.
+pub type Flushed = Box<dyn FnOnce(bool) + Send>;
 
 struct Shared {
     /// Bytes in live WAL segments plus bytes submitted and not yet written.
@@ -256,6 +268,8 @@ pub struct Pipeline {
     wal_thread: Mutex<Option<JoinHandle<WalState>>>,
     flush_thread: Mutex<Option<JoinHandle<Result<u64>>>>,
     compact_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The flush thread's inbox for direct sources; taken at shutdown so the thread sees the end.
+    direct: Mutex<Option<Sender<FlushMsg>>>,
 }
 
 /// A prepared compaction, for the flush thread to finish between flushes.
@@ -289,6 +303,7 @@ impl Pipeline {
         });
         let (tx, rx) = unbounded::<WalMsg>();
         let (flush_tx, flush_rx) = unbounded::<FlushMsg>();
+        let direct = flush_tx.clone();
         let wal_state = WalState {
             dir: opts.wal_dir.clone(),
             next_seq: last_seq.unwrap_or(0) + 1,
@@ -345,6 +360,7 @@ impl Pipeline {
                         pending_bytes: 0,
                         pending_since: None,
                         last_attempt: Instant::now(),
+                        waiting: Vec::new(),
                     };
                     f.run(flush_rx, compact_rx)
                 })
@@ -358,6 +374,7 @@ impl Pipeline {
                 wal_thread: Mutex::new(Some(wal_thread)),
                 flush_thread: Mutex::new(Some(flush_thread)),
                 compact_thread: Mutex::new(compact_thread),
+                direct: Mutex::new(Some(direct)),
             },
             report,
         ))
@@ -429,6 +446,43 @@ impl Pipeline {
             .map_err(|_| SubmitError::Unavailable("write-ahead log stopped".into()))
     }
 
+    /// For sources that are their own log (Kafka): hands decoded events straight to the lake
+    /// writer, without the WAL; `done` reports when they are in committed Parquet files (the
+    /// moment to commit the source's offsets) or that they were lost (re-read them).
+    pub fn submit_direct(&self, decoded: Decoded, done: Flushed) -> std::result::Result<(), SubmitError> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        let decoded_bytes = decoded
+            .batches
+            .iter()
+            .map(|b| b.batch.get_array_memory_size() as u64)
+            .sum::<u64>()
+            + decoded.rejects.iter().map(|r| r.raw.len() as u64).sum::<u64>();
+        self.shared.queued_bytes.fetch_add(decoded_bytes, Ordering::Relaxed);
+        let tx = self.direct.lock().expect("direct lock");
+        let Some(tx) = tx.as_ref() else {
+            return Err(SubmitError::Unavailable("shutting down".into()));
+        };
+        tx.send(FlushMsg::Direct {
+            decoded_bytes,
+            decoded,
+            done,
+        })
+        .map_err(|_| SubmitError::Unavailable("lake writer stopped".into()))
+    }
+
+    /// Flushes everything submitted so far into the lake and waits for it.
+    pub fn flush_now(&self) -> std::result::Result<(), String> {
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        {
+            let tx = self.direct.lock().expect("direct lock");
+            let tx = tx.as_ref().ok_or("shutting down")?;
+            tx.send(FlushMsg::FlushNow(reply)).map_err(|_| "lake writer stopped".to_owned())?;
+        }
+        outcome.recv().map_err(|_| "lake writer stopped".to_owned())?
+    }
+
     /// Bytes in the WAL not yet checkpointed into the lake.
     pub fn wal_bytes(&self) -> u64 {
         self.shared.wal_bytes.load(Ordering::Relaxed)
@@ -451,6 +505,7 @@ impl Pipeline {
         let state = wal_thread
             .join()
             .map_err(|_| IngestError::Internal("WAL thread panicked".into()))?;
+        self.direct.lock().expect("direct lock").take();
         // The WAL thread dropped its sender: the flush thread drains, flushes and returns.
         let flushed = flush_thread
             .join()
@@ -481,6 +536,7 @@ impl Drop for Pipeline {
             let _ = self.tx.send(WalMsg::Stop);
             let _ = t.join();
         }
+        self.direct.lock().expect("direct lock").take();
         if let Some(t) = self.flush_thread.lock().expect("thread lock").take() {
             let _ = t.join();
         }
@@ -821,6 +877,8 @@ struct Flusher {
     pending_bytes: u64,
     pending_since: Option<Instant>,
     last_attempt: Instant,
+    /// Direct submissions in the writer, waiting for the next flush.
+    waiting: Vec<Flushed>,
 }
 
 impl Flusher {
@@ -859,6 +917,42 @@ impl Flusher {
                         }
                         Err(e) => self.fail("write", e),
                     }
+                }
+                Ok(FlushMsg::Direct {
+                    decoded_bytes,
+                    decoded,
+                    done,
+                }) => {
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(decoded_bytes, Ordering::Relaxed);
+                    let Some(writer) = self.writer.as_mut() else {
+                        done(false);
+                        continue;
+                    };
+                    match apply(decoded, writer, &mut self.quarantine, self.observer.as_ref()) {
+                        Ok(rows) => {
+                            self.pending_rows += rows;
+                            self.pending_bytes += decoded_bytes;
+                            self.pending_since.get_or_insert_with(Instant::now);
+                            self.waiting.push(done);
+                        }
+                        Err(e) => {
+                            done(false);
+                            self.fail("write", e);
+                        }
+                    }
+                }
+                Ok(FlushMsg::FlushNow(reply)) => {
+                    let result = match self.writer.is_some() {
+                        false => Err("lake writer is recovering".to_owned()),
+                        true => self.flush().map_err(|e| {
+                            let msg = e.to_string();
+                            self.fail("flush", e);
+                            msg
+                        }),
+                    };
+                    let _ = reply.send(result);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -910,6 +1004,9 @@ impl Flusher {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         self.pending_since = None;
+        for done in self.waiting.drain(..) {
+            done(true);
+        }
         let upto = self.last_received.max(self.skip_upto);
         if upto > 0 {
             let _ = self.checkpoint.send(WalMsg::Checkpoint(upto));
@@ -935,8 +1032,12 @@ impl Flusher {
         let msg = format!("lake {what} failed: {e}; retrying every {:?}", self.opts.retry_interval);
         self.observer.failed(what, &msg);
         *self.shared.failure.lock().expect("failure lock") = Some(msg);
-        // Dropping the writer releases the lake lock and its buffers; the WAL still holds all.
+        // Dropping the writer releases the lake lock and its buffers; the WAL still holds all
+        // WAL data, and direct sources re-read theirs from their own log.
         self.writer = None;
+        for done in self.waiting.drain(..) {
+            done(false);
+        }
         self.quarantine = QuarantineWriter::new(&self.lake);
         self.pending_rows = 0;
         self.pending_bytes = 0;

@@ -6,6 +6,7 @@
 pub mod alerting;
 pub mod auth;
 pub mod error;
+pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod sinks;
@@ -47,6 +48,8 @@ pub struct ServeOptions {
     pub decode: DecodeOptions,
     /// Scheduled detections and their sinks (`[scheduler]`, `[[sinks]]`), when enabled.
     pub alerting: Option<alerting::AlertingOptions>,
+    /// The Kafka consumer (`[kafka]`), when configured.
+    pub kafka: Option<kafka::KafkaOptions>,
 }
 
 /// What a finished `serve` did.
@@ -127,6 +130,14 @@ pub async fn serve(
         Some(a) => alerting::start(&opts.lake, a, metrics.clone(), stream_rx, stop_rx).await?,
         None => Vec::new(),
     };
+    let kafka_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kafka_thread = match opts.kafka.clone() {
+        Some(k) => Some(
+            kafka::start(k, pipeline.clone(), opts.decode.clone(), kafka_stop.clone())
+                .map_err(ServerError::Internal)?,
+        ),
+        None => None,
+    };
     let state = Arc::new(webhook::AppState {
         pipeline: pipeline.clone(),
         auth: auth.clone(),
@@ -200,6 +211,11 @@ pub async fn serve(
     let mut dropped = 0;
     if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await.is_err() {
         dropped = 1;
+    }
+    // The consumer flushes what it read and commits its offsets before the pipeline stops.
+    kafka_stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(t) = kafka_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
         .await

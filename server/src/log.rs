@@ -129,3 +129,13 @@ impl fmt::Display for SinkFailed<'_> {
         write!(f, "sink_delivery_failed sink={} error={:?}", self.sink, self.error)
     }
 }
+
+pub struct KafkaEvent<'a> {
+    pub what: &'a str,
+    pub detail: &'a str,
+}
+impl fmt::Display for KafkaEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kafka what={:?} detail={:?}", self.what, self.detail)
+    }
+}

@@ -85,6 +85,19 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         decode: ingest.decode,
         pipeline,
         alerting: alerting_options(config)?,
+        kafka: config.kafka.as_ref().map(|k| auditlake_server::kafka::KafkaOptions {
+            brokers: k.brokers.clone(),
+            group_id: k.group_id.clone().unwrap_or_else(|| "auditlake".into()),
+            topics: k.topics.clone(),
+            topic_clusters: k.topic_clusters.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            cluster_header: k.cluster_header.clone(),
+            default_cluster: k
+                .cluster
+                .clone()
+                .or_else(|| w.default_cluster.clone())
+                .unwrap_or_else(|| "default".into()),
+            properties: k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+        }),
     })
 }
 

@@ -6,6 +6,7 @@ mod crash;
 mod detect;
 mod duckdb;
 mod ingest;
+mod kafka;
 mod query;
 mod scheduler;
 mod testdata;

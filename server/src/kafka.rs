@@ -1,0 +1,238 @@
+//! The Kafka source of `serve`: a consumer group over one or more topics whose offsets follow
+//! durability.
+//!
+//! `enable.auto.offset.store = false`: a message's offset is stored only when the lake flush that
+//! holds its events (or its quarantine record) has committed — the pipeline calls back — and the
+//! stored offsets are committed every `auto.commit.interval.ms` and before a partition is given
+//! up (the rebalance callback flushes the lake and commits synchronously first). After a crash the
+//! group re-reads from the last committed offset; the writer's dedup key (cluster, audit_id,
+//! stage) drops what was already in the lake. A message that does not decode is quarantined
+//! with topic, partition and offset, and the partition moves on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auditlake_ingest::{DecodeOptions, Decoder, Pipeline, SourcePosition, SubmitError};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::log;
+
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Cluster of a topic's events (default: `default_cluster`), unless the message carries the
+    /// `cluster_header` header.
+    pub topic_clusters: HashMap<String, String>,
+    pub cluster_header: Option<String>,
+    pub default_cluster: String,
+    /// librdkafka properties (TLS, SASL, …), passed through.
+    pub properties: Vec<(String, String)>,
+}
+
+/// What the pipeline reported about submitted messages, waiting for the consumer thread.
+#[derive(Default)]
+struct Outcomes {
+    /// (topic, partition, offset, epoch) of messages now in committed Parquet.
+    durable: Vec<(String, i32, i64, u64)>,
+    /// (topic, partition, offset, epoch) of messages lost from memory (the lake writer failed).
+    lost: Vec<(String, i32, i64, u64)>,
+}
+
+type Durable = Arc<Mutex<Outcomes>>;
+
+/// Per partition: bumped each time the partition is rewound after a loss; outcomes of messages
+/// read before the rewind are ignored, so no offset is stored past a message not yet durable.
+type Epochs = Arc<Mutex<HashMap<(String, i32), u64>>>;
+
+struct Ctx {
+    pipeline: Arc<Pipeline>,
+    durable: Durable,
+    epochs: Epochs,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Before another consumer takes these partitions: everything read is made durable
+            // and its offsets committed, so the next owner starts exactly after it.
+            if let Err(e) = self.pipeline.flush_now() {
+                log::emit(&log::KafkaEvent { what: "flush before revoke failed", detail: &e });
+            }
+            store_durable(consumer, &self.durable, &self.epochs);
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        }
+    }
+}
+
+/// Stores the offsets of durable messages; rewinds partitions that lost messages to the first
+/// lost offset (they are read again; dedup drops what is already in the lake).
+fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epochs) {
+    let Outcomes { durable: ready, lost } = std::mem::take(&mut *durable.lock().expect("outcomes"));
+    let mut epochs = epochs.lock().expect("epochs");
+    let mut rewind: HashMap<(String, i32), i64> = HashMap::new();
+    for (topic, partition, offset, epoch) in lost {
+        let key = (topic, partition);
+        if epochs.get(&key).copied().unwrap_or(0) == epoch {
+            let first = rewind.entry(key).or_insert(offset);
+            *first = (*first).min(offset);
+        }
+    }
+    for ((topic, partition), offset) in &rewind {
+        *epochs.entry((topic.clone(), *partition)).or_insert(0) += 1;
+        let _ = consumer.seek(topic, *partition, rdkafka::Offset::Offset(*offset), Duration::from_secs(5));
+        log::emit(&log::KafkaEvent {
+            what: "rewound after the lake lost unflushed data",
+            detail: &format!("{topic}/{partition} to offset {offset}"),
+        });
+    }
+    for (topic, partition, offset, epoch) in ready {
+        if epochs.get(&(topic.clone(), partition)).copied().unwrap_or(0) != epoch {
+            continue;
+        }
+        // Stores offset + 1 (the next to read); fails only for a partition no longer assigned,
+        // whose new owner re-reads it (dedup keeps that harmless).
+        let _ = consumer.store_offset(&topic, partition, offset);
+    }
+}
+
+/// Runs the consumer on its own thread until `stop` is set.
+pub fn start(
+    opts: KafkaOptions,
+    pipeline: Arc<Pipeline>,
+    decode: DecodeOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let durable: Durable = Arc::default();
+    let epochs: Epochs = Arc::default();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &opts.brokers)
+        .set("group.id", &opts.group_id)
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for (k, v) in &opts.properties {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer<Ctx> = config
+        .create_with_context(Ctx {
+            pipeline: pipeline.clone(),
+            durable: durable.clone(),
+            epochs: epochs.clone(),
+        })
+        .map_err(|e| format!("Kafka consumer: {e}"))?;
+    let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| format!("Kafka subscribe {topics:?}: {e}"))?;
+    std::thread::Builder::new()
+        .name("kafka".into())
+        .spawn(move || run(consumer, opts, pipeline, decode, durable, epochs, stop))
+        .map_err(|e| format!("spawn Kafka thread: {e}"))
+}
+
+fn cluster_of(opts: &KafkaOptions, msg: &rdkafka::message::BorrowedMessage<'_>) -> String {
+    if let (Some(name), Some(headers)) = (&opts.cluster_header, msg.headers()) {
+        for h in headers.iter() {
+            if h.key == name
+                && let Some(v) = h.value.and_then(|v| std::str::from_utf8(v).ok())
+                && auditlake_ingest::validate_cluster_name(v).is_ok()
+            {
+                return v.to_owned();
+            }
+        }
+    }
+    opts.topic_clusters
+        .get(msg.topic())
+        .cloned()
+        .unwrap_or_else(|| opts.default_cluster.clone())
+}
+
+fn run(
+    consumer: BaseConsumer<Ctx>,
+    opts: KafkaOptions,
+    pipeline: Arc<Pipeline>,
+    decode: DecodeOptions,
+    durable: Durable,
+    epochs: Epochs,
+    stop: Arc<AtomicBool>,
+) {
+    let mut decoders: HashMap<String, Decoder> = HashMap::new();
+    while !stop.load(Ordering::Acquire) {
+        store_durable(&consumer, &durable, &epochs);
+        // Hold back while the lake cannot take more (WAL/disk/memory limits, writer failing):
+        // polling continues (group membership), consumption pauses.
+        if pipeline.refusal().is_some() {
+            let _ = consumer.pause(&consumer.assignment().unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = consumer.poll(Duration::ZERO);
+            continue;
+        }
+        let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = match result {
+            Ok(m) => m,
+            Err(e) => {
+                log::emit(&log::KafkaEvent { what: "consumer error", detail: &e.to_string() });
+                continue;
+            }
+        };
+        let cluster = cluster_of(&opts, &msg);
+        let decoder = decoders.entry(cluster.clone()).or_insert_with(|| {
+            let mut o = decode.clone();
+            o.cluster = Arc::from(cluster.as_str());
+            Decoder::new(o)
+        });
+        decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
+        let pos = SourcePosition {
+            source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
+            byte_offset: Some(msg.offset() as u64),
+            ..SourcePosition::default()
+        };
+        decoder.decode(msg.payload().unwrap_or_default(), &pos);
+        let decoded = decoder.take();
+        let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+        let epoch = epochs
+            .lock()
+            .expect("epochs")
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(0);
+        let outcomes = durable.clone();
+        let done = Box::new(move |ok: bool| {
+            let mut o = outcomes.lock().expect("outcomes");
+            let entry = (topic, partition, offset, epoch);
+            if ok { o.durable.push(entry) } else { o.lost.push(entry) }
+        });
+        match pipeline.submit_direct(decoded, done) {
+            Ok(()) => {}
+            Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
+                // Not taken: read it again from its offset once the lake accepts data.
+                let _ = consumer.seek(
+                    msg.topic(),
+                    msg.partition(),
+                    rdkafka::Offset::Offset(msg.offset()),
+                    Duration::from_secs(5),
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    // Shutdown: make everything read durable, store and commit its offsets.
+    if pipeline.flush_now().is_ok() {
+        store_durable(&consumer, &durable, &epochs);
+        let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    }
+}
