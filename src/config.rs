@@ -445,6 +445,16 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_are_checked() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
+        assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = []").contains("kafka.topics"));
+        assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ncluster = 'x/y'").contains("kafka.cluster"));
+        assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\n[kafka.properties]\n'enable.auto.commit' = 'false'").contains("enable.auto.commit"));
+        let ok = Config::parse("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ntopic_clusters = { a = 'prod' }").unwrap();
+        assert_eq!(ok.kafka.unwrap().topic_clusters["a"], "prod");
+    }
+
+    #[test]
     fn sink_errors_name_the_entry_and_key() {
         let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
         assert!(err("[[sinks]]\nname = 'a'\ntype = 'webhook'").contains("sinks[0].url"));

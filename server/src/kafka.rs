@@ -3,8 +3,11 @@
 //!
 //! `enable.auto.offset.store = false`: a message's offset is stored only when the lake flush that
 //! holds its events (or its quarantine record) has committed — the pipeline calls back — and the
-//! stored offsets are committed every `auto.commit.interval.ms` and before a partition is given
-//! up (the rebalance callback flushes the lake and commits synchronously first). After a crash the
+//! stored offsets are committed right after that flush (and every `auto.commit.interval.ms`),
+//! and before a partition is given up the rebalance callback flushes the lake and tries a
+//! synchronous commit (brokers may refuse it mid-rebalance: then the partition's next owner
+//! re-reads what was flushed since the last commit — nothing is lost; within one lake the dedup
+//! key drops re-reads, across replicas' lakes they can repeat). After a crash the
 //! group re-reads from the last committed offset; the writer's dedup key (cluster, audit_id,
 //! stage) drops what was already in the lake. A message that does not decode is quarantined
 //! with topic, partition and offset, and the partition moves on.
@@ -67,14 +70,16 @@ impl ConsumerContext for Ctx {
                 log::emit(&log::KafkaEvent { what: "flush before revoke failed", detail: &e });
             }
             store_durable(consumer, &self.durable, &self.epochs);
-            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                log::emit(&log::KafkaEvent { what: "commit before revoke failed", detail: &e.to_string() });
+            }
         }
     }
 }
 
 /// Stores the offsets of durable messages; rewinds partitions that lost messages to the first
 /// lost offset (they are read again; dedup drops what is already in the lake).
-fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epochs) {
+fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epochs) -> bool {
     let Outcomes { durable: ready, lost } = std::mem::take(&mut *durable.lock().expect("outcomes"));
     let mut epochs = epochs.lock().expect("epochs");
     let mut rewind: HashMap<(String, i32), i64> = HashMap::new();
@@ -93,14 +98,16 @@ fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epoch
             detail: &format!("{topic}/{partition} to offset {offset}"),
         });
     }
+    let mut stored = false;
     for (topic, partition, offset, epoch) in ready {
         if epochs.get(&(topic.clone(), partition)).copied().unwrap_or(0) != epoch {
             continue;
         }
         // Stores offset + 1 (the next to read); fails only for a partition no longer assigned,
         // whose new owner re-reads it (dedup keeps that harmless).
-        let _ = consumer.store_offset(&topic, partition, offset);
+        stored |= consumer.store_offset(&topic, partition, offset).is_ok();
     }
+    stored
 }
 
 /// Runs the consumer on its own thread until `stop` is set.
@@ -119,8 +126,7 @@ pub fn start(
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        .set("auto.offset.reset", "earliest");
     for (k, v) in &opts.properties {
         config.set(k, v);
     }
@@ -169,7 +175,12 @@ fn run(
 ) {
     let mut decoders: HashMap<String, Decoder> = HashMap::new();
     while !stop.load(Ordering::Acquire) {
-        store_durable(&consumer, &durable, &epochs);
+        // Commit as soon as a flush made messages durable: the less is durable but uncommitted,
+        // the less another group member re-reads after a rebalance (brokers refuse commits while
+        // a rebalance is in progress, so the commit before a revoke can fail).
+        if store_durable(&consumer, &durable, &epochs) {
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
+        }
         // Hold back while the lake cannot take more (WAL/disk/memory limits, writer failing):
         // polling continues (group membership), consumption pauses.
         if pipeline.refusal().is_some() {
@@ -234,5 +245,72 @@ fn run(
     if pipeline.flush_now().is_ok() {
         store_durable(&consumer, &durable, &epochs);
         let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlake_ingest::{Lake, NoObserver, PipelineOptions};
+    use rdkafka::TopicPartitionList;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    fn event(id: &str) -> String {
+        format!(
+            r#"{{"auditID":"{id}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"u"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T10:00:00.000000Z"}}"#
+        )
+    }
+
+    /// Offsets are committed exactly up to what is durable in the lake.
+    #[test]
+    fn committed_offsets_follow_the_lake_flush() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("audit", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        for i in 0..10 {
+            producer.send(BaseRecord::to("audit").key("k").payload(&event(&format!("e{i}")))).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let mut popts = PipelineOptions::new(&lake);
+        popts.min_free_disk_bytes = 0;
+        popts.compact = None;
+        popts.flush_interval = Duration::from_millis(300);
+        let (pipeline, _) = Pipeline::open(&lake, popts.clone(), Arc::new(NoObserver)).unwrap();
+        let pipeline = Arc::new(pipeline);
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = KafkaOptions {
+            brokers: brokers.clone(),
+            group_id: "g".into(),
+            topics: vec!["audit".into()],
+            topic_clusters: HashMap::new(),
+            cluster_header: None,
+            default_cluster: "prod".into(),
+            properties: vec![],
+        };
+        let t = start(opts, pipeline.clone(), popts.decode.clone(), stop.clone()).unwrap();
+        let check: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "g")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("audit", 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let committed = check.committed_offsets(tpl.clone(), Duration::from_secs(5)).unwrap();
+            let off = committed.find_partition("audit", 0).unwrap().offset();
+            if off == rdkafka::Offset::Offset(10) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "committed offset stays at {off:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stop.store(true, Ordering::Release);
+        t.join().unwrap();
+        pipeline.shutdown().unwrap();
     }
 }
