@@ -193,8 +193,11 @@ fn closed_partitions_are_compacted_in_the_background_while_serving() {
     let lake = Lake::new(dir.path());
     let mut opts = options(&lake);
     opts.flush_rows = 1; // every request becomes its own file
+    // Compact once all six files exist (a pass over fewer would leave two files, both under the
+    // threshold, and the test would depend on timing).
     let compact = CompactOptions {
         min_age_secs: 0,
+        min_small_files: 6,
         ..CompactOptions::default()
     };
     opts.compact = Some((compact, Duration::from_millis(200)));

@@ -132,24 +132,24 @@ impl DeliveryObserver for Counting {
     fn outbox_depth(&self, _sink: &str, _depth: usize) {}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_order() {
-    // A receiver that answers 500 to the first three requests.
+/// A webhook receiver on loopback: `respond` decides each answer; the idempotency keys of the
+/// requests it answered 2xx are collected in order.
+async fn hook_server(
+    respond: impl Fn(&axum::http::HeaderMap, &Value) -> StatusCode + Clone + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
-    let calls = Arc::new(AtomicUsize::new(0));
     let app = {
-        let (received, calls) = (received.clone(), calls.clone());
+        let received = received.clone();
         Router::new().route(
             "/hook",
             post(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
-                let (received, calls) = (received.clone(), calls.clone());
+                let (received, respond) = (received.clone(), respond.clone());
                 async move {
-                    if calls.fetch_add(1, Ordering::SeqCst) < 3 {
-                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    let status = respond(&headers, &body);
+                    if status.is_success() {
+                        received.lock().unwrap().push(body["idempotency_key"].as_str().unwrap().to_owned());
                     }
-                    assert_eq!(headers["idempotency-key"], body["idempotency_key"].as_str().unwrap());
-                    received.lock().unwrap().push(body["idempotency_key"].as_str().unwrap().to_owned());
-                    StatusCode::OK
+                    status
                 }
             }),
         )
@@ -157,6 +157,21 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_order() {
+    // A receiver that answers 500 to the first three requests.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (url, received) = hook_server(move |headers, body| {
+        if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        assert_eq!(headers["idempotency-key"], body["idempotency_key"].as_str().unwrap());
+        StatusCode::OK
+    })
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let hook = sink("hook", SinkKind::Webhook { url }, "info");
@@ -242,27 +257,11 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
     // Refuses one finding with 422 (permanently), takes the others.
-    let received: Arc<Mutex<Vec<String>>> = Arc::default();
-    let app = {
-        let received = received.clone();
-        Router::new().route(
-            "/hook",
-            post(move |body: axum::Json<Value>| {
-                let received = received.clone();
-                async move {
-                    let key = body["idempotency_key"].as_str().unwrap().to_owned();
-                    if key.contains("bad") {
-                        return StatusCode::UNPROCESSABLE_ENTITY;
-                    }
-                    received.lock().unwrap().push(key);
-                    StatusCode::OK
-                }
-            }),
-        )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (url, received) = hook_server(|_, body| match body["idempotency_key"].as_str().unwrap().contains("bad") {
+        true => StatusCode::UNPROCESSABLE_ENTITY,
+        false => StatusCode::OK,
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let hook = sink("hook", SinkKind::Webhook { url }, "info");
     let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
