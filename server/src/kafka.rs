@@ -23,6 +23,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::log;
+use crate::metrics::{Metrics, PartitionLabel, TopicLabel};
 
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
@@ -57,11 +58,35 @@ struct Ctx {
     pipeline: Arc<Pipeline>,
     durable: Durable,
     epochs: Epochs,
+    metrics: Arc<Metrics>,
+    /// When the offsets handed to the last commit became durable.
+    committing_since: Mutex<Option<std::time::Instant>>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .kafka_consumer_lag
+                        .get_or_create(&PartitionLabel { topic: topic.clone(), partition: *partition })
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &rdkafka::TopicPartitionList) {
+        if result.is_ok()
+            && let Some(since) = self.committing_since.lock().expect("commit clock").take()
+        {
+            self.metrics.kafka_flush_to_commit_seconds.observe(since.elapsed().as_secs_f64());
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance {
             // Before another consumer takes these partitions: everything read is made durable
@@ -115,6 +140,7 @@ pub fn start(
     opts: KafkaOptions,
     pipeline: Arc<Pipeline>,
     decode: DecodeOptions,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let durable: Durable = Arc::default();
@@ -126,7 +152,8 @@ pub fn start(
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &opts.properties {
         config.set(k, v);
     }
@@ -135,6 +162,8 @@ pub fn start(
             pipeline: pipeline.clone(),
             durable: durable.clone(),
             epochs: epochs.clone(),
+            metrics: metrics.clone(),
+            committing_since: Mutex::new(None),
         })
         .map_err(|e| format!("Kafka consumer: {e}"))?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
@@ -143,7 +172,7 @@ pub fn start(
         .map_err(|e| format!("Kafka subscribe {topics:?}: {e}"))?;
     std::thread::Builder::new()
         .name("kafka".into())
-        .spawn(move || run(consumer, opts, pipeline, decode, durable, epochs, stop))
+        .spawn(move || run(consumer, opts, pipeline, decode, durable, epochs, metrics, stop))
         .map_err(|e| format!("spawn Kafka thread: {e}"))
 }
 
@@ -171,6 +200,7 @@ fn run(
     decode: DecodeOptions,
     durable: Durable,
     epochs: Epochs,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
     let mut decoders: HashMap<String, Decoder> = HashMap::new();
@@ -179,6 +209,12 @@ fn run(
         // the less another group member re-reads after a rebalance (brokers refuse commits while
         // a rebalance is in progress, so the commit before a revoke can fail).
         if store_durable(&consumer, &durable, &epochs) {
+            consumer
+                .context()
+                .committing_since
+                .lock()
+                .expect("commit clock")
+                .get_or_insert_with(std::time::Instant::now);
             let _ = consumer.commit_consumer_state(CommitMode::Async);
         }
         // Hold back while the lake cannot take more (WAL/disk/memory limits, writer failing):
@@ -214,6 +250,12 @@ fn run(
         };
         decoder.decode(msg.payload().unwrap_or_default(), &pos);
         let decoded = decoder.take();
+        let topic_label = TopicLabel { topic: msg.topic().to_owned() };
+        metrics.kafka_messages.get_or_create(&topic_label).inc();
+        metrics.kafka_events.get_or_create(&topic_label).inc_by(decoded.events);
+        if !decoded.rejects.is_empty() {
+            metrics.kafka_quarantined.get_or_create(&topic_label).inc_by(decoded.rejects.len() as u64);
+        }
         let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
         let epoch = epochs
             .lock()
@@ -291,7 +333,8 @@ mod tests {
             default_cluster: "prod".into(),
             properties: vec![],
         };
-        let t = start(opts, pipeline.clone(), popts.decode.clone(), stop.clone()).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let t = start(opts, pipeline.clone(), popts.decode.clone(), metrics.clone(), stop.clone()).unwrap();
         let check: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("group.id", "g")
@@ -312,5 +355,9 @@ mod tests {
         stop.store(true, Ordering::Release);
         t.join().unwrap();
         pipeline.shutdown().unwrap();
+        let text = metrics.encode(0);
+        assert!(text.contains(r#"auditlake_kafka_messages_total{topic="audit"} 10"#), "{text}");
+        assert!(text.contains(r#"auditlake_kafka_events_total{topic="audit"} 10"#), "{text}");
+        assert!(text.contains("auditlake_kafka_flush_to_commit_seconds_count"), "{text}");
     }
 }

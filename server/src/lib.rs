@@ -133,7 +133,7 @@ pub async fn serve(
     let kafka_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
         Some(k) => Some(
-            kafka::start(k, pipeline.clone(), opts.decode.clone(), kafka_stop.clone())
+            kafka::start(k, pipeline.clone(), opts.decode.clone(), metrics.clone(), kafka_stop.clone())
                 .map_err(ServerError::Internal)?,
         ),
         None => None,

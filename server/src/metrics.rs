@@ -30,6 +30,17 @@ pub struct SinkLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: u16,
 }
@@ -72,6 +83,11 @@ pub struct Metrics {
     pub sink_failures: Family<SinkLabel, Counter>,
     pub sink_outbox_depth: Family<SinkLabel, Gauge>,
     pub streaming_batches_skipped: Counter,
+    pub kafka_messages: Family<TopicLabel, Counter>,
+    pub kafka_events: Family<TopicLabel, Counter>,
+    pub kafka_quarantined: Family<TopicLabel, Counter>,
+    pub kafka_consumer_lag: Family<PartitionLabel, Gauge>,
+    pub kafka_flush_to_commit_seconds: Histogram,
     last_failure_logged: AtomicI64,
 }
 
@@ -111,6 +127,11 @@ impl Metrics {
             sink_failures: Family::default(),
             sink_outbox_depth: Family::default(),
             streaming_batches_skipped: Counter::default(),
+            kafka_messages: Family::default(),
+            kafka_events: Family::default(),
+            kafka_quarantined: Family::default(),
+            kafka_consumer_lag: Family::default(),
+            kafka_flush_to_commit_seconds: latency_histogram(),
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -141,6 +162,11 @@ impl Metrics {
         r.register("sink_failures", "Failed delivery attempts (retried), by sink", m.sink_failures.clone());
         r.register("sink_outbox_depth", "Findings waiting in the outbox, by sink", m.sink_outbox_depth.clone());
         r.register("streaming_batches_skipped", "Durable batches the streaming rules skipped because the scheduler was busy (the scheduled run covers them)", m.streaming_batches_skipped.clone());
+        r.register("kafka_messages", "Kafka messages consumed, by topic", m.kafka_messages.clone());
+        r.register("kafka_events", "Audit events decoded from Kafka, by topic", m.kafka_events.clone());
+        r.register("kafka_quarantined", "Kafka messages/events quarantined, by topic", m.kafka_quarantined.clone());
+        r.register("kafka_consumer_lag", "Messages behind the partition's end (librdkafka statistics)", m.kafka_consumer_lag.clone());
+        r.register("kafka_flush_to_commit_seconds", "From the lake flush that made messages durable to the commit of their offsets", m.kafka_flush_to_commit_seconds.clone());
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }
@@ -255,6 +281,11 @@ mod tests {
         m.sink_delivered.get_or_create(&sink).inc();
         m.sink_failures.get_or_create(&sink).inc();
         m.sink_outbox_depth.get_or_create(&sink).set(1);
+        let topic = TopicLabel { topic: "t".into() };
+        for f in [&m.kafka_messages, &m.kafka_events, &m.kafka_quarantined] {
+            f.get_or_create(&topic).inc();
+        }
+        m.kafka_consumer_lag.get_or_create(&PartitionLabel { topic: "t".into(), partition: 0 }).set(1);
         let text = m.encode(0);
         let exported: std::collections::HashSet<&str> = text
             .lines()
