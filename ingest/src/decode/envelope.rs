@@ -10,7 +10,19 @@
 //!   "logEvents":[{"message":"<Event>"}]}`) are unwrapped, also when gzip or base64-gzip
 //!   compressed (as Kinesis/Firehose deliver them); `CONTROL_MESSAGE`s carry no events.
 //!
-//! Rows from an envelope carry `source_format` `aks-diagnostics` / `eks-cloudwatch`.
+//! - **GKE** (Cloud Logging): a `LogEntry` whose `protoPayload` is a `google.cloud.audit.AuditLog`
+//!   is mapped onto the Event's fields — a *lossy* mapping, documented in
+//!   `schemas/audit_events.md` terms: `auditID` = `operation.id` (else `insertId`), `stage` =
+//!   `ResponseComplete` (GKE logs one entry per request), `level` = `RequestResponse` when a
+//!   request body is present, else `Metadata`; `verb`, resource, subresource and API group/version
+//!   from `methodName` (`io.k8s.core.v1.pods.exec.create`) and `resourceName`
+//!   (`core/v1/namespaces/default/pods/nginx/exec`); user = `authenticationInfo.principalEmail`;
+//!   source IP and user agent from `requestMetadata`; `responseStatus.code` from the google.rpc
+//!   status code (0 → 200, 7 → 403, 5 → 404, 16 → 401, …); the authorization decision from
+//!   `authorizationInfo[].granted`; `requestURI` is not logged by GKE and stays empty.
+//!
+//! Rows from an envelope carry `source_format` `aks-diagnostics` / `eks-cloudwatch` /
+//! `gke-logentry`.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -23,6 +35,7 @@ use super::{Decoder, SourcePosition};
 
 pub const FORMAT_AKS: &str = "aks-diagnostics";
 pub const FORMAT_EKS: &str = "eks-cloudwatch";
+pub const FORMAT_GKE: &str = "gke-logentry";
 /// What AKS writes instead of an event larger than its export limit.
 pub const AKS_TOO_BIG: &str = "skipped-too-big-size-object";
 const TRUNCATED: &str = "[Truncated...]";
@@ -90,6 +103,134 @@ pub(super) fn decode_cloudwatch(d: &mut Decoder, events: &[&RawValue], pos: &Sou
             Err(e) => d.reject(raw.get().as_bytes(), &pos, format!("not a valid CloudWatch log event: {e}")),
         }
     }
+}
+
+/// google.rpc status code → the HTTP status the API server answered.
+fn http_status(rpc: i64) -> i64 {
+    match rpc {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+/// `io.k8s.core.v1.pods.exec.create` → (group, version, resource, subresource, verb);
+/// `io.k8s.authorization.rbac.v1.clusterrolebindings.create` → group `rbac.authorization.k8s.io`.
+fn parse_method(method: &str) -> Option<(String, String, String, Option<String>, String)> {
+    let rest = method.strip_prefix("io.k8s.")?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    let vpos = parts.iter().position(|p| {
+        p.starts_with('v') && p[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
+    })?;
+    let group = match &parts[..vpos] {
+        ["core"] => String::new(),
+        g => {
+            // io.k8s.<last>.<…>.<first> is the group reversed without the `.k8s.io` suffix:
+            // authorization.rbac → rbac.authorization.k8s.io; apps → apps.
+            let mut g: Vec<&str> = g.to_vec();
+            g.reverse();
+            let joined = g.join(".");
+            if joined.contains('.') { format!("{joined}.k8s.io") } else { joined }
+        }
+    };
+    let version = parts[vpos].to_owned();
+    let tail = &parts[vpos + 1..];
+    let (resource, sub, verb) = match tail {
+        [r, v] => (r.to_string(), None, v.to_string()),
+        [r, s, v] => (r.to_string(), Some(s.to_string()), v.to_string()),
+        _ => return None,
+    };
+    Some((group, version, resource, sub, verb))
+}
+
+pub(super) fn decode_gke(d: &mut Decoder, bytes: &[u8], pos: &SourcePosition) {
+    use serde_json::{Value, json};
+    let entry: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return d.reject(bytes, pos, format!("not a valid GKE LogEntry: {e}")),
+    };
+    let p = &entry["protoPayload"];
+    if p["serviceName"].as_str() != Some("k8s.io") {
+        // Not a Kubernetes API audit entry (e.g. container.googleapis.com admin activity).
+        return;
+    }
+    let Some(method) = p["methodName"].as_str() else {
+        return d.reject(bytes, pos, "GKE LogEntry without protoPayload.methodName".into());
+    };
+    let Some(id) = entry["operation"]["id"].as_str().or(entry["insertId"].as_str()) else {
+        return d.reject(bytes, pos, "GKE LogEntry without operation.id or insertId".into());
+    };
+    let Some(time) = entry["timestamp"].as_str() else {
+        return d.reject(bytes, pos, "GKE LogEntry without timestamp".into());
+    };
+    let mut object_ref = serde_json::Map::new();
+    let mut verb = Value::Null;
+    if let Some((group, version, resource, sub, v)) = parse_method(method) {
+        verb = json!(v);
+        object_ref.insert("resource".into(), json!(resource));
+        object_ref.insert("apiGroup".into(), json!(group));
+        object_ref.insert("apiVersion".into(), json!(version));
+        if let Some(sub) = sub {
+            object_ref.insert("subresource".into(), json!(sub));
+        }
+    }
+    // resourceName: <group>/<version>/namespaces/<ns>/<resource>/<name>[/<sub>]
+    if let Some(name) = p["resourceName"].as_str() {
+        let parts: Vec<&str> = name.split('/').collect();
+        if let Some(i) = parts.iter().position(|x| *x == "namespaces")
+            && parts.len() > i + 1
+        {
+            // `namespaces/<ns>` alone names the namespace object itself.
+            if parts.len() > i + 2 {
+                object_ref.insert("namespace".into(), json!(parts[i + 1]));
+                if let Some(n) = parts.get(i + 3) {
+                    object_ref.insert("name".into(), json!(n));
+                }
+            } else {
+                object_ref.insert("name".into(), json!(parts[i + 1]));
+            }
+        } else if parts.len() >= 4 {
+            object_ref.insert("name".into(), json!(parts[3]));
+        }
+    }
+    let granted = p["authorizationInfo"]
+        .as_array()
+        .map(|a| a.iter().all(|x| x["granted"].as_bool() == Some(true)));
+    let mut annotations = serde_json::Map::new();
+    if let Some(g) = granted {
+        annotations.insert("authorization.k8s.io/decision".into(), json!(if g { "allow" } else { "forbid" }));
+    }
+    annotations.insert("auditlake.io/lossy-source".into(), json!("gke-logentry"));
+    let rpc = p["status"]["code"].as_i64().unwrap_or(0);
+    let has_body = !p["request"].is_null();
+    let event = json!({
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": if has_body { "RequestResponse" } else { "Metadata" },
+        "auditID": id,
+        "stage": "ResponseComplete",
+        "verb": verb,
+        "user": { "username": p["authenticationInfo"]["principalEmail"] },
+        "sourceIPs": p["requestMetadata"]["callerIp"].as_str().map(|ip| vec![ip]),
+        "userAgent": p["requestMetadata"]["callerSuppliedUserAgent"],
+        "objectRef": object_ref,
+        "responseStatus": { "code": http_status(rpc), "message": p["status"]["message"] },
+        "requestObject": p["request"],
+        "responseObject": p["response"],
+        "requestReceivedTimestamp": time,
+        "stageTimestamp": time,
+        "annotations": annotations,
+    });
+    d.decode_wrapped(&event.to_string(), FORMAT_GKE, pos);
 }
 
 /// For an event CloudWatch truncated: the reason, with the auditID salvaged when it survived.
@@ -210,6 +351,65 @@ mod tests {
         let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
         let out = decode(control.as_bytes());
         assert_eq!((out.events, out.rejects.len()), (0, 0));
+    }
+
+    #[test]
+    fn gke_log_entries_map_onto_the_event_columns() {
+        let entry = serde_json::json!({
+            "insertId": "1a2b3c4d", "logName": "projects/acme/logs/cloudaudit.googleapis.com%2Factivity",
+            "operation": {"id": "9f2c5e4b-1d3a-4c7e-8b6f-0a1b2c3d4e5f", "producer": "k8s.io", "first": true, "last": true},
+            "protoPayload": {
+                "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+                "authenticationInfo": {"principalEmail": "mallory@example.com"},
+                "authorizationInfo": [{"granted": true, "permission": "io.k8s.core.v1.pods.exec.create", "resource": "core/v1/namespaces/payments/pods/api-0/exec"}],
+                "methodName": "io.k8s.core.v1.pods.exec.create",
+                "requestMetadata": {"callerIp": "203.0.113.9", "callerSuppliedUserAgent": "kubectl/v1.31.0 (linux/amd64)"},
+                "resourceName": "core/v1/namespaces/payments/pods/api-0/exec",
+                "serviceName": "k8s.io",
+                "status": {"code": 0}
+            },
+            "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "gke-prod", "location": "europe-west1", "project_id": "acme"}},
+            "timestamp": "2026-11-22T10:00:00.123456Z", "severity": "NOTICE"
+        });
+        let denied = serde_json::json!({
+            "insertId": "x2", "protoPayload": {
+                "authenticationInfo": {"principalEmail": "system:anonymous"},
+                "authorizationInfo": [{"granted": false, "permission": "io.k8s.authorization.rbac.v1.clusterrolebindings.create"}],
+                "methodName": "io.k8s.authorization.rbac.v1.clusterrolebindings.create",
+                "resourceName": "rbac.authorization.k8s.io/v1/clusterrolebindings",
+                "serviceName": "k8s.io", "status": {"code": 7, "message": "forbidden"},
+                "request": {"kind": "ClusterRoleBinding", "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}, "subjects": [{"kind": "User", "name": "mallory"}]}
+            },
+            "timestamp": "2026-11-22T10:00:01Z"
+        });
+        let other = serde_json::json!({"insertId": "x3", "protoPayload": {"serviceName": "container.googleapis.com", "methodName": "google.container.v1.ClusterManager.UpdateCluster"}, "timestamp": "2026-11-22T10:00:02Z"});
+        let mut d = Decoder::new(DecodeOptions::new("gke-prod"));
+        for e in [&entry, &denied, &other] {
+            d.decode(e.to_string().as_bytes(), &SourcePosition::default());
+        }
+        let out = d.take();
+        assert_eq!((out.events, out.rejects.len()), (2, 0), "{:?}", out.rejects);
+        let b = &out.batches[0].batch;
+        let col = |n: &str| {
+            let a = arrow::compute::cast(b.column_by_name(n).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+            let a = a.as_string::<i32>().clone();
+            (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned())).collect::<Vec<_>>()
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(col("audit_id"), vec![s("9f2c5e4b-1d3a-4c7e-8b6f-0a1b2c3d4e5f"), s("x2")]);
+        assert_eq!(col("verb"), vec![s("create"), s("create")]);
+        assert_eq!(col("resource"), vec![s("pods"), s("clusterrolebindings")]);
+        assert_eq!(col("subresource"), vec![s("exec"), None]);
+        assert_eq!(col("namespace"), vec![s("payments"), None]);
+        assert_eq!(col("name"), vec![s("api-0"), None]);
+        assert_eq!(col("api_group"), vec![s(""), s("rbac.authorization.k8s.io")]);
+        assert_eq!(col("user_name"), vec![s("mallory@example.com"), s("system:anonymous")]);
+        assert_eq!(col("source_ip"), vec![s("203.0.113.9"), None]);
+        assert_eq!(col("response_code"), vec![s("200"), s("403")]);
+        assert_eq!(col("authz_decision"), vec![s("allow"), s("forbid")]);
+        assert_eq!(col("role_ref_name"), vec![None, s("cluster-admin")]);
+        assert_eq!(col("source_format"), vec![s(FORMAT_GKE), s(FORMAT_GKE)]);
+        assert_eq!(col("level"), vec![s("Metadata"), s("RequestResponse")]);
     }
 
     #[test]

@@ -251,6 +251,9 @@ impl Decoder {
             if let Some(records) = &ev.records {
                 return envelope::decode_aks(self, records, pos);
             }
+            if ev.proto_payload.is_some() {
+                return envelope::decode_gke(self, bytes, pos);
+            }
             if let Some(events) = &ev.log_events {
                 let control = ev.message_type.as_ref().is_some_and(|t| t.as_str() == "CONTROL_MESSAGE");
                 if !control {
