@@ -333,9 +333,15 @@ impl Config {
         for (i, sink) in self.sinks.iter().enumerate() {
             let key = format!("sinks[{i}]");
             if sink.name.is_empty()
-                || !sink.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || !sink
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                bail!("{key}.name = {:?}: use letters, digits, '-' and '_'", sink.name);
+                bail!(
+                    "{key}.name = {:?}: use letters, digits, '-' and '_'",
+                    sink.name
+                );
             }
             if !names.insert(&sink.name) {
                 bail!("{key}.name = {:?}: another sink has this name", sink.name);
@@ -350,7 +356,9 @@ impl Config {
                     }
                 }
                 "file" if sink.path.is_none() => bail!("{key}.path: a file sink needs a path"),
-                "kafka" if sink.brokers.is_none() => bail!("{key}.brokers: a kafka sink needs brokers"),
+                "kafka" if sink.brokers.is_none() => {
+                    bail!("{key}.brokers: a kafka sink needs brokers")
+                }
                 "kafka" if sink.topic.is_none() => bail!("{key}.topic: a kafka sink needs a topic"),
                 "kafka" => {}
                 "file" | "stdout" => {}
@@ -371,14 +379,28 @@ impl Config {
             if k.topics.is_empty() {
                 bail!("kafka.topics: must name at least one topic");
             }
-            for (key, c) in k.cluster.iter().map(|c| ("kafka.cluster".to_owned(), c)).chain(
-                k.topic_clusters.iter().map(|(t, c)| (format!("kafka.topic_clusters.{t}"), c)),
-            ) {
+            for (key, c) in k
+                .cluster
+                .iter()
+                .map(|c| ("kafka.cluster".to_owned(), c))
+                .chain(
+                    k.topic_clusters
+                        .iter()
+                        .map(|(t, c)| (format!("kafka.topic_clusters.{t}"), c)),
+                )
+            {
                 auditlake_ingest::validate_cluster_name(c).with_context(|| key.clone())?;
             }
-            for p in ["enable.auto.offset.store", "enable.auto.commit", "group.id", "bootstrap.servers"] {
+            for p in [
+                "enable.auto.offset.store",
+                "enable.auto.commit",
+                "group.id",
+                "bootstrap.servers",
+            ] {
                 if k.properties.contains_key(p) {
-                    bail!("kafka.properties.\"{p}\": set by auditlake (offsets follow durability); use the [kafka] keys");
+                    bail!(
+                        "kafka.properties.\"{p}\": set by auditlake (offsets follow durability); use the [kafka] keys"
+                    );
                 }
             }
         }
@@ -395,13 +417,18 @@ impl Config {
         if let (Some(max_body), Some(wal_max)) = (w.max_body_mb, w.wal_max_mb)
             && max_body as u64 > wal_max
         {
-            bail!("webhook.max_body_mb = {max_body} exceeds webhook.wal_max_mb = {wal_max}: no body could ever be accepted");
+            bail!(
+                "webhook.max_body_mb = {max_body} exceeds webhook.wal_max_mb = {wal_max}: no body could ever be accepted"
+            );
         }
         Ok(())
     }
 
     /// Compaction settings; the writer's encoding settings apply to merged files.
-    pub fn compact_options(&self, writer: auditlake_ingest::WriterOptions) -> auditlake_ingest::CompactOptions {
+    pub fn compact_options(
+        &self,
+        writer: auditlake_ingest::WriterOptions,
+    ) -> auditlake_ingest::CompactOptions {
         let c = &self.compaction;
         let d = auditlake_ingest::CompactOptions::default();
         auditlake_ingest::CompactOptions {
@@ -439,7 +466,10 @@ mod tests {
         assert_eq!(config.webhook.listen.as_deref(), Some("127.0.0.1:8443"));
         assert_eq!(config.webhook.wal_max_mb, Some(1024));
         assert_eq!(config.webhook.flush_interval_secs, Some(10.0));
-        assert_eq!(config.scheduler.as_ref().and_then(|s| s.lateness_secs), Some(600));
+        assert_eq!(
+            config.scheduler.as_ref().and_then(|s| s.lateness_secs),
+            Some(600)
+        );
         assert_eq!(config.sinks.len(), 1);
         assert_eq!(config.sinks[0].kind, "stdout");
     }
@@ -448,9 +478,15 @@ mod tests {
     fn kafka_settings_are_checked() {
         let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
         assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = []").contains("kafka.topics"));
-        assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ncluster = 'x/y'").contains("kafka.cluster"));
+        assert!(
+            err("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ncluster = 'x/y'")
+                .contains("kafka.cluster")
+        );
         assert!(err("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\n[kafka.properties]\n'enable.auto.commit' = 'false'").contains("enable.auto.commit"));
-        let ok = Config::parse("[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ntopic_clusters = { a = 'prod' }").unwrap();
+        let ok = Config::parse(
+            "[kafka]\nbrokers = 'b:9092'\ntopics = ['a']\ntopic_clusters = { a = 'prod' }",
+        )
+        .unwrap();
         assert_eq!(ok.kafka.unwrap().topic_clusters["a"], "prod");
     }
 
@@ -459,8 +495,14 @@ mod tests {
         let err = |text: &str| format!("{:#}", Config::parse(text).unwrap_err());
         assert!(err("[[sinks]]\nname = 'a'\ntype = 'webhook'").contains("sinks[0].url"));
         assert!(err("[[sinks]]\nname = 'a'\ntype = 'pager'").contains("sinks[0].type"));
-        assert!(err("[[sinks]]\nname = 'a'\ntype = 'stdout'\n[[sinks]]\nname = 'a'\ntype = 'stdout'").contains("sinks[1].name"));
-        assert!(err("[[sinks]]\nname = 'a'\ntype = 'stdout'\nmin_severity = 'urgent'").contains("sinks[0].min_severity"));
+        assert!(
+            err("[[sinks]]\nname = 'a'\ntype = 'stdout'\n[[sinks]]\nname = 'a'\ntype = 'stdout'")
+                .contains("sinks[1].name")
+        );
+        assert!(
+            err("[[sinks]]\nname = 'a'\ntype = 'stdout'\nmin_severity = 'urgent'")
+                .contains("sinks[0].min_severity")
+        );
         assert!(err("[scheduler]\nlatenes_secs = 1").contains("latenes_secs"));
     }
 
@@ -486,7 +528,9 @@ mod tests {
         assert!(err("[webhook]\ntls_cert = 'a.crt'").contains("tls_key"));
         assert!(err("[webhook]\nclient_ca = 'ca.crt'").contains("webhook.client_ca"));
         assert!(err("[webhook]\nflush_interval_secs = 0").contains("webhook.flush_interval_secs"));
-        assert!(err("[webhook]\nmax_body_mb = 64\nwal_max_mb = 16").contains("webhook.max_body_mb"));
+        assert!(
+            err("[webhook]\nmax_body_mb = 64\nwal_max_mb = 16").contains("webhook.max_body_mb")
+        );
         assert!(err("[webhook]\ndefault_cluster = 'a b'").contains("webhook.default_cluster"));
         assert!(err("[webhook]\nlisten_addr = 'x'").contains("listen_addr"));
     }

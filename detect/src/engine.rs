@@ -212,13 +212,24 @@ impl Detector {
         events: Vec<RecordBatch>,
     ) -> Result<Vec<Finding>, DetectError> {
         let schema = auditlake_schemas::audit_events_table_schema();
-        let table = datafusion::datasource::MemTable::try_new(schema, vec![events]).map_err(q(rule))?;
+        let table =
+            datafusion::datasource::MemTable::try_new(schema, vec![events]).map_err(q(rule))?;
         self.ctx.deregister_table(STREAM_TABLE).map_err(q(rule))?;
-        self.ctx.register_table(STREAM_TABLE, Arc::new(table)).map_err(q(rule))?;
-        self.bind_view(AUDIT_EVENTS_TABLE, &format!("SELECT * FROM {STREAM_TABLE}"), rule)
-            .await?;
-        self.bind_view(BASELINE_TABLE, &format!("SELECT * FROM {LAKE_TABLE} WHERE false"), rule)
-            .await?;
+        self.ctx
+            .register_table(STREAM_TABLE, Arc::new(table))
+            .map_err(q(rule))?;
+        self.bind_view(
+            AUDIT_EVENTS_TABLE,
+            &format!("SELECT * FROM {STREAM_TABLE}"),
+            rule,
+        )
+        .await?;
+        self.bind_view(
+            BASELINE_TABLE,
+            &format!("SELECT * FROM {LAKE_TABLE} WHERE false"),
+            rule,
+        )
+        .await?;
         self.collect_findings(rule, params).await
     }
 
@@ -240,7 +251,11 @@ impl Detector {
     }
 
     /// Plans the rule over the bound `audit_events` and groups its hits into findings.
-    async fn collect_findings(&self, rule: &Rule, params: &Params) -> Result<Vec<Finding>, DetectError> {
+    async fn collect_findings(
+        &self,
+        rule: &Rule,
+        params: &Params,
+    ) -> Result<Vec<Finding>, DetectError> {
         let columns = self.plan_hits(rule, params).await?;
         let sql = grouping_sql(rule, &columns);
         let batches = self

@@ -110,18 +110,23 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, arrow::e
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
     let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("findings file without column {name}")))
+        batch.column_by_name(name).ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("findings file without column {name}"))
+        })
     };
     let text = |name: &str| -> Result<Vec<Option<String>>, arrow::error::ArrowError> {
         let a = arrow::compute::cast(col(name)?, &arrow::datatypes::DataType::Utf8)?;
         let a = a.as_string::<i32>();
-        Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned())).collect())
+        Ok((0..a.len())
+            .map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned()))
+            .collect())
     };
     let time = |name: &str| -> Result<Vec<DateTime<Utc>>, arrow::error::ArrowError> {
         let a = col(name)?.as_primitive::<TimestampMicrosecondType>();
-        Ok(a.values().iter().map(|v| DateTime::from_timestamp_micros(*v).unwrap_or_default()).collect())
+        Ok(a.values()
+            .iter()
+            .map(|v| DateTime::from_timestamp_micros(*v).unwrap_or_default())
+            .collect())
     };
     let int = |name: &str| -> Result<Vec<i32>, arrow::error::ArrowError> {
         Ok(col(name)?.as_primitive::<Int32Type>().values().to_vec())
@@ -152,14 +157,19 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, arrow::e
         text("origin")?,
         text("incident_id")?,
     );
-    let (versions, counts, revisions) = (int("rule_version")?, int("event_count")?, int("revision")?);
+    let (versions, counts, revisions) =
+        (int("rule_version")?, int("event_count")?, int("revision")?);
     let (first, last, bucket, detected) = (
         time("first_event_at")?,
         time("last_event_at")?,
         time("bucket_start")?,
         time("detected_at")?,
     );
-    let (evidence, attack, catalog) = (list("evidence_audit_ids")?, list("attack_ids")?, list("catalog_ids")?);
+    let (evidence, attack, catalog) = (
+        list("evidence_audit_ids")?,
+        list("attack_ids")?,
+        list("catalog_ids")?,
+    );
     let s = |v: &Vec<Option<String>>, i: usize| v[i].clone().unwrap_or_default();
     Ok((0..batch.num_rows())
         .map(|i| Finding {

@@ -208,7 +208,9 @@ impl Rule {
                 .ok_or_else(|| bad(key, format!("`{v}` is not a duration like 30s, 5m, 1h, 7d")))
         };
         let schedule = duration("schedule", &file.schedule)?;
-        if file.streaming && (file.baseline.is_some() || file.threshold > 1 || file.lookback != "0s") {
+        if file.streaming
+            && (file.baseline.is_some() || file.threshold > 1 || file.lookback != "0s")
+        {
             return Err(bad(
                 "streaming",
                 "a streaming rule sees one batch of new events at a time: it cannot have a baseline, lookback or threshold > 1".into(),

@@ -63,7 +63,15 @@ pub trait Alerts: Send + Sync {
 
 /// What the scheduler reports as it works (metrics, logs).
 pub trait SchedulerObserver: Send + Sync {
-    fn rule_ran(&self, _rule: &str, _took: Duration, _new: usize, _updated: usize, _watermark_lag: TimeDelta) {}
+    fn rule_ran(
+        &self,
+        _rule: &str,
+        _took: Duration,
+        _new: usize,
+        _updated: usize,
+        _watermark_lag: TimeDelta,
+    ) {
+    }
     fn rule_failed(&self, _rule: &str, _error: &str, _retry_in: TimeDelta) {}
 }
 
@@ -87,14 +95,19 @@ mod rfc3339 {
     pub mod option {
         use super::*;
 
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
             let s = Option::<String>::deserialize(d)?;
             s.map(|s| {
                 DateTime::parse_from_rfc3339(&s)
@@ -157,9 +170,8 @@ impl Scheduler {
     ) -> Result<Scheduler, DetectError> {
         let state_path = lake.join("_state").join("scheduler.json");
         let state = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                DetectError::Store(format!("{}: {e}", state_path.display()))
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| DetectError::Store(format!("{}: {e}", state_path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(state_err(&state_path)(e)),
         };
@@ -249,15 +261,20 @@ impl Scheduler {
                 Err(e) => {
                     report.rules_failed += 1;
                     entry.consecutive_errors += 1;
-                    let backoff = (TimeDelta::seconds(5) * 2i32.saturating_pow(entry.consecutive_errors.min(10) - 1))
-                        .min(self.opts.max_retry_backoff);
+                    let backoff = (TimeDelta::seconds(5)
+                        * 2i32.saturating_pow(entry.consecutive_errors.min(10) - 1))
+                    .min(self.opts.max_retry_backoff);
                     entry.next_run = now + backoff;
                     entry.last_error = Some(e.clone());
                     observer.rule_failed(&id, &e, backoff);
                 }
             }
             if let Err(e) = self.save() {
-                observer.rule_failed(&id, &format!("saving scheduler state: {e}"), TimeDelta::zero());
+                observer.rule_failed(
+                    &id,
+                    &format!("saving scheduler state: {e}"),
+                    TimeDelta::zero(),
+                );
             }
         }
         report
@@ -291,7 +308,11 @@ impl Scheduler {
                     .await
                     .map_err(|e| e.to_string())?;
                 let changes = self.store.reconcile(found, "streaming", Utc::now());
-                let new: Vec<Finding> = changes.iter().filter(|c| c.is_new).map(|c| c.finding.clone()).collect();
+                let new: Vec<Finding> = changes
+                    .iter()
+                    .filter(|c| c.is_new)
+                    .map(|c| c.finding.clone())
+                    .collect();
                 alerts.enqueue(&new)?;
                 self.store.write(&changes).map_err(|e| e.to_string())?;
                 Ok::<_, String>((new.len(), changes.len() - new.len()))
@@ -343,7 +364,11 @@ impl Scheduler {
             .await
             .map_err(|e| e.to_string())?;
         let changes: Vec<Change> = self.store.reconcile(found, "scheduled", now);
-        let new: Vec<Finding> = changes.iter().filter(|c| c.is_new).map(|c| c.finding.clone()).collect();
+        let new: Vec<Finding> = changes
+            .iter()
+            .filter(|c| c.is_new)
+            .map(|c| c.finding.clone())
+            .collect();
         // Durable alert first, then the record: a crash in between repeats the run, and the
         // outbox ignores the key it already holds.
         alerts.enqueue(&new)?;
@@ -377,7 +402,10 @@ mod tests {
     struct Recorded(Mutex<Vec<String>>);
     impl Alerts for Recorded {
         fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
-            self.0.lock().unwrap().extend(findings.iter().map(|f| f.idempotency_key()));
+            self.0
+                .lock()
+                .unwrap()
+                .extend(findings.iter().map(|f| f.idempotency_key()));
             Ok(())
         }
     }
@@ -386,17 +414,31 @@ mod tests {
 
     /// `rules/<src>` copied as rule `id`, with `extra_condition` ANDed to its query.
     fn rule_copy(src: &str, id: &str, dir: &Path, extra_condition: Option<&str>) -> Rule {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules").join(src);
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../rules")
+            .join(src);
         let to = dir.join(id);
         std::fs::create_dir_all(to.join("fixtures")).unwrap();
-        for f in ["query.sql", "fixtures/positive.jsonl", "fixtures/negative.jsonl"] {
+        for f in [
+            "query.sql",
+            "fixtures/positive.jsonl",
+            "fixtures/negative.jsonl",
+        ] {
             std::fs::copy(from.join(f), to.join(f)).unwrap();
         }
         let toml = std::fs::read_to_string(from.join("rule.toml")).unwrap();
-        std::fs::write(to.join("rule.toml"), toml.replace(&format!("id = \"{src}\""), &format!("id = \"{id}\""))).unwrap();
+        std::fs::write(
+            to.join("rule.toml"),
+            toml.replace(&format!("id = \"{src}\""), &format!("id = \"{id}\"")),
+        )
+        .unwrap();
         if let Some(cond) = extra_condition {
             let sql = std::fs::read_to_string(to.join("query.sql")).unwrap();
-            std::fs::write(to.join("query.sql"), format!("{}\n  AND {cond}\n", sql.trim_end())).unwrap();
+            std::fs::write(
+                to.join("query.sql"),
+                format!("{}\n  AND {cond}\n", sql.trim_end()),
+            )
+            .unwrap();
         }
         Rule::load(&to).unwrap()
     }
@@ -416,12 +458,20 @@ mod tests {
             Some("1 / (length(audit_id) - length(audit_id)) = 1"),
         );
         let params = |r: &Rule| r.params.clone();
-        let rules = vec![(broken.clone(), params(&broken)), (good.clone(), params(&good))];
-        let ctx = open_lake(lake.path(), &SessionOptions::default()).await.unwrap();
+        let rules = vec![
+            (broken.clone(), params(&broken)),
+            (good.clone(), params(&good)),
+        ];
+        let ctx = open_lake(lake.path(), &SessionOptions::default())
+            .await
+            .unwrap();
         let detector = Detector::new(ctx).await.unwrap();
         // The fixture's events are from 2026-11-20; start the watermarks before them.
         let opts = SchedulerOptions {
-            initial_lookback: Utc::now() - DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z").unwrap().to_utc(),
+            initial_lookback: Utc::now()
+                - DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z")
+                    .unwrap()
+                    .to_utc(),
             ..SchedulerOptions::default()
         };
         let mut s = Scheduler::open(lake.path(), rules, detector, opts.clone()).unwrap();
@@ -433,15 +483,36 @@ mod tests {
         assert_eq!(alerts.0.lock().unwrap().len(), 2);
         let failed = s.rule_state("exec-into-pod-broken").unwrap().clone();
         assert_eq!(failed.consecutive_errors, 1);
-        assert!(failed.last_error.as_deref().unwrap().contains("DivideByZero"), "{failed:?}");
+        assert!(
+            failed
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("DivideByZero"),
+            "{failed:?}"
+        );
         assert_eq!(failed.next_run, now + TimeDelta::seconds(5));
-        assert!(failed.watermark < now - TimeDelta::days(1), "a failed run does not move the watermark");
-        assert_eq!(s.rule_state("exec-into-pod").unwrap().watermark, now - opts.settle);
+        assert!(
+            failed.watermark < now - TimeDelta::days(1),
+            "a failed run does not move the watermark"
+        );
+        assert_eq!(
+            s.rule_state("exec-into-pod").unwrap().watermark,
+            now - opts.settle
+        );
 
         // Restart: the state and the findings survive; nothing is alerted again.
-        let ctx = open_lake(lake.path(), &SessionOptions::default()).await.unwrap();
+        let ctx = open_lake(lake.path(), &SessionOptions::default())
+            .await
+            .unwrap();
         let detector = Detector::new(ctx).await.unwrap();
-        let mut s = Scheduler::open(lake.path(), vec![(good.clone(), params(&good))], detector, opts).unwrap();
+        let mut s = Scheduler::open(
+            lake.path(),
+            vec![(good.clone(), params(&good))],
+            detector,
+            opts,
+        )
+        .unwrap();
         let later = now + TimeDelta::minutes(10);
         let report = s.tick(later, &alerts, &Quiet).await;
         assert_eq!((report.rules_run, report.new_findings), (1, 0));

@@ -77,7 +77,11 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DetectError> 
 
 impl FindingsStore {
     /// Reads back findings detected in the last `horizon` (longer than any rule's dedup window).
-    pub fn open(lake: &Path, horizon: TimeDelta, incident_window: TimeDelta) -> Result<Self, DetectError> {
+    pub fn open(
+        lake: &Path,
+        horizon: TimeDelta,
+        incident_window: TimeDelta,
+    ) -> Result<Self, DetectError> {
         let root = lake.join("findings");
         let mut files = Vec::new();
         parquet_files(&root, &mut files)?;
@@ -96,7 +100,8 @@ impl FindingsStore {
                 .and_then(|b| b.build())
                 .map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
             for batch in reader {
-                let batch = batch.map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
+                let batch =
+                    batch.map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
                 let found = findings_from_batch(&batch)
                     .map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
                 stored.extend(found.into_iter().filter(|f| f.detected_at >= cutoff));
@@ -162,7 +167,12 @@ impl FindingsStore {
     /// Stamps `found` with revision, origin and incident, and keeps what changed: a finding never
     /// seen is new; a known one whose evidence grew is a new revision (not new); one seen as it
     /// is already is dropped. Call [`write`](Self::write) with the result.
-    pub fn reconcile(&mut self, found: Vec<Finding>, origin: &str, now: DateTime<Utc>) -> Vec<Change> {
+    pub fn reconcile(
+        &mut self,
+        found: Vec<Finding>,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
         for mut f in found {
             f.origin = origin.to_owned();
@@ -171,12 +181,18 @@ impl FindingsStore {
                 None => {
                     f.revision = 1;
                     f.incident_id = Some(self.incident_for(&f));
-                    Change { finding: f, is_new: true }
+                    Change {
+                        finding: f,
+                        is_new: true,
+                    }
                 }
                 Some(k) if f.event_count > k.event_count || f.last_event_at > k.last_event_at => {
                     f.revision = k.revision + 1;
                     f.incident_id = k.incident_id.clone();
-                    Change { finding: f, is_new: false }
+                    Change {
+                        finding: f,
+                        is_new: false,
+                    }
                 }
                 Some(_) => continue,
             };
@@ -200,7 +216,9 @@ impl FindingsStore {
         let tmp = dir.join(format!(".{name}.tmp"));
         let target = dir.join(&name);
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
             .build();
         let write = || -> Result<(), Box<dyn std::error::Error>> {
             let file = File::create(&tmp)?;
@@ -225,7 +243,9 @@ mod tests {
     use super::*;
 
     fn finding(id: &str, actor: &str, target: &str, minute: u32, count: i32) -> Finding {
-        let t = DateTime::parse_from_rfc3339(&format!("2026-11-22T10:{minute:02}:00Z")).unwrap().to_utc();
+        let t = DateTime::parse_from_rfc3339(&format!("2026-11-22T10:{minute:02}:00Z"))
+            .unwrap()
+            .to_utc();
         Finding {
             finding_id: format!("{id:0>32}"),
             dedup_key: id.into(),
@@ -256,19 +276,49 @@ mod tests {
     fn new_updated_and_known_findings_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store = FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
-        let changes = store.reconcile(vec![finding("a", "mallory", "secrets x/db", 1, 1)], "scheduled", now);
+        let mut store =
+            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let changes = store.reconcile(
+            vec![finding("a", "mallory", "secrets x/db", 1, 1)],
+            "scheduled",
+            now,
+        );
         assert!(changes[0].is_new && changes[0].finding.revision == 1);
         store.write(&changes).unwrap();
         // The same again: nothing; more evidence: revision 2, not new.
-        assert!(store.reconcile(vec![finding("a", "mallory", "secrets x/db", 1, 1)], "scheduled", now).is_empty());
-        let more = store.reconcile(vec![finding("a", "mallory", "secrets x/db", 1, 3)], "scheduled", now);
+        assert!(
+            store
+                .reconcile(
+                    vec![finding("a", "mallory", "secrets x/db", 1, 1)],
+                    "scheduled",
+                    now
+                )
+                .is_empty()
+        );
+        let more = store.reconcile(
+            vec![finding("a", "mallory", "secrets x/db", 1, 3)],
+            "scheduled",
+            now,
+        );
         assert!(!more[0].is_new && more[0].finding.revision == 2);
         store.write(&more).unwrap();
         // After a restart the store still knows both revisions.
-        let mut reopened = FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
-        assert!(reopened.reconcile(vec![finding("a", "mallory", "secrets x/db", 1, 3)], "scheduled", now).is_empty());
-        let grown = reopened.reconcile(vec![finding("a", "mallory", "secrets x/db", 1, 4)], "scheduled", now);
+        let mut reopened =
+            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        assert!(
+            reopened
+                .reconcile(
+                    vec![finding("a", "mallory", "secrets x/db", 1, 3)],
+                    "scheduled",
+                    now
+                )
+                .is_empty()
+        );
+        let grown = reopened.reconcile(
+            vec![finding("a", "mallory", "secrets x/db", 1, 4)],
+            "scheduled",
+            now,
+        );
         assert_eq!(grown[0].finding.revision, 3);
     }
 
@@ -276,7 +326,8 @@ mod tests {
     fn findings_sharing_actor_or_target_within_the_window_form_one_incident() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store = FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut store =
+            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
         let c = store.reconcile(
             vec![
                 finding("a", "mallory", "secrets x/db", 1, 1),
@@ -290,7 +341,10 @@ mod tests {
             "scheduled",
             now,
         );
-        let inc: Vec<_> = c.iter().map(|c| c.finding.incident_id.clone().unwrap()).collect();
+        let inc: Vec<_> = c
+            .iter()
+            .map(|c| c.finding.incident_id.clone().unwrap())
+            .collect();
         assert_eq!(inc[0], inc[1]);
         assert_eq!(inc[1], inc[2]);
         assert_ne!(inc[0], inc[3]);

@@ -88,7 +88,11 @@ pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PathBuf>
     let mut out = Vec::new();
     let read = |dir: &Path| -> Result<Vec<PathBuf>> {
         match fs::read_dir(dir) {
-            Ok(entries) => Ok(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()),
+            Ok(entries) => Ok(entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(IngestError::lake_io(dir)(e)),
         }
@@ -97,7 +101,10 @@ pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PathBuf>
         for date in read(&cluster)? {
             for hour in read(&date)? {
                 let value = |p: &Path, key: &str| {
-                    p.file_name()?.to_str()?.strip_prefix(key).map(str::to_owned)
+                    p.file_name()?
+                        .to_str()?
+                        .strip_prefix(key)
+                        .map(str::to_owned)
                 };
                 let (Some(d), Some(h)) = (value(&date, "date="), value(&hour, "hour=")) else {
                     continue;
@@ -134,7 +141,10 @@ fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for batch in reader {
         // Same columns and types; re-attach the canonical schema (field metadata) for the writer.
-        out.push(RecordBatch::try_new(schema.clone(), batch?.columns().to_vec())?);
+        out.push(RecordBatch::try_new(
+            schema.clone(),
+            batch?.columns().to_vec(),
+        )?);
     }
     Ok(out)
 }
@@ -181,18 +191,19 @@ pub fn prepare(
         }
         let mut group: Vec<RecordBatch> = Vec::new();
         let mut group_bytes = 0usize;
-        let write_group = |group: &mut Vec<RecordBatch>, report: &mut CompactReport| -> Result<()> {
-            if group.is_empty() {
-                return Ok(());
-            }
-            let path = staging.join(format!("part-{}.parquet", ulid::Ulid::generate()));
-            let (rows, bytes) = encode_file(group, &opts.writer, &path)?;
-            report.rows += rows as u64;
-            report.files_after += 1;
-            report.bytes_after += bytes;
-            group.clear();
-            Ok(())
-        };
+        let write_group =
+            |group: &mut Vec<RecordBatch>, report: &mut CompactReport| -> Result<()> {
+                if group.is_empty() {
+                    return Ok(());
+                }
+                let path = staging.join(format!("part-{}.parquet", ulid::Ulid::generate()));
+                let (rows, bytes) = encode_file(group, &opts.writer, &path)?;
+                report.rows += rows as u64;
+                report.files_after += 1;
+                report.bytes_after += bytes;
+                group.clear();
+                Ok(())
+            };
         let mut rows_in = 0u64;
         for f in &small {
             if cancelled() {
@@ -200,7 +211,10 @@ pub fn prepare(
             }
             let batches = read_file(f)?;
             rows_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-            group_bytes += batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>();
+            group_bytes += batches
+                .iter()
+                .map(|b| b.get_array_memory_size())
+                .sum::<usize>();
             group.extend(batches);
             inputs.insert(f.file_name().expect("listed file").to_owned());
             if group_bytes >= opts.writer.max_file_bytes {
@@ -245,7 +259,10 @@ pub fn finish(prepared: Prepared) -> Result<CompactReport> {
     } = prepared;
     let result = (|| -> Result<()> {
         let now: Vec<PathBuf> = list_parquet_files(&partition_dir)?;
-        let present: HashSet<_> = now.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
+        let present: HashSet<_> = now
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_owned()))
+            .collect();
         if let Some(gone) = inputs.iter().find(|n| !present.contains(*n)) {
             return Err(IngestError::Internal(format!(
                 "{} lost {gone:?} while being compacted; compaction abandoned",
@@ -278,11 +295,20 @@ pub fn finish(prepared: Prepared) -> Result<CompactReport> {
 /// Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`).
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| IngestError::Internal(format!("{} has a NUL byte", p.display())));
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| IngestError::Internal(format!("{} has a NUL byte", p.display())))
+    };
     let (ca, cb) = (c(a)?, c(b)?);
     // SAFETY: two valid NUL-terminated paths relative to the working directory.
     let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
@@ -290,7 +316,9 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
             path: b.to_path_buf(),
             source: std::io::Error::new(
                 err.kind(),
-                format!("atomic directory exchange (renameat2 RENAME_EXCHANGE) failed: {err}; this file system cannot be compacted in place"),
+                format!(
+                    "atomic directory exchange (renameat2 RENAME_EXCHANGE) failed: {err}; this file system cannot be compacted in place"
+                ),
             ),
         });
     }

@@ -58,7 +58,9 @@ pub enum IngestError {
     #[error("the lake writer stopped after an earlier error and must be reopened: {0}")]
     WriterPoisoned(String),
 
-    #[error("write-ahead log {path} is corrupt at byte {offset} ({reason}); it is not the newest segment, so this is not a torn append: inspect or move it aside")]
+    #[error(
+        "write-ahead log {path} is corrupt at byte {offset} ({reason}); it is not the newest segment, so this is not a torn append: inspect or move it aside"
+    )]
     WalCorrupt {
         path: PathBuf,
         offset: u64,

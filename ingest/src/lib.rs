@@ -15,16 +15,16 @@ pub mod time;
 pub mod wal;
 pub mod writer;
 
+pub use compact::{CompactOptions, CompactReport, compact_lake};
 pub use decode::{
     DecodeOptions, Decoded, DecodedBatch, Decoder, PartitionKey, Reject, SourcePosition,
 };
 pub use error::{Fault, IngestError};
 pub use files::{IngestOptions, IngestReport, Input, Progress, ingest};
 pub use lake::{Lake, validate_cluster_name};
+pub use pipeline::{
+    Ack, BodyFraming, Durable, NoObserver, Pipeline, PipelineObserver, PipelineOptions,
+    ReplayReport, Submission, SubmitError, decode_body,
+};
 pub use quarantine::QuarantineWriter;
 pub use writer::{CommittedFile, LakeWriter, WriteStats, WriterOptions};
-pub use pipeline::{
-    Ack, BodyFraming, Durable, NoObserver, Pipeline, PipelineObserver, PipelineOptions, ReplayReport,
-    SubmitError, Submission, decode_body,
-};
-pub use compact::{CompactOptions, CompactReport, compact_lake};

@@ -289,8 +289,13 @@ impl Pipeline {
     ) -> Result<(Pipeline, ReplayReport)> {
         let mut writer = LakeWriter::open(lake, opts.writer.clone())?;
         let mut quarantine = QuarantineWriter::new(lake);
-        let (report, last_seq) =
-            replay_into(&opts, wal::TornTail::Truncate, &mut writer, &mut quarantine, observer.as_ref())?;
+        let (report, last_seq) = replay_into(
+            &opts,
+            wal::TornTail::Truncate,
+            &mut writer,
+            &mut quarantine,
+            observer.as_ref(),
+        )?;
         for seg in wal::list_segments(&opts.wal_dir)? {
             wal::remove_segment(&seg)?;
         }
@@ -333,8 +338,19 @@ impl Pipeline {
                 Some(
                     std::thread::Builder::new()
                         .name("compact".into())
-                        .spawn(move || compact_loop(&lake, &copts, every, &shared, compact_tx, observer.as_ref()))
-                        .map_err(|e| IngestError::Internal(format!("spawn compaction thread: {e}")))?,
+                        .spawn(move || {
+                            compact_loop(
+                                &lake,
+                                &copts,
+                                every,
+                                &shared,
+                                compact_tx,
+                                observer.as_ref(),
+                            )
+                        })
+                        .map_err(|e| {
+                            IngestError::Internal(format!("spawn compaction thread: {e}"))
+                        })?,
                 )
             }
         };
@@ -429,7 +445,11 @@ impl Pipeline {
             .iter()
             .map(|b| b.batch.get_array_memory_size() as u64)
             .sum::<u64>()
-            + s.decoded.rejects.iter().map(|r| r.raw.len() as u64).sum::<u64>();
+            + s.decoded
+                .rejects
+                .iter()
+                .map(|r| r.raw.len() as u64)
+                .sum::<u64>();
         self.shared
             .wal_bytes
             .fetch_add(record.encoded_len() as u64, Ordering::Relaxed);
@@ -449,7 +469,11 @@ impl Pipeline {
     /// For sources that are their own log (Kafka): hands decoded events straight to the lake
     /// writer, without the WAL; `done` reports when they are in committed Parquet files (the
     /// moment to commit the source's offsets) or that they were lost (re-read them).
-    pub fn submit_direct(&self, decoded: Decoded, done: Flushed) -> std::result::Result<(), SubmitError> {
+    pub fn submit_direct(
+        &self,
+        decoded: Decoded,
+        done: Flushed,
+    ) -> std::result::Result<(), SubmitError> {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
@@ -458,8 +482,14 @@ impl Pipeline {
             .iter()
             .map(|b| b.batch.get_array_memory_size() as u64)
             .sum::<u64>()
-            + decoded.rejects.iter().map(|r| r.raw.len() as u64).sum::<u64>();
-        self.shared.queued_bytes.fetch_add(decoded_bytes, Ordering::Relaxed);
+            + decoded
+                .rejects
+                .iter()
+                .map(|r| r.raw.len() as u64)
+                .sum::<u64>();
+        self.shared
+            .queued_bytes
+            .fetch_add(decoded_bytes, Ordering::Relaxed);
         let tx = self.direct.lock().expect("direct lock");
         let Some(tx) = tx.as_ref() else {
             return Err(SubmitError::Unavailable("shutting down".into()));
@@ -478,9 +508,12 @@ impl Pipeline {
         {
             let tx = self.direct.lock().expect("direct lock");
             let tx = tx.as_ref().ok_or("shutting down")?;
-            tx.send(FlushMsg::FlushNow(reply)).map_err(|_| "lake writer stopped".to_owned())?;
+            tx.send(FlushMsg::FlushNow(reply))
+                .map_err(|_| "lake writer stopped".to_owned())?;
         }
-        outcome.recv().map_err(|_| "lake writer stopped".to_owned())?
+        outcome
+            .recv()
+            .map_err(|_| "lake writer stopped".to_owned())?
     }
 
     /// Bytes in the WAL not yet checkpointed into the lake.
@@ -629,13 +662,24 @@ impl WalState {
     }
 
     /// Appends a group durably. On failure the segment is cut back to its last good length.
-    fn append_group(&mut self, buf: &[u8], last_seq: u64, opts: &PipelineOptions, shared: &Shared) -> Result<()> {
+    fn append_group(
+        &mut self,
+        buf: &[u8],
+        last_seq: u64,
+        opts: &PipelineOptions,
+        shared: &Shared,
+    ) -> Result<()> {
         if let Some(reason) = &self.broken {
             return Err(IngestError::Internal(reason.clone()));
         }
-        if self.active.as_ref().is_some_and(|s| s.bytes >= opts.wal_segment_bytes) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|s| s.bytes >= opts.wal_segment_bytes)
+        {
             let seg = self.active.take().expect("checked");
-            self.closed.push_back((seg.path.clone(), seg.last_seq, seg.bytes));
+            self.closed
+                .push_back((seg.path.clone(), seg.last_seq, seg.bytes));
         }
         if self.active.is_none() {
             let first = last_seq + 1 - count_records(buf) as u64;
@@ -711,7 +755,11 @@ fn wal_loop(
     while !stop {
         if last_disk_check.elapsed() >= Duration::from_millis(500) {
             last_disk_check = Instant::now();
-            let dir = if state.dir.exists() { state.dir.as_path() } else { state.dir.parent().unwrap_or(&state.dir) };
+            let dir = if state.dir.exists() {
+                state.dir.as_path()
+            } else {
+                state.dir.parent().unwrap_or(&state.dir)
+            };
             if let Some(free) = free_disk_bytes(dir) {
                 shared
                     .low_disk
@@ -782,7 +830,9 @@ fn wal_loop(
                 observer.failed("wal append", &msg);
                 for (_, len, decoded_bytes, _, ack) in group.drain(..) {
                     shared.wal_bytes.fetch_sub(len, Ordering::Relaxed);
-                    shared.queued_bytes.fetch_sub(decoded_bytes, Ordering::Relaxed);
+                    shared
+                        .queued_bytes
+                        .fetch_sub(decoded_bytes, Ordering::Relaxed);
                     ack(Err(msg.clone()));
                 }
                 if let Some(reason) = &state.broken {
@@ -803,7 +853,9 @@ fn wal_loop(
             shared
                 .wal_bytes
                 .fetch_sub(record.encoded_len() as u64, Ordering::Relaxed);
-            shared.queued_bytes.fetch_sub(decoded_bytes, Ordering::Relaxed);
+            shared
+                .queued_bytes
+                .fetch_sub(decoded_bytes, Ordering::Relaxed);
             ack(Err("shutting down".into()));
         }
     }
@@ -908,7 +960,12 @@ impl Flusher {
                         continue;
                     }
                     let writer = self.writer.as_mut().expect("checked");
-                    match apply(decoded, writer, &mut self.quarantine, self.observer.as_ref()) {
+                    match apply(
+                        decoded,
+                        writer,
+                        &mut self.quarantine,
+                        self.observer.as_ref(),
+                    ) {
                         Ok(rows) => {
                             self.last_received = seq;
                             self.pending_rows += rows;
@@ -930,7 +987,12 @@ impl Flusher {
                         done(false);
                         continue;
                     };
-                    match apply(decoded, writer, &mut self.quarantine, self.observer.as_ref()) {
+                    match apply(
+                        decoded,
+                        writer,
+                        &mut self.quarantine,
+                        self.observer.as_ref(),
+                    ) {
                         Ok(rows) => {
                             self.pending_rows += rows;
                             self.pending_bytes += decoded_bytes;
@@ -978,7 +1040,10 @@ impl Flusher {
         } else if let Err(e) = self.flush() {
             self.fail("flush", e);
         }
-        match (&self.writer, self.shared.failure.lock().expect("failure lock").clone()) {
+        match (
+            &self.writer,
+            self.shared.failure.lock().expect("failure lock").clone(),
+        ) {
             (Some(_), _) => Ok(self.last_received.max(self.skip_upto)),
             (None, reason) => Err(IngestError::Internal(format!(
                 "final flush failed; the WAL keeps the data for the next start: {}",
@@ -1029,7 +1094,10 @@ impl Flusher {
     }
 
     fn fail(&mut self, what: &str, e: IngestError) {
-        let msg = format!("lake {what} failed: {e}; retrying every {:?}", self.opts.retry_interval);
+        let msg = format!(
+            "lake {what} failed: {e}; retrying every {:?}",
+            self.opts.retry_interval
+        );
         self.observer.failed(what, &msg);
         *self.shared.failure.lock().expect("failure lock") = Some(msg);
         // Dropping the writer releases the lake lock and its buffers; the WAL still holds all
@@ -1069,7 +1137,10 @@ impl Flusher {
                 let _ = self.checkpoint.send(WalMsg::Checkpoint(self.skip_upto));
             }
             Err(e) => {
-                let msg = format!("lake recovery failed: {e}; retrying every {:?}", self.opts.retry_interval);
+                let msg = format!(
+                    "lake recovery failed: {e}; retrying every {:?}",
+                    self.opts.retry_interval
+                );
                 self.observer.failed("recover", &msg);
                 *self.shared.failure.lock().expect("failure lock") = Some(msg);
                 self.quarantine = QuarantineWriter::new(&self.lake);

@@ -125,7 +125,10 @@ pub enum SegmentEnd {
 }
 
 /// Reads a segment's records, calling `each` for every valid one, up to the first torn record.
-pub fn read_segment(path: &Path, mut each: impl FnMut(WalRecord) -> Result<()>) -> Result<SegmentEnd> {
+pub fn read_segment(
+    path: &Path,
+    mut each: impl FnMut(WalRecord) -> Result<()>,
+) -> Result<SegmentEnd> {
     let file = File::open(path).map_err(IngestError::lake_io(path))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 8];
@@ -327,7 +330,10 @@ mod tests {
         let mut buf = Vec::new();
         rec(1, "{\"a\":1}").encode(&mut buf);
         rec(2, "").encode(&mut buf);
-        assert_eq!(buf.len(), rec(1, "{\"a\":1}").encoded_len() + rec(2, "").encoded_len());
+        assert_eq!(
+            buf.len(),
+            rec(1, "{\"a\":1}").encoded_len() + rec(2, "").encoded_len()
+        );
         seg.append_durable(&buf, 2).unwrap();
         let mut seg2 = Segment::create(dir.path(), 3).unwrap();
         buf.clear();
@@ -349,7 +355,9 @@ mod tests {
         drop(seg);
         assert_eq!(collect(dir.path()).unwrap(), vec![rec(1, "first")]);
         // The tail was truncated: the file now ends after record 1.
-        let len = fs::metadata(dir.path().join(segment_name(1))).unwrap().len();
+        let len = fs::metadata(dir.path().join(segment_name(1)))
+            .unwrap()
+            .len();
         assert_eq!(len as usize, MAGIC.len() + whole);
     }
 
@@ -364,6 +372,9 @@ mod tests {
         seg.append_durable(&buf, 1).unwrap();
         Segment::create(dir.path(), 2).unwrap();
         let err = collect(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch") && err.contains("wal-"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("wal-"),
+            "{err}"
+        );
     }
 }

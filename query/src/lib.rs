@@ -140,7 +140,11 @@ async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), Quer
          FROM {FINDINGS_HISTORY_TABLE}) WHERE latest_rank = 1",
         cols = columns.join(", ")
     );
-    let view = ctx.sql(&latest).await.map_err(QueryError::Execution)?.into_view();
+    let view = ctx
+        .sql(&latest)
+        .await
+        .map_err(QueryError::Execution)?
+        .into_view();
     ctx.register_table(FINDINGS_TABLE, view)
         .map_err(QueryError::Execution)?;
     let rank = "CASE severity WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3 WHEN 'low' THEN 2 ELSE 1 END";
@@ -155,7 +159,11 @@ async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), Quer
            array_agg(concat(to_char(first_event_at, '%Y-%m-%dT%H:%M:%SZ'), ' ', severity, ' ', rule_id, ': ', summary) ORDER BY first_event_at, finding_id) AS timeline \
          FROM {FINDINGS_TABLE} WHERE incident_id IS NOT NULL GROUP BY incident_id, cluster"
     );
-    let view = ctx.sql(&incidents).await.map_err(QueryError::Execution)?.into_view();
+    let view = ctx
+        .sql(&incidents)
+        .await
+        .map_err(QueryError::Execution)?
+        .into_view();
     ctx.register_table(INCIDENTS_TABLE, view)
         .map_err(QueryError::Execution)?;
     Ok(())

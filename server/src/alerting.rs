@@ -82,10 +82,12 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
     let root = lake.root().to_path_buf();
-    let outbox = Arc::new(
-        Outbox::new(&root, opts.sinks.clone())
-            .map_err(|source| ServerError::ConfigFile { path: root.join("_state/outbox"), source })?,
-    );
+    let outbox = Arc::new(Outbox::new(&root, opts.sinks.clone()).map_err(|source| {
+        ServerError::ConfigFile {
+            path: root.join("_state/outbox"),
+            source,
+        }
+    })?);
     let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
     let mut tasks = Vec::new();
     for sink in opts.sinks.clone() {
@@ -106,7 +108,10 @@ pub async fn start(
     let rules = opts.rules.len();
     let mut scheduler = Scheduler::open(&root, opts.rules, detector, opts.scheduler)
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    log::emit(&log::SchedulerStarted { rules, sinks: opts.sinks.len() });
+    log::emit(&log::SchedulerStarted {
+        rules,
+        sinks: opts.sinks.len(),
+    });
     let tick = opts.tick;
     let mut stop_sched = stop.clone();
     tasks.push(tokio::spawn(async move {

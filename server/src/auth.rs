@@ -149,7 +149,9 @@ impl AuthPolicy {
             authenticated = true;
             if self.cert_binds_cluster {
                 let cn = conn.client_cn.as_deref().ok_or_else(|| {
-                    AuthError::Forbidden("client certificate has no subject CN to name its cluster".into())
+                    AuthError::Forbidden(
+                        "client certificate has no subject CN to name its cluster".into(),
+                    )
                 })?;
                 validate_cluster_name(cn).map_err(|_| {
                     AuthError::Forbidden(format!(
@@ -218,12 +220,30 @@ mod tests {
         let none = ConnInfo::default();
         let ok = |h: &str, path| p.resolve(path, &none, Some(h.as_bytes()));
         assert_eq!(&*ok("Bearer prod-token-0123456789", None).unwrap(), "prod");
-        assert_eq!(&*ok("Bearer prod-token-0123456789", Some("prod")).unwrap(), "prod");
-        assert!(matches!(ok("Bearer prod-token-0123456789", Some("dev")), Err(AuthError::Forbidden(_))));
-        assert_eq!(&*ok("Bearer admin-token-0123456789", Some("dev")).unwrap(), "dev");
-        assert!(matches!(ok("Bearer wrong-token-0123456789", None), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(ok("Basic abc", None), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(p.resolve(None, &none, None), Err(AuthError::Unauthenticated(_))));
+        assert_eq!(
+            &*ok("Bearer prod-token-0123456789", Some("prod")).unwrap(),
+            "prod"
+        );
+        assert!(matches!(
+            ok("Bearer prod-token-0123456789", Some("dev")),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert_eq!(
+            &*ok("Bearer admin-token-0123456789", Some("dev")).unwrap(),
+            "dev"
+        );
+        assert!(matches!(
+            ok("Bearer wrong-token-0123456789", None),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            ok("Basic abc", None),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            p.resolve(None, &none, None),
+            Err(AuthError::Unauthenticated(_))
+        ));
     }
 
     #[test]
@@ -235,12 +255,18 @@ mod tests {
             client_verified: true,
         };
         assert_eq!(&*p.resolve(None, &cert, None).unwrap(), "prod");
-        assert!(matches!(p.resolve(Some("dev"), &cert, None), Err(AuthError::Forbidden(_))));
+        assert!(matches!(
+            p.resolve(Some("dev"), &cert, None),
+            Err(AuthError::Forbidden(_))
+        ));
         let no_cn = ConnInfo {
             client_cn: None,
             ..cert.clone()
         };
-        assert!(matches!(p.resolve(None, &no_cn, None), Err(AuthError::Forbidden(_))));
+        assert!(matches!(
+            p.resolve(None, &no_cn, None),
+            Err(AuthError::Forbidden(_))
+        ));
         assert!(matches!(
             p.resolve(None, &ConnInfo::default(), None),
             Err(AuthError::Unauthenticated(_))
@@ -252,7 +278,10 @@ mod tests {
         let err = TokenTable::parse("ok-token-0123456789,prod\nshort,prod\n", Path::new("t.csv"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("t.csv") && err.contains("line 2") && err.contains("shorter"), "{err}");
+        assert!(
+            err.contains("t.csv") && err.contains("line 2") && err.contains("shorter"),
+            "{err}"
+        );
         let err = TokenTable::parse("ok-token-0123456789,bad/name\n", Path::new("t.csv"))
             .unwrap_err()
             .to_string();

@@ -70,7 +70,10 @@ impl ClientContext for Ctx {
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     self.metrics
                         .kafka_consumer_lag
-                        .get_or_create(&PartitionLabel { topic: topic.clone(), partition: *partition })
+                        .get_or_create(&PartitionLabel {
+                            topic: topic.clone(),
+                            partition: *partition,
+                        })
                         .set(p.consumer_lag);
                 }
             }
@@ -79,11 +82,17 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &rdkafka::TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
         if result.is_ok()
             && let Some(since) = self.committing_since.lock().expect("commit clock").take()
         {
-            self.metrics.kafka_flush_to_commit_seconds.observe(since.elapsed().as_secs_f64());
+            self.metrics
+                .kafka_flush_to_commit_seconds
+                .observe(since.elapsed().as_secs_f64());
         }
     }
 
@@ -92,11 +101,17 @@ impl ConsumerContext for Ctx {
             // Before another consumer takes these partitions: everything read is made durable
             // and its offsets committed, so the next owner starts exactly after it.
             if let Err(e) = self.pipeline.flush_now() {
-                log::emit(&log::KafkaEvent { what: "flush before revoke failed", detail: &e });
+                log::emit(&log::KafkaEvent {
+                    what: "flush before revoke failed",
+                    detail: &e,
+                });
             }
             store_durable(consumer, &self.durable, &self.epochs);
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                log::emit(&log::KafkaEvent { what: "commit before revoke failed", detail: &e.to_string() });
+                log::emit(&log::KafkaEvent {
+                    what: "commit before revoke failed",
+                    detail: &e.to_string(),
+                });
             }
         }
     }
@@ -105,7 +120,10 @@ impl ConsumerContext for Ctx {
 /// Stores the offsets of durable messages; rewinds partitions that lost messages to the first
 /// lost offset (they are read again; dedup drops what is already in the lake).
 fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epochs) -> bool {
-    let Outcomes { durable: ready, lost } = std::mem::take(&mut *durable.lock().expect("outcomes"));
+    let Outcomes {
+        durable: ready,
+        lost,
+    } = std::mem::take(&mut *durable.lock().expect("outcomes"));
     let mut epochs = epochs.lock().expect("epochs");
     let mut rewind: HashMap<(String, i32), i64> = HashMap::new();
     for (topic, partition, offset, epoch) in lost {
@@ -117,7 +135,12 @@ fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epoch
     }
     for ((topic, partition), offset) in &rewind {
         *epochs.entry((topic.clone(), *partition)).or_insert(0) += 1;
-        let _ = consumer.seek(topic, *partition, rdkafka::Offset::Offset(*offset), Duration::from_secs(5));
+        let _ = consumer.seek(
+            topic,
+            *partition,
+            rdkafka::Offset::Offset(*offset),
+            Duration::from_secs(5),
+        );
         log::emit(&log::KafkaEvent {
             what: "rewound after the lake lost unflushed data",
             detail: &format!("{topic}/{partition} to offset {offset}"),
@@ -125,7 +148,12 @@ fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epoch
     }
     let mut stored = false;
     for (topic, partition, offset, epoch) in ready {
-        if epochs.get(&(topic.clone(), partition)).copied().unwrap_or(0) != epoch {
+        if epochs
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(0)
+            != epoch
+        {
             continue;
         }
         // Stores offset + 1 (the next to read); fails only for a partition no longer assigned,
@@ -172,7 +200,11 @@ pub fn start(
         .map_err(|e| format!("Kafka subscribe {topics:?}: {e}"))?;
     std::thread::Builder::new()
         .name("kafka".into())
-        .spawn(move || run(consumer, opts, pipeline, decode, durable, epochs, metrics, stop))
+        .spawn(move || {
+            run(
+                consumer, opts, pipeline, decode, durable, epochs, metrics, stop,
+            )
+        })
         .map_err(|e| format!("spawn Kafka thread: {e}"))
 }
 
@@ -232,7 +264,10 @@ fn run(
         let msg = match result {
             Ok(m) => m,
             Err(e) => {
-                log::emit(&log::KafkaEvent { what: "consumer error", detail: &e.to_string() });
+                log::emit(&log::KafkaEvent {
+                    what: "consumer error",
+                    detail: &e.to_string(),
+                });
                 continue;
             }
         };
@@ -250,11 +285,19 @@ fn run(
         };
         decoder.decode(msg.payload().unwrap_or_default(), &pos);
         let decoded = decoder.take();
-        let topic_label = TopicLabel { topic: msg.topic().to_owned() };
+        let topic_label = TopicLabel {
+            topic: msg.topic().to_owned(),
+        };
         metrics.kafka_messages.get_or_create(&topic_label).inc();
-        metrics.kafka_events.get_or_create(&topic_label).inc_by(decoded.events);
+        metrics
+            .kafka_events
+            .get_or_create(&topic_label)
+            .inc_by(decoded.events);
         if !decoded.rejects.is_empty() {
-            metrics.kafka_quarantined.get_or_create(&topic_label).inc_by(decoded.rejects.len() as u64);
+            metrics
+                .kafka_quarantined
+                .get_or_create(&topic_label)
+                .inc_by(decoded.rejects.len() as u64);
         }
         let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
         let epoch = epochs
@@ -267,7 +310,11 @@ fn run(
         let done = Box::new(move |ok: bool| {
             let mut o = outcomes.lock().expect("outcomes");
             let entry = (topic, partition, offset, epoch);
-            if ok { o.durable.push(entry) } else { o.lost.push(entry) }
+            if ok {
+                o.durable.push(entry)
+            } else {
+                o.lost.push(entry)
+            }
         });
         match pipeline.submit_direct(decoded, done) {
             Ok(()) => {}
@@ -310,9 +357,18 @@ mod tests {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("audit", 1, 1).unwrap();
         let brokers = cluster.bootstrap_servers();
-        let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
         for i in 0..10 {
-            producer.send(BaseRecord::to("audit").key("k").payload(&event(&format!("e{i}")))).unwrap();
+            producer
+                .send(
+                    BaseRecord::to("audit")
+                        .key("k")
+                        .payload(&event(&format!("e{i}"))),
+                )
+                .unwrap();
         }
         producer.flush(Duration::from_secs(10)).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -334,7 +390,14 @@ mod tests {
             properties: vec![],
         };
         let metrics = Arc::new(Metrics::new());
-        let t = start(opts, pipeline.clone(), popts.decode.clone(), metrics.clone(), stop.clone()).unwrap();
+        let t = start(
+            opts,
+            pipeline.clone(),
+            popts.decode.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )
+        .unwrap();
         let check: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("group.id", "g")
@@ -344,20 +407,34 @@ mod tests {
         tpl.add_partition("audit", 0);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let committed = check.committed_offsets(tpl.clone(), Duration::from_secs(5)).unwrap();
+            let committed = check
+                .committed_offsets(tpl.clone(), Duration::from_secs(5))
+                .unwrap();
             let off = committed.find_partition("audit", 0).unwrap().offset();
             if off == rdkafka::Offset::Offset(10) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "committed offset stays at {off:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "committed offset stays at {off:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         stop.store(true, Ordering::Release);
         t.join().unwrap();
         pipeline.shutdown().unwrap();
         let text = metrics.encode(0);
-        assert!(text.contains(r#"auditlake_kafka_messages_total{topic="audit"} 10"#), "{text}");
-        assert!(text.contains(r#"auditlake_kafka_events_total{topic="audit"} 10"#), "{text}");
-        assert!(text.contains("auditlake_kafka_flush_to_commit_seconds_count"), "{text}");
+        assert!(
+            text.contains(r#"auditlake_kafka_messages_total{topic="audit"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"auditlake_kafka_events_total{topic="audit"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("auditlake_kafka_flush_to_commit_seconds_count"),
+            "{text}"
+        );
     }
 }

@@ -64,9 +64,21 @@ pub async fn serve(
     shutdown: impl Future<Output = &'static str> + Send,
 ) -> Result<ServeReport, ServerError> {
     let tls = opts.tls.as_ref().map(tls::server_config).transpose()?;
-    let tokens = opts.tokens_file.as_deref().map(TokenTable::load).transpose()?;
-    if opts.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_some() && tls.is_none() {
-        return Err(ServerError::TlsConfig("client_ca needs tls_cert and tls_key".into()));
+    let tokens = opts
+        .tokens_file
+        .as_deref()
+        .map(TokenTable::load)
+        .transpose()?;
+    if opts
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca.as_ref())
+        .is_some()
+        && tls.is_none()
+    {
+        return Err(ServerError::TlsConfig(
+            "client_ca needs tls_cert and tls_key".into(),
+        ));
     }
     let client_certs = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let require = opts
@@ -112,10 +124,11 @@ pub async fn serve(
     let pipeline = {
         let lake = opts.lake.clone();
         let popts = opts.pipeline.clone();
-        let observer: Arc<dyn auditlake_ingest::PipelineObserver> = Arc::new(alerting::PipelineHooks {
-            metrics: metrics.clone(),
-            stream: stream_tx,
-        });
+        let observer: Arc<dyn auditlake_ingest::PipelineObserver> =
+            Arc::new(alerting::PipelineHooks {
+                metrics: metrics.clone(),
+                stream: stream_tx,
+            });
         tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))??
@@ -133,8 +146,14 @@ pub async fn serve(
     let kafka_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
         Some(k) => Some(
-            kafka::start(k, pipeline.clone(), opts.decode.clone(), metrics.clone(), kafka_stop.clone())
-                .map_err(ServerError::Internal)?,
+            kafka::start(
+                k,
+                pipeline.clone(),
+                opts.decode.clone(),
+                metrics.clone(),
+                kafka_stop.clone(),
+            )
+            .map_err(ServerError::Internal)?,
         ),
         None => None,
     };
@@ -156,7 +175,13 @@ pub async fn serve(
     };
     log::emit(&log::Listening {
         url: &format!("{scheme}://{local}"),
-        tls: if client_certs { "mtls" } else if tls.is_some() { "server" } else { "off" },
+        tls: if client_certs {
+            "mtls"
+        } else if tls.is_some() {
+            "server"
+        } else {
+            "off"
+        },
         auth: auth_desc,
     });
 
@@ -209,7 +234,10 @@ pub async fn serve(
     log::emit(&log::ShutdownStarted { signal });
     drop(listener);
     let mut dropped = 0;
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         dropped = 1;
     }
     // The consumer flushes what it read and commits its offsets before the pipeline stops.

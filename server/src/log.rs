@@ -17,7 +17,11 @@ pub struct Listening<'a> {
 }
 impl fmt::Display for Listening<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "listening url={} tls={} auth={}", self.url, self.tls, self.auth)
+        write!(
+            f,
+            "listening url={} tls={} auth={}",
+            self.url, self.tls, self.auth
+        )
     }
 }
 
@@ -41,7 +45,11 @@ pub struct PipelineFailed<'a> {
 }
 impl fmt::Display for PipelineFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pipeline_failed stage={} error={:?}", self.stage, self.error)
+        write!(
+            f,
+            "pipeline_failed stage={} error={:?}",
+            self.stage, self.error
+        )
     }
 }
 
@@ -58,7 +66,11 @@ pub struct TlsHandshakeFailed<'a> {
 }
 impl fmt::Display for TlsHandshakeFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tls_handshake_failed peer={} error={:?}", self.peer, self.error)
+        write!(
+            f,
+            "tls_handshake_failed peer={} error={:?}",
+            self.peer, self.error
+        )
     }
 }
 
@@ -105,7 +117,11 @@ pub struct SchedulerStarted {
 }
 impl fmt::Display for SchedulerStarted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "scheduler_started rules={} sinks={}", self.rules, self.sinks)
+        write!(
+            f,
+            "scheduler_started rules={} sinks={}",
+            self.rules, self.sinks
+        )
     }
 }
 
@@ -116,7 +132,11 @@ pub struct RuleFailed<'a> {
 }
 impl fmt::Display for RuleFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rule_failed rule={} retry_in_secs={} error={:?}", self.rule, self.retry_in_secs, self.error)
+        write!(
+            f,
+            "rule_failed rule={} retry_in_secs={} error={:?}",
+            self.rule, self.retry_in_secs, self.error
+        )
     }
 }
 
@@ -126,7 +146,11 @@ pub struct SinkFailed<'a> {
 }
 impl fmt::Display for SinkFailed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sink_delivery_failed sink={} error={:?}", self.sink, self.error)
+        write!(
+            f,
+            "sink_delivery_failed sink={} error={:?}",
+            self.sink, self.error
+        )
     }
 }
 

@@ -136,43 +136,161 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("webhook_requests", "Webhook requests by HTTP status", m.requests.clone());
-        r.register("webhook_events_received", "Audit events received (decoded), by cluster", m.events_received.clone());
-        r.register("webhook_bytes_received", "Request body bytes received (after gzip), by cluster", m.bytes_received.clone());
-        r.register("webhook_events_quarantined", "Malformed events and bodies sent to _quarantine, by cluster", m.events_quarantined.clone());
+        r.register(
+            "webhook_requests",
+            "Webhook requests by HTTP status",
+            m.requests.clone(),
+        );
+        r.register(
+            "webhook_events_received",
+            "Audit events received (decoded), by cluster",
+            m.events_received.clone(),
+        );
+        r.register(
+            "webhook_bytes_received",
+            "Request body bytes received (after gzip), by cluster",
+            m.bytes_received.clone(),
+        );
+        r.register(
+            "webhook_events_quarantined",
+            "Malformed events and bodies sent to _quarantine, by cluster",
+            m.events_quarantined.clone(),
+        );
         r.register("webhook_requests_refused", "Requests refused, by reason (unauthenticated, forbidden, too_large, bad_body, overloaded, unavailable)", m.requests_refused.clone());
-        r.register("webhook_ack_seconds", "Time from request arrival to a durable acknowledgement", m.ack_seconds.clone());
-        r.register("wal_bytes", "Write-ahead log bytes not yet checkpointed into the lake", m.wal_bytes.clone());
-        r.register("wal_fsync_seconds", "Time of one WAL group commit (write + fdatasync)", m.wal_fsync_seconds.clone());
-        r.register("wal_group_requests", "Requests sharing one WAL fsync (group commit)", m.wal_group_requests.clone());
-        r.register("lake_flush_seconds", "Time of one flush of buffered rows into committed Parquet files", m.flush_seconds.clone());
-        r.register("lake_rows_committed", "Rows committed to the lake", m.rows_committed.clone());
-        r.register("lake_files_committed", "Parquet files committed to the lake", m.files_committed.clone());
-        r.register("lake_duplicates_skipped", "Re-delivered events dropped by the dedup key (cluster, audit_id, stage)", m.duplicates_skipped.clone());
-        r.register("pipeline_failures", "Failed WAL appends, flushes and recoveries", m.pipeline_failures.clone());
-        r.register("pipeline_healthy", "1 while the pipeline accepts data, 0 while it is failed", m.pipeline_healthy.clone());
-        r.register("lake_compactions", "Partitions compacted (small files merged)", m.compactions.clone());
-        r.register("lake_files_compacted_away", "Files removed by compaction (files before − after)", m.files_compacted_away.clone());
-        r.register("rule_run_seconds", "Time of one scheduled run of a rule", m.rule_run_seconds.clone());
-        r.register("rule_findings_new", "New findings (alerted) by rule", m.rule_findings_new.clone());
-        r.register("rule_findings_updated", "Findings updated with more evidence (not re-alerted), by rule", m.rule_findings_updated.clone());
-        r.register("rule_errors", "Failed rule runs (retried with backoff)", m.rule_errors.clone());
-        r.register("rule_watermark_lag_seconds", "now − the rule's watermark after its last run", m.rule_watermark_lag_seconds.clone());
-        r.register("sink_delivered", "Findings delivered, by sink", m.sink_delivered.clone());
-        r.register("sink_failures", "Failed delivery attempts (retried), by sink", m.sink_failures.clone());
-        r.register("sink_outbox_depth", "Findings waiting in the outbox, by sink", m.sink_outbox_depth.clone());
+        r.register(
+            "webhook_ack_seconds",
+            "Time from request arrival to a durable acknowledgement",
+            m.ack_seconds.clone(),
+        );
+        r.register(
+            "wal_bytes",
+            "Write-ahead log bytes not yet checkpointed into the lake",
+            m.wal_bytes.clone(),
+        );
+        r.register(
+            "wal_fsync_seconds",
+            "Time of one WAL group commit (write + fdatasync)",
+            m.wal_fsync_seconds.clone(),
+        );
+        r.register(
+            "wal_group_requests",
+            "Requests sharing one WAL fsync (group commit)",
+            m.wal_group_requests.clone(),
+        );
+        r.register(
+            "lake_flush_seconds",
+            "Time of one flush of buffered rows into committed Parquet files",
+            m.flush_seconds.clone(),
+        );
+        r.register(
+            "lake_rows_committed",
+            "Rows committed to the lake",
+            m.rows_committed.clone(),
+        );
+        r.register(
+            "lake_files_committed",
+            "Parquet files committed to the lake",
+            m.files_committed.clone(),
+        );
+        r.register(
+            "lake_duplicates_skipped",
+            "Re-delivered events dropped by the dedup key (cluster, audit_id, stage)",
+            m.duplicates_skipped.clone(),
+        );
+        r.register(
+            "pipeline_failures",
+            "Failed WAL appends, flushes and recoveries",
+            m.pipeline_failures.clone(),
+        );
+        r.register(
+            "pipeline_healthy",
+            "1 while the pipeline accepts data, 0 while it is failed",
+            m.pipeline_healthy.clone(),
+        );
+        r.register(
+            "lake_compactions",
+            "Partitions compacted (small files merged)",
+            m.compactions.clone(),
+        );
+        r.register(
+            "lake_files_compacted_away",
+            "Files removed by compaction (files before − after)",
+            m.files_compacted_away.clone(),
+        );
+        r.register(
+            "rule_run_seconds",
+            "Time of one scheduled run of a rule",
+            m.rule_run_seconds.clone(),
+        );
+        r.register(
+            "rule_findings_new",
+            "New findings (alerted) by rule",
+            m.rule_findings_new.clone(),
+        );
+        r.register(
+            "rule_findings_updated",
+            "Findings updated with more evidence (not re-alerted), by rule",
+            m.rule_findings_updated.clone(),
+        );
+        r.register(
+            "rule_errors",
+            "Failed rule runs (retried with backoff)",
+            m.rule_errors.clone(),
+        );
+        r.register(
+            "rule_watermark_lag_seconds",
+            "now − the rule's watermark after its last run",
+            m.rule_watermark_lag_seconds.clone(),
+        );
+        r.register(
+            "sink_delivered",
+            "Findings delivered, by sink",
+            m.sink_delivered.clone(),
+        );
+        r.register(
+            "sink_failures",
+            "Failed delivery attempts (retried), by sink",
+            m.sink_failures.clone(),
+        );
+        r.register(
+            "sink_outbox_depth",
+            "Findings waiting in the outbox, by sink",
+            m.sink_outbox_depth.clone(),
+        );
         r.register("streaming_batches_skipped", "Durable batches the streaming rules skipped because the scheduler was busy (the scheduled run covers them)", m.streaming_batches_skipped.clone());
-        r.register("kafka_messages", "Kafka messages consumed, by topic", m.kafka_messages.clone());
-        r.register("kafka_events", "Audit events decoded from Kafka, by topic", m.kafka_events.clone());
-        r.register("kafka_quarantined", "Kafka messages/events quarantined, by topic", m.kafka_quarantined.clone());
-        r.register("kafka_consumer_lag", "Messages behind the partition's end (librdkafka statistics)", m.kafka_consumer_lag.clone());
-        r.register("kafka_flush_to_commit_seconds", "From the lake flush that made messages durable to the commit of their offsets", m.kafka_flush_to_commit_seconds.clone());
+        r.register(
+            "kafka_messages",
+            "Kafka messages consumed, by topic",
+            m.kafka_messages.clone(),
+        );
+        r.register(
+            "kafka_events",
+            "Audit events decoded from Kafka, by topic",
+            m.kafka_events.clone(),
+        );
+        r.register(
+            "kafka_quarantined",
+            "Kafka messages/events quarantined, by topic",
+            m.kafka_quarantined.clone(),
+        );
+        r.register(
+            "kafka_consumer_lag",
+            "Messages behind the partition's end (librdkafka statistics)",
+            m.kafka_consumer_lag.clone(),
+        );
+        r.register(
+            "kafka_flush_to_commit_seconds",
+            "From the lake flush that made messages durable to the commit of their offsets",
+            m.kafka_flush_to_commit_seconds.clone(),
+        );
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }
 
     pub fn refused(&self, reason: &'static str) {
-        self.requests_refused.get_or_create(&ReasonLabel { reason }).inc();
+        self.requests_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub fn encode(&self, wal_bytes: u64) -> String {
@@ -228,32 +346,67 @@ impl PipelineObserver for Metrics {
 }
 
 impl auditlake_detect::SchedulerObserver for Metrics {
-    fn rule_ran(&self, rule: &str, took: Duration, new: usize, updated: usize, lag: chrono::TimeDelta) {
-        let l = RuleLabel { rule: rule.to_owned() };
-        self.rule_run_seconds.get_or_create(&l).observe(took.as_secs_f64());
+    fn rule_ran(
+        &self,
+        rule: &str,
+        took: Duration,
+        new: usize,
+        updated: usize,
+        lag: chrono::TimeDelta,
+    ) {
+        let l = RuleLabel {
+            rule: rule.to_owned(),
+        };
+        self.rule_run_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
         self.rule_findings_new.get_or_create(&l).inc_by(new as u64);
-        self.rule_findings_updated.get_or_create(&l).inc_by(updated as u64);
-        self.rule_watermark_lag_seconds.get_or_create(&l).set(lag.num_seconds());
+        self.rule_findings_updated
+            .get_or_create(&l)
+            .inc_by(updated as u64);
+        self.rule_watermark_lag_seconds
+            .get_or_create(&l)
+            .set(lag.num_seconds());
     }
 
     fn rule_failed(&self, rule: &str, error: &str, retry_in: chrono::TimeDelta) {
-        self.rule_errors.get_or_create(&RuleLabel { rule: rule.to_owned() }).inc();
-        log::emit(&log::RuleFailed { rule, error, retry_in_secs: retry_in.num_seconds() });
+        self.rule_errors
+            .get_or_create(&RuleLabel {
+                rule: rule.to_owned(),
+            })
+            .inc();
+        log::emit(&log::RuleFailed {
+            rule,
+            error,
+            retry_in_secs: retry_in.num_seconds(),
+        });
     }
 }
 
 impl crate::sinks::DeliveryObserver for Metrics {
     fn delivered(&self, sink: &str) {
-        self.sink_delivered.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+        self.sink_delivered
+            .get_or_create(&SinkLabel {
+                sink: sink.to_owned(),
+            })
+            .inc();
     }
 
     fn failed(&self, sink: &str, error: &str) {
-        self.sink_failures.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+        self.sink_failures
+            .get_or_create(&SinkLabel {
+                sink: sink.to_owned(),
+            })
+            .inc();
         log::emit(&log::SinkFailed { sink, error });
     }
 
     fn outbox_depth(&self, sink: &str, depth: usize) {
-        self.sink_outbox_depth.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(depth as i64);
+        self.sink_outbox_depth
+            .get_or_create(&SinkLabel {
+                sink: sink.to_owned(),
+            })
+            .set(depth as i64);
     }
 }
 
@@ -268,7 +421,10 @@ mod tests {
         // Touch every family so it shows up in the exposition.
         m.requests.get_or_create(&CodeLabel { code: 200 }).inc();
         for f in [&m.events_received, &m.bytes_received, &m.events_quarantined] {
-            f.get_or_create(&ClusterLabel { cluster: "c".into() }).inc();
+            f.get_or_create(&ClusterLabel {
+                cluster: "c".into(),
+            })
+            .inc();
         }
         m.refused("overloaded");
         let rule = RuleLabel { rule: "r".into() };
@@ -285,22 +441,32 @@ mod tests {
         for f in [&m.kafka_messages, &m.kafka_events, &m.kafka_quarantined] {
             f.get_or_create(&topic).inc();
         }
-        m.kafka_consumer_lag.get_or_create(&PartitionLabel { topic: "t".into(), partition: 0 }).set(1);
+        m.kafka_consumer_lag
+            .get_or_create(&PartitionLabel {
+                topic: "t".into(),
+                partition: 0,
+            })
+            .set(1);
         let text = m.encode(0);
         let exported: std::collections::HashSet<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split(['{', ' ']).next())
             .collect();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/auditlake-dashboard.json");
-        let dashboard: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/grafana/auditlake-dashboard.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let mut checked = 0;
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
                 let expr = target["expr"].as_str().unwrap();
                 for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
                     if word.starts_with("auditlake_") {
-                        assert!(exported.contains(word), "dashboard queries {word}, which serve does not export");
+                        assert!(
+                            exported.contains(word),
+                            "dashboard queries {word}, which serve does not export"
+                        );
                         checked += 1;
                     }
                 }

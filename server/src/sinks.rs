@@ -54,7 +54,8 @@ pub use auditlake_detect::rule::severity_rank;
 
 /// The JSON form of a finding (also the `finding` of webhook payloads).
 pub fn finding_json(f: &Finding) -> Value {
-    let t = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let t =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     json!({
         "finding_id": f.finding_id,
         "revision": f.revision,
@@ -101,7 +102,10 @@ pub fn alertmanager_payload(f: &Finding) -> Value {
     annotations.insert("title".into(), json!(f.title));
     annotations.insert("idempotency_key".into(), json!(f.idempotency_key()));
     annotations.insert("event_count".into(), json!(f.event_count.to_string()));
-    annotations.insert("evidence_audit_ids".into(), json!(f.evidence_audit_ids.join(",")));
+    annotations.insert(
+        "evidence_audit_ids".into(),
+        json!(f.evidence_audit_ids.join(",")),
+    );
     if let Some(t) = &f.target {
         annotations.insert("target".into(), json!(t));
     }
@@ -124,7 +128,9 @@ pub fn falco_payload(f: &Finding) -> Value {
         "low" => "Notice",
         _ => "Informational",
     };
-    let time = f.first_event_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let time = f
+        .first_event_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     json!({
         "output": format!("{time}: {priority} {} ({})", f.title, f.summary),
         "priority": priority,
@@ -162,7 +168,10 @@ pub struct Outbox {
 
 /// `<detected µs>-<finding_id>-r<rev>.json` → `<finding_id>-r<rev>`.
 fn key_of(file_name: &str) -> Option<&str> {
-    file_name.strip_suffix(".json")?.split_once('-').map(|(_, key)| key)
+    file_name
+        .strip_suffix(".json")?
+        .split_once('-')
+        .map(|(_, key)| key)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -234,7 +243,11 @@ impl Outbox {
     /// Removes `sent/` records older than `keep`.
     pub fn prune_sent(&self, keep: Duration) {
         for s in &self.sinks {
-            for e in fs::read_dir(self.dir(&s.name, "sent")).into_iter().flatten().flatten() {
+            for e in fs::read_dir(self.dir(&s.name, "sent"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let old = e
                     .metadata()
                     .and_then(|m| m.modified())
@@ -262,7 +275,13 @@ impl Alerts for Outbox {
                 }
                 let suffix = key_suffix(f);
                 let key = f.idempotency_key();
-                if self.known.lock().expect("outbox index").get(&s.name).is_some_and(|k| k.contains(&key)) {
+                if self
+                    .known
+                    .lock()
+                    .expect("outbox index")
+                    .get(&s.name)
+                    .is_some_and(|k| k.contains(&key))
+                {
                     continue;
                 }
                 let name = format!("{:020}-{suffix}", f.detected_at.timestamp_micros());
@@ -311,7 +330,11 @@ pub enum Transport {
 impl Transport {
     pub fn new(sink: &SinkConfig, http: &reqwest::Client) -> Result<Transport, String> {
         match &sink.kind {
-            SinkKind::Kafka { brokers, properties, .. } => {
+            SinkKind::Kafka {
+                brokers,
+                properties,
+                ..
+            } => {
                 let mut config = rdkafka::ClientConfig::new();
                 config
                     .set("bootstrap.servers", brokers)
@@ -349,7 +372,11 @@ impl std::fmt::Display for DeliveryError {
 }
 
 /// Sends one stored finding to a sink.
-pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -> Result<(), DeliveryError> {
+pub async fn deliver(
+    transport: &Transport,
+    sink: &SinkConfig,
+    stored: &Value,
+) -> Result<(), DeliveryError> {
     use DeliveryError::Retry;
     let client = match transport {
         Transport::Http(c) => c,
@@ -376,7 +403,10 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
         }
     };
     let finding = stored_finding(stored).map_err(DeliveryError::Rejected);
-    let key = stored["idempotency_key"].as_str().unwrap_or_default().to_owned();
+    let key = stored["idempotency_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let post = |url: &str, body: Value| {
         let mut req = client
             .post(url)
@@ -391,12 +421,16 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
     let send = |req: reqwest::RequestBuilder| async move {
         match req.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) if r.status().is_client_error()
-                && !matches!(r.status().as_u16(), 401 | 403 | 404 | 408 | 429) =>
+            Ok(r)
+                if r.status().is_client_error()
+                    && !matches!(r.status().as_u16(), 401 | 403 | 404 | 408 | 429) =>
             {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
-                Err(DeliveryError::Rejected(format!("HTTP {status}: {}", body.chars().take(500).collect::<String>())))
+                Err(DeliveryError::Rejected(format!(
+                    "HTTP {status}: {}",
+                    body.chars().take(500).collect::<String>()
+                )))
             }
             Ok(r) => Err(Retry(format!("HTTP {}", r.status()))),
             Err(e) => Err(Retry(e.to_string())),
@@ -421,7 +455,11 @@ pub async fn deliver(transport: &Transport, sink: &SinkConfig, stored: &Value) -
                 .map_err(|e| Retry(format!("{}: {e}", path.display())))
         }
         SinkKind::Webhook { url } => {
-            send(post(url, json!({ "idempotency_key": key, "finding": stored }))).await
+            send(post(
+                url,
+                json!({ "idempotency_key": key, "finding": stored }),
+            ))
+            .await
         }
         SinkKind::Alertmanager { url } => {
             let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
@@ -441,7 +479,13 @@ fn stored_finding(v: &Value) -> Result<Finding, String> {
             .ok_or_else(|| format!("outbox record without {k}"))
     };
     let list = |k: &str| -> Vec<String> {
-        v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     Ok(Finding {
         finding_id: s("finding_id").ok_or("outbox record without finding_id")?,
@@ -514,7 +558,10 @@ pub async fn delivery_loop(
             }
             let Ok(bytes) = fs::read(&path) else { continue };
             let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
-                observer.failed(&sink.name, &format!("{}: not JSON; moved aside", path.display()));
+                observer.failed(
+                    &sink.name,
+                    &format!("{}: not JSON; moved aside", path.display()),
+                );
                 let _ = fs::rename(&path, path.with_extension("bad"));
                 continue;
             };

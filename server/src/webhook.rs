@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use auditlake_ingest::pipeline::wal_source;
-use auditlake_ingest::{BodyFraming, DecodeOptions, Pipeline, SubmitError, Submission, decode_body};
+use auditlake_ingest::{
+    BodyFraming, DecodeOptions, Pipeline, Submission, SubmitError, decode_body,
+};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Request, State};
@@ -50,7 +52,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn ready(State(st): State<Arc<AppState>>) -> Response {
     match st.pipeline.refusal() {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -80,14 +86,25 @@ async fn receive_named(
     conn: Option<Extension<ConnInfo>>,
     req: Request,
 ) -> Response {
-    receive(st, Some(cluster), conn.map(|c| c.0).unwrap_or_default(), req).await
+    receive(
+        st,
+        Some(cluster),
+        conn.map(|c| c.0).unwrap_or_default(),
+        req,
+    )
+    .await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn receive(st: Arc<AppState>, path_cluster: Option<String>, conn: ConnInfo, req: Request) -> Response {
+async fn receive(
+    st: Arc<AppState>,
+    path_cluster: Option<String>,
+    conn: ConnInfo,
+    req: Request,
+) -> Response {
     let started = Instant::now();
     let response = receive_inner(&st, path_cluster.as_deref(), &conn, req, started).await;
     st.metrics
@@ -107,7 +124,10 @@ async fn receive_inner(
     started: Instant,
 ) -> Response {
     // Authenticate before reading the body: an unauthenticated sender costs no body buffering.
-    let authorization = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
     let cluster = match st.auth.resolve(path_cluster, conn, authorization) {
         Ok(c) => c,
         Err(AuthError::Unauthenticated(m)) => {
@@ -160,17 +180,28 @@ async fn receive_inner(
         .await
         {
             Ok(x) => x,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoder panicked: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("decoder panicked: {e}"),
+                );
+            }
         }
     };
     let events = decoded.events;
     let quarantined = decoded.rejects.len() as u64;
     // The body as a whole is not audit JSON: no item position on its one reject.
-    let body_reject = (events == 0 && quarantined == 1 && decoded.rejects[0].position.item.is_none()
+    let body_reject = (events == 0
+        && quarantined == 1
+        && decoded.rejects[0].position.item.is_none()
         && decoded.rejects[0].position.line.is_none())
     .then(|| decoded.rejects[0].reason.clone());
     if events == 0 && quarantined == 0 {
-        return (StatusCode::OK, axum::Json(json!({"events": 0, "quarantined": 0}))).into_response();
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"events": 0, "quarantined": 0})),
+        )
+            .into_response();
     }
     let label = ClusterLabel {
         cluster: cluster.to_string(),
@@ -203,17 +234,30 @@ async fn receive_inner(
             return retry_later(st, "the write-ahead log stopped".into());
         }
     };
-    st.metrics.ack_seconds.observe(started.elapsed().as_secs_f64());
-    st.metrics.bytes_received.get_or_create(&label).inc_by(body_len);
-    st.metrics.events_received.get_or_create(&label).inc_by(events);
+    st.metrics
+        .ack_seconds
+        .observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .bytes_received
+        .get_or_create(&label)
+        .inc_by(body_len);
+    st.metrics
+        .events_received
+        .get_or_create(&label)
+        .inc_by(events);
     if quarantined > 0 {
-        st.metrics.events_quarantined.get_or_create(&label).inc_by(quarantined);
+        st.metrics
+            .events_quarantined
+            .get_or_create(&label)
+            .inc_by(quarantined);
     }
     if let Some(reason) = body_reject {
         st.metrics.refused("bad_body");
         return error(
             StatusCode::BAD_REQUEST,
-            format!("body is not an audit Event, EventList or array of events: {reason} (quarantined as {request_id})"),
+            format!(
+                "body is not an audit Event, EventList or array of events: {reason} (quarantined as {request_id})"
+            ),
         );
     }
     (
@@ -272,7 +316,9 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8
     }
     let bytes: Bytes = match Limited::new(body, max).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(BodyError::TooLarge),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(BodyError::TooLarge);
+        }
         Err(e) => return Err(BodyError::Bad(format!("reading the body: {e}"))),
     };
     let encoding = headers

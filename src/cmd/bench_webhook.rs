@@ -31,9 +31,15 @@ fn template(batch: usize) -> anyhow::Result<Template> {
         },
         &mut log,
     )?;
-    let mut body = br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#.to_vec();
+    let mut body =
+        br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#.to_vec();
     let mut id_offsets = Vec::new();
-    for (i, line) in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()).take(batch).enumerate() {
+    for (i, line) in log
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(batch)
+        .enumerate()
+    {
         if i > 0 {
             body.push(b',');
         }
@@ -54,7 +60,11 @@ fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Writes a unique UUID-shaped id (sender, request, item) over each auditID.
 fn stamp(t: &Template, body: &mut [u8], run: u32, sender: u32, request: u64) {
     for (item, &off) in t.id_offsets.iter().enumerate() {
-        let id = format!("{run:08x}-{sender:04x}-{:04x}-{:04x}-{request:012x}", (item >> 16) & 0xffff, item & 0xffff);
+        let id = format!(
+            "{run:08x}-{sender:04x}-{:04x}-{:04x}-{request:012x}",
+            (item >> 16) & 0xffff,
+            item & 0xffff
+        );
         body[off..off + 36].copy_from_slice(id.as_bytes());
     }
 }
@@ -84,7 +94,10 @@ fn client(args: &BenchWebhookArgs) -> anyhow::Result<reqwest::Client> {
 }
 
 pub fn run(args: BenchWebhookArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(args.senders > 0 && args.batch > 0, "--senders and --batch must be positive");
+    anyhow::ensure!(
+        args.senders > 0 && args.batch > 0,
+        "--senders and --batch must be positive"
+    );
     let t = Arc::new(template(args.batch)?);
     let client = client(&args)?;
     let runtime = crate::cmd::runtime()?;
@@ -99,9 +112,9 @@ pub fn run(args: BenchWebhookArgs) -> anyhow::Result<u8> {
             let (t, client, url) = (t.clone(), client.clone(), args.url.clone());
             let (events, refused, token) = (events.clone(), refused.clone(), args.token.clone());
             // Paced senders: each sends its share of --rate, one batch per interval.
-            let interval = args
-                .rate
-                .map(|r| Duration::from_secs_f64(args.senders as f64 * args.batch as f64 / r.max(1.0)));
+            let interval = args.rate.map(|r| {
+                Duration::from_secs_f64(args.senders as f64 * args.batch as f64 / r.max(1.0))
+            });
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut body = t.body.clone();
@@ -181,9 +194,17 @@ pub fn run(args: BenchWebhookArgs) -> anyhow::Result<u8> {
     } else {
         println!(
             "{} senders × {}-event batches for {:.1} s: {:.0} events/s ({:.1} MB/s), {} requests ok, {} refused; time to 2xx p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            args.senders, args.batch, elapsed, ev as f64 / elapsed,
+            args.senders,
+            args.batch,
+            elapsed,
+            ev as f64 / elapsed,
             latencies.len() as f64 * body_mb / elapsed,
-            latencies.len(), refused.load(Ordering::Relaxed), pct(0.5), pct(0.9), pct(0.99), pct(1.0)
+            latencies.len(),
+            refused.load(Ordering::Relaxed),
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
         );
     }
     Ok(EXIT_OK)

@@ -11,7 +11,10 @@ use crate::config::Config;
 pub fn run(config: &Config, args: CompactArgs) -> anyhow::Result<u8> {
     let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
     if !lake.audit_events_dir().is_dir() {
-        bail!("no lake at {} (nothing ingested yet?)", lake.root().display());
+        bail!(
+            "no lake at {} (nothing ingested yet?)",
+            lake.root().display()
+        );
     }
     let ingest = ingest_options(config, None, false)?;
     let mut opts = config.compact_options(ingest.writer);

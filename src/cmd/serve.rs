@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use auditlake_ingest::{Lake, PipelineOptions};
 use auditlake_detect::{SchedulerOptions, load_rules};
+use auditlake_ingest::{Lake, PipelineOptions};
 use auditlake_server::alerting::AlertingOptions;
 use auditlake_server::sinks::{SinkConfig, SinkKind};
 use auditlake_server::{ServeOptions, TlsFiles, serve, shutdown_signal};
@@ -19,16 +19,22 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
     let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
     // Paths from flags are relative to the working directory, from the config file to the file.
     let path = |flag: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>| {
-        flag.clone().or_else(|| key.as_deref().map(|p| config.resolve(p)))
+        flag.clone()
+            .or_else(|| key.as_deref().map(|p| config.resolve(p)))
     };
-    let tls = match (path(&args.tls_cert, &w.tls_cert), path(&args.tls_key, &w.tls_key)) {
+    let tls = match (
+        path(&args.tls_cert, &w.tls_cert),
+        path(&args.tls_key, &w.tls_key),
+    ) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert,
             key,
             client_ca: path(&args.client_ca, &w.client_ca),
         }),
         (None, None) if path(&args.client_ca, &w.client_ca).is_some() => {
-            anyhow::bail!("--client-ca / webhook.client_ca needs a server certificate (tls_cert, tls_key)")
+            anyhow::bail!(
+                "--client-ca / webhook.client_ca needs a server certificate (tls_cert, tls_key)"
+            )
         }
         _ => None,
     };
@@ -85,19 +91,30 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         decode: ingest.decode,
         pipeline,
         alerting: alerting_options(config)?,
-        kafka: config.kafka.as_ref().map(|k| auditlake_server::kafka::KafkaOptions {
-            brokers: k.brokers.clone(),
-            group_id: k.group_id.clone().unwrap_or_else(|| "auditlake".into()),
-            topics: k.topics.clone(),
-            topic_clusters: k.topic_clusters.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
-            cluster_header: k.cluster_header.clone(),
-            default_cluster: k
-                .cluster
-                .clone()
-                .or_else(|| w.default_cluster.clone())
-                .unwrap_or_else(|| "default".into()),
-            properties: k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
-        }),
+        kafka: config
+            .kafka
+            .as_ref()
+            .map(|k| auditlake_server::kafka::KafkaOptions {
+                brokers: k.brokers.clone(),
+                group_id: k.group_id.clone().unwrap_or_else(|| "auditlake".into()),
+                topics: k.topics.clone(),
+                topic_clusters: k
+                    .topic_clusters
+                    .iter()
+                    .map(|(a, b)| (a.clone(), b.clone()))
+                    .collect(),
+                cluster_header: k.cluster_header.clone(),
+                default_cluster: k
+                    .cluster
+                    .clone()
+                    .or_else(|| w.default_cluster.clone())
+                    .unwrap_or_else(|| "default".into()),
+                properties: k
+                    .properties
+                    .iter()
+                    .map(|(a, b)| (a.clone(), b.clone()))
+                    .collect(),
+            }),
     })
 }
 
@@ -115,7 +132,8 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
     pack.validate(&all)?;
     let selected = |r: &auditlake_detect::Rule| {
         s.rules.as_ref().is_none_or(|want| {
-            want.iter().any(|w| *w == r.id || r.catalog.iter().any(|c| c == w))
+            want.iter()
+                .any(|w| *w == r.id || r.catalog.iter().any(|c| c == w))
         })
     };
     let rules: Vec<_> = all
@@ -133,16 +151,27 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
         })
         .collect();
     if let Some(want) = &s.rules
-        && let Some(missing) = want.iter().find(|w| !rules.iter().any(|(r, _)| r.id == **w || r.catalog.contains(w)))
+        && let Some(missing) = want.iter().find(|w| {
+            !rules
+                .iter()
+                .any(|(r, _)| r.id == **w || r.catalog.contains(w))
+        })
     {
-        anyhow::bail!("scheduler.rules: {missing:?} is not an active rule id or catalog id in {}", dir.display());
+        anyhow::bail!(
+            "scheduler.rules: {missing:?} is not an active rule id or catalog id in {}",
+            dir.display()
+        );
     }
     let d = SchedulerOptions::default();
     let scheduler = SchedulerOptions {
         lateness: s.lateness_secs.map_or(d.lateness, TimeDelta::seconds),
         settle: s.settle_secs.map_or(d.settle, TimeDelta::seconds),
-        initial_lookback: s.initial_lookback_minutes.map_or(d.initial_lookback, TimeDelta::minutes),
-        incident_window: s.incident_window_minutes.map_or(d.incident_window, TimeDelta::minutes),
+        initial_lookback: s
+            .initial_lookback_minutes
+            .map_or(d.initial_lookback, TimeDelta::minutes),
+        incident_window: s
+            .incident_window_minutes
+            .map_or(d.incident_window, TimeDelta::minutes),
         ..d
     };
     let sinks = config
@@ -155,18 +184,32 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
                 "file" => SinkKind::File {
                     path: config.resolve(k.path.as_deref().expect("validated")),
                 },
-                "webhook" => SinkKind::Webhook { url: k.url.clone().expect("validated") },
-                "alertmanager" => SinkKind::Alertmanager { url: k.url.clone().expect("validated") },
+                "webhook" => SinkKind::Webhook {
+                    url: k.url.clone().expect("validated"),
+                },
+                "alertmanager" => SinkKind::Alertmanager {
+                    url: k.url.clone().expect("validated"),
+                },
                 "kafka" => SinkKind::Kafka {
                     brokers: k.brokers.clone().expect("validated"),
                     topic: k.topic.clone().expect("validated"),
-                    properties: k.properties.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+                    properties: k
+                        .properties
+                        .iter()
+                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .collect(),
                 },
-                _ => SinkKind::Falco { url: k.url.clone().expect("validated") },
+                _ => SinkKind::Falco {
+                    url: k.url.clone().expect("validated"),
+                },
             },
             min_severity: k.min_severity.clone().unwrap_or_else(|| "info".into()),
             timeout: Duration::from_secs(k.timeout_secs.unwrap_or(10)),
-            headers: k.headers.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            headers: k
+                .headers
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect(),
         })
         .collect();
     Ok(Some(AlertingOptions {

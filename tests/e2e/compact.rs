@@ -35,21 +35,45 @@ fn compaction_merges_small_files_without_changing_a_row() {
         sum(CASE WHEN pod_privileged THEN 1 ELSE 0 END) AS privileged FROM audit_events";
     let before = query(&lake, fingerprint);
     let files_before = parquet_count(&lake.join("audit_events"));
-    let hours = query(&lake, "SELECT count(DISTINCT cluster || date || hour) AS n FROM audit_events")[0]["n"]
+    let hours = query(
+        &lake,
+        "SELECT count(DISTINCT cluster || date || hour) AS n FROM audit_events",
+    )[0]["n"]
         .as_u64()
         .unwrap() as usize;
-    assert!(files_before >= 4 * hours, "{files_before} files in {hours} partitions");
+    assert!(
+        files_before >= 4 * hours,
+        "{files_before} files in {hours} partitions"
+    );
 
-    let out = run_ok(bin().args(["compact", "--json", "--min-age", "0s", "--lake"]).arg(&lake));
+    let out = run_ok(
+        bin()
+            .args(["compact", "--json", "--min-age", "0s", "--lake"])
+            .arg(&lake),
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let files_after = parquet_count(&lake.join("audit_events"));
     // The report covers the partitions it compacted (a partition with fewer small files than
     // `min_small_files` is left as it is).
-    let removed = report["files_before"].as_u64().unwrap() - report["files_after"].as_u64().unwrap();
+    let removed =
+        report["files_before"].as_u64().unwrap() - report["files_after"].as_u64().unwrap();
     assert_eq!(removed as usize, files_before - files_after, "{report}");
-    assert_eq!(files_after, hours, "one file per partition after compaction");
-    assert_eq!(query(&lake, fingerprint), before, "compaction changed the rows");
-    assert!(std::fs::read_dir(lake.join("_state/compact")).unwrap().next().is_none(), "staging left behind");
+    assert_eq!(
+        files_after, hours,
+        "one file per partition after compaction"
+    );
+    assert_eq!(
+        query(&lake, fingerprint),
+        before,
+        "compaction changed the rows"
+    );
+    assert!(
+        std::fs::read_dir(lake.join("_state/compact"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "staging left behind"
+    );
 
     // The default minimum age keeps hours younger than an hour (the sample's hours are old).
     let out = run_ok(bin().args(["compact", "--json", "--lake"]).arg(&lake));
@@ -70,8 +94,16 @@ fn compaction_merges_small_files_without_changing_a_row() {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let n: i64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n: i64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(n, before[0]["n"].as_i64().unwrap());
     }
 }

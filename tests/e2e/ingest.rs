@@ -215,29 +215,82 @@ fn committed_samples_match_the_generator() {
 fn managed_cloud_exports_land_with_their_format_and_their_losses_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let aks = ingest(&lake, "aks-prod", &[&repo().join("samples/cloud/aks-diagnostics.json")]);
-    assert_eq!((aks["events"].as_i64(), aks["rejected"].as_i64()), (Some(6), Some(1)), "{aks}");
-    let eks = ingest(&lake, "eks-prod", &[&repo().join("samples/cloud/eks-subscription.b64")]);
-    assert_eq!((eks["events"].as_i64(), eks["rejected"].as_i64()), (Some(6), Some(1)), "{eks}");
-    let gke = ingest(&lake, "gke-prod", &[&repo().join("samples/cloud/gke-logentries.jsonl")]);
-    assert_eq!((gke["events"].as_i64(), gke["rejected"].as_i64()), (Some(3), Some(0)), "{gke}");
+    let aks = ingest(
+        &lake,
+        "aks-prod",
+        &[&repo().join("samples/cloud/aks-diagnostics.json")],
+    );
+    assert_eq!(
+        (aks["events"].as_i64(), aks["rejected"].as_i64()),
+        (Some(6), Some(1)),
+        "{aks}"
+    );
+    let eks = ingest(
+        &lake,
+        "eks-prod",
+        &[&repo().join("samples/cloud/eks-subscription.b64")],
+    );
+    assert_eq!(
+        (eks["events"].as_i64(), eks["rejected"].as_i64()),
+        (Some(6), Some(1)),
+        "{eks}"
+    );
+    let gke = ingest(
+        &lake,
+        "gke-prod",
+        &[&repo().join("samples/cloud/gke-logentries.jsonl")],
+    );
+    assert_eq!(
+        (gke["events"].as_i64(), gke["rejected"].as_i64()),
+        (Some(3), Some(0)),
+        "{gke}"
+    );
     let g = query(
         &lake,
         "SELECT verb, resource, subresource, namespace, name, user_name, response_code, authz_decision, role_ref_name \
          FROM audit_events WHERE cluster = 'gke-prod' ORDER BY stage_at",
     );
-    assert_eq!((g[0]["subresource"].as_str(), g[0]["name"].as_str()), (Some("exec"), Some("api-7c9d")));
+    assert_eq!(
+        (g[0]["subresource"].as_str(), g[0]["name"].as_str()),
+        (Some("exec"), Some("api-7c9d"))
+    );
     assert_eq!(g[1]["role_ref_name"], "cluster-admin");
-    assert_eq!((g[2]["response_code"].as_i64(), g[2]["authz_decision"].as_str()), (Some(403), Some("forbid")));
+    assert_eq!(
+        (
+            g[2]["response_code"].as_i64(),
+            g[2]["authz_decision"].as_str()
+        ),
+        (Some(403), Some("forbid"))
+    );
     let rows = query(
         &lake,
         "SELECT cluster, source_format, count(*) AS n FROM audit_events WHERE cluster <> 'gke-prod' GROUP BY cluster, source_format ORDER BY cluster",
     );
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!((rows[0]["cluster"].as_str(), rows[0]["source_format"].as_str(), rows[0]["n"].as_i64()), (Some("aks-prod"), Some("aks-diagnostics"), Some(6)));
-    assert_eq!((rows[1]["cluster"].as_str(), rows[1]["source_format"].as_str(), rows[1]["n"].as_i64()), (Some("eks-prod"), Some("eks-cloudwatch"), Some(6)));
-    let quarantine = |summary: &serde_json::Value| std::fs::read_to_string(summary["quarantine_file"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            rows[0]["cluster"].as_str(),
+            rows[0]["source_format"].as_str(),
+            rows[0]["n"].as_i64()
+        ),
+        (Some("aks-prod"), Some("aks-diagnostics"), Some(6))
+    );
+    assert_eq!(
+        (
+            rows[1]["cluster"].as_str(),
+            rows[1]["source_format"].as_str(),
+            rows[1]["n"].as_i64()
+        ),
+        (Some("eks-prod"), Some("eks-cloudwatch"), Some(6))
+    );
+    let quarantine = |summary: &serde_json::Value| {
+        std::fs::read_to_string(summary["quarantine_file"].as_str().unwrap()).unwrap()
+    };
     assert!(quarantine(&aks).contains("skipped-too-big-size-object"));
     let eks_q = quarantine(&eks);
-    assert!(eks_q.contains("truncated by CloudWatch Logs") && eks_q.contains("auditID 6c22f3d6-50d3-4f31-83ea-58f99a3c62a6"), "{eks_q}");
+    assert!(
+        eks_q.contains("truncated by CloudWatch Logs")
+            && eks_q.contains("auditID 6c22f3d6-50d3-4f31-83ea-58f99a3c62a6"),
+        "{eks_q}"
+    );
 }

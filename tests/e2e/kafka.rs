@@ -33,7 +33,12 @@ fn rows(lake: &Path) -> i64 {
 fn wait_rows(lake: &Path, n: i64, server: &Server) {
     let started = Instant::now();
     while rows(lake) < n {
-        assert!(started.elapsed() < Duration::from_secs(90), "{} of {n} rows\n{}", rows(lake), server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} of {n} rows\n{}",
+            rows(lake),
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -49,7 +54,11 @@ fn kafka_messages_land_exactly_once_across_a_kill_and_poison_moves_on() {
         .unwrap();
     // 300 events as single Events (keys spread them over the 3 partitions), one poison message.
     for i in 0..300 {
-        produce(&producer, &format!("k{i}"), &event(&format!("kafka-{i:04}")));
+        produce(
+            &producer,
+            &format!("k{i}"),
+            &event(&format!("kafka-{i:04}")),
+        );
     }
     produce(&producer, "k7", r#"{"kind": 0}"#);
     producer.flush(Duration::from_secs(10)).unwrap();
@@ -72,7 +81,11 @@ fn kafka_messages_land_exactly_once_across_a_kill_and_poison_moves_on() {
     // them (flushes are 4 s apart; auto-commit runs every second): their offsets must not have
     // been committed, so the restarted consumer reads them again.
     for i in 300..600 {
-        produce(&producer, &format!("k{i}"), &event(&format!("kafka-{i:04}")));
+        produce(
+            &producer,
+            &format!("k{i}"),
+            &event(&format!("kafka-{i:04}")),
+        );
     }
     producer.flush(Duration::from_secs(10)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
@@ -84,20 +97,33 @@ fn kafka_messages_land_exactly_once_across_a_kill_and_poison_moves_on() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 
-    let r = query(&lake, "SELECT count(*) AS n, count(DISTINCT audit_id) AS ids, min(cluster) AS c FROM audit_events");
+    let r = query(
+        &lake,
+        "SELECT count(*) AS n, count(DISTINCT audit_id) AS ids, min(cluster) AS c FROM audit_events",
+    );
     assert_eq!(r[0]["n"], 600, "no loss, no duplicate: {r:?}");
     assert_eq!(r[0]["ids"], 600);
     assert_eq!(r[0]["c"], "k8s-prod");
     // The poison message is in quarantine with its topic/partition and offset.
     let mut quarantined = String::new();
-    for day in std::fs::read_dir(lake.join("_quarantine")).unwrap().flatten() {
+    for day in std::fs::read_dir(lake.join("_quarantine"))
+        .unwrap()
+        .flatten()
+    {
         for f in std::fs::read_dir(day.path()).unwrap().flatten() {
             quarantined.push_str(&std::fs::read_to_string(f.path()).unwrap());
         }
     }
-    let first: serde_json::Value = serde_json::from_str(quarantined.lines().next().expect("quarantined")).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(quarantined.lines().next().expect("quarantined")).unwrap();
     assert_eq!(first["raw"], r#"{"kind": 0}"#);
-    assert!(first["position"]["source"].as_str().unwrap().starts_with("kafka:audit/"), "{first}");
+    assert!(
+        first["position"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("kafka:audit/"),
+        "{first}"
+    );
     assert!(first["position"]["byte_offset"].is_u64(), "{first}");
 }
 
@@ -159,7 +185,12 @@ fn two_consumers_in_a_group_split_partitions_and_a_rebalance_loses_and_repeats_n
         if n >= 400 && !audit_ids(&lake_b).is_empty() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "{n} of 400\n{}\n{}", a.log(), b.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{n} of 400\n{}\n{}",
+            a.log(),
+            b.log()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let (sa, la) = a.terminate();
@@ -167,7 +198,11 @@ fn two_consumers_in_a_group_split_partitions_and_a_rebalance_loses_and_repeats_n
     assert!(sa.success() && sb.success(), "{la}\n{lb}");
     let (ida, idb) = (audit_ids(&lake_a), audit_ids(&lake_b));
     let all: std::collections::BTreeSet<&String> = ida.iter().chain(&idb).collect();
-    assert_eq!(all.len(), 400, "every event in one of the lakes\n{la}\n{lb}");
+    assert_eq!(
+        all.len(),
+        400,
+        "every event in one of the lakes\n{la}\n{lb}"
+    );
     for ids in [&ida, &idb] {
         let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "a lake holds a row twice");
@@ -175,5 +210,9 @@ fn two_consumers_in_a_group_split_partitions_and_a_rebalance_loses_and_repeats_n
     assert!(!idb.is_empty(), "the second replica took partitions");
     let repeated = ida.len() + idb.len() - 400;
     assert!(repeated <= 200, "{repeated} events in both lakes");
-    eprintln!("rebalance: {} events in a, {} in b, {repeated} in both", ida.len(), idb.len());
+    eprintln!(
+        "rebalance: {} events in a, {} in b, {repeated} in both",
+        ida.len(),
+        idb.len()
+    );
 }

@@ -43,11 +43,12 @@ pub fn shared_testdata() -> Option<PathBuf> {
 
 /// The recorded POST bodies of the real API server's webhook backend, in send order.
 pub fn real_webhook_posts(testdata: &Path) -> Vec<PathBuf> {
-    let mut bodies: Vec<PathBuf> = std::fs::read_dir(testdata.join("real-apiserver-metadata/webhook"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".body.json"))
-        .collect();
+    let mut bodies: Vec<PathBuf> =
+        std::fs::read_dir(testdata.join("real-apiserver-metadata/webhook"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".body.json"))
+            .collect();
     bodies.sort();
     bodies
 }

@@ -50,7 +50,11 @@ fn delivered(path: &Path) -> BTreeMap<String, (usize, String)> {
 fn wait_for(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(90), "timed out waiting for {what}\n{}", server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out waiting for {what}\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -93,9 +97,19 @@ fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count(
 
     // Step 1: alice execs into pod-1.
     let server = Server::start(&config, &lake);
-    assert!(server.log().contains("scheduler_started rules=1 sinks=1"), "{}", server.log());
-    post(&rt, &server, &[exec_event("e1", "alice@example.com", "pod-1", ago(2))]);
-    wait_for("the first finding", &server, || delivered(&sink).len() == 1 && outbox_empty(&lake));
+    assert!(
+        server.log().contains("scheduler_started rules=1 sinks=1"),
+        "{}",
+        server.log()
+    );
+    post(
+        &rt,
+        &server,
+        &[exec_event("e1", "alice@example.com", "pod-1", ago(2))],
+    );
+    wait_for("the first finding", &server, || {
+        delivered(&sink).len() == 1 && outbox_empty(&lake)
+    });
     // No warning: kill -9.
     server.kill9();
 
@@ -113,7 +127,9 @@ fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count(
             exec_event("e4", "alice@example.com", "pod-1", ago(2)),
         ],
     );
-    wait_for("the second and the late finding", &server, || delivered(&sink).len() == 3 && outbox_empty(&lake));
+    wait_for("the second and the late finding", &server, || {
+        delivered(&sink).len() == 3 && outbox_empty(&lake)
+    });
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 
@@ -126,12 +142,21 @@ fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count(
     let got = delivered(&sink);
     let targets: Vec<&str> = got.values().map(|(_, t)| t.as_str()).collect();
     assert_eq!(got.len(), 3, "{got:?}");
-    assert!(got.values().all(|(n, _)| *n == 1), "a finding was delivered twice: {got:?}");
+    assert!(
+        got.values().all(|(n, _)| *n == 1),
+        "a finding was delivered twice: {got:?}"
+    );
     for pod in ["pod-1", "pod-2", "pod-3"] {
-        assert!(targets.iter().any(|t| t.ends_with(&format!("shop/{pod}"))), "{pod} missing: {targets:?}");
+        assert!(
+            targets.iter().any(|t| t.ends_with(&format!("shop/{pod}"))),
+            "{pod} missing: {targets:?}"
+        );
     }
     // The findings table has each finding once, pod-1's at revision 2 (two events, one alert).
-    let rows = query(&lake, "SELECT target, revision, event_count, origin, incident_id FROM findings ORDER BY target");
+    let rows = query(
+        &lake,
+        "SELECT target, revision, event_count, origin, incident_id FROM findings ORDER BY target",
+    );
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows[0]["revision"], 2, "{rows:?}");
     assert_eq!(rows[0]["event_count"], 2, "{rows:?}");
@@ -141,8 +166,12 @@ fn scheduled_findings_arrive_exactly_once_across_restarts_and_late_events_count(
     // Three different actors and pods: three incidents.
     assert_eq!(count(&lake, "incidents"), 3);
     let watermarks: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lake.join("_state/scheduler.json")).unwrap()).unwrap();
-    assert!(watermarks["rules"]["exec-into-pod"]["watermark"].is_string(), "{watermarks}");
+        serde_json::from_slice(&std::fs::read(lake.join("_state/scheduler.json")).unwrap())
+            .unwrap();
+    assert!(
+        watermarks["rules"]["exec-into-pod"]["watermark"].is_string(),
+        "{watermarks}"
+    );
 }
 
 #[test]
@@ -158,10 +187,19 @@ fn a_streaming_rule_reports_within_seconds_and_the_schedule_does_not_repeat_it()
     let rt = runtime();
     let server = Server::start(&config, &lake);
     let posted = Instant::now();
-    post(&rt, &server, &[exec_event("s1", "mallory", "db-0", chrono::Utc::now())]);
-    wait_for("the streaming finding", &server, || delivered(&sink).len() == 1);
+    post(
+        &rt,
+        &server,
+        &[exec_event("s1", "mallory", "db-0", chrono::Utc::now())],
+    );
+    wait_for("the streaming finding", &server, || {
+        delivered(&sink).len() == 1
+    });
     let latency = posted.elapsed();
-    assert!(latency < Duration::from_secs(5), "streaming finding after {latency:?}");
+    assert!(
+        latency < Duration::from_secs(5),
+        "streaming finding after {latency:?}"
+    );
     // Let the scheduled run pass over the event.
     std::thread::sleep(Duration::from_secs(11));
     let (status, log) = server.terminate();
@@ -185,21 +223,47 @@ fn a_retro_hunt_records_findings_once_and_marks_them() {
         let out = run(bin()
             .args(["--config"])
             .arg(repo().join("samples/auditlake.toml"))
-            .args(["detect", "--format", "json", "--rules", "exec-into-pod", "--lake"])
+            .args([
+                "detect",
+                "--format",
+                "json",
+                "--rules",
+                "exec-into-pod",
+                "--lake",
+            ])
             .arg(&lake)
             .args(extra));
-        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     };
     let (stdout, stderr) = detect(&["--store"]);
     let found = stdout.lines().count();
     assert!(found > 0);
-    assert!(stdout.lines().all(|l| l.contains(r#""origin":"retro-hunt""#)), "{stdout}");
-    assert!(stderr.contains(&format!("recorded {found} new and 0 updated")), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.contains(r#""origin":"retro-hunt""#)),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("recorded {found} new and 0 updated")),
+        "{stderr}"
+    );
     // Again: nothing new is recorded.
     let (_, stderr) = detect(&["--store"]);
     assert!(stderr.contains("recorded 0 new and 0 updated"), "{stderr}");
-    let rows = query(&lake, "SELECT origin, count(*) AS n FROM findings GROUP BY origin");
+    let rows = query(
+        &lake,
+        "SELECT origin, count(*) AS n FROM findings GROUP BY origin",
+    );
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["origin"], "retro-hunt");
     assert_eq!(rows[0]["n"].as_u64().unwrap() as usize, found);

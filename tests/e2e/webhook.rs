@@ -69,7 +69,11 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(50)); // let the log thread drain
                 return (status, self.log());
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "serve did not stop on SIGTERM:\n{}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve did not stop on SIGTERM:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -141,7 +145,10 @@ fn replaying_the_real_api_servers_posts_yields_exactly_its_audit_log() {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["auditID"].as_str().unwrap().to_owned(), v["stage"].as_str().unwrap().to_owned())
+            (
+                v["auditID"].as_str().unwrap().to_owned(),
+                v["stage"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     assert_eq!(expected.len(), 1132);
@@ -156,7 +163,11 @@ fn replaying_the_real_api_servers_posts_yields_exactly_its_audit_log() {
         let client = plain_client();
         for post in &posts {
             let headers: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(post.to_string_lossy().replace(".body.json", ".headers.json")).unwrap(),
+                &std::fs::read_to_string(
+                    post.to_string_lossy()
+                        .replace(".body.json", ".headers.json"),
+                )
+                .unwrap(),
             )
             .unwrap();
             let path = headers["path"].as_str().unwrap();
@@ -180,15 +191,26 @@ fn replaying_the_real_api_servers_posts_yields_exactly_its_audit_log() {
         assert!(log.contains("shutdown_finished"), "{log}");
     }
     let rows = query(&lake, "SELECT audit_id, stage, cluster FROM audit_events");
-    assert_eq!(rows.len(), 1132, "no more, no fewer rows than the audit.log has events");
+    assert_eq!(
+        rows.len(),
+        1132,
+        "no more, no fewer rows than the audit.log has events"
+    );
     let got: BTreeSet<(String, String)> = rows
         .iter()
-        .map(|r| (r["audit_id"].as_str().unwrap().to_owned(), r["stage"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["audit_id"].as_str().unwrap().to_owned(),
+                r["stage"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(got, expected);
     assert!(rows.iter().all(|r| r["cluster"] == "default"));
     // The WAL is empty after a graceful shutdown.
-    let wal: Vec<_> = std::fs::read_dir(lake.join("_state/wal")).unwrap().collect();
+    let wal: Vec<_> = std::fs::read_dir(lake.join("_state/wal"))
+        .unwrap()
+        .collect();
     assert!(wal.is_empty(), "{wal:?}");
 }
 
@@ -204,14 +226,17 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "auditlake test CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "auditlake test CA");
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
 
         let rogue_key = KeyPair::generate().unwrap();
         let mut rogue = CertificateParams::new(Vec::<String>::new()).unwrap();
         rogue.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        rogue.distinguished_name.push(DnType::CommonName, "rogue CA");
+        rogue
+            .distinguished_name
+            .push(DnType::CommonName, "rogue CA");
         let rogue_issuer = Issuer::new(rogue, rogue_key);
 
         let leaf = |sans: Vec<String>, cn: &str, by: &Issuer<'_, KeyPair>, name: &str| {
@@ -223,10 +248,17 @@ impl Pki {
             std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
         };
         std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
-        leaf(vec!["127.0.0.1".into(), "localhost".into()], "auditlake", &issuer, "server");
+        leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            "auditlake",
+            &issuer,
+            "server",
+        );
         leaf(vec![], "prod", &issuer, "client-prod");
         leaf(vec![], "prod", &rogue_issuer, "client-rogue");
-        Pki { dir: dir.to_path_buf() }
+        Pki {
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -240,7 +272,9 @@ impl Pki {
         install_crypto_provider();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(self.path("ca.crt")).unwrap()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_file(self.path("ca.crt")).unwrap())
+            .unwrap();
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -277,7 +311,11 @@ fn tls_mtls_and_tokens_admit_the_right_sender_for_the_right_cluster_only() {
     );
     let lake = dir.path().join("lake");
     let server = Server::start(&config, &lake);
-    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
     let rt = runtime();
     let post = |client: &reqwest::Client, path: &str, token: Option<&str>, id: &str| {
         let mut req = client
@@ -293,13 +331,49 @@ fn tls_mtls_and_tokens_admit_the_right_sender_for_the_right_cluster_only() {
     let prod = pki.client(Some("client-prod"));
     let rogue = pki.client(Some("client-rogue"));
 
-    assert_eq!(post(&anonymous, "/audit", None, "no-credential").unwrap(), 401);
-    assert_eq!(post(&anonymous, "/audit", Some("wrong-token-0123456789abc"), "wrong-token").unwrap(), 401);
-    assert_eq!(post(&anonymous, "/audit/prod", Some("dev-token-0123456789abcdef"), "token-other-cluster").unwrap(), 403);
-    assert_eq!(post(&anonymous, "/audit", Some("dev-token-0123456789abcdef"), "token-ok").unwrap(), 200);
+    assert_eq!(
+        post(&anonymous, "/audit", None, "no-credential").unwrap(),
+        401
+    );
+    assert_eq!(
+        post(
+            &anonymous,
+            "/audit",
+            Some("wrong-token-0123456789abc"),
+            "wrong-token"
+        )
+        .unwrap(),
+        401
+    );
+    assert_eq!(
+        post(
+            &anonymous,
+            "/audit/prod",
+            Some("dev-token-0123456789abcdef"),
+            "token-other-cluster"
+        )
+        .unwrap(),
+        403
+    );
+    assert_eq!(
+        post(
+            &anonymous,
+            "/audit",
+            Some("dev-token-0123456789abcdef"),
+            "token-ok"
+        )
+        .unwrap(),
+        200
+    );
     assert_eq!(post(&prod, "/audit", None, "cert-ok").unwrap(), 200);
-    assert_eq!(post(&prod, "/audit/prod", None, "cert-ok-path").unwrap(), 200);
-    assert_eq!(post(&prod, "/audit/dev", None, "cert-other-cluster").unwrap(), 403);
+    assert_eq!(
+        post(&prod, "/audit/prod", None, "cert-ok-path").unwrap(),
+        200
+    );
+    assert_eq!(
+        post(&prod, "/audit/dev", None, "cert-other-cluster").unwrap(),
+        403
+    );
     // A certificate from another CA fails the TLS handshake: no HTTP exchange at all.
     let err = post(&rogue, "/audit", None, "rogue-cert").unwrap_err();
     assert!(err.is_connect() || err.is_request(), "{err:?}");
@@ -316,21 +390,49 @@ fn tls_mtls_and_tokens_admit_the_right_sender_for_the_right_cluster_only() {
     });
     assert!(!matches!(plain_result, Ok(200)), "{plain_result:?}");
     // Probes need no credential.
-    let health = rt.block_on(async { anonymous.get(format!("{}/healthz", server.url)).send().await.unwrap().status() });
+    let health = rt.block_on(async {
+        anonymous
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     assert_eq!(health, 200);
     let metrics = rt.block_on(async {
-        anonymous.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap()
+        anonymous
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     });
-    assert!(metrics.contains(r#"auditlake_webhook_requests_refused_total{reason="unauthenticated"} 2"#), "{metrics}");
-    assert!(metrics.contains(r#"auditlake_webhook_requests_refused_total{reason="forbidden"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"auditlake_webhook_requests_refused_total{reason="unauthenticated"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"auditlake_webhook_requests_refused_total{reason="forbidden"} 2"#),
+        "{metrics}"
+    );
 
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("tls_handshake_failed"), "{log}");
-    let rows = query(&lake, "SELECT cluster, audit_id FROM audit_events ORDER BY cluster, audit_id");
+    let rows = query(
+        &lake,
+        "SELECT cluster, audit_id FROM audit_events ORDER BY cluster, audit_id",
+    );
     let got: Vec<(String, String)> = rows
         .iter()
-        .map(|r| (r["cluster"].as_str().unwrap().to_owned(), r["audit_id"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["cluster"].as_str().unwrap().to_owned(),
+                r["audit_id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -370,7 +472,9 @@ fn over_the_wal_limit_the_server_answers_503_with_retry_after_and_keeps_what_it_
             200 => acked.extend(ids),
             503 => {
                 refused = Some((
-                    resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned()),
+                    resp.headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_owned()),
                     rt.block_on(resp.text()).unwrap(),
                 ));
                 break;
@@ -381,7 +485,14 @@ fn over_the_wal_limit_the_server_answers_503_with_retry_after_and_keeps_what_it_
     let (retry_after, body) = refused.expect("the 1 MiB WAL limit was never hit");
     assert_eq!(retry_after.as_deref(), Some("3"));
     assert!(body.contains("write-ahead log"), "{body}");
-    let ready = rt.block_on(async { client.get(format!("{}/readyz", server.url)).send().await.unwrap().status() });
+    let ready = rt.block_on(async {
+        client
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     assert_eq!(ready, 503, "not ready while refusing data");
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
@@ -414,7 +525,9 @@ fn kill_9_mid_stream_loses_no_acknowledged_batch_and_duplicates_nothing() {
                 let client = plain_client();
                 let mut batch = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let ids: Vec<String> = (0..100).map(|i| format!("s{s}-b{batch:05}-{i:03}")).collect();
+                    let ids: Vec<String> = (0..100)
+                        .map(|i| format!("s{s}-b{batch:05}-{i:03}"))
+                        .collect();
                     batch += 1;
                     match client.post(&url).body(event_list(&ids)).send().await {
                         Ok(r) if r.status() == 200 => {
@@ -441,27 +554,57 @@ fn kill_9_mid_stream_loses_no_acknowledged_batch_and_duplicates_nothing() {
         let _ = rt.block_on(s);
     }
     let acked: BTreeSet<String> = acked.lock().unwrap().keys().cloned().collect();
-    assert!(acked.len() >= 5_000, "too little was acknowledged before the kill: {}", acked.len());
+    assert!(
+        acked.len() >= 5_000,
+        "too little was acknowledged before the kill: {}",
+        acked.len()
+    );
 
     // Restart: the WAL is replayed before anything else; a sender re-delivers one batch.
     let server = Server::start(&config, &lake);
     let redelivered: Vec<String> = (0..100).map(|i| format!("s0-b00000-{i:03}")).collect();
     let status = rt.block_on(async {
-        plain_client().post(format!("{}/audit/prod", server.url)).body(event_list(&redelivered)).send().await.unwrap().status()
+        plain_client()
+            .post(format!("{}/audit/prod", server.url))
+            .body(event_list(&redelivered))
+            .send()
+            .await
+            .unwrap()
+            .status()
     });
     assert_eq!(status, 200);
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 
-    let rows = query(&lake, "SELECT audit_id, count(*) AS n FROM audit_events GROUP BY audit_id");
+    let rows = query(
+        &lake,
+        "SELECT audit_id, count(*) AS n FROM audit_events GROUP BY audit_id",
+    );
     let in_lake: BTreeMap<String, i64> = rows
         .iter()
-        .map(|r| (r["audit_id"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["audit_id"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let duplicated: Vec<_> = in_lake.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(duplicated.is_empty(), "rows present more than once: {:?}", &duplicated[..duplicated.len().min(5)]);
-    let lost: Vec<_> = acked.iter().filter(|id| !in_lake.contains_key(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        duplicated.is_empty(),
+        "rows present more than once: {:?}",
+        &duplicated[..duplicated.len().min(5)]
+    );
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !in_lake.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     eprintln!(
         "kill -9: {} acknowledged, {} in the lake (the rest were in flight, never acknowledged)",
         acked.len(),

@@ -29,7 +29,8 @@ fn write_flushed(lake: &Lake, prefixes: &[&str]) {
 }
 
 fn partition(lake: &Lake) -> PathBuf {
-    lake.audit_events_dir().join("cluster=prod/date=2026-11-22/hour=10")
+    lake.audit_events_dir()
+        .join("cluster=prod/date=2026-11-22/hour=10")
 }
 
 fn rows_and_sorted(dir: &Path) -> (usize, bool) {
@@ -70,11 +71,22 @@ fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
         ..CompactOptions::default()
     };
     let report = compact_lake(&lake, &opts, now()).unwrap();
-    assert_eq!((report.partitions, report.files_before, report.files_after, report.rows), (1, 6, 1, 300));
+    assert_eq!(
+        (
+            report.partitions,
+            report.files_before,
+            report.files_after,
+            report.rows
+        ),
+        (1, 6, 1, 300)
+    );
     assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
     // Nothing left behind, nothing more to do.
     assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
-    assert_eq!(compact_lake(&lake, &opts, now()).unwrap(), CompactReport::default());
+    assert_eq!(
+        compact_lake(&lake, &opts, now()).unwrap(),
+        CompactReport::default()
+    );
     // The merged file is still the dedup index: re-writing the same events adds nothing.
     let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
     for b in batches("c", 50) {
@@ -91,7 +103,9 @@ fn files_committed_between_prepare_and_finish_are_kept() {
         min_age_secs: 0,
         ..CompactOptions::default()
     };
-    let prepared = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().expect("4 small files");
+    let prepared = prepare(&lake, &partition(&lake), &opts, &|| false)
+        .unwrap()
+        .expect("4 small files");
     // A late event arrives while the merge runs.
     write_flushed(&lake, &["late"]);
     let report = finish(prepared).unwrap();
@@ -104,14 +118,27 @@ fn the_current_hour_and_partitions_with_few_small_files_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d"]);
-    let hour_start = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().timestamp_micros();
+    let hour_start = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+        .unwrap()
+        .timestamp_micros();
     // At 10:59 the hour is still open; at 11:00 it is closed.
-    assert!(closed_partitions(&lake, hour_start + 3_540_000_000).unwrap().is_empty());
-    assert_eq!(closed_partitions(&lake, hour_start + 3_600_000_000).unwrap(), vec![partition(&lake)]);
+    assert!(
+        closed_partitions(&lake, hour_start + 3_540_000_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        closed_partitions(&lake, hour_start + 3_600_000_000).unwrap(),
+        vec![partition(&lake)]
+    );
     let opts = CompactOptions {
         min_age_secs: 0,
         min_small_files: 5,
         ..CompactOptions::default()
     };
-    assert!(prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().is_none());
+    assert!(
+        prepare(&lake, &partition(&lake), &opts, &|| false)
+            .unwrap()
+            .is_none()
+    );
 }

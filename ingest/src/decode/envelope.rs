@@ -75,11 +75,18 @@ pub(super) fn decode_aks(d: &mut Decoder, records: &[&RawValue], pos: &SourcePos
         let record: AksRecord = match serde_json::from_str(raw.get()) {
             Ok(r) => r,
             Err(e) => {
-                d.reject(raw.get().as_bytes(), &pos, format!("not a valid AKS diagnostic record: {e}"));
+                d.reject(
+                    raw.get().as_bytes(),
+                    &pos,
+                    format!("not a valid AKS diagnostic record: {e}"),
+                );
                 continue;
             }
         };
-        if !matches!(record.category.as_deref(), Some("kube-audit" | "kube-audit-admin")) {
+        if !matches!(
+            record.category.as_deref(),
+            Some("kube-audit" | "kube-audit-admin")
+        ) {
             continue;
         }
         match record.properties.and_then(|p| p.log) {
@@ -99,8 +106,16 @@ pub(super) fn decode_cloudwatch(d: &mut Decoder, events: &[&RawValue], pos: &Sou
         let pos = item_pos(pos, i);
         match serde_json::from_str::<LogEvent>(raw.get()) {
             Ok(LogEvent { message: Some(m) }) => d.decode_wrapped(&m, FORMAT_EKS, &pos),
-            Ok(_) => d.reject(raw.get().as_bytes(), &pos, "CloudWatch log event without message".into()),
-            Err(e) => d.reject(raw.get().as_bytes(), &pos, format!("not a valid CloudWatch log event: {e}")),
+            Ok(_) => d.reject(
+                raw.get().as_bytes(),
+                &pos,
+                "CloudWatch log event without message".into(),
+            ),
+            Err(e) => d.reject(
+                raw.get().as_bytes(),
+                &pos,
+                format!("not a valid CloudWatch log event: {e}"),
+            ),
         }
     }
 }
@@ -139,7 +154,11 @@ fn parse_method(method: &str) -> Option<(String, String, String, Option<String>,
             let mut g: Vec<&str> = g.to_vec();
             g.reverse();
             let joined = g.join(".");
-            if joined.contains('.') { format!("{joined}.k8s.io") } else { joined }
+            if joined.contains('.') {
+                format!("{joined}.k8s.io")
+            } else {
+                joined
+            }
         }
     };
     let version = parts[vpos].to_owned();
@@ -164,10 +183,21 @@ pub(super) fn decode_gke(d: &mut Decoder, bytes: &[u8], pos: &SourcePosition) {
         return;
     }
     let Some(method) = p["methodName"].as_str() else {
-        return d.reject(bytes, pos, "GKE LogEntry without protoPayload.methodName".into());
+        return d.reject(
+            bytes,
+            pos,
+            "GKE LogEntry without protoPayload.methodName".into(),
+        );
     };
-    let Some(id) = entry["operation"]["id"].as_str().or(entry["insertId"].as_str()) else {
-        return d.reject(bytes, pos, "GKE LogEntry without operation.id or insertId".into());
+    let Some(id) = entry["operation"]["id"]
+        .as_str()
+        .or(entry["insertId"].as_str())
+    else {
+        return d.reject(
+            bytes,
+            pos,
+            "GKE LogEntry without operation.id or insertId".into(),
+        );
     };
     let Some(time) = entry["timestamp"].as_str() else {
         return d.reject(bytes, pos, "GKE LogEntry without timestamp".into());
@@ -207,7 +237,10 @@ pub(super) fn decode_gke(d: &mut Decoder, bytes: &[u8], pos: &SourcePosition) {
         .map(|a| a.iter().all(|x| x["granted"].as_bool() == Some(true)));
     let mut annotations = serde_json::Map::new();
     if let Some(g) = granted {
-        annotations.insert("authorization.k8s.io/decision".into(), json!(if g { "allow" } else { "forbid" }));
+        annotations.insert(
+            "authorization.k8s.io/decision".into(),
+            json!(if g { "allow" } else { "forbid" }),
+        );
     }
     annotations.insert("auditlake.io/lossy-source".into(), json!("gke-logentry"));
     let rpc = p["status"]["code"].as_i64().unwrap_or(0);
@@ -243,8 +276,12 @@ pub(super) fn truncated_reason(text: &str) -> Option<String> {
         .and_then(|(_, rest)| rest.split_once('"'))
         .map(|(id, _)| id);
     Some(match id {
-        Some(id) => format!("event truncated by CloudWatch Logs (ends in {TRUNCATED}); auditID {id}"),
-        None => format!("event truncated by CloudWatch Logs (ends in {TRUNCATED}); no auditID survived"),
+        Some(id) => {
+            format!("event truncated by CloudWatch Logs (ends in {TRUNCATED}); auditID {id}")
+        }
+        None => {
+            format!("event truncated by CloudWatch Logs (ends in {TRUNCATED}); no auditID survived")
+        }
     })
 }
 
@@ -255,7 +292,11 @@ pub(super) fn is_compressed(bytes: &[u8]) -> bool {
 
 pub(super) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let gz: Cow<[u8]> = if bytes.starts_with(b"H4sI") {
-        let text: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        let text: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
         Cow::Owned(
             base64::engine::general_purpose::STANDARD
                 .decode(text)
@@ -270,7 +311,10 @@ pub(super) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| format!("gzip: {e}"))?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(format!("more than {} MiB once decompressed", MAX_DECOMPRESSED >> 20));
+        return Err(format!(
+            "more than {} MiB once decompressed",
+            MAX_DECOMPRESSED >> 20
+        ));
     }
     Ok(out)
 }
@@ -297,8 +341,15 @@ mod tests {
         out.batches
             .iter()
             .flat_map(|b| {
-                let a = b.batch.column_by_name("source_format").unwrap().as_string::<i32>().clone();
-                (0..a.len()).map(move |i| a.value(i).to_owned()).collect::<Vec<_>>()
+                let a = b
+                    .batch
+                    .column_by_name("source_format")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone();
+                (0..a.len())
+                    .map(move |i| a.value(i).to_owned())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -317,9 +368,15 @@ mod tests {
         assert_eq!(out.events, 2);
         assert_eq!(formats(&out), vec![FORMAT_AKS, FORMAT_AKS]);
         assert_eq!(out.rejects.len(), 1);
-        assert!(out.rejects[0].reason.contains("skipped-too-big-size-object"));
+        assert!(
+            out.rejects[0]
+                .reason
+                .contains("skipped-too-big-size-object")
+        );
         assert_eq!(out.rejects[0].position.item, Some(3));
-        assert!(String::from_utf8_lossy(&out.rejects[0].raw).contains("kube-apiserver-6d8b9c7f4-abcde"));
+        assert!(
+            String::from_utf8_lossy(&out.rejects[0].raw).contains("kube-apiserver-6d8b9c7f4-abcde")
+        );
     }
 
     #[test]
@@ -345,7 +402,11 @@ mod tests {
             assert_eq!(out.events, 2);
             assert_eq!(formats(&out), vec![FORMAT_EKS, FORMAT_EKS]);
             assert_eq!(out.rejects.len(), 1);
-            assert!(out.rejects[0].reason.contains("auditID eks-cut"), "{}", out.rejects[0].reason);
+            assert!(
+                out.rejects[0].reason.contains("auditID eks-cut"),
+                "{}",
+                out.rejects[0].reason
+            );
             assert_eq!(out.rejects[0].position.item, Some(1));
         }
         let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
@@ -391,19 +452,34 @@ mod tests {
         assert_eq!((out.events, out.rejects.len()), (2, 0), "{:?}", out.rejects);
         let b = &out.batches[0].batch;
         let col = |n: &str| {
-            let a = arrow::compute::cast(b.column_by_name(n).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+            let a = arrow::compute::cast(
+                b.column_by_name(n).unwrap(),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
             let a = a.as_string::<i32>().clone();
-            (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned())).collect::<Vec<_>>()
+            (0..a.len())
+                .map(|i| (!a.is_null(i)).then(|| a.value(i).to_owned()))
+                .collect::<Vec<_>>()
         };
         let s = |v: &str| Some(v.to_owned());
-        assert_eq!(col("audit_id"), vec![s("9f2c5e4b-1d3a-4c7e-8b6f-0a1b2c3d4e5f"), s("x2")]);
+        assert_eq!(
+            col("audit_id"),
+            vec![s("9f2c5e4b-1d3a-4c7e-8b6f-0a1b2c3d4e5f"), s("x2")]
+        );
         assert_eq!(col("verb"), vec![s("create"), s("create")]);
         assert_eq!(col("resource"), vec![s("pods"), s("clusterrolebindings")]);
         assert_eq!(col("subresource"), vec![s("exec"), None]);
         assert_eq!(col("namespace"), vec![s("payments"), None]);
         assert_eq!(col("name"), vec![s("api-0"), None]);
-        assert_eq!(col("api_group"), vec![s(""), s("rbac.authorization.k8s.io")]);
-        assert_eq!(col("user_name"), vec![s("mallory@example.com"), s("system:anonymous")]);
+        assert_eq!(
+            col("api_group"),
+            vec![s(""), s("rbac.authorization.k8s.io")]
+        );
+        assert_eq!(
+            col("user_name"),
+            vec![s("mallory@example.com"), s("system:anonymous")]
+        );
         assert_eq!(col("source_ip"), vec![s("203.0.113.9"), None]);
         assert_eq!(col("response_code"), vec![s("200"), s("403")]);
         assert_eq!(col("authz_decision"), vec![s("allow"), s("forbid")]);
@@ -418,7 +494,15 @@ mod tests {
         let out = decode(line.as_bytes());
         assert_eq!(out.events, 0);
         assert_eq!(out.rejects.len(), 1);
-        assert!(out.rejects[0].reason.contains("auditID eks-cut-2"), "{}", out.rejects[0].reason);
-        assert_eq!(out.rejects[0].raw, line.as_bytes(), "quarantined byte-exact");
+        assert!(
+            out.rejects[0].reason.contains("auditID eks-cut-2"),
+            "{}",
+            out.rejects[0].reason
+        );
+        assert_eq!(
+            out.rejects[0].raw,
+            line.as_bytes(),
+            "quarantined byte-exact"
+        );
     }
 }

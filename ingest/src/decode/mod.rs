@@ -255,7 +255,10 @@ impl Decoder {
                 return envelope::decode_gke(self, bytes, pos);
             }
             if let Some(events) = &ev.log_events {
-                let control = ev.message_type.as_ref().is_some_and(|t| t.as_str() == "CONTROL_MESSAGE");
+                let control = ev
+                    .message_type
+                    .as_ref()
+                    .is_some_and(|t| t.as_str() == "CONTROL_MESSAGE");
                 if !control {
                     envelope::decode_cloudwatch(self, events, pos);
                 }
@@ -404,7 +407,12 @@ impl Decoder {
     }
 
     /// Decodes one event unwrapped from an envelope, stamped with the envelope's format.
-    pub(crate) fn decode_wrapped(&mut self, text: &str, format: &'static str, pos: &SourcePosition) {
+    pub(crate) fn decode_wrapped(
+        &mut self,
+        text: &str,
+        format: &'static str,
+        pos: &SourcePosition,
+    ) {
         let saved = self.format_override.replace(format);
         match serde_json::from_str::<RawEvent>(text) {
             Ok(ev) => self.decode_object(ev, text.as_bytes(), None, pos),

@@ -9,7 +9,11 @@ fn event(id: &str, second: u32) -> String {
 
 /// An EventList as kube-apiserver sends it: items without kind/apiVersion.
 fn event_list(ids: &[String]) -> Vec<u8> {
-    let items: Vec<String> = ids.iter().enumerate().map(|(i, id)| event(id, i as u32 % 60)).collect();
+    let items: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| event(id, i as u32 % 60))
+        .collect();
     format!(
         r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
         items.join(",")
@@ -23,8 +27,19 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 fn submission(body: Vec<u8>, opts: &PipelineOptions) -> Submission {
     let cluster: Arc<str> = Arc::from("prod");
-    let source = wal_source("test", &ulid::Ulid::generate().to_string(), BodyFraming::Document);
-    let decoded = decode_body(&opts.decode, &cluster, &source, 1, &body, BodyFraming::Document);
+    let source = wal_source(
+        "test",
+        &ulid::Ulid::generate().to_string(),
+        BodyFraming::Document,
+    );
+    let decoded = decode_body(
+        &opts.decode,
+        &cluster,
+        &source,
+        1,
+        &body,
+        BodyFraming::Document,
+    );
     Submission {
         cluster,
         source,
@@ -84,7 +99,10 @@ fn acknowledged_requests_land_once_and_the_wal_is_emptied_on_shutdown() {
     // The same batch again (a sender's retry): acknowledged, but no new rows.
     let b = submit_and_wait(&p, submission(event_list(&ids("a", 300)), &opts)).unwrap();
     assert!(b.seq > a.seq);
-    assert!(p.wal_bytes() > 0, "acknowledged data is in the WAL until flushed");
+    assert!(
+        p.wal_bytes() > 0,
+        "acknowledged data is in the WAL until flushed"
+    );
     p.shutdown().unwrap();
     assert_eq!(lake_keys(&lake), 300);
     assert!(wal::list_segments(&opts.wal_dir).unwrap().is_empty());
@@ -98,7 +116,10 @@ fn a_wal_left_by_a_crash_is_replayed_on_open_without_duplicates() {
     // What a crashed server leaves: two acknowledged records, the second also re-sent later.
     let mut seg = Segment::create(&opts.wal_dir, 1).unwrap();
     let mut buf = Vec::new();
-    for (seq, body) in [(1, event_list(&ids("x", 50))), (2, event_list(&ids("y", 70)))] {
+    for (seq, body) in [
+        (1, event_list(&ids("x", 50))),
+        (2, event_list(&ids("y", 70))),
+    ] {
         WalRecord {
             seq,
             received_at: 5,
@@ -122,7 +143,10 @@ fn a_wal_left_by_a_crash_is_replayed_on_open_without_duplicates() {
     drop(seg);
 
     let (p, replayed) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
-    assert_eq!((replayed.records, replayed.events, replayed.rows_written), (2, 120, 120));
+    assert_eq!(
+        (replayed.records, replayed.events, replayed.rows_written),
+        (2, 120, 120)
+    );
     assert!(wal::list_segments(&opts.wal_dir).unwrap().is_empty());
     // New records continue after the replayed seqs.
     let d = submit_and_wait(&p, submission(event_list(&ids("y", 70)), &opts)).unwrap();
@@ -140,7 +164,10 @@ fn over_the_wal_limit_new_requests_are_refused_not_accepted() {
     let (p, _) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
     submit_and_wait(&p, submission(event_list(&ids("a", 200)), &opts)).unwrap();
     let err = submit_and_wait(&p, submission(event_list(&ids("b", 10)), &opts)).unwrap_err();
-    assert!(err.contains("overloaded") && err.contains("write-ahead log"), "{err}");
+    assert!(
+        err.contains("overloaded") && err.contains("write-ahead log"),
+        "{err}"
+    );
     p.shutdown().unwrap();
     assert_eq!(lake_keys(&lake), 200);
 }
@@ -155,7 +182,11 @@ fn a_flush_by_rows_checkpoints_the_wal() {
     submit_and_wait(&p, submission(event_list(&ids("a", 150)), &opts)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while p.wal_bytes() > 0 {
-        assert!(Instant::now() < deadline, "WAL not checkpointed: {} bytes", p.wal_bytes());
+        assert!(
+            Instant::now() < deadline,
+            "WAL not checkpointed: {} bytes",
+            p.wal_bytes()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(lake_keys(&lake), 150);
@@ -172,7 +203,14 @@ fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
     );
     let cluster: Arc<str> = Arc::from("c1");
     let src = wal_source("webhook", "r1", BodyFraming::Document);
-    let d = decode_body(&opts.decode, &cluster, &src, 1, body.as_bytes(), BodyFraming::Document);
+    let d = decode_body(
+        &opts.decode,
+        &cluster,
+        &src,
+        1,
+        body.as_bytes(),
+        BodyFraming::Document,
+    );
     assert_eq!(d.events, 1);
     assert_eq!(d.rejects.len(), 1);
     assert_eq!(d.rejects[0].position.item, Some(1));
@@ -181,7 +219,14 @@ fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
     let lines = format!("{}\n{}\nnot json\n", event("l-1", 1), event("l-2", 2));
     let src = wal_source("webhook", "r2", BodyFraming::Lines);
     assert_eq!(framing_of(&src), BodyFraming::Lines);
-    let d = decode_body(&opts.decode, &cluster, &src, 1, lines.as_bytes(), BodyFraming::Lines);
+    let d = decode_body(
+        &opts.decode,
+        &cluster,
+        &src,
+        1,
+        lines.as_bytes(),
+        BodyFraming::Lines,
+    );
     assert_eq!(d.events, 2);
     assert_eq!(d.rejects.len(), 1);
     assert_eq!(d.rejects[0].position.line, Some(3));
@@ -203,7 +248,11 @@ fn closed_partitions_are_compacted_in_the_background_while_serving() {
     opts.compact = Some((compact, Duration::from_millis(200)));
     let (p, _) = Pipeline::open(&lake, opts.clone(), Arc::new(NoObserver)).unwrap();
     for b in 0..6 {
-        submit_and_wait(&p, submission(event_list(&ids(&format!("b{b}"), 40)), &opts)).unwrap();
+        submit_and_wait(
+            &p,
+            submission(event_list(&ids(&format!("b{b}"), 40)), &opts),
+        )
+        .unwrap();
         // Let each flush commit its own file.
         std::thread::sleep(Duration::from_millis(30));
     }

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 
 fn finding(id: &str, severity: &str) -> Finding {
-    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+        .unwrap()
+        .to_utc();
     Finding {
         finding_id: format!("{id:0>32}"),
         dedup_key: format!("rule|prod|{id}"),
@@ -81,17 +83,36 @@ fn check_postable_alerts(v: &Value) {
         let obj = a.as_object().expect("alert object");
         for k in obj.keys() {
             assert!(
-                ["labels", "annotations", "startsAt", "endsAt", "generatorURL"].contains(&k.as_str()),
+                [
+                    "labels",
+                    "annotations",
+                    "startsAt",
+                    "endsAt",
+                    "generatorURL"
+                ]
+                .contains(&k.as_str()),
                 "unknown key {k}"
             );
         }
         let labels = obj["labels"].as_object().expect("labels required");
         assert!(labels.contains_key("alertname"));
         for (k, v) in labels {
-            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
-            assert!(!v.as_str().expect("label values are strings").is_empty(), "empty label {k}");
+            assert!(
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "label name {k}"
+            );
+            assert!(
+                !v.as_str().expect("label values are strings").is_empty(),
+                "empty label {k}"
+            );
         }
-        for v in obj.get("annotations").and_then(Value::as_object).into_iter().flatten().map(|(_, v)| v) {
+        for v in obj
+            .get("annotations")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| v)
+        {
             assert!(v.is_string(), "annotation values are strings");
         }
         for k in ["startsAt", "endsAt"] {
@@ -118,7 +139,10 @@ fn alertmanager_and_falco_payloads_have_the_documented_shape() {
     assert_eq!(falco["output_fields"]["ka.user.name"], "admin");
     chrono::DateTime::parse_from_rfc3339(falco["time"].as_str().unwrap()).unwrap();
     // A finding round-trips through its outbox JSON.
-    assert_eq!(stored_finding(&finding_json(&f)).unwrap().idempotency_key(), f.idempotency_key());
+    assert_eq!(
+        stored_finding(&finding_json(&f)).unwrap().idempotency_key(),
+        f.idempotency_key()
+    );
 }
 
 struct Counting(Mutex<Vec<String>>);
@@ -142,16 +166,21 @@ async fn hook_server(
         let received = received.clone();
         Router::new().route(
             "/hook",
-            post(move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
-                let (received, respond) = (received.clone(), respond.clone());
-                async move {
-                    let status = respond(&headers, &body);
-                    if status.is_success() {
-                        received.lock().unwrap().push(body["idempotency_key"].as_str().unwrap().to_owned());
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                    let (received, respond) = (received.clone(), respond.clone());
+                    async move {
+                        let status = respond(&headers, &body);
+                        if status.is_success() {
+                            received
+                                .lock()
+                                .unwrap()
+                                .push(body["idempotency_key"].as_str().unwrap().to_owned());
+                        }
+                        status
                     }
-                    status
-                }
-            }),
+                },
+            ),
         )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -168,7 +197,10 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
         if calls.fetch_add(1, Ordering::SeqCst) < 3 {
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
-        assert_eq!(headers["idempotency-key"], body["idempotency_key"].as_str().unwrap());
+        assert_eq!(
+            headers["idempotency-key"],
+            body["idempotency_key"].as_str().unwrap()
+        );
         StatusCode::OK
     })
     .await;
@@ -183,10 +215,20 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
     outbox.enqueue(&findings).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let observer = Arc::new(Counting(Mutex::default()));
-    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, http_client().unwrap(), observer.clone(), stop_rx));
+    let task = tokio::spawn(delivery_loop(
+        outbox.clone(),
+        hook,
+        http_client().unwrap(),
+        observer.clone(),
+        stop_rx,
+    ));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while received.lock().unwrap().len() < 4 {
-        assert!(std::time::Instant::now() < deadline, "not delivered: {:?}", observer.0.lock().unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            observer.0.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Give a duplicate the chance to show up.
@@ -196,7 +238,16 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
     let expected: Vec<String> = findings.iter().map(|f| f.idempotency_key()).collect();
     assert_eq!(*received.lock().unwrap(), expected);
     assert!(outbox.pending("hook").unwrap().is_empty());
-    assert_eq!(observer.0.lock().unwrap().iter().filter(|e| e.starts_with("fail")).count(), 3);
+    assert_eq!(
+        observer
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("fail"))
+            .count(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +276,13 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
     outbox.enqueue(&findings).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let observer = Arc::new(Counting(Mutex::default()));
-    let task = tokio::spawn(delivery_loop(outbox.clone(), kafka, http_client().unwrap(), observer.clone(), stop_rx));
+    let task = tokio::spawn(delivery_loop(
+        outbox.clone(),
+        kafka,
+        http_client().unwrap(),
+        observer.clone(),
+        stop_rx,
+    ));
 
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -243,8 +300,14 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
         let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         let header = m.headers().unwrap().get(0);
         assert_eq!(header.key, "idempotency_key");
-        assert_eq!(header.value.unwrap(), value["idempotency_key"].as_str().unwrap().as_bytes());
-        assert_eq!(m.key().unwrap(), value["finding_id"].as_str().unwrap().as_bytes());
+        assert_eq!(
+            header.value.unwrap(),
+            value["idempotency_key"].as_str().unwrap().as_bytes()
+        );
+        assert_eq!(
+            m.key().unwrap(),
+            value["finding_id"].as_str().unwrap().as_bytes()
+        );
         got.push(value["idempotency_key"].as_str().unwrap().to_owned());
     }
     stop_tx.send(true).unwrap();
@@ -257,15 +320,22 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
     // Refuses one finding with 422 (permanently), takes the others.
-    let (url, received) = hook_server(|_, body| match body["idempotency_key"].as_str().unwrap().contains("bad") {
-        true => StatusCode::UNPROCESSABLE_ENTITY,
-        false => StatusCode::OK,
-    })
-    .await;
+    let (url, received) =
+        hook_server(
+            |_, body| match body["idempotency_key"].as_str().unwrap().contains("bad") {
+                true => StatusCode::UNPROCESSABLE_ENTITY,
+                false => StatusCode::OK,
+            },
+        )
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let hook = sink("hook", SinkKind::Webhook { url }, "info");
     let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
-    let mut findings = vec![finding("good1", "high"), finding("bad", "high"), finding("good2", "high")];
+    let mut findings = vec![
+        finding("good1", "high"),
+        finding("bad", "high"),
+        finding("good2", "high"),
+    ];
     for (i, f) in findings.iter_mut().enumerate() {
         f.finding_id = f.finding_id.replace('0', "") + &"0".repeat(i + 1);
         f.detected_at += chrono::TimeDelta::seconds(i as i64);
@@ -273,16 +343,29 @@ async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
     outbox.enqueue(&findings).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let observer = Arc::new(Counting(Mutex::default()));
-    let task = tokio::spawn(delivery_loop(outbox.clone(), hook, http_client().unwrap(), observer.clone(), stop_rx));
+    let task = tokio::spawn(delivery_loop(
+        outbox.clone(),
+        hook,
+        http_client().unwrap(),
+        observer.clone(),
+        stop_rx,
+    ));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while received.lock().unwrap().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", observer.0.lock().unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            observer.0.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_tx.send(true).unwrap();
     task.await.unwrap();
     assert!(outbox.pending("hook").unwrap().is_empty());
-    let failed: Vec<_> = fs::read_dir(dir.path().join("_state/outbox/hook/failed")).unwrap().flatten().collect();
+    let failed: Vec<_> = fs::read_dir(dir.path().join("_state/outbox/hook/failed"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(failed.len(), 2, "the payload and its reason");
     // Restarting the outbox still knows every key: nothing is queued again.
     let reopened = Outbox::new(dir.path(), vec![sink("hook", SinkKind::Stdout, "info")]).unwrap();

@@ -16,7 +16,10 @@ fn event(id: &str) -> String {
 
 fn event_list(ids: &[&str]) -> String {
     let items: Vec<String> = ids.iter().map(|id| event(id)).collect();
-    format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#, items.join(","))
+    format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+        items.join(",")
+    )
 }
 
 struct Fixture {
@@ -46,11 +49,20 @@ fn fixture(tokens: Option<&str>, max_body: usize) -> Fixture {
         decode: popts.decode.clone(),
         retry_after_secs: 7,
     });
-    Fixture { _dir: dir, lake, state }
+    Fixture {
+        _dir: dir,
+        lake,
+        state,
+    }
 }
 
 impl Fixture {
-    async fn post(&self, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+    async fn post(
+        &self,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
         let mut req = HttpRequest::post(uri).header("content-type", "application/json");
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -61,7 +73,10 @@ impl Fixture {
             .unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
@@ -109,17 +124,32 @@ fn parquet_rows(f: std::fs::File) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_list_is_acknowledged_after_the_wal_and_lands_in_its_cluster() {
     let fx = fixture(None, 1 << 20);
-    let (status, body) = fx.post("/audit/prod?timeout=30s", &[], event_list(&["a", "b"]).into_bytes()).await;
+    let (status, body) = fx
+        .post(
+            "/audit/prod?timeout=30s",
+            &[],
+            event_list(&["a", "b"]).into_bytes(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"], 2);
     assert_eq!(body["quarantined"], 0);
     let (status, _) = fx.post("/audit", &[], event(&"c").into_bytes()).await;
     assert_eq!(status, StatusCode::OK);
     let (_, metrics) = fx.get("/metrics").await;
-    assert!(metrics.contains(r#"auditlake_webhook_events_received_total{cluster="prod"} 2"#), "{metrics}");
-    assert!(metrics.contains(r#"auditlake_webhook_requests_total{code="200"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"auditlake_webhook_events_received_total{cluster="prod"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"auditlake_webhook_requests_total{code="200"} 2"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("auditlake_wal_bytes "), "{metrics}");
-    assert_eq!(fx.finish(), vec![("cluster=default".into(), 1), ("cluster=prod".into(), 2)]);
+    assert_eq!(
+        fx.finish(),
+        vec![("cluster=default".into(), 1), ("cluster=prod".into(), 2)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,19 +161,43 @@ async fn gzip_bodies_decode_and_malformed_items_are_quarantined() {
     );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(body.as_bytes()).unwrap();
-    let (status, resp) = fx.post("/audit/prod", &[("content-encoding", "gzip")], gz.finish().unwrap()).await;
+    let (status, resp) = fx
+        .post(
+            "/audit/prod",
+            &[("content-encoding", "gzip")],
+            gz.finish().unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{resp}");
-    assert_eq!((resp["events"].as_u64(), resp["quarantined"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (resp["events"].as_u64(), resp["quarantined"].as_u64()),
+        (Some(1), Some(1))
+    );
     let lake = fx.lake.clone();
     fx.finish();
-    let q = std::fs::read_dir(lake.quarantine_dir()).unwrap().next().unwrap().unwrap().path();
-    let file = std::fs::read_dir(q).unwrap().next().unwrap().unwrap().path();
+    let q = std::fs::read_dir(lake.quarantine_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(q)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let line = std::fs::read_to_string(file).unwrap();
     let rec: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert_eq!(rec["raw"], r#"{"auditID":42}"#);
     assert_eq!(rec["cluster"], "prod");
     assert_eq!(rec["position"]["item"], 1);
-    assert!(rec["position"]["source"].as_str().unwrap().starts_with("webhook:"));
+    assert!(
+        rec["position"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("webhook:")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +205,13 @@ async fn an_unparseable_body_gets_400_and_is_kept_in_quarantine() {
     let fx = fixture(None, 1 << 20);
     let (status, body) = fx.post("/audit", &[], b"{not json".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("not a valid audit event"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid audit event"),
+        "{body}"
+    );
     let lake = fx.lake.clone();
     assert!(fx.finish().is_empty());
     assert!(lake.quarantine_dir().exists());
@@ -162,21 +222,39 @@ async fn oversized_bodies_get_413_and_bad_credentials_401_or_403() {
     let fx = fixture(Some("prod-token-0123456789,prod\n"), 2048);
     let big = event_list(&["a"; 40]).into_bytes();
     let auth = [("authorization", "Bearer prod-token-0123456789")];
-    assert_eq!(fx.post("/audit", &auth, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        fx.post("/audit", &auth, big).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     // Over the limit only once decompressed: a gzip bomb is refused too.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&vec![b' '; 100_000]).unwrap();
     let gz = gz.finish().unwrap();
     assert!(gz.len() < 2048);
     let gz_auth = [auth[0], ("content-encoding", "gzip")];
-    assert_eq!(fx.post("/audit", &gz_auth, gz).await.0, StatusCode::PAYLOAD_TOO_LARGE);
-    let small = || event_list(&["x"]).into_bytes();
-    assert_eq!(fx.post("/audit", &[], small()).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        fx.post("/audit", &[("authorization", "Bearer nope-nope-nope-nope")], small()).await.0,
+        fx.post("/audit", &gz_auth, gz).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let small = || event_list(&["x"]).into_bytes();
+    assert_eq!(
+        fx.post("/audit", &[], small()).await.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(fx.post("/audit/dev", &auth, small()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        fx.post(
+            "/audit",
+            &[("authorization", "Bearer nope-nope-nope-nope")],
+            small()
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        fx.post("/audit/dev", &auth, small()).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert!(fx.finish().is_empty(), "nothing refused may be stored");
 }
 
@@ -190,7 +268,11 @@ async fn readyz_reports_and_shutdown_refuses_with_retry_after() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(text.contains("shutting down"), "{text}");
     let resp = router(fx.state.clone())
-        .oneshot(HttpRequest::post("/audit").body(Body::from(event_list(&["z"]))).unwrap())
+        .oneshot(
+            HttpRequest::post("/audit")
+                .body(Body::from(event_list(&["z"])))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
