@@ -307,15 +307,7 @@ impl Scheduler {
                     .run_on_events(rule, params, events.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                let changes = self.store.reconcile(found, "streaming", Utc::now());
-                let new: Vec<Finding> = changes
-                    .iter()
-                    .filter(|c| c.is_new)
-                    .map(|c| c.finding.clone())
-                    .collect();
-                alerts.enqueue(&new)?;
-                self.store.write(&changes).map_err(|e| e.to_string())?;
-                Ok::<_, String>((new.len(), changes.len() - new.len()))
+                record(&mut self.store, found, "streaming", Utc::now(), alerts)
             }
             .await;
             match result {
@@ -363,18 +355,29 @@ impl Scheduler {
             .run(rule, params, &window)
             .await
             .map_err(|e| e.to_string())?;
-        let changes: Vec<Change> = self.store.reconcile(found, "scheduled", now);
-        let new: Vec<Finding> = changes
-            .iter()
-            .filter(|c| c.is_new)
-            .map(|c| c.finding.clone())
-            .collect();
-        // Durable alert first, then the record: a crash in between repeats the run, and the
-        // outbox ignores the key it already holds.
-        alerts.enqueue(&new)?;
-        self.store.write(&changes).map_err(|e| e.to_string())?;
-        Ok((new.len(), changes.len() - new.len()))
+        record(&mut self.store, found, "scheduled", now, alerts)
     }
+}
+
+/// Reconciles `found` with the store, alerts the new findings and records every change: the
+/// durable alert first, then the record, so a crash in between repeats the run and the outbox
+/// ignores the key it already holds. Returns (new, updated).
+fn record(
+    store: &mut FindingsStore,
+    found: Vec<Finding>,
+    origin: &str,
+    now: DateTime<Utc>,
+    alerts: &dyn Alerts,
+) -> Result<(usize, usize), String> {
+    let changes: Vec<Change> = store.reconcile(found, origin, now);
+    let new: Vec<Finding> = changes
+        .iter()
+        .filter(|c| c.is_new)
+        .map(|c| c.finding.clone())
+        .collect();
+    alerts.enqueue(&new)?;
+    store.write(&changes).map_err(|e| e.to_string())?;
+    Ok((new.len(), changes.len() - new.len()))
 }
 
 /// Runs a retro-hunt's findings through the store (marked `retro-hunt`) so they are queryable

@@ -439,17 +439,7 @@ impl Pipeline {
             source: s.source,
             body: s.body,
         };
-        let decoded_bytes = s
-            .decoded
-            .batches
-            .iter()
-            .map(|b| b.batch.get_array_memory_size() as u64)
-            .sum::<u64>()
-            + s.decoded
-                .rejects
-                .iter()
-                .map(|r| r.raw.len() as u64)
-                .sum::<u64>();
+        let decoded_bytes = memory_size(&s.decoded);
         self.shared
             .wal_bytes
             .fetch_add(record.encoded_len() as u64, Ordering::Relaxed);
@@ -477,16 +467,7 @@ impl Pipeline {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
-        let decoded_bytes = decoded
-            .batches
-            .iter()
-            .map(|b| b.batch.get_array_memory_size() as u64)
-            .sum::<u64>()
-            + decoded
-                .rejects
-                .iter()
-                .map(|r| r.raw.len() as u64)
-                .sum::<u64>();
+        let decoded_bytes = memory_size(&decoded);
         self.shared
             .queued_bytes
             .fetch_add(decoded_bytes, Ordering::Relaxed);
@@ -665,6 +646,7 @@ impl WalState {
     fn append_group(
         &mut self,
         buf: &[u8],
+        first_seq: u64,
         last_seq: u64,
         opts: &PipelineOptions,
         shared: &Shared,
@@ -682,8 +664,7 @@ impl WalState {
                 .push_back((seg.path.clone(), seg.last_seq, seg.bytes));
         }
         if self.active.is_none() {
-            let first = last_seq + 1 - count_records(buf) as u64;
-            let seg = Segment::create(&self.dir, first)?;
+            let seg = Segment::create(&self.dir, first_seq)?;
             shared.wal_bytes.fetch_add(seg.bytes, Ordering::Relaxed);
             self.active = Some(seg);
         }
@@ -720,15 +701,15 @@ impl WalState {
     }
 }
 
-fn count_records(buf: &[u8]) -> usize {
-    let mut n = 0;
-    let mut at = 0;
-    while at + 8 <= buf.len() {
-        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += 8 + len;
-        n += 1;
-    }
-    n
+/// Memory a decoded request holds until the lake writer takes it (the queued-data limit).
+fn memory_size(decoded: &Decoded) -> u64 {
+    let batches: u64 = decoded
+        .batches
+        .iter()
+        .map(|b| b.batch.get_array_memory_size() as u64)
+        .sum();
+    let rejects: u64 = decoded.rejects.iter().map(|r| r.raw.len() as u64).sum();
+    batches + rejects
 }
 
 fn free_disk_bytes(dir: &Path) -> Option<u64> {
@@ -807,9 +788,9 @@ fn wal_loop(
         if group.is_empty() {
             continue;
         }
-        let last_seq = group.last().expect("non-empty").0;
+        let (first_seq, last_seq) = (group[0].0, group.last().expect("non-empty").0);
         let started = Instant::now();
-        let result = state.append_group(&buf, last_seq, opts, shared);
+        let result = state.append_group(&buf, first_seq, last_seq, opts, shared);
         let n = group.len();
         match result {
             Ok(()) => {

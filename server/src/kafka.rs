@@ -100,20 +100,38 @@ impl ConsumerContext for Ctx {
         if let Rebalance::Revoke(_) = rebalance {
             // Before another consumer takes these partitions: everything read is made durable
             // and its offsets committed, so the next owner starts exactly after it.
-            if let Err(e) = self.pipeline.flush_now() {
-                log::emit(&log::KafkaEvent {
-                    what: "flush before revoke failed",
-                    detail: &e,
-                });
-            }
-            store_durable(consumer, &self.durable, &self.epochs);
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                log::emit(&log::KafkaEvent {
-                    what: "commit before revoke failed",
-                    detail: &e.to_string(),
-                });
-            }
+            flush_and_commit(
+                consumer,
+                &self.pipeline,
+                &self.durable,
+                &self.epochs,
+                "revoke",
+            );
         }
+    }
+}
+
+/// Flushes the lake, stores the offsets of what is now durable and commits them synchronously
+/// (before a revoke, and at shutdown). Failures are logged: only durable offsets are ever stored.
+fn flush_and_commit(
+    consumer: &BaseConsumer<Ctx>,
+    pipeline: &Pipeline,
+    durable: &Durable,
+    epochs: &Epochs,
+    when: &str,
+) {
+    if let Err(e) = pipeline.flush_now() {
+        log::emit(&log::KafkaEvent {
+            what: &format!("flush before {when} failed"),
+            detail: &e,
+        });
+    }
+    store_durable(consumer, durable, epochs);
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        log::emit(&log::KafkaEvent {
+            what: &format!("commit before {when} failed"),
+            detail: &e.to_string(),
+        });
     }
 }
 
@@ -331,10 +349,7 @@ fn run(
         }
     }
     // Shutdown: make everything read durable, store and commit its offsets.
-    if pipeline.flush_now().is_ok() {
-        store_durable(&consumer, &durable, &epochs);
-        let _ = consumer.commit_consumer_state(CommitMode::Sync);
-    }
+    flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
 }
 
 #[cfg(test)]
