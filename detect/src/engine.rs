@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use auditlake_query::sqltext::{event_window_conditions, quote_ident, where_clause};
 use auditlake_query::{AUDIT_EVENTS_TABLE, QueryError, classify};
 use chrono::{DateTime, TimeDelta, Utc};
 use datafusion::catalog::TableProvider;
@@ -53,49 +54,14 @@ fn q(rule: &Rule) -> impl Fn(datafusion::error::DataFusionError) -> DetectError 
     }
 }
 
-fn ts_literal(t: DateTime<Utc>) -> String {
-    format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_str(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// `SELECT * FROM audit_events_lake WHERE …` for `[start, end)` of `clusters`.
 fn window_sql(
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
     clusters: &[String],
 ) -> String {
-    let mut conds = Vec::new();
-    if let Some(s) = start {
-        conds.push(format!("stage_at >= {}", ts_literal(s)));
-        // Partition pruning: DataFusion cannot derive `date` bounds from `stage_at` bounds.
-        conds.push(format!("date >= '{}'", s.format("%Y-%m-%d")));
-    }
-    if let Some(e) = end {
-        conds.push(format!("stage_at < {}", ts_literal(e)));
-        conds.push(format!("date <= '{}'", e.format("%Y-%m-%d")));
-    }
-    if !clusters.is_empty() {
-        conds.push(format!(
-            "cluster IN ({})",
-            clusters
-                .iter()
-                .map(|c| quote_str(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if conds.is_empty() {
-        format!("SELECT * FROM {LAKE_TABLE}")
-    } else {
-        format!("SELECT * FROM {LAKE_TABLE} WHERE {}", conds.join(" AND "))
-    }
+    let conds = event_window_conditions(start, end, clusters);
+    format!("SELECT * FROM {LAKE_TABLE}{}", where_clause(&conds))
 }
 
 impl Detector {

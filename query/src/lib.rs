@@ -3,7 +3,9 @@
 //! tables, views and functions — and renders results in the output formats.
 
 pub mod output;
+pub mod sqltext;
 pub mod udf;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,9 +23,14 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 pub use output::{OutputFormat, write_batches};
+pub use views::VIEWS;
+
+use chrono::{DateTime, Utc};
 
 /// Table names.
 pub const AUDIT_EVENTS_TABLE: &str = "audit_events";
+/// The whole lake, when `audit_events` is restricted to a [`Scope`].
+pub const UNSCOPED_AUDIT_EVENTS_TABLE: &str = "audit_events_unscoped";
 /// Every stored revision of every finding (`<lake>/findings/date=…/*.parquet`).
 pub const FINDINGS_HISTORY_TABLE: &str = "findings_history";
 /// The latest revision of each finding.
@@ -72,6 +79,8 @@ pub struct SessionOptions {
     /// Evaluate filters while decoding Parquet pages (late materialization): much faster for
     /// selective forensics queries over wide rows.
     pub pushdown_filters: bool,
+    /// Restricts every table and view to a time window and clusters (reports, `--since`).
+    pub scope: Scope,
 }
 
 impl Default for SessionOptions {
@@ -79,7 +88,39 @@ impl Default for SessionOptions {
         SessionOptions {
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             pushdown_filters: true,
+            scope: Scope::default(),
         }
+    }
+}
+
+/// What a session sees: events with `since <= stage_at < until` of `clusters` (all when empty),
+/// and the findings that overlap that window. The default sees the whole lake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub clusters: Vec<String>,
+}
+
+impl Scope {
+    pub fn is_everything(&self) -> bool {
+        self.since.is_none() && self.until.is_none() && self.clusters.is_empty()
+    }
+
+    /// Conditions on findings: overlapping the window, of the clusters.
+    fn findings_conditions(&self) -> Vec<String> {
+        let mut conds = Vec::new();
+        if let Some(s) = self.since {
+            conds.push(format!("last_event_at >= {}", sqltext::ts_literal(s)));
+        }
+        if let Some(u) = self.until {
+            conds.push(format!("first_event_at < {}", sqltext::ts_literal(u)));
+        }
+        if !self.clusters.is_empty() {
+            let list: Vec<String> = self.clusters.iter().map(|c| sqltext::quote_str(c)).collect();
+            conds.push(format!("cluster IN ({})", list.join(", ")));
+        }
+        conds
     }
 }
 
@@ -107,8 +148,9 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);
-    register_audit_events(&ctx, lake).await?;
-    register_findings(&ctx, lake).await?;
+    register_audit_events(&ctx, lake, &opts.scope).await?;
+    register_findings(&ctx, lake, &opts.scope).await?;
+    views::register_views(&ctx).await?;
     Ok(ctx)
 }
 
@@ -124,7 +166,11 @@ fn lake_dir(lake: &Path, name: &str) -> Result<ListingTableUrl, QueryError> {
 }
 
 /// `findings_history` (every revision), `findings` (latest revision per finding) and `incidents`.
-async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {
+async fn register_findings(
+    ctx: &SessionContext,
+    lake: &Path,
+    scope: &Scope,
+) -> Result<(), QueryError> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(DATE.to_owned(), DataType::Utf8)]);
@@ -132,21 +178,26 @@ async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), Quer
         .with_listing_options(options)
         .with_schema(findings_schema());
     let table = ListingTable::try_new(config).map_err(QueryError::Execution)?;
-    ctx.register_table(FINDINGS_HISTORY_TABLE, Arc::new(table))
-        .map_err(QueryError::Execution)?;
+    if scope.is_everything() {
+        ctx.register_table(FINDINGS_HISTORY_TABLE, Arc::new(table))
+            .map_err(QueryError::Execution)?;
+    } else {
+        let all = ctx.read_table(Arc::new(table)).map_err(QueryError::Execution)?;
+        ctx.register_table("findings_history_unscoped", all.into_view())
+            .map_err(QueryError::Execution)?;
+        let sql = format!(
+            "SELECT * FROM findings_history_unscoped{}",
+            sqltext::where_clause(&scope.findings_conditions())
+        );
+        register_view(ctx, FINDINGS_HISTORY_TABLE, &sql).await?;
+    }
     let columns: Vec<&str> = FINDING_COLUMNS.iter().map(|c| c.name).collect();
     let latest = format!(
         "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY finding_id ORDER BY revision DESC) AS latest_rank \
          FROM {FINDINGS_HISTORY_TABLE}) WHERE latest_rank = 1",
         cols = columns.join(", ")
     );
-    let view = ctx
-        .sql(&latest)
-        .await
-        .map_err(QueryError::Execution)?
-        .into_view();
-    ctx.register_table(FINDINGS_TABLE, view)
-        .map_err(QueryError::Execution)?;
+    register_view(ctx, FINDINGS_TABLE, &latest).await?;
     let rank = "CASE severity WHEN 'critical' THEN 5 WHEN 'high' THEN 4 WHEN 'medium' THEN 3 WHEN 'low' THEN 2 ELSE 1 END";
     let incidents = format!(
         "SELECT incident_id, cluster, \
@@ -159,17 +210,21 @@ async fn register_findings(ctx: &SessionContext, lake: &Path) -> Result<(), Quer
            array_agg(concat(to_char(first_event_at, '%Y-%m-%dT%H:%M:%SZ'), ' ', severity, ' ', rule_id, ': ', summary) ORDER BY first_event_at, finding_id) AS timeline \
          FROM {FINDINGS_TABLE} WHERE incident_id IS NOT NULL GROUP BY incident_id, cluster"
     );
-    let view = ctx
-        .sql(&incidents)
-        .await
-        .map_err(QueryError::Execution)?
-        .into_view();
-    ctx.register_table(INCIDENTS_TABLE, view)
+    register_view(ctx, INCIDENTS_TABLE, &incidents).await
+}
+
+pub(crate) async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), QueryError> {
+    let view = ctx.sql(sql).await.map_err(QueryError::Execution)?.into_view();
+    ctx.register_table(name, view)
         .map_err(QueryError::Execution)?;
     Ok(())
 }
 
-async fn register_audit_events(ctx: &SessionContext, lake: &Path) -> Result<(), QueryError> {
+async fn register_audit_events(
+    ctx: &SessionContext,
+    lake: &Path,
+    scope: &Scope,
+) -> Result<(), QueryError> {
     let dir = lake.join("audit_events");
     // The table must exist even before the first ingest, so queries and rule checks plan.
     std::fs::create_dir_all(&dir)
@@ -191,9 +246,19 @@ async fn register_audit_events(ctx: &SessionContext, lake: &Path) -> Result<(), 
         .with_listing_options(options)
         .with_schema(audit_events_file_schema());
     let table = ListingTable::try_new(config).map_err(QueryError::Execution)?;
-    ctx.register_table(AUDIT_EVENTS_TABLE, Arc::new(table))
+    if scope.is_everything() {
+        ctx.register_table(AUDIT_EVENTS_TABLE, Arc::new(table))
+            .map_err(QueryError::Execution)?;
+        return Ok(());
+    }
+    ctx.register_table(UNSCOPED_AUDIT_EVENTS_TABLE, Arc::new(table))
         .map_err(QueryError::Execution)?;
-    Ok(())
+    let conds = sqltext::event_window_conditions(scope.since, scope.until, &scope.clusters);
+    let sql = format!(
+        "SELECT * FROM {UNSCOPED_AUDIT_EVENTS_TABLE}{}",
+        sqltext::where_clause(&conds)
+    );
+    register_view(ctx, AUDIT_EVENTS_TABLE, &sql).await
 }
 
 /// Plans and runs one SQL statement, collecting the result.

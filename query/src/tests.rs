@@ -170,3 +170,66 @@ async fn output_formats() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn scope_restricts_events_and_views_to_window_and_cluster() {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().unwrap();
+    lake_with(
+        &[event("s1", 5, "bob"), event("s2", 6, "bob"), event("s3", 7, "eve")],
+        "prod",
+        dir.path(),
+    );
+    lake_with(&[event("s1", 6, "carol")], "staging", dir.path());
+    let lake = dir.path().join("lake");
+    let everything = open_lake(&lake, &SessionOptions::default()).await.unwrap();
+    assert_eq!(count(&everything, "SELECT count(*) FROM secret_access").await, 4);
+    let scope = Scope {
+        since: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap()),
+        until: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()),
+        clusters: vec!["prod".to_owned()],
+    };
+    let opts = SessionOptions {
+        scope,
+        ..SessionOptions::default()
+    };
+    let scoped = open_lake(&lake, &opts).await.unwrap();
+    // Only s2: s1 is before the window, s3 at its (open) end, carol in another cluster.
+    assert_eq!(count(&scoped, "SELECT count(*) FROM audit_events").await, 1);
+    assert_eq!(
+        count(&scoped, "SELECT count(*) FROM secret_access WHERE user_name = 'bob' AND allowed").await,
+        1
+    );
+    assert_eq!(count(&scoped, "SELECT count(*) FROM audit_events_unscoped").await, 3);
+}
+
+#[tokio::test]
+async fn views_answer_the_common_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"x1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/pods/web-0/exec?command=sh&container=web&stdin=true","verb":"create","user":{"username":"mallory"},"sourceIPs":["198.51.100.7"],"objectRef":{"resource":"pods","subresource":"exec","namespace":"prod","name":"web-0","apiVersion":"v1"},"responseStatus":{"code":101},"stageTimestamp":"2026-11-22T05:00:00.000000Z"}"#;
+    let exec_started = exec.replace("ResponseComplete", "ResponseStarted");
+    let denied = event("d1", 5, "mallory").replace(r#""code":200"#, r#""code":403"#);
+    lake_with(
+        &[exec.to_owned(), exec_started, denied, POD.to_owned()],
+        "prod",
+        dir.path(),
+    );
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    // The two stages of one exec are one session.
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM exec_sessions WHERE pod = 'web-0' AND container = 'web' AND command = ['sh']").await,
+        1
+    );
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM failed_requests WHERE user_name = 'mallory' AND response_code = 403").await,
+        1
+    );
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM secret_access WHERE NOT allowed").await,
+        1
+    );
+    assert_eq!(count(&ctx, "SELECT count(*) FROM requests").await, 3);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM rbac_changes").await, 0);
+}
