@@ -44,6 +44,14 @@ pub enum Command {
     Compact(CompactArgs),
     /// Run the long-lived service: the kube-apiserver audit webhook receiver (see [webhook]).
     Serve(ServeArgs),
+    /// Render a compliance report (reports/*.toml) over a time window: Markdown, HTML, JSON, CSV.
+    Report(ReportArgs),
+    /// Interactive SQL over the lake: history, multi-line statements, `\d` to describe tables.
+    Shell(ShellArgs),
+    /// What one user, object or address did, in time order, as a readable story.
+    Timeline(TimelineArgs),
+    /// Serve the lake read-only over the PostgreSQL wire protocol (psql, Grafana, BI tools).
+    Pg(PgArgs),
     /// Load-test a running webhook: concurrent senders POST EventLists; prints events/s and
     /// latency percentiles (a benchmark tool, see benches/).
     BenchWebhook(BenchWebhookArgs),
@@ -92,6 +100,118 @@ pub struct ServeArgs {
     /// Cluster for `POST /audit` without a name [config: webhook.default_cluster] [default: default]
     #[arg(long, value_name = "NAME")]
     pub default_cluster: Option<String>,
+}
+
+/// A time window and clusters: every command that reads a slice of the lake.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    /// Window start: RFC 3339 time, or a span back from now (`24h`, `7d`). Default: all events.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Window end (exclusive): RFC 3339 time or a span back from now. Default: no end.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+
+    /// Only these clusters (repeatable).
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report id (a file `<id>.toml` in the reports directory); omit with --list.
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// md, html, json or csv [default: md, or from --out's extension]
+    #[arg(long, short)]
+    pub format: Option<auditlake_report::ReportFormat>,
+
+    /// Write to FILE instead of stdout (atomically: a reader never sees half a report).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Only this section (for CSV: one clean table).
+    #[arg(long, value_name = "ID")]
+    pub section: Option<String>,
+
+    /// Report definitions directory [config: report.reports_dir] [default: ./reports]
+    #[arg(long, env = "AUDITLAKE_REPORTS", value_name = "DIR")]
+    pub reports_dir: Option<PathBuf>,
+
+    /// List the reports (id, title, CIS controls) instead of rendering one.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Output format to start with (`\format` changes it): table, json or csv.
+    #[arg(long, short, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// History file [default: ~/.auditlake_history]
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["user", "object", "ip"])))]
+pub struct TimelineArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Everything this user did (also as the impersonated user).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Everything done to this object: KIND/NAMESPACE/NAME, or KIND/NAME when cluster-scoped
+    /// (kind as the resource, e.g. `secrets/prod/db-creds`, `clusterrolebindings/admin-all`).
+    #[arg(long, value_name = "KIND/NS/NAME")]
+    pub object: Option<String>,
+
+    /// Everything from this client address.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+
+    /// Include routine reads (get/list/watch of non-sensitive resources); by default they are
+    /// summarized, not listed.
+    #[arg(long)]
+    pub all: bool,
+
+    /// At most this many lines.
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+
+    /// Print the lines as JSON objects instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Listen address [config: postgres.listen] [default: 127.0.0.1:5433]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

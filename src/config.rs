@@ -30,6 +30,13 @@ pub struct Config {
     /// `[[sinks]]`: where findings go.
     #[serde(default)]
     pub sinks: Vec<SinkSection>,
+    #[serde(default)]
+    pub report: ReportSection,
+    /// `[[reports]]`: reports `serve` renders on a schedule.
+    #[serde(default)]
+    pub reports: Vec<ScheduledReportSection>,
+    /// `[postgres]`: the read-only PostgreSQL wire-protocol endpoint (in `serve`, and `auditlake pg`).
+    pub postgres: Option<PostgresSection>,
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -213,6 +220,48 @@ pub struct WebhookSection {
     pub retry_after_secs: Option<u32>,
 }
 
+/// `[report]`: where report definitions live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Report definitions directory (default `reports`).
+    pub reports_dir: Option<PathBuf>,
+}
+
+/// One `[[reports]]` entry: a report `serve` renders on a schedule into `output_dir`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledReportSection {
+    /// Report id (`reports/<name>.toml`).
+    pub name: String,
+    /// Cron-like, UTC: `m h dom mon dow` or `@hourly`/`@daily`/`@weekly`/`@monthly`.
+    pub schedule: String,
+    /// How far back each run looks (`24h`, `7d`; default 24h); the window ends at the run time.
+    pub window: Option<String>,
+    /// Where rendered files go: `<name>-<window end>.<ext>` (created if missing).
+    pub output_dir: PathBuf,
+    /// md, html, json and/or csv (default ["html"]).
+    pub formats: Option<Vec<String>>,
+    /// Only these clusters (default all).
+    #[serde(default)]
+    pub clusters: Vec<String>,
+}
+
+/// `[postgres]`: read-only SQL over the PostgreSQL wire protocol.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Address to listen on (default `127.0.0.1:5433`).
+    pub listen: Option<String>,
+    /// `user,password` per line: SCRAM-SHA-256 password authentication.
+    pub users_file: Option<PathBuf>,
+    /// Server certificate chain and key (PEM): TLS (`sslmode=require`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM): a client certificate that chains to it authenticates (its CN is the user).
+    pub client_ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySection {
@@ -273,6 +322,18 @@ impl Config {
                     .map(|d| self.base_dir.join(d))
             })
             .unwrap_or_else(|| PathBuf::from("rules"))
+    }
+
+    /// The report definitions directory: flag/env, else `report.reports_dir`, else `./reports`.
+    pub fn reports_dir(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| {
+                self.report
+                    .reports_dir
+                    .as_ref()
+                    .map(|d| self.base_dir.join(d))
+            })
+            .unwrap_or_else(|| PathBuf::from("reports"))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -402,6 +463,28 @@ impl Config {
                         "kafka.properties.\"{p}\": set by auditlake (offsets follow durability); use the [kafka] keys"
                     );
                 }
+            }
+        }
+        for (i, r) in self.reports.iter().enumerate() {
+            let key = format!("reports[{i}]");
+            auditlake_report::schedule::Schedule::parse(&r.schedule)
+                .map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
+            if let Some(w) = &r.window
+                && auditlake_detect::rule::parse_duration(w).is_none()
+            {
+                bail!("{key}.window = {w:?}: expected a span like 24h or 7d");
+            }
+            for f in r.formats.iter().flatten() {
+                f.parse::<auditlake_report::ReportFormat>()
+                    .map_err(|e| anyhow::anyhow!("{key}.formats: {e}"))?;
+            }
+        }
+        if let Some(pg) = &self.postgres {
+            if pg.tls_cert.is_some() != pg.tls_key.is_some() {
+                bail!("postgres.tls_cert and postgres.tls_key must be set together");
+            }
+            if pg.client_ca.is_some() && pg.tls_cert.is_none() {
+                bail!("postgres.client_ca needs postgres.tls_cert and postgres.tls_key");
             }
         }
         if let Some(cluster) = &self.webhook.default_cluster {

@@ -18,6 +18,15 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // `auditlake … | head`: the reader left; that is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(EXIT_OK)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
@@ -35,6 +44,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Rules { command } => cmd::rules::run(&config, command),
         cli::Command::Compact(args) => cmd::compact::run(&config, args),
         cli::Command::Serve(args) => cmd::serve::run(&config, args),
+        cli::Command::Report(args) => cmd::report::run(&config, args),
+        cli::Command::Shell(args) => cmd::shell::run(&config, args),
+        cli::Command::Timeline(args) => cmd::timeline::run(&config, args),
+        cli::Command::Pg(args) => cmd::pg::run(&config, args),
         cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
         cli::Command::Schema => {
             print!("{}", auditlake_schemas::audit_events_markdown());

@@ -117,7 +117,11 @@ impl Scope {
             conds.push(format!("first_event_at < {}", sqltext::ts_literal(u)));
         }
         if !self.clusters.is_empty() {
-            let list: Vec<String> = self.clusters.iter().map(|c| sqltext::quote_str(c)).collect();
+            let list: Vec<String> = self
+                .clusters
+                .iter()
+                .map(|c| sqltext::quote_str(c))
+                .collect();
             conds.push(format!("cluster IN ({})", list.join(", ")));
         }
         conds
@@ -182,7 +186,9 @@ async fn register_findings(
         ctx.register_table(FINDINGS_HISTORY_TABLE, Arc::new(table))
             .map_err(QueryError::Execution)?;
     } else {
-        let all = ctx.read_table(Arc::new(table)).map_err(QueryError::Execution)?;
+        let all = ctx
+            .read_table(Arc::new(table))
+            .map_err(QueryError::Execution)?;
         ctx.register_table("findings_history_unscoped", all.into_view())
             .map_err(QueryError::Execution)?;
         let sql = format!(
@@ -213,8 +219,16 @@ async fn register_findings(
     register_view(ctx, INCIDENTS_TABLE, &incidents).await
 }
 
-pub(crate) async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), QueryError> {
-    let view = ctx.sql(sql).await.map_err(QueryError::Execution)?.into_view();
+pub(crate) async fn register_view(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+) -> Result<(), QueryError> {
+    let view = ctx
+        .sql(sql)
+        .await
+        .map_err(QueryError::Execution)?
+        .into_view();
     ctx.register_table(name, view)
         .map_err(QueryError::Execution)?;
     Ok(())
@@ -261,15 +275,30 @@ async fn register_audit_events(
     register_view(ctx, AUDIT_EVENTS_TABLE, &sql).await
 }
 
-/// Plans and runs one SQL statement, collecting the result.
+/// What the query entry points (CLI, shell, reports) may run: reads and `SET`, never DDL or
+/// DML. DataFusion can `INSERT INTO` a listing table (it would write files into the lake) and
+/// `CREATE EXTERNAL TABLE` over any file the process can read; only ingestion writes the lake.
+pub fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+}
+
+/// Plans and runs one read-only SQL statement, collecting the result.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let df = ctx.sql(sql).await.map_err(classify)?;
+    let df = ctx
+        .sql_with_options(sql, read_only())
+        .await
+        .map_err(classify)?;
     df.collect().await.map_err(classify)
 }
 
 /// Plans (without running) a statement: used to check SQL against the real schema.
 pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<(), QueryError> {
-    ctx.sql(sql).await.map(|_| ()).map_err(classify)
+    ctx.sql_with_options(sql, read_only())
+        .await
+        .map(|_| ())
+        .map_err(classify)
 }
 
 #[cfg(test)]

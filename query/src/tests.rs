@@ -176,14 +176,21 @@ async fn scope_restricts_events_and_views_to_window_and_cluster() {
     use chrono::TimeZone;
     let dir = tempfile::tempdir().unwrap();
     lake_with(
-        &[event("s1", 5, "bob"), event("s2", 6, "bob"), event("s3", 7, "eve")],
+        &[
+            event("s1", 5, "bob"),
+            event("s2", 6, "bob"),
+            event("s3", 7, "eve"),
+        ],
         "prod",
         dir.path(),
     );
     lake_with(&[event("s1", 6, "carol")], "staging", dir.path());
     let lake = dir.path().join("lake");
     let everything = open_lake(&lake, &SessionOptions::default()).await.unwrap();
-    assert_eq!(count(&everything, "SELECT count(*) FROM secret_access").await, 4);
+    assert_eq!(
+        count(&everything, "SELECT count(*) FROM secret_access").await,
+        4
+    );
     let scope = Scope {
         since: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 6, 0, 0).unwrap()),
         until: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()),
@@ -197,10 +204,18 @@ async fn scope_restricts_events_and_views_to_window_and_cluster() {
     // Only s2: s1 is before the window, s3 at its (open) end, carol in another cluster.
     assert_eq!(count(&scoped, "SELECT count(*) FROM audit_events").await, 1);
     assert_eq!(
-        count(&scoped, "SELECT count(*) FROM secret_access WHERE user_name = 'bob' AND allowed").await,
+        count(
+            &scoped,
+            "SELECT count(*) FROM secret_access WHERE user_name = 'bob' AND allowed"
+        )
+        .await,
         1
     );
-    assert_eq!(count(&scoped, "SELECT count(*) FROM audit_events_unscoped").await, 3);
+    // The whole lake stays reachable under its own name.
+    assert_eq!(
+        count(&scoped, "SELECT count(*) FROM audit_events_unscoped").await,
+        4
+    );
 }
 
 #[tokio::test]
@@ -232,4 +247,24 @@ async fn views_answer_the_common_questions() {
     );
     assert_eq!(count(&ctx, "SELECT count(*) FROM requests").await, 3);
     assert_eq!(count(&ctx, "SELECT count(*) FROM rbac_changes").await, 0);
+}
+
+#[tokio::test]
+async fn query_entry_points_cannot_write_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    lake_with(&[event("s1", 5, "bob")], "prod", dir.path());
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO audit_events SELECT * FROM audit_events",
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE EXTERNAL TABLE passwd (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'",
+        "DROP TABLE audit_events",
+    ] {
+        let err = run_sql(&ctx, sql).await.unwrap_err();
+        assert!(err.is_caller_fault(), "{sql}: {err}");
+        assert!(err.to_string().contains("not supported"), "{sql}: {err}");
+    }
+    assert_eq!(count(&ctx, "SELECT count(*) FROM audit_events").await, 1);
 }

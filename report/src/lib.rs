@@ -253,7 +253,11 @@ pub fn load_reports(dir: &Path) -> Result<Vec<ReportDef>, ReportError> {
 /// The report called `name` in `dir`.
 pub fn load_report(dir: &Path, name: &str) -> Result<ReportDef, ReportError> {
     let all = load_reports(dir)?;
-    let have = all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
+    let have = all
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     all.into_iter()
         .find(|r| r.id == name)
         .ok_or_else(|| ReportError::UnknownReport {
@@ -278,8 +282,12 @@ fn template_env() -> minijinja::Environment<'static> {
     env.add_filter("sql_list", |v: minijinja::Value| {
         quoted(&v).map(|s| format!("[{s}]"))
     });
-    env.add_filter("sql_in", |v: minijinja::Value| quoted(&v).map(|s| format!("({s})")));
-    env.add_filter("sql_str", |v: String| auditlake_query::sqltext::quote_str(&v));
+    env.add_filter("sql_in", |v: minijinja::Value| {
+        quoted(&v).map(|s| format!("({s})"))
+    });
+    env.add_filter("sql_str", |v: String| {
+        auditlake_query::sqltext::quote_str(&v)
+    });
     env
 }
 
@@ -419,15 +427,25 @@ pub async fn run_report(
             .map_err(|e| tmpl_err(format!("{part}: {e}")))
     };
     // Columns come from the plan: an empty result still has them (for CSV headers, charts).
-    let query = async |part: &str, sql: &str| -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>), ReportError> {
+    let query = async |part: &str,
+                       sql: &str|
+           -> Result<(Vec<String>, Vec<Vec<serde_json::Value>>), ReportError> {
         let sql = render_sql(part, sql)?;
         let q_err = |source| ReportError::Query {
             report: def.id.clone(),
             part: part.to_owned(),
             source,
         };
-        let df = ctx.sql(&sql).await.map_err(|e| q_err(classify(e)))?;
-        let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let df = ctx
+            .sql_with_options(&sql, auditlake_query::read_only())
+            .await
+            .map_err(|e| q_err(classify(e)))?;
+        let columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let batches = df.collect().await.map_err(|e| q_err(classify(e)))?;
         let (_, rows) = batches_to_rows(&batches).map_err(ReportError::Render)?;
         Ok((columns, rows))
@@ -451,15 +469,22 @@ pub async fn run_report(
     for s in &def.sections {
         let (columns, rows) = query(&format!("section {}", s.id), &s.sql).await?;
         if let Some(chart) = &s.chart {
-            for c in [Some(&chart.label), Some(&chart.value), chart.series.as_ref()]
-                .into_iter()
-                .flatten()
+            for c in [
+                Some(&chart.label),
+                Some(&chart.value),
+                chart.series.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if !columns.contains(c) {
                     return Err(ReportError::Definition {
                         file: def.file.clone(),
                         line: 1,
-                        message: format!("section {}: chart column {c:?} is not in its result", s.id),
+                        message: format!(
+                            "section {}: chart column {c:?} is not in its result",
+                            s.id
+                        ),
                     });
                 }
             }
@@ -525,10 +550,27 @@ pub async fn run_report(
         not_cis: def.not_cis.clone(),
         generated_at: Utc::now(),
         window,
-        summary: summary.trim().to_owned(),
+        // Templates break lines for readability; the summary is one paragraph.
+        summary: summary.split_whitespace().collect::<Vec<_>>().join(" "),
         facts,
         sections,
     })
+}
+
+/// Writes `text` to `path` so that a reader sees the old file or the whole new one: a temporary
+/// file in the same directory, fsynced, renamed over `path`.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Plans every query of `def` (after templating) without running it: `auditlake report --check`

@@ -23,7 +23,10 @@ pub struct AccessRow {
 }
 
 /// Reads the columns a least-privilege section must return.
-pub(crate) fn access_rows(columns: &[String], rows: &[Vec<Value>]) -> Result<Vec<AccessRow>, String> {
+pub(crate) fn access_rows(
+    columns: &[String],
+    rows: &[Vec<Value>],
+) -> Result<Vec<AccessRow>, String> {
     let idx = |name: &str| {
         columns
             .iter()
@@ -117,7 +120,10 @@ fn rules(rows: &[&AccessRow]) -> String {
                     .insert(r.verb.clone());
             }
             (None, Some(url)) => {
-                by_url.entry(url.clone()).or_default().insert(r.verb.clone());
+                by_url
+                    .entry(url.clone())
+                    .or_default()
+                    .insert(r.verb.clone());
             }
             (None, None) => {}
         }
@@ -141,7 +147,9 @@ fn rules(rows: &[&AccessRow]) -> String {
     }
     let mut urls: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
     for (url, verbs) in by_url {
-        urls.entry(verbs.into_iter().collect()).or_default().insert(url);
+        urls.entry(verbs.into_iter().collect())
+            .or_default()
+            .insert(url);
     }
     for (verbs, urls) in urls {
         out.push_str(&format!(
@@ -248,15 +256,23 @@ mod tests {
              - apiGroups: [\"\"]\n  resources: [\"configmaps\", \"pods\"]\n  verbs: [\"get\", \"list\"]\n\
              - apiGroups: [\"apps\"]\n  resources: [\"deployments\"]\n  verbs: [\"patch\"]\n"
         ), "{yaml}");
-        assert!(yaml.contains("subjects:\n- kind: ServiceAccount\n  name: \"builder\"\n  namespace: \"ci\"\n"));
+        assert!(yaml.contains(
+            "subjects:\n- kind: ServiceAccount\n  name: \"builder\"\n  namespace: \"ci\"\n"
+        ));
         assert_eq!(yaml.matches("\n---\n").count() + 1, 4, "CR, CRB, Role, RB");
     }
 
     #[test]
     fn users_are_user_subjects_with_safe_names() {
         let out = least_privilege_yaml(&[row("Alice@Example.com", Some("dev"), "", "pods", "get")]);
-        assert!(out[0].1.contains("name: \"least-privilege:alice-example.com\""));
-        assert!(out[0].1.contains("- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: \"Alice@Example.com\"\n"));
+        assert!(
+            out[0]
+                .1
+                .contains("name: \"least-privilege:alice-example.com\"")
+        );
+        assert!(out[0].1.contains(
+            "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: \"Alice@Example.com\"\n"
+        ));
         assert!(!out[0].1.contains("ClusterRole"));
     }
 }

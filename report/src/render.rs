@@ -8,7 +8,7 @@ use minijinja::Value as J;
 use minijinja::value::Serde;
 use serde::Serialize;
 
-use crate::svg::{cell_text, chart};
+use crate::svg::{cell_text, chart, display_text, escape};
 use crate::{ReportError, ReportResult, SectionResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,12 +69,32 @@ struct ShownSection<'a> {
 }
 
 fn md_cell(v: &serde_json::Value) -> String {
-    cell_text(v).replace('|', "\\|").replace(['\n', '\r'], " ")
+    display_text(v)
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// Escapes `text` for HTML and turns Markdown `code` spans into `<code>`: definitions are written
+/// once, for both formats.
+fn html_text(text: &str) -> J {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&escape(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    J::from_safe_string(out)
 }
 
 fn window_text(r: &ReportResult) -> String {
     let t = |x: Option<chrono::DateTime<chrono::Utc>>, open: &str| {
-        x.map_or(open.to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        x.map_or(open.to_owned(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        })
     };
     format!(
         "{} → {}",
@@ -105,7 +125,7 @@ fn templated(r: &ReportResult, html: bool) -> Result<String, ReportError> {
                     .iter()
                     .map(|row| {
                         row.iter()
-                            .map(|v| if html { cell_text(v) } else { md_cell(v) })
+                            .map(|v| if html { display_text(v) } else { md_cell(v) })
                             .collect()
                     })
                     .collect(),
@@ -128,12 +148,16 @@ fn templated(r: &ReportResult, html: bool) -> Result<String, ReportError> {
         .map(|f| serde_json::json!({"label": f.label, "text": fact_text(&f.value)}))
         .collect();
     let mut env = minijinja::Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .build()
-            .map_err(render_err)?,
-    );
+    env.add_filter("code", |s: String| html_text(&s));
+    // HTML ignores the newlines block tags leave; Markdown's template places them by hand.
+    if html {
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .build()
+                .map_err(render_err)?,
+        );
+    }
     let (name, source) = if html {
         ("report.html", HTML_TEMPLATE)
     } else {

@@ -145,20 +145,43 @@ mod tests {
     #[test]
     fn next_fire_times() {
         let daily = Schedule::parse("@daily").unwrap();
-        assert_eq!(daily.next_after(at(2026, 11, 30, 9, 41)), Some(at(2026, 12, 1, 0, 0)));
+        assert_eq!(
+            daily.next_after(at(2026, 11, 30, 9, 41)),
+            Some(at(2026, 12, 1, 0, 0))
+        );
         // Strictly after: at the fire time itself, the next one.
-        assert_eq!(daily.next_after(at(2026, 12, 1, 0, 0)), Some(at(2026, 12, 2, 0, 0)));
+        assert_eq!(
+            daily.next_after(at(2026, 12, 1, 0, 0)),
+            Some(at(2026, 12, 2, 0, 0))
+        );
         let every_6h = Schedule::parse("15 */6 * * *").unwrap();
-        assert_eq!(every_6h.next_after(at(2026, 11, 30, 6, 15)), Some(at(2026, 11, 30, 12, 15)));
+        assert_eq!(
+            every_6h.next_after(at(2026, 11, 30, 6, 15)),
+            Some(at(2026, 11, 30, 12, 15))
+        );
         // Mondays 07:30 (2026-11-30 is a Monday).
         let weekly = Schedule::parse("30 7 * * 1").unwrap();
-        assert_eq!(weekly.next_after(at(2026, 11, 30, 8, 0)), Some(at(2026, 12, 7, 7, 30)));
+        assert_eq!(
+            weekly.next_after(at(2026, 11, 30, 8, 0)),
+            Some(at(2026, 12, 7, 7, 30))
+        );
         let monthly = Schedule::parse("@monthly").unwrap();
-        assert_eq!(monthly.next_after(at(2026, 12, 15, 0, 0)), Some(at(2027, 1, 1, 0, 0)));
+        assert_eq!(
+            monthly.next_after(at(2026, 12, 15, 0, 0)),
+            Some(at(2027, 1, 1, 0, 0))
+        );
         // Either day field matches when both are restricted: the 1st, or any Sunday.
         let either = Schedule::parse("0 0 1 * 0").unwrap();
-        assert_eq!(either.next_after(at(2026, 12, 1, 0, 0)), Some(at(2026, 12, 6, 0, 0)));
-        assert_eq!(Schedule::parse("0 0 31 2 *").unwrap().next_after(at(2026, 1, 1, 0, 0)), None);
+        assert_eq!(
+            either.next_after(at(2026, 12, 1, 0, 0)),
+            Some(at(2026, 12, 6, 0, 0))
+        );
+        assert_eq!(
+            Schedule::parse("0 0 31 2 *")
+                .unwrap()
+                .next_after(at(2026, 1, 1, 0, 0)),
+            None
+        );
     }
 
     #[test]

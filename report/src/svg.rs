@@ -35,6 +35,24 @@ pub(crate) fn cell_text(v: &Value) -> String {
     }
 }
 
+/// Text for people (Markdown, HTML): timestamps as `2026-11-20 08:29:31Z` instead of RFC 3339
+/// with microseconds; everything else as [`cell_text`].
+pub(crate) fn display_text(v: &Value) -> String {
+    let text = cell_text(v);
+    let b = text.as_bytes();
+    // `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`
+    if b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && text.ends_with('Z')
+    {
+        return format!("{} {}Z", &text[..10], &text[11..19]);
+    }
+    text
+}
+
 fn number(v: &Value) -> f64 {
     match v {
         Value::Number(n) => n.as_f64().unwrap_or(0.0),
@@ -79,22 +97,23 @@ pub(crate) fn chart(section: &SectionResult) -> Option<String> {
     })
 }
 
-/// Horizontal bars, largest first (at most 15).
+/// Horizontal bars in the result's order (its ORDER BY decides), at most 15.
 fn bar_chart(def: &ChartDef, points: &[(String, String, f64)]) -> String {
-    let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut bars: Vec<(&str, f64)> = Vec::new();
     for (l, _, v) in points {
-        *totals.entry(l).or_default() += v;
+        match bars.iter_mut().find(|b| b.0 == l) {
+            Some(b) => b.1 += v,
+            None => bars.push((l, *v)),
+        }
     }
-    let mut bars: Vec<(&str, f64)> = totals.into_iter().collect();
-    bars.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     bars.truncate(15);
     let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0);
-    let (label_w, bar_w, row_h) = (260.0, 420.0, 22.0);
+    let (label_w, bar_w, row_h) = (300.0, 420.0, 22.0);
     let height = row_h * bars.len() as f64 + 30.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{w}" height="{height}" viewBox="0 0 {w} {height}" font-family="system-ui, sans-serif" font-size="12"><title>{title}</title>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" width="{w}" height="{height}" viewBox="0 0 {w} {height}" font-family="system-ui, sans-serif" font-size="11"><title>{title}</title>"#,
         w = label_w + bar_w + 70.0,
         title = escape(&format!("{} by {}", def.value, def.label)),
     );
@@ -106,7 +125,7 @@ fn bar_chart(def: &ChartDef, points: &[(String, String, f64)]) -> String {
             r##"<text x="{lx}" y="{ty}" text-anchor="end" fill="#111827">{label}</text><rect x="{x}" y="{y}" width="{w:.1}" height="{h}" fill="{color}"><title>{full}: {v}</title></rect><text x="{vx:.1}" y="{ty}" fill="#374151">{v}</text>"##,
             lx = label_w - 6.0,
             ty = y + 14.0,
-            label = escape(&truncate(label, 40)),
+            label = escape(&truncate(label, 42)),
             x = label_w,
             h = row_h - 6.0,
             color = PALETTE[0],
@@ -129,11 +148,7 @@ fn column_chart(def: &ChartDef, points: &[(String, String, f64)]) -> String {
     // Most important series first; the rest fold into "other".
     let mut series: Vec<(&str, f64)> = series_total.into_iter().collect();
     series.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    let shown: Vec<&str> = series
-        .iter()
-        .take(PALETTE.len() - 1)
-        .map(|s| s.0)
-        .collect();
+    let shown: Vec<&str> = series.iter().take(PALETTE.len() - 1).map(|s| s.0).collect();
     let color_of = |s: &str| {
         shown
             .iter()
@@ -149,7 +164,11 @@ fn column_chart(def: &ChartDef, points: &[(String, String, f64)]) -> String {
     let n = buckets.len().max(1) as f64;
     let slot = plot_w / n;
     let bar = (slot * 0.8).max(1.0);
-    let legend_rows = if series.len() > 1 { shown.len() + usize::from(series.len() > shown.len()) } else { 0 };
+    let legend_rows = if series.len() > 1 {
+        shown.len() + usize::from(series.len() > shown.len())
+    } else {
+        0
+    };
     let height = top + plot_h + 40.0 + legend_rows as f64 * 16.0;
     let mut svg = String::new();
     let _ = write!(
@@ -251,8 +270,19 @@ mod tests {
         let svg = chart(&s).unwrap();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("&lt;alice&gt;") && !svg.contains("<alice>"));
-        assert!(svg.contains(r#"width="420.0""#), "largest bar fills the width: {svg}");
-        assert!(svg.contains(r#"width="210.0""#), "half as many, half as wide: {svg}");
+        assert!(
+            svg.contains(r#"width="420.0""#),
+            "largest bar fills the width: {svg}"
+        );
+        assert_eq!(
+            display_text(&"2026-11-20T08:29:31.335412Z".into()),
+            "2026-11-20 08:29:31Z"
+        );
+        assert_eq!(display_text(&"dave".into()), "dave");
+        assert!(
+            svg.contains(r#"width="210.0""#),
+            "half as many, half as wide: {svg}"
+        );
     }
 
     #[test]
@@ -267,7 +297,11 @@ mod tests {
             Some("verb"),
         );
         let svg = chart(&s).unwrap();
-        assert_eq!(svg.matches("<rect").count(), 3 + 2, "3 stacked parts + 2 legend swatches");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            3 + 2,
+            "3 stacked parts + 2 legend swatches"
+        );
         assert!(svg.contains(">list</text>") && svg.contains(">10:00</text>"));
         assert!(chart(&section(ChartKind::Bar, vec![], None)).is_none());
     }

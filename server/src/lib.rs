@@ -9,6 +9,8 @@ pub mod error;
 pub mod kafka;
 pub mod log;
 pub mod metrics;
+pub mod pg;
+pub mod reports;
 pub mod sinks;
 pub mod tls;
 pub mod webhook;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditlake_ingest::{DecodeOptions, Lake, Pipeline, PipelineOptions};
+use auditlake_query::{SessionOptions, open_lake};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -50,6 +53,10 @@ pub struct ServeOptions {
     pub alerting: Option<alerting::AlertingOptions>,
     /// The Kafka consumer (`[kafka]`), when configured.
     pub kafka: Option<kafka::KafkaOptions>,
+    /// The read-only PostgreSQL endpoint (`[postgres]`), when configured.
+    pub postgres: Option<pg::PgOptions>,
+    /// Scheduled reports (`[[reports]]`).
+    pub reports: Option<reports::ReportOptions>,
 }
 
 /// What a finished `serve` did.
@@ -140,9 +147,41 @@ pub async fn serve(
     let pipeline = Arc::new(pipeline);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = match opts.alerting.clone() {
-        Some(a) => alerting::start(&opts.lake, a, metrics.clone(), stream_rx, stop_rx).await?,
+        Some(a) => {
+            alerting::start(&opts.lake, a, metrics.clone(), stream_rx, stop_rx.clone()).await?
+        }
         None => Vec::new(),
     };
+    let mut background = background;
+    if let Some(pg_opts) = &opts.postgres {
+        let ctx = open_lake(opts.lake.root(), &SessionOptions::default())
+            .await
+            .map_err(|e| ServerError::Internal(format!("postgres endpoint: {e}")))?;
+        let server = pg::PgServer::bind(ctx, pg_opts).await?;
+        log::emit(&log::PgListening {
+            addr: server.local_addr().map_err(|source| ServerError::Bind {
+                addr: pg_opts.listen.clone(),
+                source,
+            })?,
+            tls: pg_opts.tls.is_some(),
+            auth: server.auth_description(),
+        });
+        let mut stop = stop_rx.clone();
+        background.push(tokio::spawn(server.run(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        })));
+    }
+    if let Some(r) = opts.reports.clone() {
+        background.push(tokio::spawn(reports::run(
+            opts.lake.root().to_path_buf(),
+            r,
+            stop_rx.clone(),
+        )));
+    }
     let kafka_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
         Some(k) => Some(

@@ -163,3 +163,72 @@ impl fmt::Display for KafkaEvent<'_> {
         write!(f, "kafka what={:?} detail={:?}", self.what, self.detail)
     }
 }
+
+pub struct PgListening {
+    pub addr: std::net::SocketAddr,
+    pub tls: bool,
+    pub auth: &'static str,
+}
+impl fmt::Display for PgListening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "postgres_listening addr={} tls={} auth={} read_only=true",
+            self.addr, self.tls, self.auth
+        )
+    }
+}
+
+pub struct PgAcceptFailed {
+    pub error: String,
+}
+impl fmt::Display for PgAcceptFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "postgres_accept_failed error={:?}", self.error)
+    }
+}
+
+pub struct PgConnectionFailed {
+    pub peer: std::net::SocketAddr,
+    pub error: String,
+}
+impl fmt::Display for PgConnectionFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "postgres_connection_failed peer={} error={:?}",
+            self.peer, self.error
+        )
+    }
+}
+
+pub struct ReportWritten<'a> {
+    pub report: &'a str,
+    pub path: &'a std::path::Path,
+    pub bytes: usize,
+}
+impl fmt::Display for ReportWritten<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "report_written report={} path={} bytes={}",
+            self.report,
+            self.path.display(),
+            self.bytes
+        )
+    }
+}
+
+pub struct ReportFailed<'a> {
+    pub report: &'a str,
+    pub error: &'a str,
+}
+impl fmt::Display for ReportFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "report_failed report={} error={:?}",
+            self.report, self.error
+        )
+    }
+}

@@ -3,30 +3,18 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use auditlake_detect::rule::severity_rank;
 use auditlake_detect::{Detector, Finding, Window, findings_to_batch};
 use auditlake_query::{OutputFormat, open_lake, write_batches};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::cli::DetectArgs;
+use crate::cmd::parse_time;
 use crate::cmd::query::session_options;
 use crate::cmd::rules::load_pack;
 use crate::config::Config;
 use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
-
-/// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
-fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.to_utc());
-    }
-    match auditlake_detect::rule::parse_duration(s) {
-        Some(span) => Ok(now - span),
-        None => bail!(
-            "--{flag} {s}: expected an RFC 3339 time (2026-11-20T10:00:00Z) or a span like 24h"
-        ),
-    }
-}
 
 pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
     let now = Utc::now();

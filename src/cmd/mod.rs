@@ -5,9 +5,45 @@ pub mod compact;
 pub mod detect;
 pub mod generate;
 pub mod ingest;
+pub mod pg;
 pub mod query;
+pub mod report;
 pub mod rules;
 pub mod serve;
+pub mod shell;
+pub mod timeline;
+
+use anyhow::bail;
+use auditlake_query::Scope;
+use chrono::{DateTime, Utc};
+
+use crate::cli::ScopeArgs;
+
+/// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
+pub fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    match auditlake_detect::rule::parse_duration(s) {
+        Some(span) => Ok(now - span),
+        None => bail!(
+            "--{flag} {s}: expected an RFC 3339 time (2026-11-20T10:00:00Z) or a span like 24h"
+        ),
+    }
+}
+
+impl ScopeArgs {
+    /// The session scope these flags name, relative to `now`.
+    pub fn scope(&self, now: DateTime<Utc>) -> anyhow::Result<Scope> {
+        let time =
+            |flag, v: &Option<String>| v.as_deref().map(|s| parse_time(flag, s, now)).transpose();
+        Ok(Scope {
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            clusters: self.clusters.clone(),
+        })
+    }
+}
 
 /// The tokio runtime for commands that query (DataFusion is async).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

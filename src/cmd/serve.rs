@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use auditlake_detect::{SchedulerOptions, load_rules};
 use auditlake_ingest::{Lake, PipelineOptions};
+use auditlake_report::ReportFormat;
+use auditlake_report::schedule::Schedule;
 use auditlake_server::alerting::AlertingOptions;
+use auditlake_server::reports::{ReportOptions, ScheduledReport};
 use auditlake_server::sinks::{SinkConfig, SinkKind};
 use auditlake_server::{ServeOptions, TlsFiles, serve, shutdown_signal};
 use chrono::TimeDelta;
@@ -91,6 +95,11 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         decode: ingest.decode,
         pipeline,
         alerting: alerting_options(config)?,
+        postgres: config
+            .postgres
+            .as_ref()
+            .map(|_| crate::cmd::pg::pg_options(config, None)),
+        reports: report_options(config)?,
         kafka: config
             .kafka
             .as_ref()
@@ -116,6 +125,50 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
                     .collect(),
             }),
     })
+}
+
+/// `[[reports]]`: each entry's definition loaded and schedule parsed now, so a typo stops
+/// `serve` at start instead of at the first fire time.
+fn report_options(config: &Config) -> anyhow::Result<Option<ReportOptions>> {
+    if config.reports.is_empty() {
+        return Ok(None);
+    }
+    let dir = config.reports_dir(None);
+    let mut reports = Vec::new();
+    for (i, r) in config.reports.iter().enumerate() {
+        let key = format!("reports[{i}]");
+        let def =
+            auditlake_report::load_report(&dir, &r.name).with_context(|| format!("{key}.name"))?;
+        let schedule =
+            Schedule::parse(&r.schedule).map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
+        let window = match &r.window {
+            None => TimeDelta::hours(24),
+            Some(w) => auditlake_detect::rule::parse_duration(w)
+                .with_context(|| format!("{key}.window = {w:?}: expected a span like 24h"))?,
+        };
+        let formats = match &r.formats {
+            None => vec![ReportFormat::Html],
+            Some(f) => f
+                .iter()
+                .map(|f| {
+                    f.parse()
+                        .map_err(|e: String| anyhow::anyhow!("{key}.formats: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        reports.push(ScheduledReport {
+            def,
+            schedule,
+            window,
+            output_dir: config.resolve(&r.output_dir),
+            formats,
+            clusters: r.clusters.clone(),
+        });
+    }
+    Ok(Some(ReportOptions {
+        reports,
+        session: crate::cmd::query::session_options(config),
+    }))
 }
 
 /// `[scheduler]` + `[[sinks]]` + the active rules of `[detect]`, when the scheduler is on.

@@ -5,6 +5,7 @@ mod compact;
 mod crash;
 mod detect;
 mod duckdb;
+mod forensics;
 mod ingest;
 mod kafka;
 mod query;

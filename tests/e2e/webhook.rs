@@ -128,7 +128,7 @@ pub fn event_list(ids: &[String]) -> String {
     )
 }
 
-fn write_config(dir: &Path, body: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("auditlake.toml");
     std::fs::write(&path, body).unwrap();
     path
@@ -214,14 +214,14 @@ fn replaying_the_real_api_servers_posts_yields_exactly_its_audit_log() {
     assert!(wal.is_empty(), "{wal:?}");
 }
 
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
     /// A CA, a server certificate for 127.0.0.1, a client certificate with CN `prod` from the
     /// CA, and one with CN `prod` from an unrelated CA.
-    fn generate(dir: &Path) -> Pki {
+    pub(crate) fn generate(dir: &Path) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -261,7 +261,7 @@ impl Pki {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 

@@ -1,0 +1,98 @@
+//! `auditlake report NAME`: one report of the pack over a window of the lake.
+
+use std::io::Write;
+
+use anyhow::Context;
+use auditlake_query::{SessionOptions, open_lake};
+use auditlake_report::{
+    ReportFormat, ReportWindow, load_report, load_reports, render, run_report, write_atomically,
+};
+use chrono::Utc;
+
+use crate::cli::ReportArgs;
+use crate::cmd::query::session_options;
+use crate::config::Config;
+use crate::{EXIT_ERROR, EXIT_OK};
+
+pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
+    let dir = config.reports_dir(args.reports_dir.as_deref());
+    if args.list {
+        let defs = load_reports(&dir)?;
+        for d in defs {
+            let cis: Vec<&str> = d.cis.iter().map(|c| c.id.as_str()).collect();
+            println!(
+                "{:<22} {:<48} CIS {}",
+                d.id,
+                d.title,
+                if cis.is_empty() {
+                    "-".to_owned()
+                } else {
+                    cis.join(", ")
+                }
+            );
+        }
+        return Ok(EXIT_OK);
+    }
+    let name = args
+        .name
+        .as_deref()
+        .expect("clap requires NAME without --list");
+    let def = match load_report(&dir, name) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let format = match (args.format, &args.out) {
+        (Some(f), _) => f,
+        (None, Some(out)) => out
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(|e| e.parse().ok())
+            .unwrap_or_default(),
+        (None, None) => ReportFormat::Markdown,
+    };
+    let scope = args.scope.scope(Utc::now())?;
+    let window = ReportWindow {
+        since: scope.since,
+        until: scope.until,
+        clusters: scope.clusters.clone(),
+    };
+    let lake = config.lake_path(args.lake.lake.as_deref());
+    let opts = SessionOptions {
+        scope,
+        ..session_options(config)
+    };
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let ctx = open_lake(&lake, &opts).await?;
+        anyhow::Ok(run_report(&ctx, &def, window).await?)
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    let text = match render(&report, format, args.section.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_ERROR);
+        }
+    };
+    match &args.out {
+        Some(path) => {
+            write_atomically(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} ({} bytes)", path.display(), text.len());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(EXIT_OK)
+}
