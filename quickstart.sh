@@ -69,6 +69,20 @@ status=0
 run detect --config samples/auditlake.toml --lake "$lake" || status=$?
 [ "$status" -le 1 ] || exit "$status"
 
+echo; echo "# The incident responder: what did dave do, in order? (findings marked ⚑; stored with --store)"
+run detect --config samples/auditlake.toml --lake "$lake" --store --format json >/dev/null || true
+run timeline --lake "$lake" --user dave@example.com --limit 40
+
+echo; echo "# The auditor: compliance reports (reports/), CIS-mapped, as self-contained HTML"
+mkdir -p reports-out
+for r in $("$bin" report --list | awk '{print $1}'); do
+    "$bin" report "$r" --lake "$lake" --out "reports-out/$r.html" 2>/dev/null
+done
+run report rbac-changes --lake "$lake" --section cluster_admin
+ls reports-out
+
 echo
 echo "The lake is in ./$lake (Hive-partitioned Parquet; DuckDB, Spark and Trino read it as is)."
+echo "Reports are in ./reports-out/ (open them in a browser)."
 echo "Try your own: $bin query --lake $lake 'SELECT ... FROM audit_events'   (columns: $bin schema)"
+echo "or interactively: $bin shell --lake $lake      (or psql via: $bin pg --lake $lake)"

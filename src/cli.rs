@@ -287,17 +287,8 @@ pub struct DetectArgs {
     #[command(flatten)]
     pub rules: RulesDirArg,
 
-    /// Window start: RFC 3339 time, or a span back from now (`24h`, `7d`). Default: all events.
-    #[arg(long, value_name = "T")]
-    pub since: Option<String>,
-
-    /// Window end (exclusive): RFC 3339 time or a span back from now. Default: no end.
-    #[arg(long, value_name = "T")]
-    pub until: Option<String>,
-
-    /// Only these clusters (repeatable).
-    #[arg(long = "cluster", value_name = "NAME")]
-    pub clusters: Vec<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 
     /// Output format: table (one line per finding), json (full findings, one per line) or csv.
     #[arg(long, short, default_value = "table")]

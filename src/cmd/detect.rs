@@ -10,7 +10,6 @@ use auditlake_query::{OutputFormat, open_lake, write_batches};
 use chrono::Utc;
 
 use crate::cli::DetectArgs;
-use crate::cmd::parse_time;
 use crate::cmd::query::session_options;
 use crate::cmd::rules::load_pack;
 use crate::config::Config;
@@ -18,18 +17,11 @@ use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
     let now = Utc::now();
+    let scope = args.scope.scope(now)?;
     let window = Window {
-        since: args
-            .since
-            .as_deref()
-            .map(|s| parse_time("since", s, now))
-            .transpose()?,
-        until: args
-            .until
-            .as_deref()
-            .map(|s| parse_time("until", s, now))
-            .transpose()?,
-        clusters: args.clusters.clone(),
+        since: scope.since,
+        until: scope.until,
+        clusters: scope.clusters,
     };
     let (rules, pack) = load_pack(config, &args.rules)?;
     let lake = config.lake_path(args.lake.lake.as_deref());

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::ScopeArgs;
 
 /// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
-pub fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
     }
