@@ -332,8 +332,23 @@ pub struct IngestArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Read Kafka instead of files, once: join the consumer group, read every assigned
+    /// partition up to where it ended when the read started, commit after the lake commit, exit.
+    /// Bootstrap servers; TLS/SASL come from `[kafka] properties` [config: kafka.brokers]
+    #[arg(long, value_name = "BROKERS", conflicts_with = "inputs")]
+    pub kafka: Option<String>,
+
+    /// Topic to read with --kafka (repeatable) [config: kafka.topics]
+    #[arg(long = "topic", value_name = "TOPIC", requires = "kafka")]
+    pub topics: Vec<String>,
+
+    /// Consumer group for --kafka: the next run continues where this one committed
+    /// [default: auditlake-ingest]
+    #[arg(long, value_name = "GROUP", requires = "kafka")]
+    pub group: Option<String>,
+
     /// Files, directories or `-` for stdin.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "kafka", value_name = "PATH")]
     pub inputs: Vec<String>,
 }
 

@@ -35,8 +35,76 @@ pub struct KafkaOptions {
     pub topic_clusters: HashMap<String, String>,
     pub cluster_header: Option<String>,
     pub default_cluster: String,
+    /// `kafka.cluster` was set: envelopes do not override it (see `DecodeOptions::envelope_cluster`).
+    pub default_cluster_explicit: bool,
     /// librdkafka properties (TLS, SASL, …), passed through.
     pub properties: Vec<(String, String)>,
+    /// One-shot (`auditlake ingest --kafka`): stop once every assigned partition has been read up
+    /// to the high watermark it had when first assigned, then flush and commit.
+    pub until_caught_up: bool,
+}
+
+/// For a one-shot read: where each assigned partition must get to, and where it is. A partition
+/// is done when it has reached the high watermark it had when assigned *and* librdkafka has
+/// reported reaching its end (partition EOF, from the fetch responses). Both, because some
+/// Kafka-protocol brokers answer ListOffsets with a stale high watermark (tansu 0.6 counts
+/// record batches there) while their fetch responses are right.
+#[derive(Default)]
+struct CatchUp {
+    /// Partition numbers librdkafka reported EOF for (its event carries no topic).
+    eof: std::collections::HashSet<i32>,
+    /// High watermark when the partition was first assigned.
+    target: HashMap<(String, i32), i64>,
+    /// Next offset to read.
+    position: HashMap<(String, i32), i64>,
+}
+
+impl CatchUp {
+    /// Learns targets and start positions of newly assigned partitions; true when every
+    /// assigned partition has reached its target.
+    fn caught_up(&mut self, consumer: &BaseConsumer<Ctx>) -> bool {
+        let Ok(assignment) = consumer.assignment() else {
+            return false;
+        };
+        if assignment.count() == 0 {
+            return false;
+        }
+        let new: Vec<(String, i32)> = assignment
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .filter(|k| !self.target.contains_key(k))
+            .collect();
+        if !new.is_empty() {
+            // Broker round trips: only when the assignment grew.
+            let committed = consumer.committed(Duration::from_secs(10)).ok();
+            for key in new {
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(&key.0, key.1, Duration::from_secs(10))
+                else {
+                    return false;
+                };
+                let start = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&key.0, key.1))
+                    .and_then(|p| p.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(low);
+                self.target.insert(key.clone(), high);
+                self.position.entry(key).or_insert(start);
+            }
+        }
+        assignment.elements().iter().all(|e| {
+            let key = (e.topic().to_owned(), e.partition());
+            self.eof.contains(&e.partition())
+                && self.position.get(&key).copied().unwrap_or(0) >= self.target[&key]
+        })
+    }
+
+    fn consumed(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.position
+            .insert((topic.to_owned(), partition), offset + 1);
+    }
 }
 
 /// What the pipeline reported about submitted messages, waiting for the consumer thread.
@@ -127,7 +195,10 @@ fn flush_and_commit(
         });
     }
     store_durable(consumer, durable, epochs);
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+    // NoOffset: nothing was read since the last commit — nothing to do, not a failure.
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+        && e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+    {
         log::emit(&log::KafkaEvent {
             what: &format!("commit before {when} failed"),
             detail: &e.to_string(),
@@ -200,6 +271,9 @@ pub fn start(
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000");
+    if opts.until_caught_up {
+        config.set("enable.partition.eof", "true");
+    }
     for (k, v) in &opts.properties {
         config.set(k, v);
     }
@@ -226,21 +300,23 @@ pub fn start(
         .map_err(|e| format!("spawn Kafka thread: {e}"))
 }
 
-fn cluster_of(opts: &KafkaOptions, msg: &rdkafka::message::BorrowedMessage<'_>) -> String {
+/// The message's cluster, and whether configuration named it (header, topic, `kafka.cluster`)
+/// rather than defaulting, in which case a cloud envelope's own cluster name is used.
+fn cluster_of(opts: &KafkaOptions, msg: &rdkafka::message::BorrowedMessage<'_>) -> (String, bool) {
     if let (Some(name), Some(headers)) = (&opts.cluster_header, msg.headers()) {
         for h in headers.iter() {
             if h.key == name
                 && let Some(v) = h.value.and_then(|v| std::str::from_utf8(v).ok())
                 && auditlake_ingest::validate_cluster_name(v).is_ok()
             {
-                return v.to_owned();
+                return (v.to_owned(), true);
             }
         }
     }
-    opts.topic_clusters
-        .get(msg.topic())
-        .cloned()
-        .unwrap_or_else(|| opts.default_cluster.clone())
+    match opts.topic_clusters.get(msg.topic()) {
+        Some(c) => (c.clone(), true),
+        None => (opts.default_cluster.clone(), opts.default_cluster_explicit),
+    }
 }
 
 fn run(
@@ -253,8 +329,16 @@ fn run(
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut decoders: HashMap<String, Decoder> = HashMap::new();
+    let mut decoders: HashMap<(String, bool), Decoder> = HashMap::new();
+    let mut catch_up = CatchUp::default();
+    let mut checked = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
+        if opts.until_caught_up && checked.elapsed() >= Duration::from_millis(100) {
+            checked = std::time::Instant::now();
+            if catch_up.caught_up(&consumer) {
+                break;
+            }
+        }
         // Commit as soon as a flush made messages durable: the less is durable but uncommitted,
         // the less another group member re-reads after a rebalance (brokers refuse commits while
         // a rebalance is in progress, so the commit before a revoke can fail).
@@ -281,6 +365,10 @@ fn run(
         };
         let msg = match result {
             Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                catch_up.eof.insert(partition);
+                continue;
+            }
             Err(e) => {
                 log::emit(&log::KafkaEvent {
                     what: "consumer error",
@@ -289,12 +377,15 @@ fn run(
                 continue;
             }
         };
-        let cluster = cluster_of(&opts, &msg);
-        let decoder = decoders.entry(cluster.clone()).or_insert_with(|| {
-            let mut o = decode.clone();
-            o.cluster = Arc::from(cluster.as_str());
-            Decoder::new(o)
-        });
+        let (cluster, explicit) = cluster_of(&opts, &msg);
+        let decoder = decoders
+            .entry((cluster.clone(), explicit))
+            .or_insert_with(|| {
+                let mut o = decode.clone();
+                o.cluster = Arc::from(cluster.as_str());
+                o.envelope_cluster = !explicit;
+                Decoder::new(o)
+            });
         decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
         let pos = SourcePosition {
             source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
@@ -335,7 +426,7 @@ fn run(
             }
         });
         match pipeline.submit_direct(decoded, done) {
-            Ok(()) => {}
+            Ok(()) => catch_up.consumed(msg.topic(), msg.partition(), msg.offset()),
             Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
                 // Not taken: read it again from its offset once the lake accepts data.
                 let _ = consumer.seek(
@@ -402,6 +493,8 @@ mod tests {
             topic_clusters: HashMap::new(),
             cluster_header: None,
             default_cluster: "prod".into(),
+            default_cluster_explicit: true,
+            until_caught_up: false,
             properties: vec![],
         };
         let metrics = Arc::new(Metrics::new());

@@ -19,6 +19,9 @@ pub fn ingest_options(
     let c = &config.ingest;
     let cluster = cluster_flag.or(c.cluster.as_deref()).unwrap_or("default");
     let mut opts = IngestOptions::new(cluster)?;
+    // An operator who names the cluster means it; otherwise an EKS/AKS/GKE export that names its
+    // cluster is believed (one file or topic may hold several clusters).
+    opts.decode.envelope_cluster = cluster_flag.is_none() && c.cluster.is_none();
     opts.decode.redact_secrets = !no_redact && c.redact_secrets.unwrap_or(true);
     if let Some(n) = c.decode_threads {
         opts.decode_threads = n;
@@ -46,6 +49,9 @@ pub fn ingest_options(
 }
 
 pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<u8> {
+    if let Some(brokers) = &args.kafka {
+        return run_kafka(config, &args, brokers);
+    }
     let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
     let opts = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::parse(a)).collect();
@@ -141,4 +147,79 @@ fn summary_json(r: &IngestReport, lake: &Lake) -> serde_json::Value {
         "events_per_second": per_second(r.events as f64, secs),
         "megabytes_per_second": per_second(r.input_bytes as f64 / 1e6, secs),
     })
+}
+
+/// `ingest --kafka`: the consumer of `serve`, run once until caught up. Offsets are committed
+/// only after the lake commit that holds the messages, as in `serve`, so an interrupted run and
+/// the next one (same group) neither lose nor duplicate.
+fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Result<u8> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use anyhow::Context;
+    use auditlake_ingest::{NoObserver, Pipeline, PipelineOptions};
+    use auditlake_server::metrics::Metrics;
+
+    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
+    let ingest = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
+    let default_section = crate::config::KafkaSection::default();
+    let section = config.kafka.as_ref().unwrap_or(&default_section);
+    let mut opts = crate::cmd::serve::kafka_options(section, None);
+    opts.brokers = brokers.to_owned();
+    if !args.topics.is_empty() {
+        opts.topics = args.topics.clone();
+    }
+    if opts.topics.is_empty() {
+        anyhow::bail!("--kafka needs --topic (or kafka.topics in the config)");
+    }
+    opts.group_id = args
+        .group
+        .clone()
+        .unwrap_or_else(|| "auditlake-ingest".into());
+    if let Some(c) = args.cluster.as_deref().or(config.ingest.cluster.as_deref()) {
+        opts.default_cluster = c.to_owned();
+        opts.default_cluster_explicit = true;
+    }
+    opts.until_caught_up = true;
+    let topics = opts.topics.clone();
+
+    let mut popts = PipelineOptions::new(&lake);
+    popts.decode = ingest.decode.clone();
+    popts.writer = ingest.writer.clone();
+    popts.compact = None;
+    let (pipeline, _) = Pipeline::open(&lake, popts, Arc::new(NoObserver))
+        .with_context(|| format!("opening the lake {}", lake.root().display()))?;
+    let pipeline = Arc::new(pipeline);
+    let metrics = Arc::new(Metrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    let consumer = auditlake_server::kafka::start(
+        opts,
+        pipeline.clone(),
+        ingest.decode,
+        metrics.clone(),
+        stop,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let _ = consumer.join();
+    pipeline.shutdown()?;
+    let secs = started.elapsed().as_secs_f64();
+    let (messages, events, quarantined) = metrics.kafka_totals(&topics);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "messages": messages, "events": events, "quarantined": quarantined,
+                "seconds": secs, "events_per_sec": events as f64 / secs.max(1e-9),
+                "lake": lake.root(),
+            })
+        );
+    } else if !args.quiet {
+        eprintln!(
+            "read {messages} messages from {} ({events} events, {quarantined} quarantined) in {secs:.1} s: {:.0} events/s; offsets committed",
+            topics.join(", "),
+            events as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(EXIT_OK)
 }

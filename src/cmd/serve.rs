@@ -103,28 +103,39 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         kafka: config
             .kafka
             .as_ref()
-            .map(|k| auditlake_server::kafka::KafkaOptions {
-                brokers: k.brokers.clone(),
-                group_id: k.group_id.clone().unwrap_or_else(|| "auditlake".into()),
-                topics: k.topics.clone(),
-                topic_clusters: k
-                    .topic_clusters
-                    .iter()
-                    .map(|(a, b)| (a.clone(), b.clone()))
-                    .collect(),
-                cluster_header: k.cluster_header.clone(),
-                default_cluster: k
-                    .cluster
-                    .clone()
-                    .or_else(|| w.default_cluster.clone())
-                    .unwrap_or_else(|| "default".into()),
-                properties: k
-                    .properties
-                    .iter()
-                    .map(|(a, b)| (a.clone(), b.clone()))
-                    .collect(),
-            }),
+            .map(|k| kafka_options(k, w.default_cluster.as_deref())),
     })
+}
+
+/// `[kafka]` as the consumer's options (`default_cluster`: the webhook's, when `kafka.cluster`
+/// is not set).
+pub fn kafka_options(
+    k: &crate::config::KafkaSection,
+    default_cluster: Option<&str>,
+) -> auditlake_server::kafka::KafkaOptions {
+    auditlake_server::kafka::KafkaOptions {
+        brokers: k.brokers.clone(),
+        group_id: k.group_id.clone().unwrap_or_else(|| "auditlake".into()),
+        topics: k.topics.clone(),
+        topic_clusters: k
+            .topic_clusters
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect(),
+        cluster_header: k.cluster_header.clone(),
+        default_cluster_explicit: k.cluster.is_some(),
+        until_caught_up: false,
+        default_cluster: k
+            .cluster
+            .clone()
+            .or_else(|| default_cluster.map(str::to_owned))
+            .unwrap_or_else(|| "default".into()),
+        properties: k
+            .properties
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect(),
+    }
 }
 
 /// `[[reports]]`: each entry's definition loaded and schedule parsed now, so a typo stops

@@ -46,6 +46,9 @@ const MAX_DECOMPRESSED: u64 = 256 << 20;
 struct AksRecord<'a> {
     #[serde(borrow)]
     category: Option<Cow<'a, str>>,
+    /// `/SUBSCRIPTIONS/…/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/<NAME>`.
+    #[serde(borrow, rename = "resourceId")]
+    resource_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     properties: Option<AksProperties<'a>>,
 }
@@ -89,6 +92,8 @@ pub(super) fn decode_aks(d: &mut Decoder, records: &[&RawValue], pos: &SourcePos
         ) {
             continue;
         }
+        let cluster = record.resource_id.as_deref().and_then(aks_cluster);
+        d.set_envelope_cluster(cluster.as_deref());
         match record.properties.and_then(|p| p.log) {
             Some(log) if log.trim() == AKS_TOO_BIG => d.reject(
                 raw.get().as_bytes(),
@@ -99,6 +104,30 @@ pub(super) fn decode_aks(d: &mut Decoder, records: &[&RawValue], pos: &SourcePos
             None => d.reject(raw.get().as_bytes(), &pos, "AKS kube-audit record without properties.log".into()),
         }
     }
+    d.set_envelope_cluster(None);
+}
+
+/// The cluster an envelope names, when it is a valid lake cluster name.
+fn valid_cluster(name: &str) -> Option<String> {
+    crate::lake::validate_cluster_name(name).ok()?;
+    Some(name.to_owned())
+}
+
+/// AKS `resourceId` → the managed cluster's name (Azure upper-cases the id; names are
+/// case-insensitive, the lake uses lower case).
+fn aks_cluster(resource_id: &str) -> Option<String> {
+    let upper = resource_id.to_ascii_uppercase();
+    let at = upper.find("/MANAGEDCLUSTERS/")? + "/MANAGEDCLUSTERS/".len();
+    let name = resource_id[at..].split('/').next()?;
+    valid_cluster(&name.to_ascii_lowercase())
+}
+
+/// EKS log group `/aws/eks/<cluster>/cluster` → `<cluster>`.
+pub(super) fn eks_cluster(log_group: &str) -> Option<String> {
+    let name = log_group
+        .strip_prefix("/aws/eks/")?
+        .strip_suffix("/cluster")?;
+    valid_cluster(name)
 }
 
 pub(super) fn decode_cloudwatch(d: &mut Decoder, events: &[&RawValue], pos: &SourcePosition) {
@@ -263,7 +292,12 @@ pub(super) fn decode_gke(d: &mut Decoder, bytes: &[u8], pos: &SourcePosition) {
         "stageTimestamp": time,
         "annotations": annotations,
     });
+    let cluster = entry["resource"]["labels"]["cluster_name"]
+        .as_str()
+        .and_then(valid_cluster);
+    d.set_envelope_cluster(cluster.as_deref());
     d.decode_wrapped(&event.to_string(), FORMAT_GKE, pos);
+    d.set_envelope_cluster(None);
 }
 
 /// For an event CloudWatch truncated: the reason, with the auditID salvaged when it survived.
@@ -352,6 +386,78 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    #[test]
+    fn envelopes_name_the_cluster_when_the_operator_did_not() {
+        let aks = serde_json::json!({"records": [
+            {"resourceId": "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1",
+             "category": "kube-audit", "properties": {"log": event("a1")}},
+            {"resourceId": "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1",
+             "category": "kube-audit", "properties": {"log": "skipped-too-big-size-object"}}
+        ]})
+        .to_string();
+        let eks = serde_json::json!({"messageType": "DATA_MESSAGE", "logGroup": "/aws/eks/eks-prod/cluster",
+            "logEvents": [{"id": "1", "timestamp": 1, "message": event("e1")}]})
+        .to_string();
+        let gke = serde_json::json!({"insertId": "g1", "timestamp": "2026-11-22T10:00:00Z",
+            "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "gke-prod"}},
+            "protoPayload": {"serviceName": "k8s.io", "methodName": "io.k8s.core.v1.secrets.get",
+                "resourceName": "core/v1/namespaces/prod/secrets/db",
+                "authenticationInfo": {"principalEmail": "a@example.com"}, "status": {}}})
+        .to_string();
+        let clusters = |envelope_cluster: bool| {
+            let mut opts = DecodeOptions::new("fallback");
+            opts.envelope_cluster = envelope_cluster;
+            let mut d = Decoder::new(opts);
+            for (i, line) in [&aks, &eks, &gke, &event("plain")].iter().enumerate() {
+                d.decode(
+                    line.as_bytes(),
+                    &SourcePosition {
+                        line: Some(i as u64 + 1),
+                        ..SourcePosition::default()
+                    },
+                );
+            }
+            let out = d.take();
+            let mut c: Vec<String> = out
+                .batches
+                .iter()
+                .map(|b| format!("{}:{}", b.partition.cluster, b.batch.num_rows()))
+                .collect();
+            c.sort();
+            (
+                c,
+                out.rejects
+                    .iter()
+                    .map(|r| r.cluster.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            clusters(true),
+            (
+                vec![
+                    "aks-weu-1:1".into(),
+                    "eks-prod:1".into(),
+                    "fallback:1".into(),
+                    "gke-prod:1".into()
+                ],
+                vec!["aks-weu-1".to_owned()]
+            ),
+            "each envelope's events (and its quarantined record) go to its cluster; a bare event to the default"
+        );
+        assert_eq!(
+            clusters(false),
+            (vec!["fallback:4".into()], vec!["fallback".to_owned()]),
+            "an explicit --cluster wins"
+        );
+        assert_eq!(
+            aks_cluster("/subscriptions/x/managedClusters/bad name"),
+            None
+        );
+        assert_eq!(eks_cluster("/aws/eks/prod/cluster"), Some("prod".into()));
+        assert_eq!(eks_cluster("/aws/lambda/x"), None);
     }
 
     #[test]

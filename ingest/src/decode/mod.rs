@@ -119,6 +119,10 @@ pub struct DecodeOptions {
     pub batch_rows: usize,
     /// Input bytes per emitted batch (per partition); bounds memory for huge events.
     pub batch_bytes: usize,
+    /// A managed-cloud envelope that names its cluster (EKS log group, AKS `resourceId`, GKE
+    /// `resource.labels.cluster_name`) decides the cluster of its events instead of `cluster`.
+    /// On when the operator did not name the cluster explicitly.
+    pub envelope_cluster: bool,
 }
 
 impl DecodeOptions {
@@ -129,6 +133,7 @@ impl DecodeOptions {
             source_format: FORMAT_K8S_AUDIT,
             batch_rows: 8192,
             batch_bytes: 16 << 20,
+            envelope_cluster: false,
         }
     }
 }
@@ -149,11 +154,14 @@ struct PartitionRows {
 /// Decodes lines/messages into per-partition batches. Not thread-safe: use one per worker.
 pub struct Decoder {
     opts: DecodeOptions,
-    partitions: HashMap<i64, PartitionRows>,
+    /// By (cluster, hour of event time).
+    partitions: HashMap<(Arc<str>, i64), PartitionRows>,
     out: Decoded,
     ingested_at: i64,
     /// `source_format` of events unwrapped from a managed-cloud envelope.
     format_override: Option<&'static str>,
+    /// The cluster the current envelope names (when `envelope_cluster` is on).
+    cluster_override: Option<Arc<str>>,
 }
 
 /// Why an event was rejected; rendered into the quarantine record.
@@ -167,7 +175,23 @@ impl Decoder {
             out: Decoded::default(),
             ingested_at: now_micros(),
             format_override: None,
+            cluster_override: None,
         }
+    }
+
+    /// The cluster of the events that follow, as the envelope around them names it (ignored
+    /// unless `envelope_cluster`); None returns to `cluster`.
+    pub(crate) fn set_envelope_cluster(&mut self, name: Option<&str>) {
+        self.cluster_override = match name {
+            Some(n) if self.opts.envelope_cluster => Some(Arc::from(n)),
+            _ => None,
+        };
+    }
+
+    fn cluster(&self) -> Arc<str> {
+        self.cluster_override
+            .clone()
+            .unwrap_or_else(|| self.opts.cluster.clone())
     }
 
     pub fn options(&self) -> &DecodeOptions {
@@ -260,7 +284,13 @@ impl Decoder {
                     .as_ref()
                     .is_some_and(|t| t.as_str() == "CONTROL_MESSAGE");
                 if !control {
+                    let cluster = ev
+                        .log_group
+                        .as_ref()
+                        .and_then(|g| envelope::eks_cluster(g.as_str()));
+                    self.set_envelope_cluster(cluster.as_deref());
                     envelope::decode_cloudwatch(self, events, pos);
+                    self.set_envelope_cluster(None);
                 }
                 return;
             }
@@ -369,9 +399,10 @@ impl Decoder {
         };
 
         let hour = stage_at.div_euclid(MICROS_PER_HOUR);
+        let key = (self.cluster(), hour);
         let rows = self
             .partitions
-            .entry(hour)
+            .entry(key.clone())
             .or_insert_with(|| PartitionRows {
                 columns: EventColumns::default(),
                 keys: Vec::new(),
@@ -382,21 +413,21 @@ impl Decoder {
         if rows.columns.rows() >= self.opts.batch_rows
             || rows.columns.approx_bytes() >= self.opts.batch_bytes
         {
-            self.emit(hour);
+            self.emit(&key);
         }
         Ok(())
     }
 
-    fn emit(&mut self, hour: i64) {
-        if let Some(rows) = self.partitions.get_mut(&hour) {
+    fn emit(&mut self, key: &(Arc<str>, i64)) {
+        if let Some(rows) = self.partitions.get_mut(key) {
             if rows.columns.rows() == 0 {
                 return;
             }
             let batch = rows.columns.finish();
             let keys = std::mem::take(&mut rows.keys);
             let partition = PartitionKey {
-                cluster: self.opts.cluster.clone(),
-                hour,
+                cluster: key.0.clone(),
+                hour: key.1,
             };
             self.out.batches.push(DecodedBatch {
                 partition,
@@ -430,16 +461,16 @@ impl Decoder {
             reason,
             position: pos.clone(),
             raw: bytes.to_vec(),
-            cluster: self.opts.cluster.clone(),
+            cluster: self.cluster(),
         });
     }
 
     /// Returns everything decoded so far (flushing partial batches) and resets the output.
     pub fn take(&mut self) -> Decoded {
-        let mut hours: Vec<i64> = self.partitions.keys().copied().collect();
-        hours.sort_unstable();
-        for hour in hours {
-            self.emit(hour);
+        let mut keys: Vec<(Arc<str>, i64)> = self.partitions.keys().cloned().collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.emit(&key);
         }
         // Partitions of a long stream change hour by hour; don't keep idle builders forever.
         self.partitions.clear();

@@ -144,6 +144,9 @@ pub struct RawEvent<'a> {
     pub log_events: Option<Vec<&'a RawValue>>,
     #[serde(borrow)]
     pub message_type: Option<Str<'a>>,
+    /// EKS subscription payloads: `/aws/eks/<cluster>/cluster`.
+    #[serde(borrow)]
+    pub log_group: Option<Str<'a>>,
     /// GKE: a Cloud Logging `LogEntry` whose `protoPayload` is a `google.cloud.audit.AuditLog`.
     #[serde(borrow)]
     pub proto_payload: Option<&'a RawValue>,
