@@ -30,12 +30,11 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 BYTES=$(stat -c %s "$WORK/events.jsonl")
 
 produce() { # topic
-  python3 - "$1" "$WORK/events.jsonl" "127.0.0.1:$PORT" "$PARTITIONS" <<'EOF'
-import sys, time
+  "$TANSU" topic create "$1" --broker "$URL" --partitions "$PARTITIONS" >/dev/null
+  python3 - "$1" "$WORK/events.jsonl" "127.0.0.1:$PORT" <<'EOF'
+import sys
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-topic, path, brokers, partitions = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-AdminClient({"bootstrap.servers": brokers}).create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+topic, path, brokers = sys.argv[1], sys.argv[2], sys.argv[3]
 p = Producer({"bootstrap.servers": brokers, "linger.ms": 20, "batch.size": 1 << 20,
               "compression.type": "none", "queue.buffering.max.messages": 1000000})
 n = 0
@@ -71,6 +70,33 @@ ONE_SECS=$(python3 -c "print(round($end - $start, 2))")
 ONE_EPS=$(python3 -c "import json; d=json.load(open('$WORK/one.json')); print(round(d['events']/($end-$start)))")
 ONE_EVENTS=$(python3 -c "import json; print(json.load(open('$WORK/one.json'))['events'])")
 
+# The broker's ceiling: a bare librdkafka consumer (Python confluent-kafka) reading the same
+# topic to its end, storing nothing.
+BASE_SECS=$(python3 - "127.0.0.1:$PORT" <<'EOF'
+import sys, time
+from confluent_kafka import Consumer, KafkaError
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "baseline", "auto.offset.reset": "earliest",
+              "enable.partition.eof": True})
+start = time.time()
+c.subscribe(["single"])
+eof, n = set(), 0
+while True:
+    m = c.poll(1)
+    if m is None:
+        continue
+    if m.error():
+        if m.error().code() == KafkaError._PARTITION_EOF:
+            eof.add(m.partition())
+            if len(eof) == len(c.assignment()) and n > 0:
+                break
+        continue
+    n += 1
+print(round(time.time() - start, 2))
+c.close()
+EOF
+)
+BASE_EPS=$(python3 -c "print(round($ONE_EVENTS/$BASE_SECS))")
+
 # Two consumers in one group, each with its own lake (two replicas).
 produce pair >/dev/null
 start=$(date +%s.%N)
@@ -98,6 +124,7 @@ ROWS_B=$("$BIN" query --format csv --lake "$WORK/lakeB" "SELECT count(*) FROM au
   echo "|---:|---:|---:|---:|---:|"
   echo "| 1 | $ONE_EVENTS | ${ONE_SECS} s | $ONE_EPS | $(python3 -c "print(round($BYTES/1e6/$ONE_SECS,1))") |"
   echo "| 2 in one group | $A_EV + $B_EV | ${TWO_SECS} s | $TWO_EPS | $(python3 -c "print(round($BYTES/1e6/$TWO_SECS,1))") |"
+  echo "| *baseline: bare librdkafka consumer (Python), stores nothing* | $ONE_EVENTS | ${BASE_SECS} s | $BASE_EPS | $(python3 -c "print(round($BYTES/1e6/$BASE_SECS,1))") |"
   echo
   echo "Rows in the two replicas' lakes: $ROWS_A + $ROWS_B = $((ROWS_A + ROWS_B)) (of $EVENTS: a partition handed"
   echo "over in the rebalance while the second consumer joined is re-read from the last commit by its new owner;"

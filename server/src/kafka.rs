@@ -319,6 +319,99 @@ fn cluster_of(opts: &KafkaOptions, msg: &rdkafka::message::BorrowedMessage<'_>) 
     }
 }
 
+/// Messages read but not yet handed to the pipeline.
+#[derive(Default)]
+struct Pending {
+    /// (topic, partition, offset, epoch) in read order.
+    messages: Vec<(String, i32, i64, u64)>,
+    bytes: usize,
+    since: Option<std::time::Instant>,
+}
+
+impl Pending {
+    const MAX_MESSAGES: usize = 2000;
+    const MAX_BYTES: usize = 8 << 20;
+    const MAX_AGE: Duration = Duration::from_millis(50);
+
+    fn add(&mut self, topic: String, partition: i32, offset: i64, epoch: u64, bytes: usize) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.messages.push((topic, partition, offset, epoch));
+        self.bytes += bytes;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.messages.len() >= Self::MAX_MESSAGES || self.bytes >= Self::MAX_BYTES
+    }
+
+    fn due(&self) -> bool {
+        self.full() || self.since.is_some_and(|t| t.elapsed() >= Self::MAX_AGE)
+    }
+}
+
+/// Hands everything decoded since the last call to the pipeline as one submission whose
+/// durability callback records every message's offset. Refused (the lake is full or failing):
+/// the decoded data is dropped and each partition is rewound to its first unsubmitted message.
+fn submit_pending(
+    pending: &mut Pending,
+    decoders: &mut HashMap<(String, bool), Decoder>,
+    pipeline: &Pipeline,
+    durable: &Durable,
+    consumer: &BaseConsumer<Ctx>,
+    catch_up: &mut CatchUp,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let messages = std::mem::take(&mut pending.messages);
+    pending.bytes = 0;
+    pending.since = None;
+    let mut decoded = auditlake_ingest::Decoded::default();
+    for d in decoders.values_mut() {
+        let part = d.take();
+        decoded.batches.extend(part.batches);
+        decoded.rejects.extend(part.rejects);
+        decoded.events += part.events;
+    }
+    let outcomes = durable.clone();
+    let offsets = messages.clone();
+    let done = Box::new(move |ok: bool| {
+        let mut o = outcomes.lock().expect("outcomes");
+        if ok {
+            o.durable.extend(offsets)
+        } else {
+            o.lost.extend(offsets)
+        }
+    });
+    match pipeline.submit_direct(decoded, done) {
+        Ok(()) => {
+            for (topic, partition, offset, _) in &messages {
+                catch_up.consumed(topic, *partition, *offset);
+            }
+        }
+        Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
+            // Not taken: read again from the first message of each partition once the lake
+            // accepts data.
+            let mut first: HashMap<(&str, i32), i64> = HashMap::new();
+            for (topic, partition, offset, _) in &messages {
+                first.entry((topic.as_str(), *partition)).or_insert(*offset);
+            }
+            for ((topic, partition), offset) in first {
+                let _ = consumer.seek(
+                    topic,
+                    partition,
+                    rdkafka::Offset::Offset(offset),
+                    Duration::from_secs(5),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 fn run(
     consumer: BaseConsumer<Ctx>,
     opts: KafkaOptions,
@@ -331,6 +424,8 @@ fn run(
 ) {
     let mut decoders: HashMap<(String, bool), Decoder> = HashMap::new();
     let mut catch_up = CatchUp::default();
+    let mut pending = Pending::default();
+    let mut paused = false;
     let mut checked = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
         if opts.until_caught_up && checked.elapsed() >= Duration::from_millis(100) {
@@ -355,12 +450,40 @@ fn run(
         // polling continues (group membership), consumption pauses.
         if pipeline.refusal().is_some() {
             let _ = consumer.pause(&consumer.assignment().unwrap_or_default());
+            paused = true;
             std::thread::sleep(Duration::from_millis(100));
             let _ = consumer.poll(Duration::ZERO);
             continue;
         }
-        let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+        if paused {
+            let _ = consumer.resume(&consumer.assignment().unwrap_or_default());
+            paused = false;
+        }
+        // Messages decoded so far go to the lake together once the batch is full, old, or the
+        // topic is idle: one Arrow batch per message would cost more than decoding it.
+        if pending.due() {
+            submit_pending(
+                &mut pending,
+                &mut decoders,
+                &pipeline,
+                &durable,
+                &consumer,
+                &mut catch_up,
+            );
+        }
+        let Some(result) = consumer.poll(if pending.is_empty() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_millis(5)
+        }) else {
+            submit_pending(
+                &mut pending,
+                &mut decoders,
+                &pipeline,
+                &durable,
+                &consumer,
+                &mut catch_up,
+            );
             continue;
         };
         let msg = match result {
@@ -392,8 +515,10 @@ fn run(
             byte_offset: Some(msg.offset() as u64),
             ..SourcePosition::default()
         };
-        decoder.decode(msg.payload().unwrap_or_default(), &pos);
-        let decoded = decoder.take();
+        let (events_before, rejects_before) = decoder.pending_counts();
+        let payload = msg.payload().unwrap_or_default();
+        decoder.decode(payload, &pos);
+        let (events_after, rejects_after) = decoder.pending_counts();
         let topic_label = TopicLabel {
             topic: msg.topic().to_owned(),
         };
@@ -401,44 +526,40 @@ fn run(
         metrics
             .kafka_events
             .get_or_create(&topic_label)
-            .inc_by(decoded.events);
-        if !decoded.rejects.is_empty() {
+            .inc_by(events_after - events_before);
+        if rejects_after > rejects_before {
             metrics
                 .kafka_quarantined
                 .get_or_create(&topic_label)
-                .inc_by(decoded.rejects.len() as u64);
+                .inc_by((rejects_after - rejects_before) as u64);
         }
-        let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+        let (topic, partition) = (msg.topic().to_owned(), msg.partition());
         let epoch = epochs
             .lock()
             .expect("epochs")
             .get(&(topic.clone(), partition))
             .copied()
             .unwrap_or(0);
-        let outcomes = durable.clone();
-        let done = Box::new(move |ok: bool| {
-            let mut o = outcomes.lock().expect("outcomes");
-            let entry = (topic, partition, offset, epoch);
-            if ok {
-                o.durable.push(entry)
-            } else {
-                o.lost.push(entry)
-            }
-        });
-        match pipeline.submit_direct(decoded, done) {
-            Ok(()) => catch_up.consumed(msg.topic(), msg.partition(), msg.offset()),
-            Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
-                // Not taken: read it again from its offset once the lake accepts data.
-                let _ = consumer.seek(
-                    msg.topic(),
-                    msg.partition(),
-                    rdkafka::Offset::Offset(msg.offset()),
-                    Duration::from_secs(5),
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        pending.add(topic, partition, msg.offset(), epoch, payload.len());
+        if pending.full() {
+            submit_pending(
+                &mut pending,
+                &mut decoders,
+                &pipeline,
+                &durable,
+                &consumer,
+                &mut catch_up,
+            );
         }
     }
+    submit_pending(
+        &mut pending,
+        &mut decoders,
+        &pipeline,
+        &durable,
+        &consumer,
+        &mut catch_up,
+    );
     // Shutdown: make everything read durable, store and commit its offsets.
     flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
 }

@@ -465,6 +465,12 @@ impl Decoder {
         });
     }
 
+    /// Events and rejects decoded since the last [`Decoder::take`] (for per-source metrics
+    /// when several messages share one take).
+    pub fn pending_counts(&self) -> (u64, usize) {
+        (self.out.events, self.out.rejects.len())
+    }
+
     /// Returns everything decoded so far (flushing partial batches) and resets the output.
     pub fn take(&mut self) -> Decoded {
         let mut keys: Vec<(Arc<str>, i64)> = self.partitions.keys().cloned().collect();
