@@ -319,6 +319,16 @@ pub struct ReportWindow {
     pub clusters: Vec<String>,
 }
 
+impl From<&auditlake_query::Scope> for ReportWindow {
+    fn from(scope: &auditlake_query::Scope) -> Self {
+        ReportWindow {
+            since: scope.since,
+            until: scope.until,
+            clusters: scope.clusters.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FactResult {
     pub name: String,
@@ -558,7 +568,8 @@ pub async fn run_report(
 }
 
 /// Writes `text` to `path` so that a reader sees the old file or the whole new one: a temporary
-/// file in the same directory, fsynced, renamed over `path`.
+/// file in the same directory, fsynced, renamed over `path`, then the directory fsynced so the
+/// rename survives a crash.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path
@@ -570,17 +581,13 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Plans every query of `def` (after templating) without running it: `auditlake report --check`
 /// and the pack's own test.
 pub async fn check_report(ctx: &SessionContext, def: &ReportDef) -> Result<(), ReportError> {
-    let window = ReportWindow {
-        since: None,
-        until: None,
-        clusters: Vec::new(),
-    };
+    let window = ReportWindow::from(&auditlake_query::Scope::default());
     run_report(ctx, def, window).await.map(|_| ())
 }
 

@@ -33,11 +33,7 @@ fn lake_of(log: &Path, cluster: &str) -> tempfile::TempDir {
 }
 
 fn everything() -> ReportWindow {
-    ReportWindow {
-        since: None,
-        until: None,
-        clusters: Vec::new(),
-    }
+    ReportWindow::from(&Scope::default())
 }
 
 async fn run(lake: &Path, id: &str) -> ReportResult {
@@ -483,11 +479,7 @@ async fn window_and_cluster_scope_the_report() {
     )
     .await
     .unwrap();
-    let window = ReportWindow {
-        since: scope.since,
-        until: scope.until,
-        clusters: scope.clusters,
-    };
+    let window = ReportWindow::from(&scope);
     let r = run_report(&ctx, &def, window).await.unwrap();
     assert_eq!(section(&r, "cluster_admin").rows.len(), 0);
     assert!(

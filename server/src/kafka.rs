@@ -319,13 +319,17 @@ fn cluster_of(opts: &KafkaOptions, msg: &rdkafka::message::BorrowedMessage<'_>) 
     }
 }
 
-/// Messages read but not yet handed to the pipeline.
+/// Messages read but not yet handed to the pipeline: their offsets, and the decoders (one per
+/// cluster) holding their rows; plus how far a one-shot read has got.
 #[derive(Default)]
 struct Pending {
     /// (topic, partition, offset, epoch) in read order.
     messages: Vec<(String, i32, i64, u64)>,
     bytes: usize,
     since: Option<std::time::Instant>,
+    /// By (cluster, whether configuration named it).
+    decoders: HashMap<(String, bool), Decoder>,
+    catch_up: CatchUp,
 }
 
 impl Pending {
@@ -350,64 +354,68 @@ impl Pending {
     fn due(&self) -> bool {
         self.full() || self.since.is_some_and(|t| t.elapsed() >= Self::MAX_AGE)
     }
-}
 
-/// Hands everything decoded since the last call to the pipeline as one submission whose
-/// durability callback records every message's offset. Refused (the lake is full or failing):
-/// the decoded data is dropped and each partition is rewound to its first unsubmitted message.
-fn submit_pending(
-    pending: &mut Pending,
-    decoders: &mut HashMap<(String, bool), Decoder>,
-    pipeline: &Pipeline,
-    durable: &Durable,
-    consumer: &BaseConsumer<Ctx>,
-    catch_up: &mut CatchUp,
-) {
-    if pending.is_empty() {
-        return;
+    fn decoder(&mut self, cluster: String, explicit: bool, decode: &DecodeOptions) -> &mut Decoder {
+        self.decoders
+            .entry((cluster, explicit))
+            .or_insert_with_key(|(cluster, explicit)| {
+                let mut o = decode.clone();
+                o.cluster = Arc::from(cluster.as_str());
+                o.envelope_cluster = !explicit;
+                Decoder::new(o)
+            })
     }
-    let messages = std::mem::take(&mut pending.messages);
-    pending.bytes = 0;
-    pending.since = None;
-    let mut decoded = auditlake_ingest::Decoded::default();
-    for d in decoders.values_mut() {
-        let part = d.take();
-        decoded.batches.extend(part.batches);
-        decoded.rejects.extend(part.rejects);
-        decoded.events += part.events;
-    }
-    let outcomes = durable.clone();
-    let offsets = messages.clone();
-    let done = Box::new(move |ok: bool| {
-        let mut o = outcomes.lock().expect("outcomes");
-        if ok {
-            o.durable.extend(offsets)
-        } else {
-            o.lost.extend(offsets)
+
+    /// Hands everything decoded since the last call to the pipeline as one submission whose
+    /// durability callback records every message's offset. Refused (the lake is full or failing):
+    /// the decoded data is dropped and each partition is rewound to its first unsubmitted message.
+    fn submit(&mut self, pipeline: &Pipeline, durable: &Durable, consumer: &BaseConsumer<Ctx>) {
+        if self.is_empty() {
+            return;
         }
-    });
-    match pipeline.submit_direct(decoded, done) {
-        Ok(()) => {
-            for (topic, partition, offset, _) in &messages {
-                catch_up.consumed(topic, *partition, *offset);
-            }
+        let messages = std::mem::take(&mut self.messages);
+        self.bytes = 0;
+        self.since = None;
+        let mut decoded = auditlake_ingest::Decoded::default();
+        for d in self.decoders.values_mut() {
+            let part = d.take();
+            decoded.batches.extend(part.batches);
+            decoded.rejects.extend(part.rejects);
+            decoded.events += part.events;
         }
-        Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
-            // Not taken: read again from the first message of each partition once the lake
-            // accepts data.
-            let mut first: HashMap<(&str, i32), i64> = HashMap::new();
-            for (topic, partition, offset, _) in &messages {
-                first.entry((topic.as_str(), *partition)).or_insert(*offset);
+        let outcomes = durable.clone();
+        let offsets = messages.clone();
+        let done = Box::new(move |ok: bool| {
+            let mut o = outcomes.lock().expect("outcomes");
+            if ok {
+                o.durable.extend(offsets)
+            } else {
+                o.lost.extend(offsets)
             }
-            for ((topic, partition), offset) in first {
-                let _ = consumer.seek(
-                    topic,
-                    partition,
-                    rdkafka::Offset::Offset(offset),
-                    Duration::from_secs(5),
-                );
+        });
+        match pipeline.submit_direct(decoded, done) {
+            Ok(()) => {
+                for (topic, partition, offset, _) in &messages {
+                    self.catch_up.consumed(topic, *partition, *offset);
+                }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            Err(SubmitError::Overloaded(_)) | Err(SubmitError::Unavailable(_)) => {
+                // Not taken: read again from the first message of each partition once the lake
+                // accepts data.
+                let mut first: HashMap<(&str, i32), i64> = HashMap::new();
+                for (topic, partition, offset, _) in &messages {
+                    first.entry((topic.as_str(), *partition)).or_insert(*offset);
+                }
+                for ((topic, partition), offset) in first {
+                    let _ = consumer.seek(
+                        topic,
+                        partition,
+                        rdkafka::Offset::Offset(offset),
+                        Duration::from_secs(5),
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
@@ -422,15 +430,13 @@ fn run(
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut decoders: HashMap<(String, bool), Decoder> = HashMap::new();
-    let mut catch_up = CatchUp::default();
     let mut pending = Pending::default();
     let mut paused = false;
     let mut checked = std::time::Instant::now();
     while !stop.load(Ordering::Acquire) {
         if opts.until_caught_up && checked.elapsed() >= Duration::from_millis(100) {
             checked = std::time::Instant::now();
-            if catch_up.caught_up(&consumer) {
+            if pending.catch_up.caught_up(&consumer) {
                 break;
             }
         }
@@ -462,34 +468,20 @@ fn run(
         // Messages decoded so far go to the lake together once the batch is full, old, or the
         // topic is idle: one Arrow batch per message would cost more than decoding it.
         if pending.due() {
-            submit_pending(
-                &mut pending,
-                &mut decoders,
-                &pipeline,
-                &durable,
-                &consumer,
-                &mut catch_up,
-            );
+            pending.submit(&pipeline, &durable, &consumer);
         }
         let Some(result) = consumer.poll(if pending.is_empty() {
             Duration::from_millis(200)
         } else {
             Duration::from_millis(5)
         }) else {
-            submit_pending(
-                &mut pending,
-                &mut decoders,
-                &pipeline,
-                &durable,
-                &consumer,
-                &mut catch_up,
-            );
+            pending.submit(&pipeline, &durable, &consumer);
             continue;
         };
         let msg = match result {
             Ok(m) => m,
             Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
-                catch_up.eof.insert(partition);
+                pending.catch_up.eof.insert(partition);
                 continue;
             }
             Err(e) => {
@@ -501,14 +493,7 @@ fn run(
             }
         };
         let (cluster, explicit) = cluster_of(&opts, &msg);
-        let decoder = decoders
-            .entry((cluster.clone(), explicit))
-            .or_insert_with(|| {
-                let mut o = decode.clone();
-                o.cluster = Arc::from(cluster.as_str());
-                o.envelope_cluster = !explicit;
-                Decoder::new(o)
-            });
+        let decoder = pending.decoder(cluster, explicit, &decode);
         decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
         let pos = SourcePosition {
             source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
@@ -542,24 +527,10 @@ fn run(
             .unwrap_or(0);
         pending.add(topic, partition, msg.offset(), epoch, payload.len());
         if pending.full() {
-            submit_pending(
-                &mut pending,
-                &mut decoders,
-                &pipeline,
-                &durable,
-                &consumer,
-                &mut catch_up,
-            );
+            pending.submit(&pipeline, &durable, &consumer);
         }
     }
-    submit_pending(
-        &mut pending,
-        &mut decoders,
-        &pipeline,
-        &durable,
-        &consumer,
-        &mut catch_up,
-    );
+    pending.submit(&pipeline, &durable, &consumer);
     // Shutdown: make everything read durable, store and commit its offsets.
     flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
 }

@@ -74,11 +74,7 @@ pub async fn render_once(
         until: Some(end),
         clusters: r.clusters.clone(),
     };
-    let window = ReportWindow {
-        since: scope.since,
-        until: scope.until,
-        clusters: scope.clusters.clone(),
-    };
+    let window = ReportWindow::from(&scope);
     let opts = SessionOptions {
         scope,
         ..session.clone()

@@ -54,11 +54,7 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         (None, None) => ReportFormat::Markdown,
     };
     let scope = args.scope.scope(Utc::now())?;
-    let window = ReportWindow {
-        since: scope.since,
-        until: scope.until,
-        clusters: scope.clusters.clone(),
-    };
+    let window = ReportWindow::from(&scope);
     let lake = config.lake_path(args.lake.lake.as_deref());
     let opts = SessionOptions {
         scope,
