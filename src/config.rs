@@ -89,6 +89,8 @@ pub struct IngestSection {
     pub row_group_rows: Option<usize>,
     /// zstd level 1–22 (default 3).
     pub zstd_level: Option<i32>,
+    /// zstd level 1–22 of request/response bodies and request URIs (default 9).
+    pub bulk_zstd_level: Option<i32>,
     /// Lines longer than this many MiB are quarantined without being held in memory (default 256).
     pub max_line_mb: Option<usize>,
 }
@@ -343,10 +345,15 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if let Some(level) = self.ingest.zstd_level
-            && !(1..=22).contains(&level)
-        {
-            bail!("ingest.zstd_level = {level}: must be between 1 and 22");
+        for (key, level) in [
+            ("ingest.zstd_level", self.ingest.zstd_level),
+            ("ingest.bulk_zstd_level", self.ingest.bulk_zstd_level),
+        ] {
+            if let Some(level) = level
+                && !(1..=22).contains(&level)
+            {
+                bail!("{key} = {level}: must be between 1 and 22");
+            }
         }
         if let Some(cluster) = &self.ingest.cluster {
             auditlake_ingest::validate_cluster_name(cluster).context("ingest.cluster")?;
@@ -545,6 +552,7 @@ mod tests {
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(config.lake.path.as_deref(), Some(Path::new("lake")));
         assert_eq!(config.ingest.zstd_level, Some(3));
+        assert_eq!(config.ingest.bulk_zstd_level, Some(9));
         assert_eq!(config.ingest.redact_secrets, Some(true));
         assert_eq!(config.webhook.listen.as_deref(), Some("127.0.0.1:8443"));
         assert_eq!(config.webhook.wal_max_mb, Some(1024));
@@ -638,6 +646,13 @@ mod tests {
                 Config::parse("[ingest]\nzstd_level = 40").unwrap_err()
             )
             .contains("ingest.zstd_level")
+        );
+        assert!(
+            format!(
+                "{:#}",
+                Config::parse("[ingest]\nbulk_zstd_level = 0").unwrap_err()
+            )
+            .contains("ingest.bulk_zstd_level")
         );
         assert!(
             format!(

@@ -9,11 +9,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// DataFusion, the Parquet reader/writer and the JSON decoder allocate and free many short-lived
-// buffers; glibc malloc spent a third of a selective query in malloc/free/consolidate.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit codes, documented in `--help` and the README.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;

@@ -369,8 +369,10 @@ pub fn ingest(
     let quarantine = Arc::new(Mutex::new(QuarantineWriter::new(lake)));
     let stored = Arc::new(AtomicU64::new(0));
     let threads = opts.decode_threads.max(1);
-    let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
-    let (out_tx, out_rx) = bounded::<(u64, Decoded)>(threads * 2);
+    // One chunk waiting per decoder on each side keeps every core busy; deeper queues only
+    // held more 4 MiB chunks and their decoded batches (peak RSS).
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads);
+    let (out_tx, out_rx) = bounded::<(u64, Decoded)>(threads);
     let mut report = IngestReport {
         inputs: inputs.len(),
         ..IngestReport::default()

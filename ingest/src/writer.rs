@@ -22,7 +22,7 @@ use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{filter_record_batch, interleave_record_batch};
 use arrow::record_batch::RecordBatch;
 use auditlake_schemas::{
-    AUDIT_EVENTS_SCHEMA_VERSION, AUDIT_ID, NAME, REQUEST_OBJECT, REQUEST_RECEIVED_AT,
+    AUDIT_EVENTS_SCHEMA_VERSION, AUDIT_ID, NAME, REQUEST_OBJECT, REQUEST_RECEIVED_AT, REQUEST_URI,
     RESPONSE_OBJECT, SCHEMA_VERSION_KEY, SOURCE_IP, STAGE, STAGE_AT, USER_NAME,
     audit_events_file_schema,
 };
@@ -53,6 +53,10 @@ pub struct WriterOptions {
     pub max_buffer_bytes: usize,
     pub row_group_rows: usize,
     pub zstd_level: i32,
+    /// zstd level of the bulky text columns (request/response bodies, request URIs): three
+    /// quarters of the lake's bytes, written once and read rarely, so they get the slower,
+    /// tighter level (decompression is as fast as at level 3).
+    pub bulk_zstd_level: i32,
     pub encoder_threads: usize,
     /// Bound on dedup key hashes kept in memory; idle partitions' sets are evicted and reloaded
     /// from the lake on demand.
@@ -67,6 +71,7 @@ impl Default for WriterOptions {
             max_buffer_bytes: 96 << 20,
             row_group_rows: 64 * 1024,
             zstd_level: 3,
+            bulk_zstd_level: 9,
             encoder_threads: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .min(4),
@@ -483,8 +488,13 @@ fn writer_properties(
         as i32;
     let level = ZstdLevel::try_new(opts.zstd_level)
         .map_err(|e| IngestError::Internal(format!("zstd level {}: {e}", opts.zstd_level)))?;
+    let bulk_level = ZstdLevel::try_new(opts.bulk_zstd_level)
+        .map_err(|e| IngestError::Internal(format!("zstd level {}: {e}", opts.bulk_zstd_level)))?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
+        // Pages of up to 8 MiB (still at most 20k rows) give zstd more of the repetitive JSON
+        // bodies to match against; measured 0.3 MB less per million events.
+        .set_data_page_size_limit(8 << 20)
         .set_max_row_group_row_count(Some(opts.row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(vec![SortingColumn {
@@ -507,9 +517,16 @@ fn writer_properties(
     ] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(col), false);
     }
-    // Event times are (nearly) sorted: deltas of a few milliseconds pack into a few bits.
-    for col in [STAGE_AT, REQUEST_RECEIVED_AT] {
-        builder = builder.set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+    // Rows are sorted by `stage_at`: its deltas of a few milliseconds pack into a few bits.
+    // `request_received_at` is not sorted in that order (long requests were received earlier),
+    // and its deltas jump back and forth; plain + zstd measured 1.5 MB per million events
+    // against 2.1 MB delta-encoded.
+    builder = builder
+        .set_column_encoding(ColumnPath::from(STAGE_AT), Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(ColumnPath::from(REQUEST_RECEIVED_AT), Encoding::PLAIN);
+    for col in [REQUEST_OBJECT, RESPONSE_OBJECT, REQUEST_URI] {
+        builder =
+            builder.set_column_compression(ColumnPath::from(col), Compression::ZSTD(bulk_level));
     }
     // Bloom filters on the lookup columns, sized to the distinct values actually present
     // (a filter sized for a million values on a column with forty users wastes megabytes).

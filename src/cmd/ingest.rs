@@ -45,6 +45,9 @@ pub fn ingest_options(
     if let Some(n) = c.zstd_level {
         w.zstd_level = n;
     }
+    if let Some(n) = c.bulk_zstd_level {
+        w.bulk_zstd_level = n;
+    }
     Ok(opts)
 }
 

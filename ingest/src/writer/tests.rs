@@ -145,6 +145,18 @@ fn flush_commits_sorted_zstd_files_with_bloom_filters_into_hour_partitions() {
         col(STAGE_AT).column_index_offset().is_some(),
         "page index on stage_at"
     );
+    // Sorted times are delta-encoded; the receive time, not sorted in that order, is plain.
+    let encodings = |name: &str| col(name).encodings().collect::<Vec<_>>();
+    assert!(
+        encodings(STAGE_AT).contains(&parquet::basic::Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings(STAGE_AT)
+    );
+    assert!(
+        !encodings(REQUEST_RECEIVED_AT).contains(&parquet::basic::Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings(REQUEST_RECEIVED_AT)
+    );
     assert!(
         !lake.tmp_dir().read_dir().unwrap().any(|_| true),
         "no temp files left"
