@@ -2,6 +2,7 @@
 //! built, so the CLI, the shell, detections, reports and network clients all see the same
 //! tables, views and functions — and renders results in the output formats.
 
+mod date_trunc;
 mod filter_order;
 pub mod output;
 pub mod sqltext;

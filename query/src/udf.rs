@@ -28,6 +28,11 @@ pub fn register(ctx: &SessionContext) {
     ] {
         ctx.register_udf(ScalarUDF::new_from_impl(HelperUdf::new(f)));
     }
+    // Replaces DataFusion's `date_trunc` (same name, signature and results) with one that is
+    // plain arithmetic on the lake's UTC timestamps.
+    ctx.register_udf(ScalarUDF::new_from_impl(
+        crate::date_trunc::UtcDateTrunc::new(),
+    ));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
