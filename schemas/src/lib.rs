@@ -173,7 +173,11 @@ mod tests {
     use std::collections::HashSet;
 
     fn assert_in_sync(file: &str, rendered: &str) {
-        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        // The directory cargo runs the test in, not the one it was compiled in: CI shares one
+        // target directory between checkouts, and an unchanged crate's test binary is reused.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let path = format!("{dir}/{file}");
         if std::env::var_os("AUDITLAKE_BLESS").is_some() {
             std::fs::write(&path, rendered).unwrap();
         }
