@@ -157,7 +157,10 @@ impl LakeWriter {
                     .name(format!("parquet-encode-{i}"))
                     .spawn(move || {
                         for job in rx {
-                            let _ = tx.send(encode_and_commit(job, &props));
+                            let result = encode_and_commit(job, &props);
+                            // The job's batches (a whole file's worth) were just freed.
+                            release_freed_memory();
+                            let _ = tx.send(result);
                         }
                     })
                     .expect("spawn encoder thread")
@@ -556,6 +559,36 @@ fn distinct_strings(batches: &[RecordBatch], col: &str) -> usize {
         }
     }
     seen.len()
+}
+
+/// Hands memory freed by the allocator back to the OS when the process holds more than
+/// [`TRIM_ABOVE_RSS`]. glibc keeps freed memory in per-thread arenas: decoder and encoder threads
+/// each free a file's worth of Arrow buffers per file, and the process held ~2× its live heap
+/// (heaptrack: 234 MB live at the peak of a 300k-event ingest). Trimming after every file cost
+/// 40 % more time (the pages are faulted in and zeroed again), so only above the mark.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if resident_bytes().is_some_and(|rss| rss > TRIM_ABOVE_RSS) {
+        // SAFETY: malloc_trim only releases free pages of glibc's own heaps; it touches no
+        // live allocation and is thread-safe.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Above this resident size the encoder threads return freed memory to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_ABOVE_RSS: u64 = 384 << 20;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resident_bytes() -> Option<u64> {
+    // `/proc/self/statm`: size resident shared text lib data dt, in pages.
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Sorts the rows by `stage_at`, writes them to a temp file, fsyncs it and renames it into its
