@@ -264,15 +264,7 @@ async fn register_audit_events(
     lake: &Path,
     scope: &Scope,
 ) -> Result<(), QueryError> {
-    let dir = lake.join("audit_events");
-    // The table must exist even before the first ingest, so queries and rule checks plan.
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
-    let url =
-        ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)?;
+    let url = lake_dir(lake, "audit_events")?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![

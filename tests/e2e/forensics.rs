@@ -264,14 +264,7 @@ fn start_pg(config: &Path, lake: &Path, port: u16) -> PgEndpoint {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "pg endpoint did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, Duration::from_secs(60), "pg endpoint");
     PgEndpoint(child)
 }
 

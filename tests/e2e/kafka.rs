@@ -6,10 +6,29 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 
 use crate::webhook::{Server, event};
 use crate::*;
+
+/// A one-broker mock cluster with topic `audit` of `partitions` partitions, its bootstrap
+/// address and a producer on it. Keep the cluster alive for as long as the test uses it.
+fn mock_cluster(
+    partitions: i32,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    String,
+    BaseProducer,
+) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("audit", partitions, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    (cluster, brokers, producer)
+}
 
 fn produce(producer: &BaseProducer, key: &str, payload: &str) {
     loop {
@@ -45,13 +64,7 @@ fn wait_rows(lake: &Path, n: i64, server: &Server) {
 
 #[test]
 fn kafka_messages_land_exactly_once_across_a_kill_and_poison_moves_on() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("audit", 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let (_cluster, brokers, producer) = mock_cluster(3);
     // 300 events as single Events (keys spread them over the 3 partitions), one poison message.
     for i in 0..300 {
         produce(
@@ -143,13 +156,7 @@ fn audit_ids(lake: &Path) -> Vec<String> {
 /// what the old one flushed since its last commit — reported, bounded, never a loss.)
 #[test]
 fn two_consumers_in_a_group_split_partitions_and_a_rebalance_loses_and_repeats_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("audit", 4, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let (_cluster, brokers, producer) = mock_cluster(4);
     let send = |from: usize, to: usize| {
         for i in from..to {
             produce(&producer, &format!("k{i}"), &event(&format!("grp-{i:04}")));
@@ -221,13 +228,7 @@ fn two_consumers_in_a_group_split_partitions_and_a_rebalance_loses_and_repeats_n
 /// committed after the lake commit, so a second run of the same group reads only what is new.
 #[test]
 fn ingest_kafka_reads_to_the_end_once_and_the_next_run_continues() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("audit", 2, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let (_cluster, brokers, producer) = mock_cluster(2);
     for i in 0..200 {
         produce(&producer, &format!("k{i}"), &event(&format!("once-{i:04}")));
     }
@@ -345,14 +346,7 @@ fn real_broker_tansu_messages_land_through_serve_and_ingest() {
             .spawn()
             .expect("start tansu"),
     );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tansu did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, Duration::from_secs(30), "tansu");
     let created = std::process::Command::new(&tansu)
         .args([
             "topic",

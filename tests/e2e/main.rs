@@ -99,3 +99,12 @@ pub fn count(lake: &Path, sql_from_where: &str) -> i64 {
     let rows = query(lake, &format!("SELECT count(*) AS n FROM {sql_from_where}"));
     rows[0]["n"].as_i64().unwrap()
 }
+
+/// Waits until something accepts connections on 127.0.0.1:`port` (a child process starting).
+pub fn wait_for_port(port: u16, timeout: std::time::Duration, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < timeout, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
