@@ -79,10 +79,10 @@ pub struct IngestSection {
     pub redact_secrets: Option<bool>,
     /// Decode threads (default: one per core).
     pub decode_threads: Option<usize>,
-    /// Roll a file at this many rows (default 1 000 000).
+    /// Commit a partition's file at this many rows (default 1 000 000).
     pub max_file_rows: Option<usize>,
-    /// Roll a file when its buffered data reaches this many MiB (default 48).
-    pub max_file_mb: Option<usize>,
+    /// A partition's buffered data becomes a row group at this many MiB (default 48).
+    pub row_group_mb: Option<usize>,
     /// Bound on buffered data across partitions, MiB (default 96).
     pub max_buffer_mb: Option<usize>,
     /// Rows per Parquet row group (default 65 536).
@@ -360,7 +360,7 @@ impl Config {
         }
         for (key, value) in [
             ("ingest.max_file_rows", self.ingest.max_file_rows),
-            ("ingest.max_file_mb", self.ingest.max_file_mb),
+            ("ingest.row_group_mb", self.ingest.row_group_mb),
             ("ingest.max_buffer_mb", self.ingest.max_buffer_mb),
             ("ingest.row_group_rows", self.ingest.row_group_rows),
             ("ingest.max_line_mb", self.ingest.max_line_mb),

@@ -37,7 +37,7 @@ pub struct CompactOptions {
     pub min_small_files: usize,
     /// Only partitions whose hour ended at least this many seconds ago (late events still come).
     pub min_age_secs: i64,
-    /// Encoding of the merged files; `max_file_bytes` of Arrow data per merged file.
+    /// Encoding of the merged files; `row_group_bytes` of Arrow data per merged file.
     pub writer: WriterOptions,
 }
 
@@ -217,7 +217,7 @@ pub fn prepare(
                 .sum::<usize>();
             group.extend(batches);
             inputs.insert(f.file_name().expect("listed file").to_owned());
-            if group_bytes >= opts.writer.max_file_bytes {
+            if group_bytes >= opts.writer.row_group_bytes {
                 write_group(&mut group, &mut report)?;
                 group_bytes = 0;
             }

@@ -33,8 +33,8 @@ pub fn ingest_options(
     if let Some(n) = c.max_file_rows {
         w.max_file_rows = n;
     }
-    if let Some(n) = c.max_file_mb {
-        w.max_file_bytes = n << 20;
+    if let Some(n) = c.row_group_mb {
+        w.row_group_bytes = n << 20;
     }
     if let Some(n) = c.max_buffer_mb {
         w.max_buffer_bytes = n << 20;

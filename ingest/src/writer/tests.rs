@@ -120,8 +120,15 @@ fn flush_commits_sorted_zstd_files_with_bloom_filters_into_hour_partitions() {
         kv.iter().any(|k| k.key == SCHEMA_VERSION_KEY
             && k.value.as_deref() == Some(AUDIT_EVENTS_SCHEMA_VERSION))
     );
+    assert!(
+        kv.iter()
+            .any(|k| k.key == SORTED_BY_KEY && k.value.as_deref() == Some(STAGE_AT))
+    );
     let rg = meta.row_group(0);
-    assert!(rg.sorting_columns().is_some());
+    assert!(
+        rg.sorting_columns().is_none(),
+        "not declared in Parquet's own field: DataFusion would stop splitting scans by bytes"
+    );
     for c in rg.columns() {
         assert!(
             matches!(c.compression(), Compression::ZSTD(_)),
@@ -289,4 +296,136 @@ fn a_failed_commit_poisons_the_writer_and_keeps_no_phantom_keys() {
         );
     }
     w.close().unwrap();
+}
+
+/// `stage_at` of every row of a file, in file order.
+fn stage_times(path: &std::path::Path) -> Vec<i64> {
+    read_rows(path)
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(STAGE_AT)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn a_partition_becomes_one_file_of_sorted_row_groups_and_late_rows_a_file_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = WriterOptions {
+        row_group_rows: 16,
+        encoder_threads: 2,
+        ..WriterOptions::default()
+    };
+    let mut w = LakeWriter::open(&lake, opts).unwrap();
+    // 200 events a second apart, each pair swapped (completion order is not stage order; the
+    // held-back rows absorb that), then one event from the start of the hour: older than
+    // everything already written, it cannot join the open file.
+    let mut lines = Vec::new();
+    for i in 0..200u32 {
+        let j = if i % 2 == 0 { i + 1 } else { i - 1 };
+        lines.push(event(&format!("id-{j}"), 5, 10 + j / 60, j % 60));
+    }
+    lines.push(event("late", 5, 0, 0));
+    for line in &lines {
+        for b in decode(std::slice::from_ref(line)) {
+            w.write(b).unwrap();
+        }
+    }
+    assert!(
+        w.stats().rows_committed == 0,
+        "nothing is visible before the file is complete"
+    );
+    assert!(all_files(&lake).is_empty());
+    let files = w.close().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut by_rows: Vec<_> = all_files(&lake)
+        .into_iter()
+        .map(|p| (stage_times(&p), p))
+        .collect();
+    by_rows.sort_by_key(|(t, _)| t.len());
+    let (late, main) = (&by_rows[0], &by_rows[1]);
+    assert_eq!(late.0.len(), 1, "the late row is a file of its own");
+    assert_eq!(main.0.len(), 200);
+    assert!(
+        main.0.windows(2).all(|w| w[0] <= w[1]),
+        "sorted across row groups"
+    );
+    let meta = SerializedFileReader::new(File::open(&main.1).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    assert!(
+        meta.num_row_groups() >= 10,
+        "{} row groups",
+        meta.num_row_groups()
+    );
+    for rg in meta.row_groups() {
+        assert!(rg.num_rows() <= 16);
+        let bloom = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == AUDIT_ID)
+            .unwrap()
+            .bloom_filter_offset();
+        assert!(bloom.is_some(), "every row group has its bloom filters");
+    }
+    // Every row exactly once.
+    let mut ids: Vec<String> = all_files(&lake)
+        .iter()
+        .flat_map(|p| read_rows(p))
+        .flat_map(|b| {
+            b.column_by_name(AUDIT_ID)
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..200).map(|i| format!("id-{i}")).collect();
+    want.push("late".into());
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        !lake.tmp_dir().read_dir().unwrap().any(|_| true),
+        "no temp files left"
+    );
+}
+
+#[test]
+fn a_file_is_committed_at_max_file_rows_and_the_rest_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = WriterOptions {
+        row_group_rows: 8,
+        max_file_rows: 40,
+        encoder_threads: 1,
+        ..WriterOptions::default()
+    };
+    let mut w = LakeWriter::open(&lake, opts).unwrap();
+    for i in 0..100u32 {
+        for b in decode(&[event(&format!("id-{i}"), 5, i / 60, i % 60)]) {
+            w.write(b).unwrap();
+        }
+    }
+    assert!(
+        w.stats().files_committed >= 2,
+        "full files are committed while writing"
+    );
+    w.close().unwrap();
+    let rows: Vec<usize> = all_files(&lake)
+        .iter()
+        .map(|p| stage_times(p).len())
+        .collect();
+    assert_eq!(rows.iter().sum::<usize>(), 100);
+    assert!(rows.iter().all(|&r| r <= 40), "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }
