@@ -17,17 +17,21 @@
 //! writer lock for `auditlake compact`, the flush thread between flushes in `serve`): it links
 //! files that arrived since `prepare` into the staging directory, then exchanges.
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::buffer::ScalarBuffer;
+use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
-use auditlake_schemas::audit_events_file_schema;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use auditlake_schemas::STAGE_AT;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::error::{IngestError, Result};
 use crate::lake::{Lake, create_dir_durable, fsync_dir, list_parquet_files};
-use crate::writer::{WriterOptions, encode_file};
+use crate::writer::{RowGroupFile, WriterOptions, encode_row_group, release_freed_memory};
 
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -37,7 +41,8 @@ pub struct CompactOptions {
     pub min_small_files: usize,
     /// Only partitions whose hour ended at least this many seconds ago (late events still come).
     pub min_age_secs: i64,
-    /// Encoding of the merged files; `row_group_bytes` of Arrow data per merged file.
+    /// Encoding of the merged files: row groups of `row_group_rows`/`row_group_bytes`, up to
+    /// `max_file_rows` per file.
     pub writer: WriterOptions,
 }
 
@@ -126,32 +131,199 @@ pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PathBuf>
     Ok(out)
 }
 
-fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    let schema = audit_events_file_schema();
-    let read_err = |source| IngestError::LakeRead {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(IngestError::lake_io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(read_err)?
-        .with_batch_size(16 * 1024)
-        .build()
-        .map_err(read_err)?;
-    let mut out = Vec::new();
-    for batch in reader {
-        // Same columns and types; re-attach the canonical schema (field metadata) for the writer.
-        out.push(RecordBatch::try_new(
-            schema.clone(),
-            batch?.columns().to_vec(),
-        )?);
+/// One input of [`SortedMerge`]: a time-sorted file read a batch at a time.
+struct MergeInput {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    batch: RecordBatch,
+    times: ScalarBuffer<i64>,
+    pos: usize,
+    /// The last time taken, to check that the file really is sorted.
+    last: i64,
+    /// Where `batch` sits in the chunk being assembled.
+    slot: Option<usize>,
+}
+
+impl MergeInput {
+    /// Moves to the next non-empty batch; false at the end of the file.
+    fn advance(&mut self) -> Result<bool> {
+        for batch in self.reader.by_ref() {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            self.times = stage_times(&batch, &self.path)?;
+            self.batch = batch;
+            self.pos = 0;
+            self.slot = None;
+            return Ok(true);
+        }
+        Ok(false)
     }
-    Ok(out)
+}
+
+fn stage_times(batch: &RecordBatch, path: &Path) -> Result<ScalarBuffer<i64>> {
+    batch
+        .column_by_name(STAGE_AT)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .map(|a| a.values().clone())
+        .ok_or_else(|| IngestError::Internal(format!("{}: no µs stage_at", path.display())))
+}
+
+/// Reads time-sorted files as one time-sorted stream (a k-way merge on `stage_at`), holding
+/// only a small batch of each file, so a partition of any size merges in bounded memory.
+struct SortedMerge {
+    inputs: Vec<MergeInput>,
+    heap: BinaryHeap<Reverse<(i64, usize)>>,
+    rows: u64,
+}
+
+impl SortedMerge {
+    fn open(files: &[PathBuf]) -> Result<Self> {
+        // Small batches: a batch of every input is held at once (each input also holds its
+        // decompressed pages).
+        let batch_rows = 1024;
+        let mut merge = SortedMerge {
+            inputs: Vec::with_capacity(files.len()),
+            heap: BinaryHeap::with_capacity(files.len()),
+            rows: 0,
+        };
+        for path in files {
+            let read_err = |source| IngestError::LakeRead {
+                path: path.clone(),
+                source,
+            };
+            let file = File::open(path).map_err(IngestError::lake_io(path))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(read_err)?;
+            merge.rows += u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+            let reader = builder
+                .with_batch_size(batch_rows)
+                .build()
+                .map_err(read_err)?;
+            let mut input = MergeInput {
+                path: path.clone(),
+                batch: RecordBatch::new_empty(arrow::record_batch::RecordBatchReader::schema(
+                    &reader,
+                )),
+                reader,
+                times: ScalarBuffer::from(Vec::<i64>::new()),
+                pos: 0,
+                last: i64::MIN,
+                slot: None,
+            };
+            if input.advance()? {
+                merge
+                    .heap
+                    .push(Reverse((input.times[0], merge.inputs.len())));
+                merge.inputs.push(input);
+            }
+        }
+        Ok(merge)
+    }
+
+    /// The next (up to) `max_rows` rows in time order; `None` when every input is consumed.
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<RecordBatch>> {
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(max_rows);
+        for input in &mut self.inputs {
+            input.slot = None;
+        }
+        while picks.len() < max_rows {
+            let Some(Reverse((t, i))) = self.heap.pop() else {
+                break;
+            };
+            let input = &mut self.inputs[i];
+            if t < input.last {
+                return Err(IngestError::Internal(format!(
+                    "{} is not sorted by stage_at; it cannot be merged",
+                    input.path.display()
+                )));
+            }
+            input.last = t;
+            let slot = *input.slot.get_or_insert_with(|| {
+                batches.push(input.batch.clone());
+                batches.len() - 1
+            });
+            picks.push((slot, input.pos));
+            input.pos += 1;
+            if input.pos == input.times.len() && !input.advance()? {
+                continue;
+            }
+            self.heap.push(Reverse((input.times[input.pos], i)));
+        }
+        if picks.is_empty() {
+            return Ok(None);
+        }
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        Ok(Some(interleave_record_batch(&refs, &picks)?))
+    }
+}
+
+/// Files merged into one: each input holds its decompressed pages (a few MB per file written by
+/// a flush), so the fan-in bounds compaction's memory.
+pub const MERGE_FAN_IN: usize = 16;
+
+/// Writes a merge's rows into files of sorted row groups in `dir`.
+fn merge_into(
+    mut merge: SortedMerge,
+    dir: &Path,
+    w: &WriterOptions,
+    report: &mut CompactReport,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<()> {
+    let mut out: Option<(RowGroupFile, usize)> = None;
+    let mut group: Vec<RecordBatch> = Vec::new();
+    let (mut group_rows, mut group_bytes) = (0usize, 0usize);
+    loop {
+        if cancelled() {
+            return Err(IngestError::Internal("cancelled".into()));
+        }
+        let room = w.row_group_rows.max(1) - group_rows;
+        let chunk = merge.next_chunk(room.min(8192))?;
+        let done = chunk.is_none();
+        if let Some(chunk) = chunk {
+            group_rows += chunk.num_rows();
+            group_bytes += chunk.get_array_memory_size();
+            group.push(chunk);
+        }
+        let group_full = group_rows >= w.row_group_rows || group_bytes >= w.row_group_bytes;
+        if !group.is_empty() && (done || group_full) {
+            let (file, file_rows) = match &mut out {
+                Some(open) => open,
+                None => out.insert((
+                    RowGroupFile::create(
+                        dir.join(format!("part-{}.parquet", ulid::Ulid::generate())),
+                        w,
+                    )?,
+                    0,
+                )),
+            };
+            file.append(encode_row_group(&group, None, w, file.path())?)?;
+            release_freed_memory();
+            *file_rows += group_rows;
+            report.rows += group_rows as u64;
+            group.clear();
+            (group_rows, group_bytes) = (0, 0);
+        }
+        if out
+            .as_ref()
+            .is_some_and(|(_, rows)| done || *rows >= w.max_file_rows)
+        {
+            let (file, _) = out.take().expect("checked above");
+            report.bytes_after += file.finish()?;
+            report.files_after += 1;
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Phase 1: merges the partition's small files into `_tmp/compact-<ulid>/`, hard-links the rest.
 /// Returns `None` when the partition has too few small files to be worth it, or when `cancelled`
-/// turns true (checked between files).
+/// turns true (checked between row groups). Small files are merged [`MERGE_FAN_IN`] at a time
+/// (in name order, which is time order) into one file each.
 pub fn prepare(
     lake: &Lake,
     partition_dir: &Path,
@@ -178,6 +350,7 @@ pub fn prepare(
     if small.len() < opts.min_small_files.max(2) {
         return Ok(None);
     }
+
     let staging = staging_root(lake).join(ulid::Ulid::generate().to_string());
     create_dir_durable(&staging)?;
     let result = (|| -> Result<Prepared> {
@@ -189,40 +362,15 @@ pub fn prepare(
             report.files_after += 1;
             report.bytes_after += len;
         }
-        let mut group: Vec<RecordBatch> = Vec::new();
-        let mut group_bytes = 0usize;
-        let write_group =
-            |group: &mut Vec<RecordBatch>, report: &mut CompactReport| -> Result<()> {
-                if group.is_empty() {
-                    return Ok(());
-                }
-                let path = staging.join(format!("part-{}.parquet", ulid::Ulid::generate()));
-                let (rows, bytes) = encode_file(group, &opts.writer, &path)?;
-                report.rows += rows as u64;
-                report.files_after += 1;
-                report.bytes_after += bytes;
-                group.clear();
-                Ok(())
-            };
-        let mut rows_in = 0u64;
+        let mut rows_in = 0;
         for f in &small {
-            if cancelled() {
-                return Err(IngestError::Internal("cancelled".into()));
-            }
-            let batches = read_file(f)?;
-            rows_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-            group_bytes += batches
-                .iter()
-                .map(|b| b.get_array_memory_size())
-                .sum::<usize>();
-            group.extend(batches);
             inputs.insert(f.file_name().expect("listed file").to_owned());
-            if group_bytes >= opts.writer.row_group_bytes {
-                write_group(&mut group, &mut report)?;
-                group_bytes = 0;
-            }
         }
-        write_group(&mut group, &mut report)?;
+        for files in small.chunks(MERGE_FAN_IN) {
+            let merge = SortedMerge::open(files)?;
+            rows_in += merge.rows;
+            merge_into(merge, &staging, &opts.writer, &mut report, cancelled)?;
+        }
         if report.rows != rows_in {
             return Err(IngestError::Internal(format!(
                 "compaction of {} wrote {} rows for {rows_in} read",

@@ -136,8 +136,7 @@ struct PartitionBuffer {
 /// committed.
 struct OpenFile {
     id: u64,
-    writer: SerializedFileWriter<File>,
-    tmp: PathBuf,
+    file: RowGroupFile,
     target: PathBuf,
     /// The latest `stage_at` handed to the file; later row groups start at or after it.
     watermark: i64,
@@ -149,8 +148,62 @@ struct OpenFile {
     pending: BTreeMap<usize, EncodedRowGroup>,
 }
 
-struct EncodedRowGroup {
+/// A row group's encoded column chunks, ready to be appended to its file.
+pub(crate) struct EncodedRowGroup {
     chunks: Vec<ArrowColumnChunk>,
+}
+
+/// An `audit_events` Parquet file written row group by row group (each encoded by
+/// [`encode_row_group`], possibly on another thread). The caller makes it visible.
+pub(crate) struct RowGroupFile {
+    writer: SerializedFileWriter<File>,
+    path: PathBuf,
+}
+
+impl RowGroupFile {
+    pub(crate) fn create(path: PathBuf, opts: &WriterOptions) -> Result<Self> {
+        let file = File::create(&path).map_err(IngestError::lake_io(&path))?;
+        // File-level properties (key-value metadata); each row group's columns are encoded
+        // with properties of their own (bloom filters sized to their values).
+        let props = writer_properties(opts, &[], opts.row_group_rows)?;
+        let (writer, _) = ArrowWriter::try_new(file, audit_events_file_schema(), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(|source| IngestError::ParquetWrite {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(RowGroupFile { writer, path })
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub(crate) fn append(&mut self, rg: EncodedRowGroup) -> Result<()> {
+        let parquet_err = |source| IngestError::ParquetWrite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut group = self.writer.next_row_group().map_err(parquet_err)?;
+        for chunk in rg.chunks {
+            chunk.append_to_row_group(&mut group).map_err(parquet_err)?;
+        }
+        group.close().map_err(parquet_err)?;
+        Ok(())
+    }
+
+    /// Writes the footer and fsyncs. Returns the file's size.
+    pub(crate) fn finish(self) -> Result<u64> {
+        let RowGroupFile { writer, path } = self;
+        let file = writer
+            .into_inner()
+            .map_err(|source| IngestError::ParquetWrite {
+                path: path.clone(),
+                source,
+            })?;
+        file.sync_all().map_err(IngestError::lake_io(&path))?;
+        Ok(file.metadata().map_err(IngestError::lake_io(&path))?.len())
+    }
 }
 
 struct KeySet {
@@ -541,7 +594,7 @@ impl LakeWriter {
             index: file.submitted,
             batches,
             order,
-            tmp: file.tmp.clone(),
+            tmp: file.file.path().to_path_buf(),
         };
         file.submitted += 1;
         self.submit(Job::RowGroup(job))
@@ -550,23 +603,12 @@ impl LakeWriter {
     fn open_file(&mut self, partition: &PartitionKey) -> Result<OpenFile> {
         let name = format!("part-{}.parquet", ulid::Ulid::generate());
         let tmp = self.lake.tmp_dir().join(format!("{name}.tmp"));
-        let parquet_err = |source| IngestError::ParquetWrite {
-            path: tmp.clone(),
-            source,
-        };
-        let file = File::create(&tmp).map_err(IngestError::lake_io(&tmp))?;
-        // File-level properties (sorting columns, key-value metadata); each row group's columns
-        // are encoded with properties of their own (bloom filters sized to their values).
-        let props = writer_properties(&self.opts, &[], self.opts.row_group_rows)?;
-        let (writer, _) = ArrowWriter::try_new(file, audit_events_file_schema(), Some(props))
-            .and_then(ArrowWriter::into_serialized_writer)
-            .map_err(parquet_err)?;
+        let file = RowGroupFile::create(tmp, &self.opts)?;
         self.next_file_id += 1;
         Ok(OpenFile {
             id: self.next_file_id,
-            writer,
+            file,
             target: self.lake.partition_dir(partition).join(&name),
-            tmp,
             watermark: i64::MIN,
             rows: 0,
             submitted: 0,
@@ -587,18 +629,9 @@ impl LakeWriter {
         let Some(open) = self.open_files.remove(partition) else {
             return Ok(());
         };
-        let parquet_err = |source| IngestError::ParquetWrite {
-            path: open.tmp.clone(),
-            source,
-        };
-        let file = open.writer.into_inner().map_err(parquet_err)?;
-        file.sync_all().map_err(IngestError::lake_io(&open.tmp))?;
-        let bytes = file
-            .metadata()
-            .map_err(IngestError::lake_io(&open.tmp))?
-            .len();
-        drop(file);
-        commit_file(&open.tmp, &open.target)?;
+        let tmp = open.file.path().to_path_buf();
+        let bytes = open.file.finish()?;
+        commit_file(&tmp, &open.target)?;
         self.accept_committed(CommittedFile {
             path: open.target,
             partition: partition.clone(),
@@ -711,15 +744,7 @@ impl LakeWriter {
             .ok_or_else(|| IngestError::Internal("a row group for a file no longer open".into()))?;
         file.pending.insert(index, rg);
         while let Some(rg) = file.pending.remove(&file.appended) {
-            let parquet_err = |source| IngestError::ParquetWrite {
-                path: file.tmp.clone(),
-                source,
-            };
-            let mut group = file.writer.next_row_group().map_err(parquet_err)?;
-            for chunk in rg.chunks {
-                chunk.append_to_row_group(&mut group).map_err(parquet_err)?;
-            }
-            group.close().map_err(parquet_err)?;
+            file.file.append(rg)?;
             file.appended += 1;
         }
         Ok(())
@@ -894,7 +919,7 @@ fn distinct_strings(batches: &[RecordBatch], col: &str) -> usize {
 /// each free a file's worth of Arrow buffers per file, and the process held ~2× its live heap
 /// (heaptrack: 234 MB live at the peak of a 300k-event ingest). Trimming after every file cost
 /// 40 % more time (the pages are faulted in and zeroed again), so only above the mark.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if resident_bytes().is_some_and(|rss| rss > TRIM_ABOVE_RSS) {
         // SAFETY: malloc_trim only releases free pages of glibc's own heaps; it touches no
@@ -976,7 +1001,7 @@ fn sort_order(batches: &[RecordBatch]) -> Result<Option<Vec<(usize, usize)>>> {
 
 /// Every row as (`stage_at`, batch, row), sorted by time (stable), and whether the rows were
 /// already in that order.
-fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<(i64, usize, usize)>, bool)> {
+pub(crate) fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<(i64, usize, usize)>, bool)> {
     let mut times: Vec<(i64, usize, usize)> =
         Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     for (bi, b) in batches.iter().enumerate() {
@@ -997,7 +1022,7 @@ fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<(i64, usize, usize)>, bo
 
 /// Encodes one row group (the rows of `batches` in `order`) into column chunks, to be appended
 /// to its file by the writer thread. Runs on an encoder thread.
-fn encode_row_group(
+pub(crate) fn encode_row_group(
     batches: &[RecordBatch],
     order: Option<&[(usize, usize)]>,
     opts: &WriterOptions,

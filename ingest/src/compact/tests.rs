@@ -1,7 +1,6 @@
 use super::*;
 use crate::decode::{DecodeOptions, Decoder, SourcePosition};
 use crate::writer::LakeWriter;
-use arrow::array::{Array, TimestampMicrosecondArray};
 
 /// `n` events `<prefix>-<i>` in 2026-11-22 10:xx, in shuffled time order.
 fn batches(prefix: &str, n: usize) -> Vec<crate::decode::DecodedBatch> {
@@ -26,6 +25,15 @@ fn write_flushed(lake: &Lake, prefixes: &[&str]) {
         }
         w.flush().unwrap();
     }
+}
+
+fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    Ok(reader.map(|b| b.unwrap()).collect())
 }
 
 fn partition(lake: &Lake) -> PathBuf {
@@ -140,5 +148,94 @@ fn the_current_hour_and_partitions_with_few_small_files_are_left_alone() {
         prepare(&lake, &partition(&lake), &opts, &|| false)
             .unwrap()
             .is_none()
+    );
+}
+
+#[test]
+fn a_merge_writes_one_file_of_many_sorted_row_groups_with_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d", "e", "f"]);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        writer: WriterOptions {
+            row_group_rows: 64,
+            ..WriterOptions::default()
+        },
+        ..CompactOptions::default()
+    };
+    let report = compact_lake(&lake, &opts, now()).unwrap();
+    assert_eq!((report.files_after, report.rows), (1, 300));
+    let files = list_parquet_files(&partition(&lake)).unwrap();
+    let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0]).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    assert_eq!(meta.num_row_groups(), 5, "300 rows in row groups of 64");
+    assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
+    let mut ids: Vec<String> = read_file(&files[0])
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("audit_id").unwrap();
+            let a = a
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            a.iter().map(|s| s.unwrap().to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "every row exactly once");
+}
+
+#[test]
+fn an_unsorted_input_file_fails_the_merge_and_leaves_the_partition_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c"]);
+    // A file written by something else, out of time order.
+    let batch = read_file(&list_parquet_files(&partition(&lake)).unwrap()[0])
+        .unwrap()
+        .remove(0);
+    let reversed = arrow::array::UInt32Array::from_iter_values((0..batch.num_rows() as u32).rev());
+    let reversed = arrow::compute::take_record_batch(&batch, &reversed).unwrap();
+    let path = partition(&lake).join("part-foreign.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), reversed.schema(), None)
+            .unwrap();
+    w.write(&reversed).unwrap();
+    w.close().unwrap();
+    let before = list_parquet_files(&partition(&lake)).unwrap();
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    let err = compact_lake(&lake, &opts, now()).unwrap_err();
+    assert!(err.to_string().contains("not sorted by stage_at"), "{err}");
+    assert_eq!(list_parquet_files(&partition(&lake)).unwrap(), before);
+    assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
+}
+
+#[test]
+fn more_small_files_than_the_fan_in_merge_into_one_file_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let prefixes: Vec<String> = (0..MERGE_FAN_IN + 2).map(|i| format!("p{i}")).collect();
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    write_flushed(&lake, &prefixes);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    let report = compact_lake(&lake, &opts, now()).unwrap();
+    assert_eq!(
+        (report.files_before, report.files_after, report.rows),
+        (MERGE_FAN_IN + 2, 2, 50 * (MERGE_FAN_IN as u64 + 2))
+    );
+    assert_eq!(
+        rows_and_sorted(&partition(&lake)),
+        (50 * (MERGE_FAN_IN + 2), true)
     );
 }
