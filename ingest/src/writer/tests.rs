@@ -429,3 +429,31 @@ fn a_file_is_committed_at_max_file_rows_and_the_rest_starts_a_new_one() {
     assert!(rows.iter().all(|&r| r <= 40), "{rows:?}");
     assert_eq!(rows.len(), 3, "{rows:?}");
 }
+
+#[test]
+fn a_long_input_across_many_hours_keeps_a_bounded_number_of_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let opts = WriterOptions {
+        row_group_rows: 1,
+        encoder_threads: 1,
+        ..WriterOptions::default()
+    };
+    let mut w = LakeWriter::open(&lake, opts).unwrap();
+    let hours = MAX_OPEN_FILES + 6;
+    for h in 0..hours {
+        let day = 1 + h / 24;
+        let line = event(&format!("id-{h}"), (h % 24) as u32, 0, 0)
+            .replace("2026-11-22T", &format!("2026-11-{day:02}T"));
+        for b in decode(&[line]) {
+            w.write(b).unwrap();
+        }
+    }
+    assert_eq!(
+        w.stats().files_committed,
+        6,
+        "the least recently written hours were committed"
+    );
+    w.close().unwrap();
+    assert_eq!(all_files(&lake).len(), hours);
+}
