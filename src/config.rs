@@ -81,7 +81,9 @@ pub struct IngestSection {
     pub decode_threads: Option<usize>,
     /// Commit a partition's file at this many rows (default 1 000 000).
     pub max_file_rows: Option<usize>,
-    /// A partition's buffered data becomes a row group at this many MiB (default 48).
+    /// A partition's buffered data becomes a row group at this many MiB (default 48). Also read
+    /// as `max_file_mb`, its name when a buffer became a file of its own.
+    #[serde(alias = "max_file_mb")]
     pub row_group_mb: Option<usize>,
     /// Bound on buffered data across partitions, MiB (default 96).
     pub max_buffer_mb: Option<usize>,
@@ -674,6 +676,13 @@ mod tests {
                 Config::parse("[ingest]\nredact_secrets = 'yes'").unwrap_err()
             )
             .contains("redact_secrets")
+        ); // The key's name before row groups: old configs keep working.
+        assert_eq!(
+            Config::parse("[ingest]\nmax_file_mb = 32")
+                .unwrap()
+                .ingest
+                .row_group_mb,
+            Some(32)
         );
     }
 }

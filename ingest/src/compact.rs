@@ -31,7 +31,9 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 
 use crate::error::{IngestError, Result};
 use crate::lake::{Lake, create_dir_durable, fsync_dir, list_parquet_files};
-use crate::writer::{RowGroupFile, WriterOptions, encode_row_group, release_freed_memory};
+use crate::writer::{
+    RowGroupFile, SORTED_BY_KEY, WriterOptions, encode_row_group, release_freed_memory,
+};
 
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -259,6 +261,34 @@ impl SortedMerge {
     }
 }
 
+/// Whether a file declares its rows sorted by `stage_at`: our `auditlake.sorted_by` key, or
+/// Parquet's `sorting_columns` (files written before that key).
+fn known_sorted(path: &Path) -> Result<bool> {
+    let file = File::open(path).map_err(IngestError::lake_io(path))?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|source| IngestError::LakeRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let by_key = meta.file_metadata().key_value_metadata().is_some_and(|kv| {
+        kv.iter()
+            .any(|k| k.key == SORTED_BY_KEY && k.value.as_deref() == Some(STAGE_AT))
+    });
+    let schema = meta.file_metadata().schema_descr();
+    let by_sorting_columns = meta.row_groups().first().is_some_and(|rg| {
+        rg.sorting_columns().is_some_and(|cols| {
+            cols.first().is_some_and(|c| {
+                !c.descending
+                    && usize::try_from(c.column_idx).is_ok_and(|i| {
+                        i < schema.num_columns() && schema.column(i).path().string() == STAGE_AT
+                    })
+            })
+        })
+    });
+    Ok(by_key || by_sorting_columns)
+}
+
 /// Files merged into one: each input holds its decompressed pages (a few MB per file written by
 /// a flush), so the fan-in bounds compaction's memory.
 pub const MERGE_FAN_IN: usize = 16;
@@ -341,7 +371,9 @@ pub fn prepare(
     for f in files {
         let len = fs::metadata(&f).map_err(IngestError::lake_io(&f))?.len();
         report.bytes_before += len;
-        if len < opts.small_file_bytes {
+        // A file not known to be sorted (copied in by hand, written by another tool) cannot
+        // take part in the merge; it stays as it is rather than block the partition forever.
+        if len < opts.small_file_bytes && known_sorted(&f)? {
             small.push(f);
         } else {
             keep.push((f, len));

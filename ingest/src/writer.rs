@@ -127,8 +127,9 @@ struct PartitionBuffer {
     /// Rows older than the open file's watermark: they go into a file of their own.
     late: Vec<RecordBatch>,
     late_rows: usize,
-    /// Arrow bytes of `batches` and `late`.
+    /// Arrow bytes of `batches` and `late`, and of `late` alone.
     bytes: usize,
+    late_bytes: usize,
     last_write: u64,
 }
 
@@ -242,6 +243,8 @@ enum Job {
 
 enum Encoded {
     File(Result<CommittedFile>),
+    /// The encoder panicked (a bug); the message of the panic.
+    Panicked(String),
     RowGroup {
         partition: PartitionKey,
         file_id: u64,
@@ -291,7 +294,9 @@ impl LakeWriter {
                     .name(format!("parquet-encode-{i}"))
                     .spawn(move || {
                         for job in rx {
-                            let done = match job {
+                            // A panicking encoder must still answer, or the writer would wait
+                            // for its result forever.
+                            let encode = std::panic::AssertUnwindSafe(|| match job {
                                 Job::File(job) => Encoded::File(encode_and_commit(job, &props)),
                                 Job::RowGroup(job) => Encoded::RowGroup {
                                     result: encode_row_group(
@@ -304,7 +309,15 @@ impl LakeWriter {
                                     file_id: job.file_id,
                                     index: job.index,
                                 },
-                            };
+                            });
+                            let done = std::panic::catch_unwind(encode).unwrap_or_else(|panic| {
+                                let what = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_default();
+                                Encoded::Panicked(what)
+                            });
                             // The job's batches (a row group's or file's worth) were just freed.
                             release_freed_memory();
                             let _ = tx.send(done);
@@ -371,7 +384,7 @@ impl LakeWriter {
             return Ok(0);
         }
         let batch = match fresh {
-            Some(mask) => filter_record_batch(&batch, &mask)?,
+            Some(mask) => filter_record_batch(&batch, &mask).map_err(|e| self.poison(e.into()))?,
             None => batch,
         };
         let bytes = batch.get_array_memory_size();
@@ -381,13 +394,10 @@ impl LakeWriter {
         buf.last_write = self.clock;
         buf.batches.push(batch);
         self.buffered_bytes += bytes;
-        let (rows, bytes) = (buf.rows, buf.bytes);
-        let file_room = self.opts.max_file_rows
-            - self
-                .open_files
-                .get(&partition)
-                .map_or(0, |f| f.rows)
-                .min(self.opts.max_file_rows - 1);
+        // Late rows wait for a file of their own: only the rest makes a row group.
+        let (rows, bytes) = (buf.rows, buf.bytes - buf.late_bytes);
+        let file_rows = self.open_files.get(&partition).map_or(0, |f| f.rows);
+        let file_room = self.opts.max_file_rows.saturating_sub(file_rows).max(1);
         if rows >= self.opts.row_group_rows.min(file_room) || bytes >= self.opts.row_group_bytes {
             let result = self.cut_row_group(&partition, true);
             result.map_err(|e| self.poison(e))?;
@@ -545,12 +555,13 @@ impl LakeWriter {
             .chain(&buf.late)
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let late_bytes: usize = buf
+        buf.late_bytes = buf
             .late
             .iter()
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let late_full = late_bytes >= self.opts.row_group_bytes;
+        let late_full =
+            buf.late_bytes >= self.opts.row_group_bytes || buf.late_rows >= self.opts.max_file_rows;
         let emit_rows = emit_end - late_end;
         let new_watermark = rows.get(emit_end.wrapping_sub(1)).map(|&(t, _, _)| t);
         let order = if in_order && late_end == 0 && emit_end == rows.len() {
@@ -670,7 +681,7 @@ impl LakeWriter {
         }
         let batches = std::mem::take(&mut buf.late);
         buf.late_rows = 0;
-        let freed: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        let freed = std::mem::take(&mut buf.late_bytes);
         buf.bytes -= freed;
         self.buffered_bytes -= freed;
         if buf.rows == 0 {
@@ -731,6 +742,9 @@ impl LakeWriter {
                 Ok(())
             }
             Encoded::File(Err(e)) => Err(e),
+            Encoded::Panicked(what) => Err(IngestError::Internal(format!(
+                "a Parquet encoder thread panicked: {what}"
+            ))),
             Encoded::RowGroup {
                 partition,
                 file_id,
@@ -854,11 +868,12 @@ pub const SORTED_BY_KEY: &str = "auditlake.sorted_by";
 /// filters stay ~40% smaller than at 1%.
 const BLOOM_FPP: f64 = 0.05;
 
-/// Parquet properties of an `audit_events` file holding `batches`.
+/// Parquet properties of an `audit_events` file holding `batches` in row groups of
+/// `rows_per_group` rows.
 fn writer_properties(
     opts: &WriterOptions,
     batches: &[RecordBatch],
-    rows: usize,
+    rows_per_group: usize,
 ) -> Result<WriterProperties> {
     let zstd = |level: i32| {
         ZstdLevel::try_new(level)
@@ -908,7 +923,7 @@ fn writer_properties(
     }
     // Bloom filters on the lookup columns, sized to the distinct values actually present
     // (a filter sized for a million values on a column with forty users wastes megabytes).
-    let per_group = rows.min(opts.row_group_rows).max(1);
+    let per_group = rows_per_group.max(1);
     for col in [AUDIT_ID, USER_NAME, NAME, SOURCE_IP] {
         let ndv = if col == AUDIT_ID {
             per_group
@@ -987,7 +1002,7 @@ pub(crate) fn encode_file(
     path: &std::path::Path,
 ) -> Result<(usize, u64)> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let props = writer_properties(opts, batches, rows)?;
+    let props = writer_properties(opts, batches, rows.min(opts.row_group_rows))?;
     let parquet_err = |source| IngestError::ParquetWrite {
         path: path.to_path_buf(),
         source,

@@ -191,30 +191,35 @@ fn a_merge_writes_one_file_of_many_sorted_row_groups_with_every_row_once() {
 }
 
 #[test]
-fn an_unsorted_input_file_fails_the_merge_and_leaves_the_partition_as_it_was() {
+fn a_file_not_known_to_be_sorted_is_left_as_it_is_and_the_rest_merges() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
-    write_flushed(&lake, &["a", "b", "c"]);
-    // A file written by something else, out of time order.
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    // A file written by something else, out of time order, without our sorted-by key.
     let batch = read_file(&list_parquet_files(&partition(&lake)).unwrap()[0])
         .unwrap()
         .remove(0);
     let reversed = arrow::array::UInt32Array::from_iter_values((0..batch.num_rows() as u32).rev());
     let reversed = arrow::compute::take_record_batch(&batch, &reversed).unwrap();
-    let path = partition(&lake).join("part-foreign.parquet");
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), reversed.schema(), None)
-            .unwrap();
+    let foreign = partition(&lake).join("part-foreign.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        File::create(&foreign).unwrap(),
+        reversed.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&reversed).unwrap();
     w.close().unwrap();
-    let before = list_parquet_files(&partition(&lake)).unwrap();
     let opts = CompactOptions {
         min_age_secs: 0,
         ..CompactOptions::default()
     };
-    let err = compact_lake(&lake, &opts, now()).unwrap_err();
-    assert!(err.to_string().contains("not sorted by stage_at"), "{err}");
-    assert_eq!(list_parquet_files(&partition(&lake)).unwrap(), before);
+    let report = compact_lake(&lake, &opts, now()).unwrap();
+    assert_eq!(
+        (report.files_before, report.files_after, report.rows),
+        (5, 2, 200)
+    );
+    assert!(foreign.exists(), "the foreign file is kept as it is");
     assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
 }
 
