@@ -921,6 +921,12 @@ fn writer_properties(
     for col in [REQUEST_OBJECT, RESPONSE_OBJECT, REQUEST_URI] {
         builder = builder.set_column_compression(ColumnPath::from(col), bulk_compression);
     }
+    // Min/max of JSON bodies prune nothing, and computing them compares every body with the
+    // running min and max.
+    for col in [REQUEST_OBJECT, RESPONSE_OBJECT] {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    }
     // Bloom filters on the lookup columns, sized to the distinct values actually present
     // (a filter sized for a million values on a column with forty users wastes megabytes).
     let per_group = rows_per_group.max(1);
