@@ -403,11 +403,7 @@ impl LakeWriter {
             result.map_err(|e| self.poison(e))?;
         }
         while self.buffered_bytes > self.opts.max_buffer_bytes {
-            let oldest = self
-                .buffers
-                .iter()
-                .min_by_key(|(_, b)| b.last_write)
-                .map(|(k, _)| k.clone())
+            let oldest = least_recent(self.buffers.iter().map(|(k, b)| (k, b.last_write)))
                 .expect("buffered bytes > 0 implies a buffer");
             let result = self.finish_partition(&oldest);
             result.map_err(|e| self.poison(e))?;
@@ -415,11 +411,7 @@ impl LakeWriter {
         // Each open file holds a descriptor and its row groups' metadata: a long multi-hour
         // input must not keep every hour it passed open until the end.
         while self.open_files.len() > MAX_OPEN_FILES {
-            let oldest = self
-                .open_files
-                .iter()
-                .min_by_key(|(_, f)| f.last_write)
-                .map(|(k, _)| k.clone())
+            let oldest = least_recent(self.open_files.iter().map(|(k, f)| (k, f.last_write)))
                 .expect("more open files than the bound");
             let result = self.finish_partition(&oldest);
             result.map_err(|e| self.poison(e))?;
@@ -858,6 +850,11 @@ fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArr
         .ok_or_else(|| IngestError::Internal(format!("column {name} is not a string column")))
 }
 
+/// The partition written longest ago, of (partition, last write) pairs.
+fn least_recent<'a>(items: impl Iterator<Item = (&'a PartitionKey, u64)>) -> Option<PartitionKey> {
+    items.min_by_key(|&(_, at)| at).map(|(k, _)| k.clone())
+}
+
 /// Partitions with a file open at once; beyond it the least recently written is committed.
 const MAX_OPEN_FILES: usize = 64;
 
@@ -1044,9 +1041,11 @@ fn sort_order(batches: &[RecordBatch]) -> Result<Option<Vec<(usize, usize)>>> {
 
 /// Every row as (`stage_at`, batch, row), sorted by time (stable), and whether the rows were
 /// already in that order.
-pub(crate) fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<(i64, usize, usize)>, bool)> {
-    let mut times: Vec<(i64, usize, usize)> =
-        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+/// A row by its time: (`stage_at`, batch, row).
+pub(crate) type TimedRow = (i64, usize, usize);
+
+pub(crate) fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<TimedRow>, bool)> {
+    let mut times: Vec<TimedRow> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     for (bi, b) in batches.iter().enumerate() {
         let col = b
             .column_by_name(STAGE_AT)

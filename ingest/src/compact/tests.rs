@@ -64,6 +64,15 @@ fn rows_and_sorted(dir: &Path) -> (usize, bool) {
     (rows, sorted)
 }
 
+/// Compacts every hour, however recent, with the default options.
+fn compact_now(lake: &Lake) -> CompactReport {
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    compact_lake(lake, &opts, now()).unwrap()
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -74,11 +83,7 @@ fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d", "e", "f"]);
     assert_eq!(list_parquet_files(&partition(&lake)).unwrap().len(), 6);
-    let opts = CompactOptions {
-        min_age_secs: 0,
-        ..CompactOptions::default()
-    };
-    let report = compact_lake(&lake, &opts, now()).unwrap();
+    let report = compact_now(&lake);
     assert_eq!(
         (
             report.partitions,
@@ -91,10 +96,7 @@ fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
     assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
     // Nothing left behind, nothing more to do.
     assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
-    assert_eq!(
-        compact_lake(&lake, &opts, now()).unwrap(),
-        CompactReport::default()
-    );
+    assert_eq!(compact_now(&lake), CompactReport::default());
     // The merged file is still the dedup index: re-writing the same events adds nothing.
     let mut w = LakeWriter::open(&lake, WriterOptions::default()).unwrap();
     for b in batches("c", 50) {
@@ -210,11 +212,7 @@ fn a_file_not_known_to_be_sorted_is_left_as_it_is_and_the_rest_merges() {
     .unwrap();
     w.write(&reversed).unwrap();
     w.close().unwrap();
-    let opts = CompactOptions {
-        min_age_secs: 0,
-        ..CompactOptions::default()
-    };
-    let report = compact_lake(&lake, &opts, now()).unwrap();
+    let report = compact_now(&lake);
     assert_eq!(
         (report.files_before, report.files_after, report.rows),
         (5, 2, 200)
@@ -230,11 +228,7 @@ fn more_small_files_than_the_fan_in_merge_into_one_file_per_group() {
     let prefixes: Vec<String> = (0..MERGE_FAN_IN + 2).map(|i| format!("p{i}")).collect();
     let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     write_flushed(&lake, &prefixes);
-    let opts = CompactOptions {
-        min_age_secs: 0,
-        ..CompactOptions::default()
-    };
-    let report = compact_lake(&lake, &opts, now()).unwrap();
+    let report = compact_now(&lake);
     assert_eq!(
         (report.files_before, report.files_after, report.rows),
         (MERGE_FAN_IN + 2, 2, 50 * (MERGE_FAN_IN as u64 + 2))
