@@ -676,7 +676,8 @@ mod tests {
                 Config::parse("[ingest]\nredact_secrets = 'yes'").unwrap_err()
             )
             .contains("redact_secrets")
-        ); // The key's name before row groups: old configs keep working.
+        );
+        // The key's name before row groups: old configs keep working.
         assert_eq!(
             Config::parse("[ingest]\nmax_file_mb = 32")
                 .unwrap()
