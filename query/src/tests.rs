@@ -333,3 +333,58 @@ async fn filters_run_in_selectivity_order_and_give_the_same_rows() {
     assert!(at("user_name@") < at("verb@"), "{text}");
     assert!(at("verb@") < at("response_code@"), "{text}");
 }
+
+#[tokio::test]
+async fn low_cardinality_columns_are_string_views_that_mix_with_plain_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    lake_with(
+        &[POD.to_owned(), event("s1", 5, "system:node:n1")],
+        "prod",
+        dir.path(),
+    );
+    let ctx = open_lake(&dir.path().join("lake"), &SessionOptions::default())
+        .await
+        .unwrap();
+    let schema = ctx.table("audit_events").await.unwrap().schema().clone();
+    for col in READ_AS_VIEWS {
+        assert_eq!(
+            schema.field_with_unqualified_name(col).unwrap().data_type(),
+            &DataType::Utf8View,
+            "{col}"
+        );
+    }
+    assert_eq!(
+        schema
+            .field_with_unqualified_name("name")
+            .unwrap()
+            .data_type(),
+        &DataType::Utf8
+    );
+    // Views and plain strings compare, concatenate, union and join with each other.
+    let rows = run_sql(
+        &ctx,
+        "SELECT resource || '/' || coalesce(subresource, '-') AS what, upper(user_name) AS who, \
+                split_part(user_name, ':', 2) AS kind, CASE WHEN namespace IS NULL THEN name ELSE namespace END AS scope \
+         FROM audit_events WHERE verb IN ('create', 'list') AND user_name NOT LIKE 'system:%' \
+         UNION ALL SELECT 'x', 'y', 'z', 'w' ORDER BY what",
+    )
+    .await
+    .unwrap();
+    for format in [OutputFormat::Json, OutputFormat::Csv, OutputFormat::Table] {
+        let mut out = Vec::new();
+        write_batches(&rows, format, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("pods/-") && text.contains("ALICE") && text.contains("default"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events a JOIN audit_events b ON a.user_name = b.name OR a.namespace = b.name OR a.resource = 'secrets'"
+        )
+        .await,
+        2
+    );
+}
