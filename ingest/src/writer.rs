@@ -534,28 +534,20 @@ impl LakeWriter {
         if late_end > 0 {
             let late = interleave_record_batch(&refs, &positions(0..late_end))?;
             buf.late_rows += late.num_rows();
+            buf.late_bytes += late.get_array_memory_size();
             buf.late.push(late);
         }
+        buf.bytes = buf.late_bytes;
         if emit_end < rows.len() {
             let kept = interleave_record_batch(&refs, &positions(emit_end..rows.len()))?;
             buf.rows = kept.num_rows();
+            buf.bytes += kept.get_array_memory_size();
             buf.batches.push(kept);
         }
-        buf.bytes = buf
-            .batches
-            .iter()
-            .chain(&buf.late)
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
-        buf.late_bytes = buf
-            .late
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
         let late_full =
             buf.late_bytes >= self.opts.row_group_bytes || buf.late_rows >= self.opts.max_file_rows;
         let emit_rows = emit_end - late_end;
-        let new_watermark = rows.get(emit_end.wrapping_sub(1)).map(|&(t, _, _)| t);
+        let new_watermark = (emit_rows > 0).then(|| rows[emit_end - 1].0);
         let order = if in_order && late_end == 0 && emit_end == rows.len() {
             None
         } else {
