@@ -462,8 +462,14 @@ fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
     let server = crate::webhook::Server::start(&config, &lake);
     let started = Instant::now();
     let files = loop {
+        // Only finished reports: a report is written as a hidden temporary file in the same
+        // directory and renamed, so the temporary one is visible for a moment.
         let files: Vec<PathBuf> = std::fs::read_dir(&reports)
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         if files.len() == 2 {
             break files;
