@@ -457,3 +457,28 @@ fn a_long_input_across_many_hours_keeps_a_bounded_number_of_files_open() {
     w.close().unwrap();
     assert_eq!(all_files(&lake).len(), hours);
 }
+
+#[test]
+fn audit_ids_get_zstd_1_bodies_the_bulk_level_and_the_rest_the_default_level() {
+    let batches: Vec<RecordBatch> = decode(&[event("a", 5, 0, 0)])
+        .into_iter()
+        .map(|b| b.batch)
+        .collect();
+    let opts = WriterOptions {
+        zstd_level: 4,
+        bulk_zstd_level: 11,
+        ..WriterOptions::default()
+    };
+    let props = writer_properties(&opts, &batches, 1).unwrap();
+    let level = |col: &str| match props.compression(&ColumnPath::from(col)) {
+        Compression::ZSTD(level) => level.compression_level(),
+        other => panic!("{col}: {other:?}"),
+    };
+    assert_eq!(level(AUDIT_ID), 1);
+    for col in [REQUEST_OBJECT, RESPONSE_OBJECT, REQUEST_URI] {
+        assert_eq!(level(col), 11, "{col}");
+    }
+    for col in [USER_NAME, NAME, STAGE_AT] {
+        assert_eq!(level(col), 4, "{col}");
+    }
+}
