@@ -130,10 +130,16 @@ fn flush_commits_sorted_zstd_files_with_bloom_filters_into_hour_partitions() {
         "not declared in Parquet's own field: DataFusion would stop splitting scans by bytes"
     );
     for c in rg.columns() {
+        let plain = FILTER_COLUMNS_STORED_PLAIN.contains(&c.column_path().string().as_str());
         assert!(
-            matches!(c.compression(), Compression::ZSTD(_)),
-            "{:?}",
-            c.column_path()
+            if plain {
+                c.compression() == Compression::UNCOMPRESSED
+            } else {
+                matches!(c.compression(), Compression::ZSTD(_))
+            },
+            "{:?}: {:?}",
+            c.column_path(),
+            c.compression()
         );
     }
     let col = |name: &str| {
@@ -459,7 +465,7 @@ fn a_long_input_across_many_hours_keeps_a_bounded_number_of_files_open() {
 }
 
 #[test]
-fn audit_ids_get_zstd_1_bodies_the_bulk_level_and_the_rest_the_default_level() {
+fn audit_ids_get_zstd_1_bodies_the_bulk_level_filter_columns_none_and_the_rest_the_default() {
     let batches: Vec<RecordBatch> = decode(&[event("a", 5, 0, 0)])
         .into_iter()
         .map(|b| b.batch)
@@ -472,13 +478,24 @@ fn audit_ids_get_zstd_1_bodies_the_bulk_level_and_the_rest_the_default_level() {
     let props = writer_properties(&opts, &batches, 1).unwrap();
     let level = |col: &str| match props.compression(&ColumnPath::from(col)) {
         Compression::ZSTD(level) => level.compression_level(),
+        Compression::UNCOMPRESSED => 0,
         other => panic!("{col}: {other:?}"),
     };
     assert_eq!(level(AUDIT_ID), 1);
     for col in [REQUEST_OBJECT, RESPONSE_OBJECT, REQUEST_URI] {
         assert_eq!(level(col), 11, "{col}");
     }
-    for col in [USER_NAME, NAME, STAGE_AT] {
+    for col in [NAME, SOURCE_IP, REQUEST_RECEIVED_AT] {
         assert_eq!(level(col), 4, "{col}");
+    }
+    for col in [
+        RESOURCE,
+        SUBRESOURCE,
+        VERB,
+        USER_NAME,
+        STAGE_AT,
+        POD_PRIVILEGED,
+    ] {
+        assert_eq!(level(col), 0, "{col} is stored uncompressed");
     }
 }
