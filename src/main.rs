@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_message(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -54,5 +54,64 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
             print!("\n{}", auditlake_schemas::findings_markdown());
             Ok(EXIT_OK)
         }
+    }
+}
+
+/// `a: b: c` from the error and its causes, each said once. A library error that already shows
+/// its source in its own message (thiserror's `"… {source}"`) would otherwise print the OS
+/// error twice: "lake I/O on …/hour=08: Not a directory (os error 20): Not a directory (os error 20)".
+pub(crate) fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    /// As the library crates' thiserror errors do: the source in the message and in `source()`.
+    #[derive(Debug)]
+    struct ShowsItsSource {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for ShowsItsSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "lake I/O on /lake/hour=08: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for ShowsItsSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn every_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory");
+        let e = anyhow::Error::new(ShowsItsSource { source: io() }).context("ingest failed");
+        assert_eq!(
+            error_message(&e),
+            "ingest failed: lake I/O on /lake/hour=08: Not a directory"
+        );
+        // Causes that are not repeated in the message above them are all kept, in order.
+        let e = anyhow::Error::new(io())
+            .context("reading a.log")
+            .context("ingest failed");
+        assert_eq!(
+            error_message(&e),
+            "ingest failed: reading a.log: Not a directory"
+        );
     }
 }

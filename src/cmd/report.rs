@@ -68,7 +68,7 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_message(&e));
             return Ok(EXIT_ERROR);
         }
     };

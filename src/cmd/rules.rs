@@ -88,7 +88,7 @@ fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
     let (rules, pack) = match load_pack(config, arg) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_message(&e));
             return Ok(EXIT_ERROR);
         }
     };

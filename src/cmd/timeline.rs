@@ -204,7 +204,7 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
     let (rows, counts, findings) = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_message(&e));
             return Ok(EXIT_ERROR);
         }
     };
