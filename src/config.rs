@@ -89,7 +89,8 @@ pub struct IngestSection {
     pub max_buffer_mb: Option<usize>,
     /// Rows per Parquet row group (default 65 536).
     pub row_group_rows: Option<usize>,
-    /// zstd level 1–22 (default 3).
+    /// zstd level 1–22 (default 3) of the columns not named below: audit IDs always get level 1,
+    /// and the small filter columns (`resource`, `verb`, …) are stored uncompressed.
     pub zstd_level: Option<i32>,
     /// zstd level 1–22 of request/response bodies and request URIs (default 9).
     pub bulk_zstd_level: Option<i32>,

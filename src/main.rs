@@ -62,15 +62,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
 /// error twice: "lake I/O on …/hour=08: Not a directory (os error 20): Not a directory (os error 20)".
 pub(crate) fn error_message(e: &anyhow::Error) -> String {
     let mut message = String::new();
+    let mut previous = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if message.contains(&text) {
+        // Only the exact thiserror shape: the cause is how the error above it ends.
+        if !previous.is_empty() && previous.ends_with(&text) {
+            previous = text;
             continue;
         }
         if !message.is_empty() {
             message.push_str(": ");
         }
         message.push_str(&text);
+        previous = text;
     }
     message
 }
@@ -112,6 +116,12 @@ mod tests {
         assert_eq!(
             error_message(&e),
             "ingest failed: reading a.log: Not a directory"
+        );
+        // A cause that merely appears earlier in the message is still said.
+        let e = anyhow::Error::new(io()).context("Not a directory: retry with --lake");
+        assert_eq!(
+            error_message(&e),
+            "Not a directory: retry with --lake: Not a directory"
         );
     }
 }

@@ -34,10 +34,14 @@ fn post(rt: &tokio::runtime::Runtime, server: &Server, events: &[String]) {
     assert_eq!(status, 200);
 }
 
-/// Delivered findings in the file sink: idempotency key → how often it arrived.
+/// Delivered findings in the file sink: idempotency key → how often it arrived. The sink may be
+/// appending while this reads, so only complete lines (ending in a newline) count; a complete
+/// line that is not JSON is a real defect and fails.
 fn delivered(path: &Path) -> BTreeMap<String, (usize, String)> {
     let mut out: BTreeMap<String, (usize, String)> = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let complete = &bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];
+    for line in std::str::from_utf8(complete).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let e = out
             .entry(v["idempotency_key"].as_str().unwrap().to_owned())
@@ -59,8 +63,13 @@ fn wait_for(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// No finding waits for delivery: no `*.json` in the file sink's outbox (what the outbox itself
+/// counts as pending; its temporary `.…tmp` files and set-aside `*.bad` files are not).
 fn outbox_empty(lake: &Path) -> bool {
-    std::fs::read_dir(lake.join("_state/outbox/file/pending")).is_ok_and(|mut d| d.next().is_none())
+    std::fs::read_dir(lake.join("_state/outbox/file/pending")).is_ok_and(|d| {
+        !d.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+    })
 }
 
 /// A serve config with one file sink, the repo's rules and `scheduler` as the body of
