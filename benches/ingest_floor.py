@@ -25,7 +25,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,22 +33,6 @@ import time
 import lake_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def timed(cmd, env=None):
-    """Runs cmd; returns (wall s, CPU s = user + sys of the child, stdout)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    # communicate() drains both pipes at once (a chatty child cannot block on either) and reaps
-    # the child, whose CPU then shows in RUSAGE_CHILDREN.
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = p.communicate()
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{err.decode()}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, out
 
 
 def ensure_pyarrow():
@@ -67,8 +50,7 @@ def json_floor(log):
     target = os.path.join(HERE, "ingest_floor", "target")
     env = dict(os.environ, RUSTFLAGS="-C target-cpu=native", CARGO_TARGET_DIR=target)
     subprocess.check_call(["cargo", "build", "--quiet", "--release", "--manifest-path", manifest], env=env)
-    _, _, out = timed([os.path.join(target, "release", "ingest-floor"), log])
-    return json.loads(out)
+    return json.loads(lake_bench.measured([os.path.join(target, "release", "ingest-floor"), log]).out)
 
 
 def parquet_floor(lake):
@@ -141,10 +123,12 @@ def main():
     ours, duck = [], []
     for _ in range(args.repeat):
         shutil.rmtree(lake, ignore_errors=True)
-        ours.append(timed([args.bin, "ingest", "--json", "--lake", lake, "--cluster", "bench", log])[:2])
+        run = lake_bench.measured([args.bin, "ingest", "--json", "--lake", lake, "--cluster", "bench", log])
+        ours.append((run.wall, run.cpu))
         if os.path.exists(duck_pq):
             os.remove(duck_pq)
-        duck.append(timed([sys.executable, "-c", lake_bench.DUCK_CONVERT, log, duck_pq, lake_bench.DUCK_COLUMNS])[:2])
+        run = lake_bench.measured([sys.executable, "-c", lake_bench.DUCK_CONVERT, log, duck_pq, lake_bench.DUCK_COLUMNS])
+        duck.append((run.wall, run.cpu))
     ours_wall, ours_cpu = min(ours)
     duck_wall, duck_cpu = min(duck)
     duck_bytes = os.path.getsize(duck_pq)

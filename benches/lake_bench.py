@@ -15,12 +15,14 @@ Build first: cargo build --release. DuckDB: pip install duckdb (installed on dem
 """
 
 import argparse
+import collections
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 DUCK_COLUMNS = """{
@@ -122,19 +124,26 @@ print(json.dumps(out))
 """
 
 
+Run = collections.namedtuple("Run", "wall rss cpu out err")
+
+
 def measured(cmd):
-    """Runs cmd in a child and returns (wall, peak RSS bytes, stdout, stderr) using wait4."""
+    """Runs cmd in a child; returns its Run: wall s, peak RSS bytes, CPU s (user + sys), stdout,
+    stderr. wait4 gives this child's own usage (RUSAGE_CHILDREN would mix every child's peak)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # read pipes before reaping so a chatty child cannot block
+    # Drain both pipes before reaping, stderr on a thread, so a chatty child cannot block on either.
+    err = []
+    drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
+    drain.start()
     out = p.stdout.read()
-    err = p.stderr.read()
+    drain.join()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed ({code}):\n{err.decode()}")
-    return wall, usage.ru_maxrss * 1024, out, err
+        sys.exit(f"{' '.join(map(str, cmd))} failed ({code}):\n{err[0].decode()}")
+    return Run(wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, out, err[0])
 
 
 def du(path):
@@ -172,7 +181,7 @@ def bench_size(args, n, work):
     ours, duck = {"walls": [], "rss": 0}, {"walls": [], "rss": 0}
     for _ in range(args.ingest_repeat):
         shutil.rmtree(lake, ignore_errors=True)
-        wall, rss, out, _ = measured([args.bin, "ingest", "--json", "--lake", lake, "--cluster", "bench", log])
+        wall, rss, _, out, _ = measured([args.bin, "ingest", "--json", "--lake", lake, "--cluster", "bench", log])
         summary = json.loads(out)
         assert summary["rows_written"] == events, summary
         ours["walls"].append(wall)
@@ -181,7 +190,7 @@ def bench_size(args, n, work):
 
         if os.path.exists(duck_pq):
             os.remove(duck_pq)
-        wall, rss, out, _ = measured([sys.executable, "-c", DUCK_CONVERT, log, duck_pq, DUCK_COLUMNS])
+        wall, rss, _, out, _ = measured([sys.executable, "-c", DUCK_CONVERT, log, duck_pq, DUCK_COLUMNS])
         duck["walls"].append(wall)
         duck["rss"] = max(duck["rss"], rss)
         duck["disk"] = os.path.getsize(duck_pq)
@@ -190,7 +199,7 @@ def bench_size(args, n, work):
     # Queries: ours in one session (`query --repeat`), DuckDB in one connection; best of N.
     q_ours = {}
     for qid, _, sql, _ in QUERIES:
-        _, _, out, err = measured([args.bin, "query", "--lake", lake, "--format", "json", "--timing", "--repeat", str(args.repeat), sql])
+        _, _, _, out, err = measured([args.bin, "query", "--lake", lake, "--format", "json", "--timing", "--repeat", str(args.repeat), sql])
         times = [float(l.split(" rows in ")[1].split()[0]) for l in err.decode().splitlines() if " rows in " in l]
         q_ours[qid] = {"times": times, "rows": len(out.splitlines())}
     p = subprocess.run(

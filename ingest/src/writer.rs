@@ -861,11 +861,10 @@ const BLOOM_FPP: f64 = 0.05;
 
 /// Columns stored without zstd: the small columns that queries filter on, whose pages are
 /// already compact (bit-packed dictionary indices of low-cardinality strings, run lengths of
-/// mostly-null or boolean columns, `stage_at`'s delta-packed sorted times), which zstd shrinks
-/// little (all of these together: 0.7 MB of 48 MB per million
-/// events). Reading them compressed cost a decompression per page and, in parquet 59, a zstd
-/// context pair created per column chunk read; on 1M events, stored plain made Q1 of the
-/// benchmark 21 → 16 ms and Q2 13 → 10 ms.
+/// mostly-null or boolean columns, `stage_at`'s delta-packed sorted times), so zstd shrank them
+/// little: 0.7 MB of 48 MB per million events, all together. Reading them compressed cost a
+/// decompression per page and, in parquet 59, a zstd context pair created per column chunk
+/// read; on 1M events, stored plain made Q1 of the benchmark 21 → 16 ms and Q2 13 → 10 ms.
 const FILTER_COLUMNS_STORED_PLAIN: &[&str] = &[
     RESOURCE,
     SUBRESOURCE,
