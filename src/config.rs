@@ -201,6 +201,15 @@ pub struct WebhookSection {
     pub tokens_file: Option<PathBuf>,
     /// Refuse requests without a valid credential (default: true when tokens_file or client_ca is set).
     pub require_auth: Option<bool>,
+    /// Listen on a non-loopback address without authentication (default false: refused).
+    pub allow_unauthenticated: Option<bool>,
+    /// Open connections at once (default 1024); more are closed at accept.
+    pub max_connections: Option<usize>,
+    /// A connection with no request in progress is closed after this many seconds (default 20):
+    /// silent clients, slow headers, idle keep-alive.
+    pub header_timeout_secs: Option<f64>,
+    /// Reading one request body may take this many seconds (default 60), then 408.
+    pub body_timeout_secs: Option<f64>,
     /// A client certificate's subject CN is the cluster it may write (default true).
     pub cert_binds_cluster: Option<bool>,
     /// Cluster for `POST /audit` without a name or binding credential (default `default`).
@@ -263,8 +272,11 @@ pub struct PostgresSection {
     /// Server certificate chain and key (PEM): TLS (`sslmode=require`).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// CA bundle (PEM): a client certificate that chains to it authenticates (its CN is the user).
+    /// CA bundle (PEM): a client certificate that chains to it authenticates (its CN is the user)…
     pub client_ca: Option<PathBuf>,
+    /// …when its CN is listed here (required with client_ca: the CA may sign other clients too).
+    #[serde(default)]
+    pub cert_users: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,6 +382,7 @@ impl Config {
             ("ingest.decode_threads", self.ingest.decode_threads),
             ("query.target_partitions", self.query.target_partitions),
             ("webhook.max_body_mb", self.webhook.max_body_mb),
+            ("webhook.max_connections", self.webhook.max_connections),
         ] {
             if value == Some(0) {
                 bail!("{key} = 0: must be at least 1");
@@ -389,6 +402,16 @@ impl Config {
             && !(s > 0.0 && s <= 3600.0)
         {
             bail!("webhook.flush_interval_secs = {s}: must be in (0, 3600]");
+        }
+        for (key, value) in [
+            ("webhook.header_timeout_secs", self.webhook.header_timeout_secs),
+            ("webhook.body_timeout_secs", self.webhook.body_timeout_secs),
+        ] {
+            if let Some(s) = value
+                && !(s > 0.0 && s <= 3600.0)
+            {
+                bail!("{key} = {s}: must be in (0, 3600]");
+            }
         }
         if let Some(n) = self.compaction.min_small_files
             && n < 2
@@ -423,7 +446,9 @@ impl Config {
                         bail!("{key}.url: a {} sink needs a url", sink.kind);
                     };
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        bail!("{key}.url = {url:?}: must be an http:// or https:// URL");
+                        // The URL itself may be a secret (its path or query): never echo it.
+                        let scheme = url.split_once("://").map_or("none", |(s, _)| s);
+                        bail!("{key}.url: must be an http:// or https:// URL (its scheme is {scheme:?})");
                     }
                 }
                 "file" if sink.path.is_none() => bail!("{key}.path: a file sink needs a path"),

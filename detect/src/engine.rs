@@ -118,7 +118,8 @@ impl Detector {
         let sql = render_sql(&rule.sql, params, &rule.sql_path)?;
         let df = self
             .ctx
-            .sql(sql.trim().trim_end_matches(';'))
+            // A rule is a query: DDL or DML in one is an error naming the rule, not an effect.
+            .sql_with_options(sql.trim().trim_end_matches(';'), auditlake_query::read_only())
             .await
             .map_err(|e| {
                 let e = classify(e);

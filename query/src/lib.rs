@@ -5,6 +5,7 @@
 mod date_trunc;
 mod filter_order;
 pub mod output;
+pub mod readonly;
 pub mod sqltext;
 pub mod udf;
 pub mod views;
@@ -164,7 +165,9 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
         .with_object_list_cache_limit(0)
         .build_arc()
         .map_err(QueryError::Execution)?;
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    let mut ctx = SessionContext::new_with_state(readonly::guard(
+        SessionContext::new_with_config_rt(config, runtime).state(),
+    ));
     ctx.add_optimizer_rule(Arc::new(filter_order::OrderFiltersBySelectivity));
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);

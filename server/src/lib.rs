@@ -43,7 +43,12 @@ pub struct ServeOptions {
     pub require_auth: Option<bool>,
     pub cert_binds_cluster: bool,
     pub default_cluster: String,
+    /// Serve a non-loopback address with no authentication (`webhook.allow_unauthenticated`):
+    /// anyone who reaches the port could write any cluster's evidence.
+    pub allow_unauthenticated: bool,
     pub max_body_bytes: usize,
+    /// Connection guards (`webhook.max_connections`, `header_timeout_secs`, `body_timeout_secs`).
+    pub limits: ConnectionLimits,
     /// How long shutdown waits for in-flight requests before closing their connections.
     pub shutdown_grace: Duration,
     pub retry_after_secs: u32,
@@ -57,6 +62,28 @@ pub struct ServeOptions {
     pub postgres: Option<pg::PgOptions>,
     /// Scheduled reports (`[[reports]]`).
     pub reports: Option<reports::ReportOptions>,
+}
+
+/// What one client may hold of the webhook: a slow or silent sender costs a bounded amount.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A connection with no request in progress (silent after connecting or after a TLS
+    /// handshake, idle between requests, or sending its headers slowly) is closed after this.
+    pub header_timeout: Duration,
+    /// Reading one request body may take this long (then 408).
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What a finished `serve` did.
@@ -114,6 +141,13 @@ pub async fn serve(
         addr: opts.listen.clone(),
         source,
     })?;
+    if !require && !local.ip().is_loopback() && !opts.allow_unauthenticated {
+        return Err(ServerError::TlsConfig(format!(
+            "webhook.listen = {local} is not a loopback address and requests need no credential: \
+             set webhook.tokens_file or webhook.client_ca, or webhook.allow_unauthenticated = true \
+             if the network in front of it really is the only guard"
+        )));
+    }
 
     // Replay what a previous run acknowledged before accepting anything new.
     let metrics = Arc::new(Metrics::new());
@@ -201,10 +235,11 @@ pub async fn serve(
         auth: auth.clone(),
         metrics,
         max_body_bytes: opts.max_body_bytes,
+        body_timeout: opts.limits.body_timeout,
         decode: opts.decode.clone(),
         retry_after_secs: opts.retry_after_secs,
     });
-    let app = webhook::router(state);
+    let app = webhook::router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let auth_desc = match (&auth.tokens, auth.client_certs, auth.require) {
         (_, _, false) => "none",
@@ -226,6 +261,8 @@ pub async fn serve(
 
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    let limits = opts.limits;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     let signal = loop {
         tokio::select! {
@@ -238,18 +275,26 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Over the limit: close at once rather than queue; the sender retries.
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    state.metrics.refused("connection_limit");
+                    log::emit(&log::ConnectionRefused { peer, reason: "connection limit reached" });
+                    drop(tcp);
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let app = app.clone();
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match acceptor {
                         None => {
                             let info = ConnInfo { peer: Some(peer), ..ConnInfo::default() };
-                            serve_connection(TokioIo::new(tcp), info, app, watcher).await;
+                            serve_connection(TokioIo::new(tcp), info, app, watcher, limits).await;
                         }
                         Some(acceptor) => {
-                            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+                            let handshake = tokio::time::timeout(limits.header_timeout.min(Duration::from_secs(10)), acceptor.accept(tcp)).await;
                             match handshake {
                                 Ok(Ok(stream)) => {
                                     let certs = stream.get_ref().1.peer_certificates();
@@ -258,7 +303,7 @@ pub async fn serve(
                                         client_cn: certs.and_then(|c| c.first()).and_then(tls::subject_cn),
                                         client_verified: certs.is_some_and(|c| !c.is_empty()),
                                     };
-                                    serve_connection(TokioIo::new(stream), info, app, watcher).await;
+                                    serve_connection(TokioIo::new(stream), info, app, watcher, limits).await;
                                 }
                                 Ok(Err(e)) => log::emit(&log::TlsHandshakeFailed { peer, error: &e.to_string() }),
                                 Err(_) => log::emit(&log::TlsHandshakeFailed { peer, error: "timed out" }),
@@ -305,17 +350,90 @@ async fn serve_connection<I>(
     info: ConnInfo,
     app: axum::Router,
     watcher: hyper_util::server::graceful::Watcher,
+    limits: ConnectionLimits,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::default());
+    let tracked = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(info.clone());
-        app.clone().oneshot(req)
+        let guard = InFlight::start(tracked.clone());
+        let call = app.clone().oneshot(req);
+        async move {
+            let response = call.await;
+            drop(guard);
+            response
+        }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper cuts an HTTP/1 request whose headers are not complete in time; the watchdog below
+    // covers the rest (a client silent before its first byte, idle keep-alive, HTTP/2).
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     let conn = builder.serve_connection_with_upgrades(io, service);
-    // Errors here are the peer's (reset, bad HTTP): nothing to do but drop the connection.
-    let _ = watcher.watch(conn.into_owned()).await;
+    let conn = watcher.watch(conn.into_owned());
+    tokio::pin!(conn);
+    let tick = (limits.header_timeout / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            // Errors here are the peer's (reset, bad HTTP): nothing to do but drop the connection.
+            _ = &mut conn => return,
+            _ = tokio::time::sleep(tick) => {
+                if activity.idle_for() >= limits.header_timeout {
+                    // Dropping the connection future closes the socket.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last did something, and how many of its requests are in progress.
+#[derive(Debug)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            since: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has had no request in progress (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.since.lock().expect("not poisoned").elapsed()
+    }
+}
+
+/// Marks one request in progress for its lifetime.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: Arc<Activity>) -> InFlight {
+        a.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.since.lock().expect("not poisoned") = std::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT with the signal's name.

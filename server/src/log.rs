@@ -25,6 +25,21 @@ impl fmt::Display for Listening<'_> {
     }
 }
 
+/// A connection closed at accept (over `webhook.max_connections`).
+pub struct ConnectionRefused {
+    pub peer: std::net::SocketAddr,
+    pub reason: &'static str,
+}
+impl fmt::Display for ConnectionRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connection_refused peer={} reason={:?}",
+            self.peer, self.reason
+        )
+    }
+}
+
 pub struct WalReplayed<'a> {
     pub report: &'a auditlake_ingest::ReplayReport,
 }

@@ -2,15 +2,24 @@
 //! DBeaver and BI tools query the lake. The protocol is pgwire's and the query handling
 //! datafusion-postgres's (both maintained crates); auditlake adds what a security team needs:
 //!
-//! - **Read-only**: a hook refuses every statement but queries, EXPLAIN, SHOW, the harmless
-//!   client `SET`s, transactions and cursors, before DataFusion sees it; a query's plan is
-//!   checked again with DataFusion's own `SQLOptions` (so `SELECT … INTO` cannot create a table).
-//!   The session has no file-reading table functions and no `CREATE EXTERNAL TABLE`.
+//! - **Read-only, at every depth**: a hook refuses every statement but queries, EXPLAIN, SHOW,
+//!   the harmless client `SET`s, transactions and cursors, before DataFusion sees it; then every
+//!   query the statement carries — the statement itself, the body of a `DECLARE … CURSOR FOR`,
+//!   what an `EXPLAIN` explains — is planned and its plan checked with DataFusion's own
+//!   `SQLOptions` (no DDL, DML or statements: `SELECT … INTO`, `INSERT` inside a cursor); what
+//!   cannot be planned is refused, not passed on. Underneath, the session's query planner
+//!   refuses any writing plan however it arrives (`auditlake_query::readonly`), and the
+//!   session has no `CREATE EXTERNAL TABLE`.
+//! - **Nothing shared between connections**: each connection gets its own session over the
+//!   same tables (its own catalog, settings and cursors), so nothing one client does is seen by
+//!   another.
 //! - **Authentication**: SCRAM-SHA-256 passwords from a users file, and/or client certificates
-//!   verified against a CA (the certificate's CN must be the user name). With neither, only a
-//!   loopback address may be served. With TLS configured, plain-text connections are refused.
+//!   verified against a CA: the certificate's CN must be the user name *and* be listed in
+//!   `cert_users` (a CA that also signs webhook or other client certificates must not make
+//!   every one of them a SQL login). With neither, only a loopback address may be served. With
+//!   TLS configured, plain-text connections are refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +61,9 @@ pub struct PgOptions {
     pub users_file: Option<PathBuf>,
     /// TLS; with `client_ca`, certificate authentication.
     pub tls: Option<TlsFiles>,
+    /// Certificate subjects (CN) that may log in with a client certificate; required with
+    /// `client_ca`. A CN not listed is refused even when the CA signed it.
+    pub cert_users: Vec<String>,
 }
 
 /// Users and their passwords, from the users file.
@@ -199,7 +211,26 @@ pub fn refusal(stmt: &Statement) -> Option<String> {
     }
 }
 
-/// Refuses writes before DataFusion plans anything.
+/// The queries a statement would run: the statement itself, what an `EXPLAIN` explains, the
+/// body of each `DECLARE … CURSOR FOR`. Statements that carry none (SHOW, SET, transactions,
+/// FETCH, CLOSE) yield nothing.
+fn carried_queries(stmt: &Statement) -> Result<Vec<Statement>, String> {
+    use datafusion::sql::sqlparser::ast::DeclareType;
+    match stmt {
+        Statement::Query(_) => Ok(vec![stmt.clone()]),
+        Statement::Explain { statement, .. } => carried_queries(statement),
+        Statement::Declare { stmts } => stmts
+            .iter()
+            .map(|d| match (&d.declare_type, &d.for_query) {
+                (Some(DeclareType::Cursor), Some(q)) => Ok(Statement::Query(q.clone())),
+                _ => Err(format!("only DECLARE … CURSOR FOR <query> is allowed, not {d}")),
+            })
+            .collect(),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Refuses writes before DataFusion runs anything.
 struct ReadOnlyHook;
 
 impl ReadOnlyHook {
@@ -207,19 +238,24 @@ impl ReadOnlyHook {
         if let Some(reason) = refusal(stmt) {
             return Some(user_error("25006", reason));
         }
-        if let Statement::Query(_) = stmt {
-            // Belt and braces: DataFusion's own check of the plan (DDL such as SELECT … INTO).
-            let df_stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone()));
+        let queries = match carried_queries(stmt) {
+            Ok(q) => q,
+            Err(reason) => {
+                return Some(user_error(
+                    "25006",
+                    format!("auditlake's SQL endpoint is read-only: {reason}"),
+                ));
+            }
+        };
+        for query in queries {
+            let df_stmt = datafusion::sql::parser::Statement::Statement(Box::new(query));
+            // A query that cannot be planned is refused here with DataFusion's message rather
+            // than handed to a later hook that might plan or run it differently.
             let plan = match ctx.state().statement_to_plan(df_stmt).await {
                 Ok(p) => p,
-                // A planning error is reported by the normal path with DataFusion's message.
-                Err(_) => return None,
+                Err(e) => return Some(user_error("42000", e.to_string())),
             };
-            let options = datafusion::execution::context::SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            if let Err(e) = options.verify_plan(&plan) {
+            if let Err(e) = auditlake_query::readonly::refuse_writes().verify_plan(&plan) {
                 return Some(user_error(
                     "25006",
                     format!("auditlake's SQL endpoint is read-only: {e}"),
@@ -274,6 +310,8 @@ impl NoopStartupHandler for Trusted {}
 struct Authenticator {
     require_tls: bool,
     cert_auth: bool,
+    /// CNs that may log in by certificate.
+    cert_users: Arc<HashSet<String>>,
     scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
     /// Decided at the Startup message: true = certificate (or trusted) path.
     trusted: Mutex<Option<bool>>,
@@ -307,8 +345,17 @@ impl StartupHandler for Authenticator {
                 .client_certificates()
                 .and_then(|certs| certs.first())
                 .and_then(subject_cn);
+            let listed = cert_user
+                .as_ref()
+                .is_some_and(|cn| self.cert_users.contains(cn));
             let by_cert = match (&cert_user, self.cert_auth) {
-                (Some(cn), true) if *cn == requested => true,
+                (Some(cn), true) if !listed && self.scram.is_none() => {
+                    return Err(fatal(
+                        "28000",
+                        format!("certificate {cn:?} is not a SQL user (postgres.cert_users)"),
+                    ));
+                }
+                (Some(cn), true) if listed && *cn == requested => true,
                 (Some(cn), true) if self.scram.is_none() => {
                     return Err(fatal(
                         "28000",
@@ -355,10 +402,63 @@ impl PgWireServerHandlers for ConnectionHandlers {
 /// A bound endpoint, ready to accept.
 pub struct PgServer {
     listener: TcpListener,
-    service: Arc<DfSessionService>,
+    /// The session each connection's own session is made from.
+    base: SessionContext,
     tls: Option<tokio_rustls::TlsAcceptor>,
     users: Option<Users>,
     cert_auth: bool,
+    cert_users: Arc<HashSet<String>>,
+}
+
+/// The hooks every connection runs, read-only first.
+fn hooks() -> Vec<Arc<dyn QueryHook>> {
+    vec![
+        Arc::new(ReadOnlyHook),
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ]
+}
+
+/// A session of its own for one connection, over the same tables as `base`: a new catalog list
+/// whose schemas hold the same table providers (and share the read-only `pg_catalog`), so
+/// whatever a connection registers, sets or declares stays in that connection.
+async fn connection_session(
+    base: &SessionContext,
+) -> datafusion::error::Result<SessionContext> {
+    use datafusion::catalog::{
+        CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+        MemorySchemaProvider, SchemaProvider,
+    };
+    let list = Arc::new(MemoryCatalogProviderList::new());
+    for catalog_name in base.catalog_names() {
+        let Some(base_catalog) = base.catalog(&catalog_name) else {
+            continue;
+        };
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        for schema_name in base_catalog.schema_names() {
+            let Some(base_schema) = base_catalog.schema(&schema_name) else {
+                continue;
+            };
+            if schema_name == "pg_catalog" {
+                catalog.register_schema(&schema_name, base_schema)?;
+                continue;
+            }
+            let schema = Arc::new(MemorySchemaProvider::new());
+            for table in base_schema.table_names() {
+                if let Some(provider) = base_schema.table(&table).await? {
+                    schema.register_table(table, provider)?;
+                }
+            }
+            catalog.register_schema(&schema_name, schema)?;
+        }
+        list.register_catalog(catalog_name, catalog);
+    }
+    let state =
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(base.state())
+            .with_catalog_list(list)
+            .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 impl PgServer {
@@ -371,6 +471,11 @@ impl PgServer {
             addr: opts.listen.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         })?;
+        if cert_auth && opts.cert_users.is_empty() {
+            return Err(ServerError::Internal(
+                "postgres.client_ca is set but postgres.cert_users is empty: list the certificate CNs that may log in (the CA may sign other clients too)".into(),
+            ));
+        }
         if users.is_none() && !cert_auth && !addr.ip().is_loopback() {
             return Err(ServerError::Internal(format!(
                 "postgres.listen = {addr} is not a loopback address: set postgres.users_file or postgres.client_ca so clients must authenticate"
@@ -392,13 +497,6 @@ impl PgServer {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| ServerError::Internal(format!("pg_catalog: {e}")))?;
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(ReadOnlyHook),
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-        ];
-        let service = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -407,10 +505,11 @@ impl PgServer {
             })?;
         Ok(PgServer {
             listener,
-            service,
+            base: ctx,
             tls,
             users,
             cert_auth,
+            cert_users: Arc::new(opts.cert_users.iter().cloned().collect()),
         })
     }
 
@@ -448,17 +547,30 @@ impl PgServer {
                 SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                     .with_scram(scram)
             });
-            let handlers = ConnectionHandlers {
-                service: self.service.clone(),
-                auth: Arc::new(Authenticator {
-                    require_tls: self.tls.is_some(),
-                    cert_auth: self.cert_auth,
-                    scram,
-                    trusted: Mutex::new(None),
-                }),
-            };
+            let auth = Arc::new(Authenticator {
+                require_tls: self.tls.is_some(),
+                cert_auth: self.cert_auth,
+                cert_users: self.cert_users.clone(),
+                scram,
+                trusted: Mutex::new(None),
+            });
             let tls = self.tls.clone();
+            let base = self.base.clone();
             tokio::spawn(async move {
+                let ctx = match connection_session(&base).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        crate::log::emit(&crate::log::PgConnectionFailed {
+                            peer,
+                            error: format!("creating the session: {e}"),
+                        });
+                        return;
+                    }
+                };
+                let handlers = ConnectionHandlers {
+                    service: Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks())),
+                    auth,
+                };
                 if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     crate::log::emit(&crate::log::PgConnectionFailed {
                         peer,

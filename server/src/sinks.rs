@@ -433,7 +433,12 @@ pub async fn deliver(
                 )))
             }
             Ok(r) => Err(Retry(format!("HTTP {}", r.status()))),
-            Err(e) => Err(Retry(e.to_string())),
+            // reqwest's message names the whole URL; a sink URL's path and query are often its
+            // secret (a Slack or PagerDuty hook, `?token=`): say only where it was going.
+            Err(e) => {
+                let to = endpoint(e.url());
+                Err(Retry(format!("{} ({to})", e.without_url())))
+            }
         }
     };
     match &sink.kind {
@@ -603,3 +608,16 @@ pub async fn delivery_loop(
 
 #[cfg(test)]
 mod tests;
+
+/// `scheme://host:port` of a URL: what logs and errors may say of a sink's address.
+pub fn endpoint(url: Option<&reqwest::Url>) -> String {
+    match url {
+        Some(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        None => "unknown endpoint".to_owned(),
+    }
+}

@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest accepted body, after gzip decoding as well as before.
     pub max_body_bytes: usize,
+    /// How long reading one body may take (a sender trickling bytes holds a connection).
+    pub body_timeout: std::time::Duration,
     pub decode: DecodeOptions,
     /// Seconds for the Retry-After header of a 503.
     pub retry_after_secs: u32,
@@ -150,8 +152,22 @@ async fn receive_inner(
         return refuse(st, &refusal);
     }
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, &parts.headers, st.max_body_bytes).await {
+    let read = read_body(body, &parts.headers, st.max_body_bytes);
+    let body = match tokio::time::timeout(st.body_timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+    {
         Ok(b) => b,
+        Err(BodyError::TimedOut) => {
+            st.metrics.refused("body_timeout");
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    st.body_timeout.as_secs()
+                ),
+            );
+        }
         Err(BodyError::TooLarge) => {
             st.metrics.refused("too_large");
             return error(
@@ -289,6 +305,7 @@ fn retry_later(st: &AppState, message: String) -> Response {
 
 enum BodyError {
     TooLarge,
+    TimedOut,
     Bad(String),
 }
 

@@ -27,6 +27,7 @@ pub fn pg_options(config: &Config, listen: Option<&str>) -> PgOptions {
                 client_ca: path(&s.client_ca),
             })
         }),
+        cert_users: section.map(|s| s.cert_users.clone()).unwrap_or_default(),
     }
 }
 

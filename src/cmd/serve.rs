@@ -89,7 +89,13 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .clone()
             .or_else(|| w.default_cluster.clone())
             .unwrap_or_else(|| "default".into()),
+        allow_unauthenticated: w.allow_unauthenticated.unwrap_or(false),
         max_body_bytes,
+        limits: auditlake_server::ConnectionLimits {
+            max_connections: w.max_connections.unwrap_or(1024),
+            header_timeout: Duration::from_secs_f64(w.header_timeout_secs.unwrap_or(20.0)),
+            body_timeout: Duration::from_secs_f64(w.body_timeout_secs.unwrap_or(60.0)),
+        },
         shutdown_grace: Duration::from_secs(w.shutdown_grace_secs.unwrap_or(30)),
         retry_after_secs: w.retry_after_secs.unwrap_or(5),
         decode: ingest.decode,

@@ -74,6 +74,22 @@ struct Line {
     cluster: String,
 }
 
+impl Line {
+    fn for_terminal(&self) -> Line {
+        let p = |s: &str| auditlake_query::output::printable(s).into_owned();
+        Line {
+            time: p(&self.time),
+            actor: p(&self.actor),
+            action: p(&self.action),
+            code: self.code,
+            ip: p(&self.ip),
+            agent: p(&self.agent),
+            audit_id: p(&self.audit_id),
+            cluster: p(&self.cluster),
+        }
+    }
+}
+
 fn text(row: &BTreeMap<String, Value>, key: &str) -> Option<String> {
     match row.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -247,6 +263,9 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
 
+    // Every text field is what some client sent (a user agent, a typed exec command): the
+    // terminal gets it with control characters shown, never interpreted.
+    let lines: Vec<Line> = lines.iter().map(Line::for_terminal).collect();
     let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
     if n("requests") == 0 {
         writeln!(out, "Timeline of {title}: no requests in this window.")?;

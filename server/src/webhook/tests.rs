@@ -46,6 +46,7 @@ fn fixture(tokens: Option<&str>, max_body: usize) -> Fixture {
         },
         metrics: Arc::new(Metrics::new()),
         max_body_bytes: max_body,
+        body_timeout: std::time::Duration::from_secs(5),
         decode: popts.decode.clone(),
         retry_after_secs: 7,
     });
