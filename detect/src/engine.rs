@@ -119,7 +119,10 @@ impl Detector {
         let df = self
             .ctx
             // A rule is a query: DDL or DML in one is an error naming the rule, not an effect.
-            .sql_with_options(sql.trim().trim_end_matches(';'), auditlake_query::read_only())
+            .sql_with_options(
+                sql.trim().trim_end_matches(';'),
+                auditlake_query::read_only(),
+            )
             .await
             .map_err(|e| {
                 let e = classify(e);

@@ -110,8 +110,13 @@ pub fn decode_body(
 ) -> Decoded {
     let mut opts = opts.clone();
     opts.cluster = cluster.clone();
+    // One budget for the whole request: the body as received (after Content-Encoding) plus
+    // everything gzip/base64 layers inside it expand to stays within `max_inflate`, however
+    // many lines carry a bomb. Replay computes the same budget from the same body.
+    let budget = opts.max_inflate.saturating_sub(body.len() as u64);
     let mut decoder = Decoder::new(opts);
     decoder.set_ingested_at(received_at);
+    decoder.set_inflate_budget(budget);
     let framing = match framing {
         BodyFraming::Lines if memchr::memchr(b'\n', body.trim_ascii_end()).is_some() => {
             BodyFraming::Lines

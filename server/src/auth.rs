@@ -131,6 +131,19 @@ impl AuthPolicy {
         conn: &ConnInfo,
         authorization: Option<&[u8]>,
     ) -> Result<Arc<str>, AuthError> {
+        self.resolve_binding(path_cluster, conn, authorization)
+            .map(|(cluster, _)| cluster)
+    }
+
+    /// [`AuthPolicy::resolve`], and whether the cluster is *bound* — by the credential or named
+    /// in the path — rather than the default. A bound cluster is authoritative over any cluster
+    /// name inside the payload (a cloud envelope's): an envelope naming another is refused.
+    pub fn resolve_binding(
+        &self,
+        path_cluster: Option<&str>,
+        conn: &ConnInfo,
+        authorization: Option<&[u8]>,
+    ) -> Result<(Arc<str>, bool), AuthError> {
         let mut authenticated = false;
         let mut bound: Option<Arc<str>> = None;
         if let (Some(tokens), Some(header)) = (&self.tokens, authorization) {
@@ -178,9 +191,9 @@ impl AuthPolicy {
             (Some(b), Some(p)) if &*b != p => Err(AuthError::Forbidden(format!(
                 "this credential may write cluster {b:?}, not {p:?}"
             ))),
-            (Some(b), _) => Ok(b),
-            (None, Some(p)) => Ok(Arc::from(p)),
-            (None, None) => Ok(self.default_cluster.clone()),
+            (Some(b), _) => Ok((b, true)),
+            (None, Some(p)) => Ok((Arc::from(p), true)),
+            (None, None) => Ok((self.default_cluster.clone(), false)),
         }
     }
 }

@@ -501,9 +501,24 @@ fn run(
             ..SourcePosition::default()
         };
         let (events_before, rejects_before) = decoder.pending_counts();
+        let conflicts_before = decoder.pending_conflicts();
         let payload = msg.payload().unwrap_or_default();
         decoder.decode(payload, &pos);
         let (events_after, rejects_after) = decoder.pending_counts();
+        let conflicts = decoder.pending_conflicts() - conflicts_before;
+        if conflicts > 0 {
+            // Quarantined with the reason by the decoder; said here so an operator sees it.
+            metrics
+                .cluster_mismatch
+                .get_or_create(&crate::metrics::SourceLabel { source: "kafka" })
+                .inc_by(conflicts);
+            log::emit(&log::ClusterMismatch {
+                source: &format!("kafka:{}/{}@{}", msg.topic(), msg.partition(), msg.offset()),
+                bound: &decoder.options().cluster,
+                named: decoder.last_conflict().unwrap_or("?"),
+                events: conflicts,
+            });
+        }
         let topic_label = TopicLabel {
             topic: msg.topic().to_owned(),
         };

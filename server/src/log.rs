@@ -40,6 +40,23 @@ impl fmt::Display for ConnectionRefused {
     }
 }
 
+/// Events refused because their envelope named another cluster than the bound one.
+pub struct ClusterMismatch<'a> {
+    pub source: &'a str,
+    pub bound: &'a str,
+    pub named: &'a str,
+    pub events: u64,
+}
+impl fmt::Display for ClusterMismatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster_mismatch source={:?} bound={:?} envelope_names={:?} events_refused={}",
+            self.source, self.bound, self.named, self.events
+        )
+    }
+}
+
 pub struct WalReplayed<'a> {
     pub report: &'a auditlake_ingest::ReplayReport,
 }

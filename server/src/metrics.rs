@@ -41,6 +41,11 @@ pub struct PartitionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: u16,
 }
@@ -62,6 +67,8 @@ pub struct Metrics {
     pub bytes_received: Family<ClusterLabel, Counter>,
     pub events_quarantined: Family<ClusterLabel, Counter>,
     pub requests_refused: Family<ReasonLabel, Counter>,
+    /// Events refused because their envelope named another cluster than the bound one.
+    pub cluster_mismatch: Family<SourceLabel, Counter>,
     pub ack_seconds: Histogram,
     pub wal_bytes: Gauge,
     pub wal_fsync_seconds: Histogram,
@@ -121,6 +128,7 @@ impl Metrics {
             bytes_received: Family::default(),
             events_quarantined: Family::default(),
             requests_refused: Family::default(),
+            cluster_mismatch: Family::default(),
             ack_seconds: latency_histogram(),
             wal_bytes: Gauge::default(),
             wal_fsync_seconds: latency_histogram(),
@@ -171,7 +179,8 @@ impl Metrics {
             "Malformed events and bodies sent to _quarantine, by cluster",
             m.events_quarantined.clone(),
         );
-        r.register("webhook_requests_refused", "Requests refused, by reason (unauthenticated, forbidden, too_large, bad_body, overloaded, unavailable)", m.requests_refused.clone());
+        r.register("webhook_requests_refused", "Requests refused, by reason (unauthenticated, forbidden, cluster_mismatch, too_large, bad_body, body_timeout, connection_limit, overloaded, unavailable)", m.requests_refused.clone());
+        r.register("cluster_mismatch_events", "Events refused because their envelope named another cluster than the one the credential, path or Kafka configuration bound, by source", m.cluster_mismatch.clone());
         r.register(
             "webhook_ack_seconds",
             "Time from request arrival to a durable acknowledgement",

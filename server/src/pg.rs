@@ -223,11 +223,32 @@ fn carried_queries(stmt: &Statement) -> Result<Vec<Statement>, String> {
             .iter()
             .map(|d| match (&d.declare_type, &d.for_query) {
                 (Some(DeclareType::Cursor), Some(q)) => Ok(Statement::Query(q.clone())),
-                _ => Err(format!("only DECLARE … CURSOR FOR <query> is allowed, not {d}")),
+                _ => Err(format!(
+                    "only DECLARE … CURSOR FOR <query> is allowed, not {d}"
+                )),
             })
             .collect(),
         _ => Ok(Vec::new()),
     }
+}
+
+/// The write a query's body is (`INSERT`, `UPDATE`, `DELETE`, `MERGE` where a query may stand,
+/// `SELECT … INTO`), at any depth of set operations and parentheses.
+fn write_inside(q: &datafusion::sql::sqlparser::ast::Query) -> Option<&'static str> {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    fn walk(e: &SetExpr) -> Option<&'static str> {
+        match e {
+            SetExpr::Insert(_) => Some("INSERT"),
+            SetExpr::Update(_) => Some("UPDATE"),
+            SetExpr::Delete(_) => Some("DELETE"),
+            SetExpr::Merge(_) => Some("MERGE"),
+            SetExpr::Select(s) if s.into.is_some() => Some("SELECT … INTO"),
+            SetExpr::Query(q) => walk(&q.body),
+            SetExpr::SetOperation { left, right, .. } => walk(left).or_else(|| walk(right)),
+            _ => None,
+        }
+    }
+    walk(&q.body)
 }
 
 /// Refuses writes before DataFusion runs anything.
@@ -248,6 +269,16 @@ impl ReadOnlyHook {
             }
         };
         for query in queries {
+            if let Statement::Query(q) = &query
+                && let Some(what) = write_inside(q)
+            {
+                return Some(user_error(
+                    "25006",
+                    format!(
+                        "auditlake's SQL endpoint is read-only: {what} inside a query is not allowed"
+                    ),
+                ));
+            }
             let df_stmt = datafusion::sql::parser::Statement::Statement(Box::new(query));
             // A query that cannot be planned is refused here with DataFusion's message rather
             // than handed to a later hook that might plan or run it differently.
@@ -423,9 +454,7 @@ fn hooks() -> Vec<Arc<dyn QueryHook>> {
 /// A session of its own for one connection, over the same tables as `base`: a new catalog list
 /// whose schemas hold the same table providers (and share the read-only `pg_catalog`), so
 /// whatever a connection registers, sets or declares stays in that connection.
-async fn connection_session(
-    base: &SessionContext,
-) -> datafusion::error::Result<SessionContext> {
+async fn connection_session(base: &SessionContext) -> datafusion::error::Result<SessionContext> {
     use datafusion::catalog::{
         CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
         MemorySchemaProvider, SchemaProvider,

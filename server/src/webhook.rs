@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use crate::auth::{AuthError, AuthPolicy, ConnInfo};
-use crate::metrics::{ClusterLabel, CodeLabel, Metrics};
+use crate::metrics::{ClusterLabel, CodeLabel, Metrics, SourceLabel};
 
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
@@ -130,7 +130,7 @@ async fn receive_inner(
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let cluster = match st.auth.resolve(path_cluster, conn, authorization) {
+    let (cluster, bound) = match st.auth.resolve_binding(path_cluster, conn, authorization) {
         Ok(c) => c,
         Err(AuthError::Unauthenticated(m)) => {
             st.metrics.refused("unauthenticated");
@@ -185,7 +185,9 @@ async fn receive_inner(
     let source = wal_source("webhook", &request_id, framing);
     let received_at = auditlake_ingest::decode::now_micros();
     // Decoding is CPU work of a few ms per 400-event batch: keep it off the async workers.
-    let decode_opts = st.decode.clone();
+    let mut decode_opts = st.decode.clone();
+    // Only `POST /audit` with no cluster-binding credential lets an envelope name the cluster.
+    decode_opts.envelope_cluster = decode_opts.envelope_cluster && !bound;
     let (body, decoded) = {
         let cluster = cluster.clone();
         let source = source.clone();
@@ -204,6 +206,29 @@ async fn receive_inner(
             }
         }
     };
+    if decoded.cluster_conflicts > 0 {
+        // Evidence for one cluster never lands in another: refuse the whole request, store
+        // nothing of it.
+        let named = decoded.conflicting_cluster.as_deref().unwrap_or("?");
+        st.metrics.refused("cluster_mismatch");
+        st.metrics
+            .cluster_mismatch
+            .get_or_create(&SourceLabel { source: "webhook" })
+            .inc_by(decoded.cluster_conflicts);
+        crate::log::emit(&crate::log::ClusterMismatch {
+            source: &source,
+            bound: &cluster,
+            named,
+            events: decoded.cluster_conflicts,
+        });
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the payload names cluster {named:?}, but this request may write only {:?}",
+                &*cluster
+            ),
+        );
+    }
     let events = decoded.events;
     let quarantined = decoded.rejects.len() as u64;
     // The body as a whole is not audit JSON: no item position on its one reject.

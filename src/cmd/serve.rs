@@ -42,7 +42,11 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         }
         _ => None,
     };
-    let ingest = ingest_options(config, None, false)?;
+    let mut ingest = ingest_options(config, None, false)?;
+    let max_body_bytes = w.max_body_mb.unwrap_or(64) << 20;
+    // max_body_mb bounds what one request or Kafka message expands to across every layer
+    // (Content-Encoding, gzip/base64 lines, envelopes), not only what arrives.
+    ingest.decode.max_inflate = max_body_bytes as u64;
     let mut pipeline = PipelineOptions::new(&lake);
     pipeline.decode = ingest.decode.clone();
     pipeline.writer = ingest.writer.clone();
@@ -71,7 +75,6 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             Duration::from_secs(secs),
         )),
     };
-    let max_body_bytes = w.max_body_mb.unwrap_or(64) << 20;
     pipeline.max_group_bytes = pipeline.max_group_bytes.max(max_body_bytes);
     Ok(ServeOptions {
         lake,

@@ -383,13 +383,28 @@ fn psql_with_a_client_certificate_over_tls_and_plain_text_refused() {
     ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
     let pki = Pki::generate(dir.path());
     // libpq refuses a private key others can read.
-    for key in ["client-prod.key", "client-rogue.key"] {
+    for key in ["client-prod.key", "client-dev.key", "client-rogue.key"] {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(pki.path(key), std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let config = write_config(
+    // Certificate login needs the list: the same CA signs webhook senders' certificates.
+    let unlisted = write_config(
         dir.path(),
         "[postgres]\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"\nclient_ca = \"ca.crt\"\n",
+    );
+    let out = run(bin()
+        .arg("--config")
+        .arg(&unlisted)
+        .args(["pg", "--listen", "127.0.0.1:0", "--lake"])
+        .arg(&lake));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postgres.cert_users"),
+        "{out:?}"
+    );
+    let config = write_config(
+        dir.path(),
+        "[postgres]\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"\nclient_ca = \"ca.crt\"\ncert_users = [\"prod\"]\n",
     );
     let port = free_port();
     let _pg = start_pg(&config, &lake, port);
@@ -418,6 +433,13 @@ fn psql_with_a_client_certificate_over_tls_and_plain_text_refused() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("certificate is for \"prod\""),
+        "{out:?}"
+    );
+    // A certificate the same CA signed for someone else (a webhook sender's) is no SQL login.
+    let out = psql(&tls("dev", "client-dev"), None, "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a SQL user"),
         "{out:?}"
     );
     // A certificate from another CA fails the handshake; plain text is refused.

@@ -55,6 +55,10 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -255,6 +259,7 @@ impl Pki {
             "server",
         );
         leaf(vec![], "prod", &issuer, "client-prod");
+        leaf(vec![], "dev", &issuer, "client-dev");
         leaf(vec![], "prod", &rogue_issuer, "client-rogue");
         Pki {
             dir: dir.to_path_buf(),

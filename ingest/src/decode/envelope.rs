@@ -39,8 +39,6 @@ pub const FORMAT_GKE: &str = "gke-logentry";
 /// What AKS writes instead of an event larger than its export limit.
 pub const AKS_TOO_BIG: &str = "skipped-too-big-size-object";
 const TRUNCATED: &str = "[Truncated...]";
-/// Decompressed payloads larger than this are refused (a gzip bomb costs nothing else).
-const MAX_DECOMPRESSED: u64 = 256 << 20;
 
 #[derive(Deserialize)]
 struct AksRecord<'a> {
@@ -324,7 +322,10 @@ pub(super) fn is_compressed(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(b"H4sI")
 }
 
-pub(super) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Decompresses `bytes` (gzip, or base64 of gzip), producing at most `*budget` bytes and
+/// taking what it produced from the budget: a gzip bomb stops at the cap while it streams,
+/// never expanded past it.
+pub(super) fn decompress(bytes: &[u8], budget: &mut u64) -> Result<Vec<u8>, String> {
     let gz: Cow<[u8]> = if bytes.starts_with(b"H4sI") {
         let text: Vec<u8> = bytes
             .iter()
@@ -339,17 +340,19 @@ pub(super) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
     } else {
         Cow::Borrowed(bytes)
     };
-    let mut out = Vec::new();
+    let cap = *budget;
+    let mut out = Vec::with_capacity(gz.len().saturating_mul(4).min(cap as usize));
     flate2::read::MultiGzDecoder::new(&gz[..])
-        .take(MAX_DECOMPRESSED + 1)
+        .take(cap.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| format!("gzip: {e}"))?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
+    if out.len() as u64 > cap {
+        *budget = 0;
         return Err(format!(
-            "more than {} MiB once decompressed",
-            MAX_DECOMPRESSED >> 20
+            "expands past the decompression budget ({cap} bytes left of the request's limit)"
         ));
     }
+    *budget -= out.len() as u64;
     Ok(out)
 }
 
@@ -366,7 +369,9 @@ mod tests {
     }
 
     fn decode(input: &[u8]) -> crate::decode::Decoded {
-        let mut d = Decoder::new(DecodeOptions::new("aks-prod"));
+        let mut opts = DecodeOptions::new("aks-prod");
+        opts.envelope_cluster = true;
+        let mut d = Decoder::new(opts);
         d.decode(input, &SourcePosition::default());
         d.take()
     }
@@ -432,6 +437,14 @@ mod tests {
                     .iter()
                     .map(|r| r.cluster.to_string())
                     .collect::<Vec<_>>(),
+                out.rejects
+                    .iter()
+                    .filter(|r| {
+                        r.reason
+                            .starts_with("cluster mismatch: the envelope names cluster")
+                    })
+                    .count() as u64,
+                out.cluster_conflicts,
             )
         };
         assert_eq!(
@@ -443,14 +456,21 @@ mod tests {
                     "fallback:1".into(),
                     "gke-prod:1".into()
                 ],
-                vec!["aks-weu-1".to_owned()]
+                vec!["aks-weu-1".to_owned()],
+                0,
+                0
             ),
             "each envelope's events (and its quarantined record) go to its cluster; a bare event to the default"
         );
         assert_eq!(
             clusters(false),
-            (vec!["fallback:4".into()], vec!["fallback".to_owned()]),
-            "an explicit --cluster wins"
+            (
+                vec!["fallback:1".into()],
+                vec!["fallback".to_owned(); 4],
+                3,
+                3
+            ),
+            "a bound cluster is authoritative: envelopes naming another are refused (quarantined in the bound cluster with the reason), never relabelled"
         );
         assert_eq!(
             aks_cluster("/subscriptions/x/managedClusters/bad name"),

@@ -121,8 +121,14 @@ pub struct DecodeOptions {
     pub batch_bytes: usize,
     /// A managed-cloud envelope that names its cluster (EKS log group, AKS `resourceId`, GKE
     /// `resource.labels.cluster_name`) decides the cluster of its events instead of `cluster`.
-    /// On when the operator did not name the cluster explicitly.
+    /// On when nothing bound the cluster. When off, `cluster` is authoritative: the events of an
+    /// envelope that names *another* cluster are rejected ("cluster mismatch"), never relabelled,
+    /// so a credential bound to one cluster cannot write another through an envelope.
     pub envelope_cluster: bool,
+    /// Most bytes decompression may produce (gzip and base64-gzip layers inside the input) per
+    /// [`Decoder::decode`] call, unless the caller set one budget for a whole request with
+    /// [`Decoder::set_inflate_budget`]. Input over it is rejected as the bytes that arrived.
+    pub max_inflate: u64,
 }
 
 impl DecodeOptions {
@@ -134,6 +140,7 @@ impl DecodeOptions {
             batch_rows: 8192,
             batch_bytes: 16 << 20,
             envelope_cluster: false,
+            max_inflate: 64 << 20,
         }
     }
 }
@@ -144,6 +151,10 @@ pub struct Decoded {
     pub batches: Vec<DecodedBatch>,
     pub rejects: Vec<Reject>,
     pub events: u64,
+    /// Events rejected because their envelope named another cluster than the bound one (also
+    /// among `rejects`); the cluster the last of them named.
+    pub cluster_conflicts: u64,
+    pub conflicting_cluster: Option<Arc<str>>,
 }
 
 struct PartitionRows {
@@ -162,6 +173,11 @@ pub struct Decoder {
     format_override: Option<&'static str>,
     /// The cluster the current envelope names (when `envelope_cluster` is on).
     cluster_override: Option<Arc<str>>,
+    /// The other cluster the current envelope names while the cluster is bound.
+    envelope_conflict: Option<Arc<str>>,
+    /// Bytes decompression may still produce, and whether that budget spans calls.
+    inflate_left: u64,
+    inflate_shared: bool,
 }
 
 /// Why an event was rejected; rendered into the quarantine record.
@@ -176,16 +192,29 @@ impl Decoder {
             ingested_at: now_micros(),
             format_override: None,
             cluster_override: None,
+            envelope_conflict: None,
+            inflate_left: 0,
+            inflate_shared: false,
         }
+    }
+
+    /// One decompression budget for everything decoded from now on (a whole request or
+    /// message, every layer of it), instead of [`DecodeOptions::max_inflate`] per call.
+    pub fn set_inflate_budget(&mut self, bytes: u64) {
+        self.inflate_left = bytes;
+        self.inflate_shared = true;
     }
 
     /// The cluster of the events that follow, as the envelope around them names it (ignored
     /// unless `envelope_cluster`); None returns to `cluster`.
     pub(crate) fn set_envelope_cluster(&mut self, name: Option<&str>) {
-        self.cluster_override = match name {
-            Some(n) if self.opts.envelope_cluster => Some(Arc::from(n)),
-            _ => None,
-        };
+        self.cluster_override = None;
+        self.envelope_conflict = None;
+        match name {
+            Some(n) if self.opts.envelope_cluster => self.cluster_override = Some(Arc::from(n)),
+            Some(n) if n != &*self.opts.cluster => self.envelope_conflict = Some(Arc::from(n)),
+            _ => {}
+        }
     }
 
     fn cluster(&self) -> Arc<str> {
@@ -205,14 +234,22 @@ impl Decoder {
 
     /// Decodes one line or message. Blank input is ignored.
     pub fn decode(&mut self, bytes: &[u8], pos: &SourcePosition) {
+        if !self.inflate_shared {
+            self.inflate_left = self.opts.max_inflate;
+        }
+        self.decode_unit(bytes, pos)
+    }
+
+    fn decode_unit(&mut self, bytes: &[u8], pos: &SourcePosition) {
         let Some(first) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
             return;
         };
         if envelope::is_compressed(&bytes[first..]) {
             // A gzip (or base64 gzip, as Kinesis/Firehose deliver CloudWatch subscriptions)
-            // payload: decode what it holds, once.
-            return match envelope::decompress(&bytes[first..]) {
-                Ok(inner) if !envelope::is_compressed(&inner) => self.decode(&inner, pos),
+            // payload: decode what it holds, once, within what is left of the budget; over it,
+            // the compressed bytes are what gets quarantined.
+            return match envelope::decompress(&bytes[first..], &mut self.inflate_left) {
+                Ok(inner) if !envelope::is_compressed(&inner) => self.decode_unit(&inner, pos),
                 Ok(_) => self.reject(bytes, pos, "compressed twice".into()),
                 Err(e) => self.reject(bytes, pos, format!("not a valid compressed payload: {e}")),
             };
@@ -332,6 +369,14 @@ impl Decoder {
         input_len: usize,
         list_api_version: Option<&str>,
     ) -> Result<(), RejectReason> {
+        if let Some(other) = &self.envelope_conflict {
+            self.out.cluster_conflicts += 1;
+            self.out.conflicting_cluster = Some(other.clone());
+            return Err(format!(
+                "cluster mismatch: the envelope names cluster \"{other}\" but this source is bound to \"{}\"",
+                self.opts.cluster
+            ));
+        }
         if ev.items.is_some() {
             return Err("has \"items\" but kind is not \"EventList\"".into());
         }
@@ -469,6 +514,16 @@ impl Decoder {
     /// when several messages share one take).
     pub fn pending_counts(&self) -> (u64, usize) {
         (self.out.events, self.out.rejects.len())
+    }
+
+    /// Events refused for a cluster mismatch since the last [`Decoder::take`].
+    pub fn pending_conflicts(&self) -> u64 {
+        self.out.cluster_conflicts
+    }
+
+    /// The cluster the last refused envelope named.
+    pub fn last_conflict(&self) -> Option<&str> {
+        self.out.conflicting_cluster.as_deref()
     }
 
     /// Returns everything decoded so far (flushing partial batches) and resets the output.
