@@ -320,37 +320,67 @@ pub(super) fn truncated_reason(text: &str) -> Option<String> {
 }
 
 /// gzip, or base64 of gzip (`H4sI` is the base64 of gzip's magic bytes).
-pub(super) fn is_compressed(bytes: &[u8]) -> bool {
+pub(crate) fn is_compressed(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(b"H4sI")
 }
 
-pub(super) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match decompress_prefix(bytes) {
+        (out, None) => Ok(out),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Decompresses what can be decompressed: the output up to the first error, and the error.
+/// Quarantine uses the prefix of a damaged payload to mask what it holds.
+pub(crate) fn decompress_prefix(bytes: &[u8]) -> (Vec<u8>, Option<String>) {
+    let mut err = None;
     let gz: Cow<[u8]> = if bytes.starts_with(b"H4sI") {
         let text: Vec<u8> = bytes
             .iter()
             .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
-        Cow::Owned(
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| format!("base64: {e}"))?,
-        )
+        match base64::engine::general_purpose::STANDARD.decode(&text) {
+            Ok(gz) => Cow::Owned(gz),
+            Err(e) => {
+                err = Some(format!("base64: {e}"));
+                // The longest prefix of whole base64 quads decodes to a prefix of the gzip.
+                let valid = text
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'))
+                    .unwrap_or(text.len());
+                Cow::Owned(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(&text[..valid - valid % 4])
+                        .unwrap_or_default(),
+                )
+            }
+        }
     } else {
         Cow::Borrowed(bytes)
     };
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(&gz[..])
-        .take(MAX_DECOMPRESSED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("gzip: {e}"))?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(format!(
-            "more than {} MiB once decompressed",
-            MAX_DECOMPRESSED >> 20
-        ));
+    let mut reader = flate2::read::MultiGzDecoder::new(&gz[..]).take(MAX_DECOMPRESSED + 1);
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                err.get_or_insert_with(|| format!("gzip: {e}"));
+                break;
+            }
+        }
     }
-    Ok(out)
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        out.truncate(MAX_DECOMPRESSED as usize);
+        err.get_or_insert_with(|| {
+            format!("more than {} MiB once decompressed", MAX_DECOMPRESSED >> 20)
+        });
+    }
+    (out, err)
 }
 
 #[cfg(test)]
