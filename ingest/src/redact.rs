@@ -111,14 +111,6 @@ pub fn redact_body(body: &str, scope: BodyScope) -> Redaction {
     }
 }
 
-/// Old entry point: redacts a body of a `secrets` request; None when it is stored as sent.
-pub fn redact_secret_body(body: &str) -> Option<String> {
-    match redact_body(body, BodyScope::Secret) {
-        Redaction::Unchanged => None,
-        Redaction::Redacted(s) | Redaction::Masked(s, _) => Some(s),
-    }
-}
-
 /// Cheap pre-check for bodies of other resources: an embedded Secret or token object names its
 /// kind (`Secret`, `SecretList`, `TokenRequest`, `TokenReview`), also inside an escaped
 /// last-applied annotation. Most bodies (pods, configmaps, …) skip the parse.
@@ -488,6 +480,14 @@ mod tests {
     use super::*;
 
     const MARK: &str = "S3CR3T-MARK";
+
+    /// A body of a `secrets` request as stored; None when stored as sent.
+    fn redact_secret_body(body: &str) -> Option<String> {
+        match redact_body(body, BodyScope::Secret) {
+            Redaction::Unchanged => None,
+            Redaction::Redacted(s) | Redaction::Masked(s, _) => Some(s),
+        }
+    }
 
     fn redact(body: &str, scope: BodyScope) -> String {
         match redact_body(body, scope) {
