@@ -15,6 +15,9 @@ use crate::derive::{ExecFacts, PodFacts, RbacFacts};
 /// Annotation keys promoted to their own columns.
 pub const AUTHZ_DECISION_ANNOTATION: &str = "authorization.k8s.io/decision";
 pub const AUTHZ_REASON_ANNOTATION: &str = "authorization.k8s.io/reason";
+/// Added by auditlake (not the API server) when a body could not be parsed faithfully and was
+/// masked as text: which body and why.
+pub const MASKED_ANNOTATION: &str = "auditlake.io/body-masked";
 
 /// Values computed while decoding one event (everything that is not a plain copy of a field).
 pub struct Computed<'a> {
@@ -28,6 +31,9 @@ pub struct Computed<'a> {
     pub pod: Option<PodFacts>,
     pub rbac: Option<RbacFacts>,
     pub exec: Option<ExecFacts>,
+    /// Set when a body was masked as text instead of redacted by shape: stored as the event
+    /// annotation [`MASKED_ANNOTATION`].
+    pub masked_note: Option<&'a str>,
 }
 
 type StrListBuilder = ListBuilder<StringBuilder>;
@@ -262,7 +268,7 @@ impl EventColumns {
             &mut self.response_message,
             st.and_then(|s| s.message.as_ref()),
         );
-        self.append_annotations(ev.annotations.as_ref());
+        self.append_annotations(ev.annotations.as_ref(), c.masked_note);
 
         self.request_object.append_option(c.request_object);
         self.response_object.append_option(c.response_object);
@@ -308,26 +314,35 @@ impl EventColumns {
         }
     }
 
-    fn append_annotations(&mut self, annotations: Option<&PairsRef<Option<Str>>>) {
+    fn append_annotations(
+        &mut self,
+        annotations: Option<&PairsRef<Option<Str>>>,
+        masked_note: Option<&str>,
+    ) {
         let mut decision = None;
         let mut reason = None;
-        match annotations {
-            Some(pairs) => {
-                for (k, v) in &pairs.0 {
-                    let v = v.as_ref().map(Str::as_str);
-                    match k.as_str() {
-                        AUTHZ_DECISION_ANNOTATION => decision = v,
-                        AUTHZ_REASON_ANNOTATION => reason = v,
-                        _ => {}
-                    }
-                    self.annotations.keys().append_value(k.as_str());
-                    self.annotations.values().append_option(v);
+        if annotations.is_none() && masked_note.is_none() {
+            self.annotations.append(false).expect("null map");
+        } else {
+            for (k, v) in annotations.iter().flat_map(|p| &p.0) {
+                let v = v.as_ref().map(Str::as_str);
+                match k.as_str() {
+                    AUTHZ_DECISION_ANNOTATION => decision = v,
+                    AUTHZ_REASON_ANNOTATION => reason = v,
+                    // Ours replaces one the input carried (keys of a map are unique).
+                    MASKED_ANNOTATION if masked_note.is_some() => continue,
+                    _ => {}
                 }
-                self.annotations
-                    .append(true)
-                    .expect("keys and values appended together");
+                self.annotations.keys().append_value(k.as_str());
+                self.annotations.values().append_option(v);
             }
-            None => self.annotations.append(false).expect("null map"),
+            if let Some(note) = masked_note {
+                self.annotations.keys().append_value(MASKED_ANNOTATION);
+                self.annotations.values().append_value(note);
+            }
+            self.annotations
+                .append(true)
+                .expect("keys and values appended together");
         }
         self.authz_decision.append_option(decision);
         self.authz_reason.append_option(reason);

@@ -8,6 +8,7 @@ pub mod derive;
 pub mod error;
 pub mod files;
 pub mod lake;
+pub mod mask;
 pub mod pipeline;
 pub mod quarantine;
 pub mod redact;

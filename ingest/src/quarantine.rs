@@ -1,4 +1,5 @@
-//! Quarantine: input that could not be decoded, kept byte-exact with its reason and position.
+//! Quarantine: input that could not be decoded, kept with its reason and position — and with its
+//! secret values masked.
 //!
 //! Records are JSON lines in `<lake>/_quarantine/date=YYYY-MM-DD/quarantine-<ulid>.jsonl`:
 //!
@@ -7,10 +8,23 @@
 //!  "position":{"source":"/var/log/audit.log","line":17,"byte_offset":20321},"raw":"{\"kind\":\"Event\"}"}
 //! ```
 //!
-//! `raw` holds the rejected bytes exactly when they are UTF-8 (JSON string escaping is
-//! reversible); otherwise `raw_base64` holds them. A line too long to hold in memory is streamed
-//! to a sidecar file named by `raw_file` instead.
+//! Every reject passes through the text masker ([`crate::mask`]) here, whichever path it came
+//! from (files, webhook, Kafka, WAL replay): a rejected input is by definition one the decoder
+//! could not read, so whether it holds a secret cannot be decided from its (missing or broken)
+//! `objectRef` — a truncated `secrets` event is exactly that. The masker replaces the values of
+//! secret-bearing keys (`data`, `stringData`, `value`, `token`, `…password`, `…secret`, the
+//! last-applied annotation, …) at any JSON-in-string depth, also when cut off. When it changed
+//! anything the record says `"masked": true` and `raw` holds the masked text; otherwise `raw` holds
+//! the rejected bytes exactly (JSON string escaping is reversible), or `raw_base64` when they are not
+//! UTF-8. A gzip or base64-gzip payload is decompressed as far as it goes; if that text needed
+//! masking, the record holds it masked (`"masked": true, "decompressed": true`) instead of the
+//! compressed bytes. A compressed payload is inspected up to [`INSPECT_BYTES`] of expansion,
+//! never more (a gzip bomb must cost nothing); one that expands further cannot be checked for
+//! secrets, so its bytes are withheld (`"withheld"` says why, `raw_len` how many arrived) rather
+//! than stored compressed. A line too long to hold in memory is streamed through the masker to a
+//! sidecar file named by `raw_file` (`raw_len` is the input's length).
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -18,9 +32,11 @@ use std::path::PathBuf;
 use base64::Engine;
 use serde::Serialize;
 
+use crate::decode::envelope::{Partial, decompress_prefix, is_compressed};
 use crate::decode::{Reject, SourcePosition};
 use crate::error::{IngestError, Result};
 use crate::lake::{Lake, create_dir_durable, fsync_dir};
+use crate::mask::{MaskingWriter, mask_text};
 
 #[derive(Serialize)]
 struct Record<'a> {
@@ -36,6 +52,75 @@ struct Record<'a> {
     raw_file: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_len: Option<u64>,
+    /// Secret-looking values were masked: the raw text is not the input byte for byte.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    masked: bool,
+    /// `raw` is the decompressed (then masked) content of a compressed payload.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    decompressed: bool,
+    /// Why the payload's bytes are not in the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<&'static str>,
+}
+
+/// How far quarantine expands a compressed reject to look for secrets in it.
+pub const INSPECT_BYTES: u64 = 4 << 20;
+
+const WITHHELD_UNINSPECTABLE: &str = "a compressed payload that expands past 4 MiB cannot be checked for secret values: its bytes are not stored (raw_len says how many arrived)";
+
+/// A reject's bytes as they are stored.
+struct Stored<'a> {
+    bytes: Cow<'a, [u8]>,
+    masked: bool,
+    decompressed: bool,
+    withheld: Option<&'static str>,
+}
+
+/// Masks a reject's bytes (see the module docs).
+fn mask_reject(raw: &[u8]) -> Stored<'_> {
+    mask_reject_at(raw, 0)
+}
+
+fn mask_reject_at(raw: &[u8], depth: u32) -> Stored<'_> {
+    let start = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(raw.len());
+    // Compressed twice is the deepest the decoder looks; one more level costs nothing.
+    if depth < 3 && is_compressed(&raw[start..]) {
+        let (inner, partial) = decompress_prefix(&raw[start..], INSPECT_BYTES);
+        let inner = mask_reject_at(&inner, depth + 1);
+        if inner.withheld.is_some() || partial == Some(Partial::OverCap) {
+            return Stored {
+                bytes: Cow::Borrowed(&[]),
+                masked: false,
+                decompressed: false,
+                withheld: Some(WITHHELD_UNINSPECTABLE),
+            };
+        }
+        if inner.masked {
+            return Stored {
+                bytes: Cow::Owned(inner.bytes.into_owned()),
+                masked: true,
+                decompressed: true,
+                withheld: None,
+            };
+        }
+    }
+    match mask_text(raw) {
+        Some(masked) => Stored {
+            bytes: Cow::Owned(masked),
+            masked: true,
+            decompressed: false,
+            withheld: None,
+        },
+        None => Stored {
+            bytes: Cow::Borrowed(raw),
+            masked: false,
+            decompressed: false,
+            withheld: None,
+        },
+    }
 }
 
 /// Appends quarantine records; [`sync`](Self::sync) makes them durable (call it before
@@ -89,11 +174,13 @@ impl QuarantineWriter {
     }
 
     pub fn write(&mut self, reject: &Reject) -> Result<()> {
-        let (raw, raw_base64) = match std::str::from_utf8(&reject.raw) {
+        let stored = mask_reject(&reject.raw);
+        let (raw, raw_base64) = match std::str::from_utf8(&stored.bytes) {
+            _ if stored.withheld.is_some() => (None, None),
             Ok(s) => (Some(s), None),
             Err(_) => (
                 None,
-                Some(base64::engine::general_purpose::STANDARD.encode(&reject.raw)),
+                Some(base64::engine::general_purpose::STANDARD.encode(&stored.bytes)),
             ),
         };
         let record = Record {
@@ -104,7 +191,10 @@ impl QuarantineWriter {
             raw,
             raw_base64,
             raw_file: None,
-            raw_len: None,
+            raw_len: stored.withheld.map(|_| reject.raw.len() as u64),
+            masked: stored.masked,
+            decompressed: stored.decompressed,
+            withheld: stored.withheld,
         };
         self.append(&record)
     }
@@ -121,8 +211,10 @@ impl QuarantineWriter {
         create_dir_durable(&dir)?;
         let name = format!("raw-{}.bin", ulid::Ulid::generate());
         let path = dir.join(&name);
-        let mut file = BufWriter::new(File::create(&path).map_err(IngestError::lake_io(&path))?);
-        let len = copy(&mut file).map_err(IngestError::lake_io(&path))?;
+        let file = BufWriter::new(File::create(&path).map_err(IngestError::lake_io(&path))?);
+        let mut masking = MaskingWriter::new(file);
+        let len = copy(&mut masking).map_err(IngestError::lake_io(&path))?;
+        let (file, masked) = masking.finish().map_err(IngestError::lake_io(&path))?;
         let file = file.into_inner().map_err(|e| IngestError::LakeIo {
             path: path.clone(),
             source: e.into_error(),
@@ -137,6 +229,9 @@ impl QuarantineWriter {
             raw_base64: None,
             raw_file: Some(&name),
             raw_len: Some(len),
+            masked,
+            decompressed: false,
+            withheld: None,
         };
         self.append(&record)
     }

@@ -15,6 +15,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -252,13 +253,16 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates `wal-<first_seq>.log` durably (file and directory entry).
+    /// Creates `wal-<first_seq>.log` durably (file and directory entry). The WAL holds request
+    /// bodies as received — secret values and tokens not yet redacted — so the segment is
+    /// readable by its owner only (0600) and so is the directory (0700).
     pub fn create(dir: &Path, first_seq: u64) -> Result<Segment> {
-        create_dir_durable(dir)?;
+        create_private_dir(dir)?;
         let path = dir.join(segment_name(first_seq));
         let mut file = OpenOptions::new()
             .create_new(true)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(IngestError::lake_io(&path))?;
         file.write_all(MAGIC).map_err(IngestError::lake_io(&path))?;
@@ -285,6 +289,21 @@ impl Segment {
         self.last_seq = last_seq;
         Ok(())
     }
+}
+
+/// Creates the WAL directory (durably) and makes it owner-only: 0700, also when it already
+/// existed with wider permissions (a WAL written by an older version).
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    create_dir_durable(dir)?;
+    let mode = fs::metadata(dir)
+        .map_err(IngestError::lake_io(dir))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(IngestError::lake_io(dir))?;
+    }
+    Ok(())
 }
 
 /// Removes a segment whose records are all in committed Parquet files.
@@ -359,6 +378,21 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(len as usize, MAGIC.len() + whole);
+    }
+
+    #[test]
+    fn segments_and_their_directory_are_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        // An existing directory with the default 0755 is tightened; a new one is created 0700.
+        let old = root.path().join("old-wal");
+        fs::create_dir(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+        for dir in [old, root.path().join("state").join("wal")] {
+            let seg = Segment::create(&dir, 1).unwrap();
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&seg.path), 0o600, "{}", seg.path.display());
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
     }
 
     #[test]

@@ -506,9 +506,16 @@ null when the event carries no request body (audit level `Metadata` or `None`).
 
 ## Secret redaction
 
-By default, for events whose `objectRef.resource` is `secrets`, every value under `data` and `stringData`
-(of the object, or of each item of a list) is replaced by `\"<redacted>\"` and the
-`kubectl.kubernetes.io/last-applied-configuration` annotation (which holds the whole secret) by
-`\"<redacted>\"`; keys stay, so forensics can still tell which keys changed. `[ingest] redact_secrets = false`
-(or `auditlake ingest --no-redact-secrets`) keeps bodies as sent.
+By default no secret value or token is stored. By the request: for `secrets` (a Secret, a list of them,
+a `Table`'s `rows[].object`, a watch event, a merge / strategic-merge / apply patch, a JSON patch whose
+ops land in `data`, `stringData`, the annotations or `metadata`) every value under `data` and
+`stringData` and every annotation that carries the secret (`kubectl.kubernetes.io/last-applied-configuration`,
+or one holding a `data` document) is replaced by `\"<redacted>\"`; for `serviceaccounts/token`,
+`tokenrequests` and `tokenreviews`, every `token` field. In any body, an object of kind `Secret`,
+`SecretList`, `TokenRequest` or `TokenReview`, and a JSON document embedded in a string (a last-applied
+annotation) that holds one, are redacted the same way. Keys stay, so forensics can still tell which keys
+changed. A body that cannot be parsed faithfully (duplicate keys, nesting deeper than 128 levels) is
+masked as text instead (the values of `data`, `stringData`, `value`, `token`, `…password`, `…secret`
+and similar keys) and its event gets the annotation `auditlake.io/body-masked` naming the body and the
+reason. `[ingest] redact_secrets = false` (or `auditlake ingest --no-redact-secrets`) keeps bodies as sent.
 ";

@@ -10,6 +10,7 @@ mod ingest;
 mod kafka;
 mod query;
 mod scheduler;
+mod secrets;
 mod security;
 mod testdata;
 mod webhook;

@@ -318,42 +318,71 @@ pub(super) fn truncated_reason(text: &str) -> Option<String> {
 }
 
 /// gzip, or base64 of gzip (`H4sI` is the base64 of gzip's magic bytes).
-pub(super) fn is_compressed(bytes: &[u8]) -> bool {
+pub(crate) fn is_compressed(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(b"H4sI")
 }
 
 /// Decompresses `bytes` (gzip, or base64 of gzip), producing at most `*budget` bytes and
 /// taking what it produced from the budget: a gzip bomb stops at the cap while it streams,
 /// never expanded past it.
-pub(super) fn decompress(bytes: &[u8], budget: &mut u64) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(bytes: &[u8], budget: &mut u64) -> Result<Vec<u8>, String> {
+    let cap = *budget;
+    match decompress_prefix(bytes, cap) {
+        (out, None) => {
+            *budget -= out.len() as u64;
+            Ok(out)
+        }
+        (_, Some(Partial::OverCap)) => {
+            *budget = 0;
+            Err(format!(
+                "expands past the decompression budget ({cap} bytes left of the request's limit)"
+            ))
+        }
+        (_, Some(Partial::Damaged(e))) => Err(e),
+    }
+}
+
+/// Why [`decompress_prefix`] stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Partial {
+    /// The payload expands past the cap: the output is its first `cap` bytes.
+    OverCap,
+    /// The payload is damaged (bad base64 or gzip): the output is what came before the damage.
+    Damaged(String),
+}
+
+/// Decompresses what can be decompressed, streaming, at most `cap` bytes: the output and why it
+/// stopped early, if it did. Quarantine uses the prefix of a damaged payload to mask what it holds.
+pub(crate) fn decompress_prefix(bytes: &[u8], cap: u64) -> (Vec<u8>, Option<Partial>) {
     let gz: Cow<[u8]> = if bytes.starts_with(b"H4sI") {
         let text: Vec<u8> = bytes
             .iter()
             .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
-        Cow::Owned(
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| format!("base64: {e}"))?,
-        )
+        match base64::engine::general_purpose::STANDARD.decode(text) {
+            Ok(gz) => Cow::Owned(gz),
+            Err(e) => return (Vec::new(), Some(Partial::Damaged(format!("base64: {e}")))),
+        }
     } else {
         Cow::Borrowed(bytes)
     };
-    let cap = *budget;
     let mut out = Vec::with_capacity(gz.len().saturating_mul(4).min(cap as usize));
-    flate2::read::MultiGzDecoder::new(&gz[..])
-        .take(cap.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| format!("gzip: {e}"))?;
-    if out.len() as u64 > cap {
-        *budget = 0;
-        return Err(format!(
-            "expands past the decompression budget ({cap} bytes left of the request's limit)"
-        ));
+    let mut reader = flate2::read::MultiGzDecoder::new(&gz[..]).take(cap.saturating_add(1));
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (out, Some(Partial::Damaged(format!("gzip: {e}")))),
+        }
     }
-    *budget -= out.len() as u64;
-    Ok(out)
+    if out.len() as u64 > cap {
+        out.truncate(cap as usize);
+        return (out, Some(Partial::OverCap));
+    }
+    (out, None)
 }
 
 #[cfg(test)]

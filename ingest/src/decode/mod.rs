@@ -18,7 +18,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::columns::{Computed, EventColumns};
 use crate::derive::{exec_facts, pod_facts, rbac_facts};
-use crate::redact::redact_secret_body;
+use crate::redact::{BodyScope, Redaction, redact_body};
 use crate::time::parse_rfc3339_micros;
 use raw::RawEvent;
 
@@ -418,9 +418,23 @@ impl Decoder {
             .as_ref()
             .and_then(|o| o.subresource.as_ref())
             .map(|s| s.as_str());
-        let redact = self.opts.redact_secrets && resource == Some("secrets");
-        let request_object = body_text(ev.request_object, redact);
-        let response_object = body_text(ev.response_object, redact);
+        let scope = self
+            .opts
+            .redact_secrets
+            .then(|| BodyScope::of(resource, subresource));
+        let (request_object, request_masked) = body_text(ev.request_object, scope);
+        let (response_object, response_masked) = body_text(ev.response_object, scope);
+        let masked_note = match (request_masked, response_masked) {
+            (None, None) => None,
+            (req, resp) => Some(
+                [("requestObject", req), ("responseObject", resp)]
+                    .iter()
+                    .filter_map(|(which, why)| why.map(|w| format!("{which}: {}", w.as_str())))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    + "; secret-looking values masked as text",
+            ),
+        };
 
         let (pod, rbac) = match (resource, ev.request_object) {
             (Some(r), Some(b)) => (pod_facts(r, subresource, b), rbac_facts(r, b)),
@@ -441,6 +455,7 @@ impl Decoder {
             pod,
             rbac,
             exec,
+            masked_note: masked_note.as_deref(),
         };
 
         let hour = stage_at.div_euclid(MICROS_PER_HOUR);
@@ -539,16 +554,27 @@ impl Decoder {
     }
 }
 
-/// A request/response body as stored: `null` is absent, secrets are redacted when asked.
-fn body_text(raw: Option<&RawValue>, redact: bool) -> Option<std::borrow::Cow<'_, str>> {
-    let raw = raw?;
+/// A request/response body as stored: `null` is absent; with a redaction scope (redaction on),
+/// secret values and tokens are redacted ([`redact_body`]). The second value says why the body
+/// was masked as text instead (it could not be parsed faithfully).
+fn body_text(
+    raw: Option<&RawValue>,
+    scope: Option<BodyScope>,
+) -> (
+    Option<std::borrow::Cow<'_, str>>,
+    Option<crate::redact::MaskReason>,
+) {
+    let Some(raw) = raw else {
+        return (None, None);
+    };
     if raw.get() == "null" {
-        return None;
+        return (None, None);
     }
-    if redact && let Some(redacted) = redact_secret_body(raw.get()) {
-        return Some(redacted.into());
+    match scope.map(|scope| redact_body(raw.get(), scope)) {
+        None | Some(Redaction::Unchanged) => (Some(raw.get().into()), None),
+        Some(Redaction::Redacted(text)) => (Some(text.into()), None),
+        Some(Redaction::Masked(text, why)) => (Some(text.into()), Some(why)),
     }
-    Some(raw.get().into())
 }
 
 /// Accepts `audit.k8s.io/v1` and `v1beta1`. An item without its own apiVersion takes the
@@ -570,5 +596,7 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+#[cfg(test)]
+mod secret_tests;
 #[cfg(test)]
 mod tests;
