@@ -11,6 +11,7 @@ mod kafka;
 mod query;
 mod scheduler;
 mod testdata;
+mod wal;
 mod webhook;
 
 use std::path::{Path, PathBuf};
