@@ -58,15 +58,6 @@ pub enum IngestError {
     #[error("the lake writer stopped after an earlier error and must be reopened: {0}")]
     WriterPoisoned(String),
 
-    #[error(
-        "write-ahead log {path} is corrupt at byte {offset} ({reason}); it is not the newest segment, so this is not a torn append: inspect or move it aside"
-    )]
-    WalCorrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -79,8 +70,7 @@ impl IngestError {
             | IngestError::LakeIo { .. }
             | IngestError::LakeRead { .. }
             | IngestError::ParquetWrite { .. }
-            | IngestError::WriterPoisoned(_)
-            | IngestError::WalCorrupt { .. } => Fault::Environment,
+            | IngestError::WriterPoisoned(_) => Fault::Environment,
             IngestError::Arrow(_) | IngestError::Internal(_) => Fault::Internal,
         }
     }

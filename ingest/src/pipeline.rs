@@ -23,7 +23,7 @@
 //! When a flush fails (disk full, I/O error), the pipeline stops accepting, keeps the WAL, and
 //! retries by reopening the writer and replaying the WAL; acknowledged data is never dropped.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
 
 use crate::compact::{self, CompactOptions, CompactReport, Prepared};
-use crate::decode::{DecodeOptions, Decoded, Decoder, SourcePosition};
+use crate::decode::{DecodeOptions, Decoded, Decoder, Reject, SourcePosition};
 use crate::error::{IngestError, Result};
 use crate::lake::Lake;
 use crate::quarantine::QuarantineWriter;
@@ -208,6 +208,10 @@ pub trait PipelineObserver: Send + Sync {
     /// the moment streaming detections may look at them. Must not block.
     fn durable(&self, _decoded: &Decoded) {}
     fn recovered(&self) {}
+    /// WAL replay skipped a damaged range (now in quarantine) and went on after it.
+    fn wal_damaged(&self, _segment: &Path, _offset: u64, _bytes: u64, _reason: &str) {}
+    /// WAL replay cut an incomplete final record (a crash mid-append; never acknowledged).
+    fn wal_torn_tail(&self, _segment: &Path, _offset: u64, _bytes: u64) {}
 }
 
 /// An observer that ignores everything.
@@ -222,6 +226,9 @@ pub struct ReplayReport {
     pub rows_written: u64,
     pub duplicates_skipped: u64,
     pub quarantined: u64,
+    /// Damaged WAL ranges skipped and quarantined, and their bytes.
+    pub damaged: u64,
+    pub damaged_bytes: u64,
 }
 
 enum WalMsg {
@@ -294,12 +301,14 @@ impl Pipeline {
     ) -> Result<(Pipeline, ReplayReport)> {
         let mut writer = LakeWriter::open(lake, opts.writer.clone())?;
         let mut quarantine = QuarantineWriter::new(lake);
+        // Every segment is removed below once replayed, so damage found now is never seen again.
         let (report, last_seq) = replay_into(
             &opts,
             wal::TornTail::Truncate,
             &mut writer,
             &mut quarantine,
             observer.as_ref(),
+            &mut HashSet::new(),
         )?;
         for seg in wal::list_segments(&opts.wal_dir)? {
             wal::remove_segment(&seg)?;
@@ -377,6 +386,7 @@ impl Pipeline {
                         checkpoint,
                         last_received: last_seq.unwrap_or(0),
                         skip_upto: 0,
+                        damage_reported: HashSet::new(),
                         pending_rows: 0,
                         pending_bytes: 0,
                         pending_since: None,
@@ -562,37 +572,92 @@ impl Drop for Pipeline {
     }
 }
 
-/// Replays every WAL record into the writer and flushes. Returns the report and the last seq.
+/// Replays every WAL record into the writer and flushes; damaged ranges go to quarantine and are
+/// reported once (`reported`: segment and offset of those already quarantined, for recoveries
+/// that replay the same segments again). Returns the report and the last seq.
 fn replay_into(
     opts: &PipelineOptions,
     tail: wal::TornTail,
     writer: &mut LakeWriter,
     quarantine: &mut QuarantineWriter,
     observer: &dyn PipelineObserver,
+    reported: &mut HashSet<(PathBuf, u64)>,
 ) -> Result<(ReplayReport, Option<u64>)> {
     let mut report = ReplayReport::default();
     let before = writer.stats().clone();
-    let last = wal::replay(&opts.wal_dir, tail, |rec| {
-        let decoded = decode_body(
-            &opts.decode,
-            &rec.cluster,
-            &rec.source,
-            rec.received_at,
-            &rec.body,
-            framing_of(&rec.source),
-        );
-        report.records += 1;
-        report.events += decoded.events;
-        apply(decoded, writer, quarantine, observer)?;
-        Ok(())
+    let mut damaged: Vec<(PathBuf, u64, u64, &'static str)> = Vec::new();
+    let replayed = wal::replay(&opts.wal_dir, tail, |entry| match entry {
+        wal::Entry::Record(rec) => {
+            let decoded = decode_body(
+                &opts.decode,
+                &rec.cluster,
+                &rec.source,
+                rec.received_at,
+                &rec.body,
+                framing_of(&rec.source),
+            );
+            report.records += 1;
+            report.events += decoded.events;
+            apply(decoded, writer, quarantine, observer)?;
+            Ok(())
+        }
+        wal::Entry::Damaged(d) => {
+            if reported.contains(&(d.segment.to_path_buf(), d.offset)) {
+                return Ok(());
+            }
+            quarantine.write(&damage_reject(&d))?;
+            damaged.push((
+                d.segment.to_path_buf(),
+                d.offset,
+                d.bytes.len() as u64,
+                d.reason,
+            ));
+            Ok(())
+        }
     })?;
     writer.flush()?;
     quarantine.sync()?;
+    // Reported only once durable in quarantine: a failed attempt reports them on the next one.
+    for (segment, offset, bytes, reason) in damaged {
+        observer.wal_damaged(&segment, offset, bytes, reason);
+        report.damaged += 1;
+        report.damaged_bytes += bytes;
+        reported.insert((segment, offset));
+    }
+    if let Some(t) = &replayed.torn_tail {
+        observer.wal_torn_tail(&t.segment, t.offset, t.bytes);
+    }
     let after = writer.stats();
     report.rows_written = after.rows_committed - before.rows_committed;
     report.duplicates_skipped = after.duplicates_skipped - before.duplicates_skipped;
     report.quarantined = quarantine.records();
-    Ok((report, last))
+    Ok((report, replayed.last_seq))
+}
+
+/// A damaged WAL range as a quarantine record: its bytes, segment file name and offset. The
+/// cluster is unknown (the damaged bytes may be the very field that named it), so it is empty.
+fn damage_reject(d: &wal::Damage<'_>) -> Reject {
+    let name = d
+        .segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Reject {
+        reason: format!(
+            "write-ahead log damaged ({}): {} bytes skipped at byte {} of {name}; the records after it were replayed",
+            d.reason,
+            d.bytes.len(),
+            d.offset
+        ),
+        position: SourcePosition {
+            source: Arc::from(format!("wal:{name}")),
+            line: None,
+            byte_offset: Some(d.offset),
+            item: None,
+        },
+        raw: d.bytes.to_vec(),
+        cluster: Arc::from(""),
+    }
 }
 
 /// Hands one request's decoded rows to the writer and its rejects to quarantine.
@@ -911,6 +976,8 @@ struct Flusher {
     last_received: u64,
     /// Records up to this seq were replayed from disk during recovery: skip their in-memory copy.
     skip_upto: u64,
+    /// Damaged WAL ranges already quarantined by a recovery (segment, offset).
+    damage_reported: HashSet<(PathBuf, u64)>,
     pending_rows: u64,
     pending_bytes: u64,
     pending_since: Option<Instant>,
@@ -1110,6 +1177,7 @@ impl Flusher {
                 &mut writer,
                 &mut self.quarantine,
                 self.observer.as_ref(),
+                &mut self.damage_reported,
             )?;
             Ok((writer, last))
         })();

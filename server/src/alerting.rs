@@ -49,6 +49,12 @@ impl PipelineObserver for PipelineHooks {
     fn recovered(&self) {
         self.metrics.recovered()
     }
+    fn wal_damaged(&self, segment: &std::path::Path, offset: u64, bytes: u64, reason: &str) {
+        self.metrics.wal_damaged(segment, offset, bytes, reason)
+    }
+    fn wal_torn_tail(&self, segment: &std::path::Path, offset: u64, bytes: u64) {
+        self.metrics.wal_torn_tail(segment, offset, bytes)
+    }
     fn durable(&self, decoded: &Decoded) {
         let Some(tx) = &self.stream else { return };
         let batches: Vec<RecordBatch> = decoded

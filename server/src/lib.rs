@@ -175,7 +175,7 @@ pub async fn serve(
             .map_err(|e| ServerError::Internal(e.to_string()))??
     };
     let (pipeline, replayed) = pipeline;
-    if replayed.records > 0 {
+    if replayed.records > 0 || replayed.damaged > 0 {
         log::emit(&log::WalReplayed { report: &replayed });
     }
     let pipeline = Arc::new(pipeline);

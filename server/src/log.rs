@@ -65,10 +65,61 @@ impl fmt::Display for WalReplayed<'_> {
         let r = self.report;
         write!(
             f,
-            "wal_replayed records={} events={} rows_written={} duplicates_skipped={} quarantined={}",
-            r.records, r.events, r.rows_written, r.duplicates_skipped, r.quarantined
+            "wal_replayed records={} events={} rows_written={} duplicates_skipped={} quarantined={} damaged={} damaged_bytes={}",
+            r.records,
+            r.events,
+            r.rows_written,
+            r.duplicates_skipped,
+            r.quarantined,
+            r.damaged,
+            r.damaged_bytes
         )
     }
+}
+
+/// WAL replay met bytes that are not a valid record: they are in `_quarantine` (source
+/// `wal:<segment>`, this offset) and the records after them were replayed.
+pub struct WalDamaged<'a> {
+    pub segment: &'a std::path::Path,
+    pub offset: u64,
+    pub bytes_skipped: u64,
+    pub reason: &'a str,
+}
+impl fmt::Display for WalDamaged<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wal_damaged segment={} offset={} bytes_skipped={} reason={:?} quarantined=true",
+            file_name(self.segment),
+            self.offset,
+            self.bytes_skipped,
+            self.reason
+        )
+    }
+}
+
+/// WAL replay cut an incomplete final record: a crash mid-append, never acknowledged.
+pub struct WalTornTail<'a> {
+    pub segment: &'a std::path::Path,
+    pub offset: u64,
+    pub bytes: u64,
+}
+impl fmt::Display for WalTornTail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wal_torn_tail segment={} offset={} bytes={} acknowledged=false",
+            file_name(self.segment),
+            self.offset,
+            self.bytes
+        )
+    }
+}
+
+fn file_name(path: &std::path::Path) -> std::borrow::Cow<'_, str> {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_else(|| path.to_string_lossy())
 }
 
 pub struct PipelineFailed<'a> {

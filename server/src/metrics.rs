@@ -73,6 +73,8 @@ pub struct Metrics {
     pub wal_bytes: Gauge,
     pub wal_fsync_seconds: Histogram,
     pub wal_group_requests: Histogram,
+    pub wal_damaged_records: Counter,
+    pub wal_damaged_bytes: Counter,
     pub flush_seconds: Histogram,
     pub rows_committed: Counter,
     pub files_committed: Counter,
@@ -133,6 +135,8 @@ impl Metrics {
             wal_bytes: Gauge::default(),
             wal_fsync_seconds: latency_histogram(),
             wal_group_requests: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            wal_damaged_records: Counter::default(),
+            wal_damaged_bytes: Counter::default(),
             flush_seconds: latency_histogram(),
             rows_committed: Counter::default(),
             files_committed: Counter::default(),
@@ -200,6 +204,16 @@ impl Metrics {
             "wal_group_requests",
             "Requests sharing one WAL fsync (group commit)",
             m.wal_group_requests.clone(),
+        );
+        r.register(
+            "wal_damaged_records",
+            "Damaged write-ahead log ranges (one or more records) skipped at replay and quarantined",
+            m.wal_damaged_records.clone(),
+        );
+        r.register(
+            "wal_damaged_bytes",
+            "Bytes of damaged write-ahead log ranges skipped at replay and quarantined",
+            m.wal_damaged_bytes.clone(),
         );
         r.register(
             "lake_flush_seconds",
@@ -366,6 +380,25 @@ impl PipelineObserver for Metrics {
     fn recovered(&self) {
         self.pipeline_healthy.set(1);
         log::emit(&log::PipelineRecovered);
+    }
+
+    fn wal_damaged(&self, segment: &std::path::Path, offset: u64, bytes: u64, reason: &str) {
+        self.wal_damaged_records.inc();
+        self.wal_damaged_bytes.inc_by(bytes);
+        log::emit(&log::WalDamaged {
+            segment,
+            offset,
+            bytes_skipped: bytes,
+            reason,
+        });
+    }
+
+    fn wal_torn_tail(&self, segment: &std::path::Path, offset: u64, bytes: u64) {
+        log::emit(&log::WalTornTail {
+            segment,
+            offset,
+            bytes,
+        });
     }
 }
 

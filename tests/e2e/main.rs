@@ -13,6 +13,7 @@ mod scheduler;
 mod secrets;
 mod security;
 mod testdata;
+mod wal;
 mod webhook;
 
 use std::path::{Path, PathBuf};

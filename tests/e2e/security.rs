@@ -343,7 +343,12 @@ fn nested_compression_cannot_expand_a_request_past_max_body() {
     );
     // Its expansion cannot be checked for secret values without expanding it: the record keeps
     // the reason, position and length, not the bytes.
-    assert_eq!(text.matches("\"withheld\":").count(), 4, "{}", &text[..text.len().min(2000)]);
+    assert_eq!(
+        text.matches("\"withheld\":").count(),
+        4,
+        "{}",
+        &text[..text.len().min(2000)]
+    );
     assert!(text.contains(&format!("\"raw_len\":{}", bomb.len())));
     assert_eq!(count(&lake, "audit_events"), 1);
     eprintln!("bomb request: peak RSS {rss_before} → {rss_after} MiB, quarantine {stored} bytes");
