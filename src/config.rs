@@ -404,7 +404,10 @@ impl Config {
             bail!("webhook.flush_interval_secs = {s}: must be in (0, 3600]");
         }
         for (key, value) in [
-            ("webhook.header_timeout_secs", self.webhook.header_timeout_secs),
+            (
+                "webhook.header_timeout_secs",
+                self.webhook.header_timeout_secs,
+            ),
             ("webhook.body_timeout_secs", self.webhook.body_timeout_secs),
         ] {
             if let Some(s) = value
@@ -448,7 +451,9 @@ impl Config {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         // The URL itself may be a secret (its path or query): never echo it.
                         let scheme = url.split_once("://").map_or("none", |(s, _)| s);
-                        bail!("{key}.url: must be an http:// or https:// URL (its scheme is {scheme:?})");
+                        bail!(
+                            "{key}.url: must be an http:// or https:// URL (its scheme is {scheme:?})"
+                        );
                     }
                 }
                 "file" if sink.path.is_none() => bail!("{key}.path: a file sink needs a path"),

@@ -88,7 +88,10 @@ fn render_cells(batch: &RecordBatch, for_terminal: bool) -> Result<RecordBatch, 
             || (for_terminal
                 && matches!(
                     t,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Dictionary(..)
                 ))
     };
     if !schema.fields().iter().any(|f| needs(f.data_type())) {
@@ -174,7 +177,10 @@ mod tests {
             "curl\\e]0;pwned\\x07\\e[2J"
         );
         assert_eq!(printable("a\nb\tc\u{9b}d"), "a\\nb\\tc\\x9bd");
-        assert_eq!(printable("invoice\u{202e}fdp.exe"), "invoice\\u{202e}fdp.exe");
+        assert_eq!(
+            printable("invoice\u{202e}fdp.exe"),
+            "invoice\\u{202e}fdp.exe"
+        );
         assert_eq!(printable("ünïcode ✓"), "ünïcode ✓");
     }
 
@@ -182,7 +188,11 @@ mod tests {
     fn tables_escape_and_json_and_csv_stay_exact() {
         let agent = "evil\u{1b}[2J\u{1b}]0;owned\u{7}";
         let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("user_agent", DataType::Utf8, true)])),
+            Arc::new(Schema::new(vec![Field::new(
+                "user_agent",
+                DataType::Utf8,
+                true,
+            )])),
             vec![Arc::new(StringArray::from(vec![Some(agent)]))],
         )
         .unwrap();
@@ -192,7 +202,10 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         let table = render(OutputFormat::Table);
-        assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{7}'),
+            "{table:?}"
+        );
         assert!(table.contains("evil\\e[2J\\e]0;owned\\x07"), "{table}");
         let json = render(OutputFormat::Json);
         let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();

@@ -422,7 +422,8 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(a: Arc<Activity>) -> InFlight {
-        a.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        a.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         InFlight(a)
     }
 }

@@ -223,7 +223,9 @@ fn carried_queries(stmt: &Statement) -> Result<Vec<Statement>, String> {
             .iter()
             .map(|d| match (&d.declare_type, &d.for_query) {
                 (Some(DeclareType::Cursor), Some(q)) => Ok(Statement::Query(q.clone())),
-                _ => Err(format!("only DECLARE … CURSOR FOR <query> is allowed, not {d}")),
+                _ => Err(format!(
+                    "only DECLARE … CURSOR FOR <query> is allowed, not {d}"
+                )),
             })
             .collect(),
         _ => Ok(Vec::new()),
@@ -423,9 +425,7 @@ fn hooks() -> Vec<Arc<dyn QueryHook>> {
 /// A session of its own for one connection, over the same tables as `base`: a new catalog list
 /// whose schemas hold the same table providers (and share the read-only `pg_catalog`), so
 /// whatever a connection registers, sets or declares stays in that connection.
-async fn connection_session(
-    base: &SessionContext,
-) -> datafusion::error::Result<SessionContext> {
+async fn connection_session(base: &SessionContext) -> datafusion::error::Result<SessionContext> {
     use datafusion::catalog::{
         CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
         MemorySchemaProvider, SchemaProvider,
