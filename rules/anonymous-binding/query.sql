@@ -6,4 +6,4 @@ WHERE stage = 'ResponseComplete'
   AND verb IN ('create', 'update', 'patch') AND response_code BETWEEN 200 AND 299
   AND array_has_any(binding_subjects, {{anonymous_subjects}})
   AND NOT (array_has({{bootstrap_users}}, coalesce(user_name, ''))
-           AND json_get_str(request_object, 'metadata', 'labels', 'kubernetes.io/bootstrapping') = 'rbac-defaults')
+           AND coalesce(json_get_str(request_object, 'metadata', 'labels', 'kubernetes.io/bootstrapping'), '') = 'rbac-defaults')
