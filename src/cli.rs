@@ -262,10 +262,13 @@ pub struct RulesDirArg {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Table of rules: id, severity, ATT&CK, catalog ids, state (active / disabled / needs a parameter).
+    /// Table of rules: id, severity, ATT&CK, catalog ids, state (active / disabled / needs a
+    /// parameter / warming up until … for first-seen rules whose baseline is still short).
     List {
         #[command(flatten)]
         rules: RulesDirArg,
+        #[command(flatten)]
+        lake: LakeArg,
     },
     /// Load every rule and plan its SQL against the real schema; errors name the file and line.
     Check {
@@ -394,6 +397,11 @@ pub struct GenerateArgs {
     /// Weave the attack scenarios into the traffic (see samples/README.md).
     #[arg(long)]
     pub scenarios: bool,
+
+    /// Mix in benign GitOps and operator behaviour (RBAC reconciles, secret syncs, backups,
+    /// denied CRD discovery, people patching Deployments): the noise benchmark's input.
+    #[arg(long)]
+    pub controllers: bool,
 
     /// Write here instead of stdout.
     #[arg(long, short, value_name = "FILE")]

@@ -6,7 +6,7 @@
 //! before `since`. The rule's SELECT becomes the `rule_hits` view; one GROUP BY over it makes
 //! the findings: `cluster` + `group_by` + `dedup_window` bucket, `threshold` distinct events.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -21,8 +21,8 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::DetectError;
 use crate::finding::Finding;
-use crate::params::{Params, render_sql};
-use crate::rule::Rule;
+use crate::params::{ParamValue, Params, render_sql};
+use crate::rule::{Rule, Severity};
 
 /// The lake table under its own name; `audit_events` becomes the windowed view.
 pub const LAKE_TABLE: &str = "audit_events_lake";
@@ -45,6 +45,34 @@ pub struct Window {
 /// Runs rules on one session. Rules run one at a time: each rebinds the window views.
 pub struct Detector {
     ctx: SessionContext,
+    /// The first and last event of each cluster in the lake (for warm-up), and when read.
+    spans: tokio::sync::Mutex<Option<(std::time::Instant, Arc<ClusterSpans>)>>,
+}
+
+/// Cluster → (first, last) event time in the lake.
+pub type ClusterSpans = BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>;
+
+/// How long the cluster spans are reused: a long-lived session (serve) sees new clusters after
+/// this. A cluster missing from the spans is treated as warming up, which it is: its first event
+/// is younger than the spans, so younger than any warm-up longer than this.
+const SPANS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The parameter that says how much history a first-seen rule needs before it may fire.
+pub const WARMUP_PARAM: &str = "baseline_days";
+
+/// How long after a cluster's first event a first-seen rule stays silent: `baseline_days` when
+/// the rule declares it, else its `baseline`. Rules without a baseline need no warm-up.
+pub fn warmup(rule: &Rule, params: &Params) -> Option<TimeDelta> {
+    let baseline = rule.baseline?;
+    Some(match params.get(WARMUP_PARAM) {
+        Some(ParamValue::Int(d)) => TimeDelta::try_days(*d)
+            .unwrap_or(baseline)
+            .max(TimeDelta::zero()),
+        Some(ParamValue::Float(d)) => TimeDelta::try_seconds((*d * 86_400.0) as i64)
+            .unwrap_or(baseline)
+            .max(TimeDelta::zero()),
+        _ => baseline,
+    })
 }
 
 fn q(rule: &Rule) -> impl Fn(datafusion::error::DataFusionError) -> DetectError + '_ {
@@ -73,7 +101,77 @@ impl Detector {
             .map_err(QueryError::Execution)?;
         ctx.register_table(LAKE_TABLE, lake)
             .map_err(QueryError::Execution)?;
-        Ok(Detector { ctx })
+        Ok(Detector {
+            ctx,
+            spans: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The first and last event time of each cluster in the lake (cached for `SPANS_TTL`).
+    pub async fn cluster_spans(&self) -> Result<Arc<ClusterSpans>, QueryError> {
+        let mut cached = self.spans.lock().await;
+        if let Some((at, spans)) = cached.as_ref()
+            && at.elapsed() < SPANS_TTL
+        {
+            return Ok(spans.clone());
+        }
+        let batches = self
+            .ctx
+            .sql(&format!(
+                "SELECT CAST(cluster AS VARCHAR) AS cluster, min(stage_at) AS first, max(stage_at) AS last \
+                 FROM {LAKE_TABLE} GROUP BY cluster"
+            ))
+            .await
+            .map_err(classify)?
+            .collect()
+            .await
+            .map_err(classify)?;
+        let mut out = ClusterSpans::new();
+        for b in &batches {
+            let c = cast(b.column(0), &DataType::Utf8).map_err(|e| classify(e.into()))?;
+            let time = |i: usize| {
+                cast(
+                    b.column(i),
+                    &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                )
+                .map_err(|e| classify(e.into()))
+            };
+            let (first, last) = (time(1)?, time(2)?);
+            let c = c.as_string::<i32>();
+            let first = first.as_primitive::<TimestampMicrosecondType>();
+            let last = last.as_primitive::<TimestampMicrosecondType>();
+            for i in 0..b.num_rows() {
+                if c.is_null(i) || first.is_null(i) || last.is_null(i) {
+                    continue;
+                }
+                if let (Some(f), Some(l)) = (
+                    DateTime::from_timestamp_micros(first.value(i)),
+                    DateTime::from_timestamp_micros(last.value(i)),
+                ) {
+                    out.insert(c.value(i).to_owned(), (f, l));
+                }
+            }
+        }
+        let out = Arc::new(out);
+        *cached = Some((std::time::Instant::now(), out.clone()));
+        Ok(out)
+    }
+
+    /// Until when `rule` is warming up in each cluster (first event + warm-up).
+    pub async fn warm_until(
+        &self,
+        rule: &Rule,
+        params: &Params,
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, QueryError> {
+        let Some(w) = warmup(rule, params) else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(self
+            .cluster_spans()
+            .await?
+            .iter()
+            .map(|(c, (first, _))| (c.clone(), *first + w))
+            .collect())
     }
 
     pub fn session(&self) -> &SessionContext {
@@ -200,7 +298,7 @@ impl Detector {
             rule,
         )
         .await?;
-        self.collect_findings(rule, params).await
+        self.collect_findings(rule, params, None).await
     }
 
     /// Runs `rule` over `window` and returns its findings, oldest first. Findings that ended
@@ -213,7 +311,21 @@ impl Detector {
         window: &Window,
     ) -> Result<Vec<Finding>, DetectError> {
         self.bind_window(rule, window).await?;
-        let mut findings = self.collect_findings(rule, params).await?;
+        // A first-seen rule is silent until its baseline covers the warm-up: before that, every
+        // identity is "new" (an empty baseline is not evidence).
+        let warm = if warmup(rule, params).is_some() {
+            Some(
+                self.warm_until(rule, params)
+                    .await
+                    .map_err(|source| DetectError::Query {
+                        rule: rule.id.clone(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        let mut findings = self.collect_findings(rule, params, warm.as_ref()).await?;
         if let Some(since) = window.since {
             findings.retain(|f| f.last_event_at >= since);
         }
@@ -225,9 +337,10 @@ impl Detector {
         &self,
         rule: &Rule,
         params: &Params,
+        warm_until: Option<&BTreeMap<String, DateTime<Utc>>>,
     ) -> Result<Vec<Finding>, DetectError> {
         let columns = self.plan_hits(rule, params).await?;
-        let sql = grouping_sql(rule, &columns);
+        let sql = grouping_sql(rule, &columns, warm_until);
         let batches = self
             .ctx
             .sql(&sql)
@@ -287,7 +400,29 @@ fn carried(columns: &[(String, DataType)], rule: &Rule) -> Vec<String> {
         .collect()
 }
 
-fn grouping_sql(rule: &Rule, columns: &[(String, DataType)]) -> String {
+/// Hits of each cluster from its warm-up end on (clusters not listed have no events).
+fn warm_condition(warm_until: &BTreeMap<String, DateTime<Utc>>) -> String {
+    if warm_until.is_empty() {
+        return "false".into();
+    }
+    warm_until
+        .iter()
+        .map(|(c, t)| {
+            format!(
+                "(cluster = '{}' AND stage_at >= TIMESTAMP '{}')",
+                c.replace('\'', "''"),
+                t.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+fn grouping_sql(
+    rule: &Rule,
+    columns: &[(String, DataType)],
+    warm_until: Option<&BTreeMap<String, DateTime<Utc>>>,
+) -> String {
     let secs = rule.dedup_window.num_seconds();
     let bucket =
         format!("date_bin(INTERVAL '{secs} seconds', stage_at, TIMESTAMP '1970-01-01T00:00:00Z')");
@@ -303,14 +438,32 @@ fn grouping_sql(rule: &Rule, columns: &[(String, DataType)]) -> String {
     select.push("max(stage_at) AS last_event_at".into());
     select.push("count(DISTINCT audit_id) AS event_count".into());
     select.push("array_agg(audit_id ORDER BY stage_at, audit_id) AS evidence".into());
+    // A finding is as severe as its most severe hit.
+    if columns.iter().any(|(n, _)| n == "severity")
+        && !rule.group_by.iter().any(|g| g == "severity")
+    {
+        select.push(
+            "CASE max(CASE severity WHEN 'info' THEN 0 WHEN 'low' THEN 1 WHEN 'medium' THEN 2 \
+             WHEN 'high' THEN 3 WHEN 'critical' THEN 4 END) WHEN 0 THEN 'info' WHEN 1 THEN 'low' \
+             WHEN 2 THEN 'medium' WHEN 3 THEN 'high' WHEN 4 THEN 'critical' END AS severity"
+                .into(),
+        );
+    }
     for c in carried(columns, rule) {
+        if c == "severity" {
+            continue;
+        }
         let c = quote_ident(&c);
         select.push(format!(
             "first_value({c} ORDER BY stage_at, audit_id) AS {c}"
         ));
     }
+    let filter = match warm_until {
+        Some(w) => format!(" WHERE {}", warm_condition(w)),
+        None => String::new(),
+    };
     format!(
-        "SELECT {} FROM {HITS_TABLE} GROUP BY {} HAVING count(DISTINCT audit_id) >= {}",
+        "SELECT {} FROM {HITS_TABLE}{filter} GROUP BY {} HAVING count(DISTINCT audit_id) >= {}",
         select.join(", "),
         group.join(", "),
         rule.threshold
@@ -383,7 +536,9 @@ fn to_findings(
             key.push_str(&format!("|{g}={}", value(g).unwrap_or_default()));
         }
         key.push_str(&format!("|{}", bucket_start.format("%Y-%m-%dT%H:%M:%SZ")));
-        let target = {
+        // A rule may name its target itself (a `target` column) when the event's object is not
+        // what it is about: an impersonation's target is the identity, not the request's object.
+        let target = value("target").or_else(|| {
             let resource = match (value("resource"), value("subresource")) {
                 (Some(r), Some(s)) => Some(format!("{r}/{s}")),
                 (r, _) => r,
@@ -397,13 +552,18 @@ fn to_findings(
                 (Some(r), Some(o)) => Some(format!("{r} {o}")),
                 (r, o) => r.or(o),
             }
-        };
+        });
+        // Severity reflects scope: a `severity` column (info … critical) overrides the rule's,
+        // e.g. a namespaced RoleBinding to cluster-admin is namespace admin, not cluster takeover.
+        let severity = value("severity")
+            .and_then(|s| parse_severity(&s))
+            .unwrap_or(rule.severity);
         out.push(Finding {
             finding_id: format!("{:032x}", xxh3_128(key.as_bytes())),
             summary: fill_summary(&rule.summary, &value),
             rule_id: rule.id.clone(),
             rule_version: rule.version,
-            severity: rule.severity.as_str().to_owned(),
+            severity: severity.as_str().to_owned(),
             title: rule.title.clone(),
             actor: value("user_name").or_else(|| value("source_ip")),
             source_ip: value("source_ip"),
@@ -425,6 +585,17 @@ fn to_findings(
         });
     }
     Ok(out)
+}
+
+fn parse_severity(s: &str) -> Option<Severity> {
+    Some(match s {
+        "info" => Severity::Info,
+        "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        _ => return None,
+    })
 }
 
 fn fill_summary(template: &str, value: &dyn Fn(&str) -> Option<String>) -> String {
@@ -475,6 +646,30 @@ mod tests {
              AND date >= '2026-11-20' AND stage_at < TIMESTAMP '2026-11-21T02:00:00.000000Z' \
              AND date <= '2026-11-21' AND cluster IN ('o''k')"
         );
+    }
+
+    #[test]
+    fn warm_up_keeps_each_clusters_hits_from_its_own_warm_up_end() {
+        let mut w = BTreeMap::new();
+        w.insert(
+            "o'k".to_owned(),
+            DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z")
+                .unwrap()
+                .to_utc(),
+        );
+        w.insert(
+            "prod".to_owned(),
+            DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        );
+        assert_eq!(
+            warm_condition(&w),
+            "(cluster = 'o''k' AND stage_at >= TIMESTAMP '2026-11-27T08:00:00.000000Z') OR \
+             (cluster = 'prod' AND stage_at >= TIMESTAMP '2026-12-01T00:00:00.000000Z')"
+        );
+        // No cluster known yet: everything is warming up.
+        assert_eq!(warm_condition(&BTreeMap::new()), "false");
     }
 
     #[test]

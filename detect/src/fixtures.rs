@@ -12,7 +12,7 @@ use crate::engine::{Detector, Window};
 use crate::error::DetectError;
 use crate::finding::Finding;
 use crate::params::missing_requirements;
-use crate::rule::{Rule, RuleTest};
+use crate::rule::{Expected, Rule, RuleTest};
 
 /// Ingests `files` (each into its own cluster) into a new temporary lake.
 pub fn fixture_lake(files: &[(&str, &Path)]) -> Result<TempDir, DetectError> {
@@ -100,5 +100,64 @@ fn compare(test: &RuleTest, findings: &[Finding]) -> Option<String> {
             return Some(format!("expected evidence {want:?}, got {got:?}"));
         }
     }
-    None
+    let mut got: Vec<Expected> = findings
+        .iter()
+        .map(|f| Expected {
+            actor: f.actor.clone(),
+            target: f.target.clone(),
+            summary: f.summary.clone(),
+            severity: Some(f.severity.clone()),
+        })
+        .collect();
+    // A count says a rule fired, not that what it tells the analyst is right.
+    let Some(want) = &test.expect else {
+        if findings.is_empty() {
+            return None;
+        }
+        return Some(format!(
+            "the test checks counts only: add what each finding must say\nexpect = [\n{}]",
+            expect_toml(&got)
+        ));
+    };
+    let mut want = want.clone();
+    // Order-free; severity is compared only where the test states it.
+    got.sort_by(|a, b| (&a.actor, &a.target, &a.summary).cmp(&(&b.actor, &b.target, &b.summary)));
+    want.sort_by(|a, b| (&a.actor, &a.target, &a.summary).cmp(&(&b.actor, &b.target, &b.summary)));
+    let matches = want.len() == got.len()
+        && want.iter().zip(&got).all(|(w, g)| {
+            w.actor == g.actor
+                && w.target == g.target
+                && w.summary == g.summary
+                && (w.severity.is_none() || w.severity == g.severity)
+        });
+    if matches {
+        None
+    } else {
+        Some(format!(
+            "findings differ from `expect`; got\nexpect = [\n{}]",
+            expect_toml(&got)
+        ))
+    }
+}
+
+/// Findings as `expect` entries of rule.toml, one inline table per line.
+fn expect_toml(findings: &[Expected]) -> String {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    findings
+        .iter()
+        .map(|e| {
+            let mut fields = Vec::new();
+            if let Some(a) = &e.actor {
+                fields.push(format!("actor = {}", q(a)));
+            }
+            if let Some(t) = &e.target {
+                fields.push(format!("target = {}", q(t)));
+            }
+            fields.push(format!("summary = {}", q(&e.summary)));
+            if let Some(s) = &e.severity {
+                fields.push(format!("severity = {}", q(s)));
+            }
+            format!("  {{ {} }},\n", fields.join(", "))
+        })
+        .collect()
 }

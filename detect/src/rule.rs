@@ -109,6 +109,18 @@ struct TestFile {
     params: BTreeMap<String, toml::Value>,
     since: Option<String>,
     until: Option<String>,
+    expect: Option<Vec<Expected>>,
+}
+
+/// What one finding of a fixture test must say. An absent `actor`/`target` means the finding
+/// has none; `severity` is checked only when given (rules whose severity depends on scope).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub summary: String,
+    pub severity: Option<String>,
 }
 
 /// One fixture test of a rule.
@@ -121,6 +133,8 @@ pub struct RuleTest {
     pub params: Params,
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Actor, target and summary of each finding (any order); required when `findings > 0`.
+    pub expect: Option<Vec<Expected>>,
 }
 
 /// A loaded, validated rule.
@@ -278,6 +292,19 @@ impl Rule {
                     format!("test `{}`: no fixture file {}", t.name, fixture.display()),
                 ));
             }
+            if let Some(e) = &t.expect
+                && e.len() != t.findings
+            {
+                return Err(bad(
+                    "expect",
+                    format!(
+                        "test `{}`: `expect` lists {} finding(s) but `findings` is {}",
+                        t.name,
+                        e.len(),
+                        t.findings
+                    ),
+                ));
+            }
             tests.push(RuleTest {
                 since: time(t.since)?,
                 until: time(t.until)?,
@@ -285,6 +312,7 @@ impl Rule {
                 fixture,
                 findings: t.findings,
                 evidence: t.evidence,
+                expect: t.expect,
                 params: tp,
             });
         }

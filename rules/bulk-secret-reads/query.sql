@@ -5,6 +5,7 @@ WITH e AS (
     WHERE stage = 'ResponseComplete'
       AND resource = 'secrets' AND verb = 'get' AND response_code BETWEEN 200 AND 299
       AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND NOT coalesce(array_has_any(user_groups, {{trusted_admin_groups}}), false) AND coalesce(user_name, '') NOT LIKE 'system:node:%' AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
+      AND NOT starts_with_any(coalesce(user_name, ''), array_concat({{known_controllers}}, {{extra_controllers}}))
 ), b AS (
     SELECT cluster, user_name, bucket FROM e GROUP BY cluster, user_name, bucket
     HAVING count(DISTINCT namespace || '/' || name) >= {{min_distinct_secrets}}

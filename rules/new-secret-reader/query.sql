@@ -12,3 +12,4 @@ WHERE e.stage = 'ResponseComplete'
   AND NOT coalesce(array_has_any(e.user_groups, {{trusted_admin_groups}}), false)
   AND coalesce(e.user_name, '') NOT LIKE 'system:node:%'
   AND coalesce(e.user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
+  AND NOT starts_with_any(coalesce(e.user_name, ''), array_concat({{known_controllers}}, {{extra_controllers}}))

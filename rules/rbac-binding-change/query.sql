@@ -4,3 +4,4 @@ WHERE stage = 'ResponseComplete'
   AND api_group = 'rbac.authorization.k8s.io' AND resource IN ('clusterrolebindings', 'rolebindings') AND subresource IS NULL
   AND verb IN ('create', 'update', 'patch', 'delete', 'deletecollection') AND response_code BETWEEN 200 AND 299
   AND NOT array_has({{control_plane_users}}, coalesce(user_name, ''))
+  AND NOT starts_with_any(coalesce(user_name, ''), array_concat({{known_controllers}}, {{extra_controllers}}))

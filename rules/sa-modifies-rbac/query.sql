@@ -1,4 +1,6 @@
-SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, verb
+SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, verb,
+       -- cluster-wide RBAC is cluster-wide power; a namespace's RBAC is that namespace's
+       CASE WHEN namespace IS NULL THEN 'high' ELSE 'medium' END AS severity
 FROM audit_events
 WHERE stage = 'ResponseComplete'
   AND user_name LIKE 'system:serviceaccount:%'
@@ -6,3 +8,4 @@ WHERE stage = 'ResponseComplete'
   AND api_group = 'rbac.authorization.k8s.io'
   AND verb IN ('create', 'update', 'patch', 'delete', 'deletecollection', 'escalate', 'bind')
   AND authz_decision = 'allow'
+  AND NOT starts_with_any(coalesce(user_name, ''), array_concat({{known_controllers}}, {{extra_controllers}}))

@@ -28,6 +28,7 @@ fn template(batch: usize) -> anyhow::Result<Template> {
             start_micros: chrono::Utc::now().timestamp_micros() - 60_000_000,
             requests_per_second: 400.0,
             scenarios: false,
+            controllers: false,
         },
         &mut log,
     )?;

@@ -18,6 +18,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<u8> {
         start_micros: start.timestamp_micros(),
         requests_per_second: args.rate,
         scenarios: args.scenarios,
+        controllers: args.controllers,
     };
     let summary = match &args.out {
         Some(path) => {

@@ -1,8 +1,11 @@
 //! `auditlake rules list|check|test`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
+use auditlake_detect::engine::warmup;
 use auditlake_detect::fixtures::run_test;
 use auditlake_detect::params::missing_requirements;
 use auditlake_detect::{DetectError, Detector, PackConfig, Rule, load_rules};
@@ -44,14 +47,58 @@ pub fn state(rule: &Rule, pack: &PackConfig) -> String {
 
 pub fn run(config: &Config, command: RulesCommand) -> anyhow::Result<u8> {
     match command {
-        RulesCommand::List { rules } => list(config, &rules),
+        RulesCommand::List { rules, lake } => list(config, &rules, lake.lake.as_deref()),
         RulesCommand::Check { rules } => check(config, &rules),
         RulesCommand::Test { rules } => test(config, &rules),
     }
 }
 
-fn list(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
+/// `warming up until …` for the first-seen rules whose warm-up has not ended in some cluster of
+/// the lake (the lake's own last event is "now": it works the same for a live and an old lake).
+fn warmup_states(
+    config: &Config,
+    lake: Option<&Path>,
+    rules: &[Rule],
+    pack: &PackConfig,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let lake = config.lake_path(lake);
+    let mut states = BTreeMap::new();
+    if !rules
+        .iter()
+        .any(|r| warmup(r, &pack.params_for(r)).is_some())
+        || !lake.is_dir()
+    {
+        return Ok(states);
+    }
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let ctx = open_lake(&lake, &session_options(config)).await?;
+        let detector = Detector::new(ctx).await?;
+        let spans = detector.cluster_spans().await?;
+        for rule in rules {
+            let params = pack.params_for(rule);
+            let until = detector
+                .warm_until(rule, &params)
+                .await?
+                .into_iter()
+                .filter(|(c, until)| spans.get(c).is_some_and(|(_, last)| until > last))
+                .map(|(_, until)| until)
+                .max();
+            if let Some(until) = until {
+                states.insert(
+                    rule.id.clone(),
+                    format!("warming up until {}", until.format("%Y-%m-%dT%H:%MZ")),
+                );
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(states)
+}
+
+fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>) -> anyhow::Result<u8> {
     let (rules, pack) = load_pack(config, arg)?;
+    let warming = warmup_states(config, lake, &rules, &pack)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -66,10 +113,14 @@ fn list(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
             r.severity.as_str(),
             list_cell(&r.attack),
             list_cell(&r.catalog),
-            state(r, &pack),
+            match (state(r, &pack).as_str(), warming.get(&r.id)) {
+                ("active", Some(w)) => w.clone(),
+                (s, _) => s.to_owned(),
+            },
             r.title
         )?;
     }
+    // Warming-up rules run (and are counted as active); they stay silent until warm.
     let active = rules.iter().filter(|r| state(r, &pack) == "active").count();
     writeln!(out, "{} rules, {active} active", rules.len())?;
     Ok(EXIT_OK)

@@ -6,6 +6,7 @@
 //! `samples/README.md`). The same options always produce the same bytes.
 
 mod actors;
+mod operators;
 mod scenarios;
 
 use std::io::{self, Write};
@@ -25,6 +26,8 @@ pub struct GenOptions {
     /// Background requests per second of event time (each request is 1–3 events).
     pub requests_per_second: f64,
     pub scenarios: bool,
+    /// Mix in benign GitOps/operator behaviour that trips naive rules (see `operators.rs`).
+    pub controllers: bool,
 }
 
 /// What was generated.
@@ -546,6 +549,9 @@ fn response_status(req: &Request) -> Value {
     }
 }
 
+/// Share of background requests that come from `operators.rs` with `controllers`.
+const CONTROLLER_SHARE: f64 = 0.02;
+
 /// Generates the log into `out`.
 pub fn generate(opts: &GenOptions, out: &mut dyn Write) -> io::Result<GenSummary> {
     let mut rng = Rng::new(opts.seed);
@@ -573,7 +579,12 @@ pub fn generate(opts: &GenOptions, out: &mut dyn Write) -> io::Result<GenSummary
             })?;
             w.summary.scenario_events += w.summary.events - before;
         }
-        let req = actors::background_request(&mut rng, &cluster);
+        // The draw happens only with `controllers`, so the default output stays byte-identical.
+        let req = if opts.controllers && rng.chance(CONTROLLER_SHARE) {
+            operators::operator_request(&mut rng, &cluster)
+        } else {
+            actors::background_request(&mut rng, &cluster)
+        };
         background += w.emit(&mut rng, &req, t)?;
         // Jittered inter-arrival around the mean rate.
         t += step / 2 + rng.below(step.max(1) as u64) as i64;
@@ -603,10 +614,44 @@ mod tests {
             start_micros: 1_795_161_600_000_000,
             requests_per_second: 50.0,
             scenarios,
+            controllers: false,
         };
         let mut out = Vec::new();
         generate(&opts, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn controllers_add_operator_traffic_and_leave_the_default_alone() {
+        let plain = gen_bytes(5000, false);
+        let opts = GenOptions {
+            events: 5000,
+            seed: 7,
+            start_micros: 1_795_161_600_000_000,
+            requests_per_second: 50.0,
+            scenarios: false,
+            controllers: true,
+        };
+        let mut mixed = Vec::new();
+        generate(&opts, &mut mixed).unwrap();
+        let text = std::str::from_utf8(&mixed).unwrap();
+        for who in [
+            "system:serviceaccount:flux-system:kustomize-controller",
+            "system:serviceaccount:external-secrets:external-secrets",
+            "system:serviceaccount:velero:velero",
+        ] {
+            assert!(text.contains(who), "{who} is missing");
+        }
+        assert!(
+            !std::str::from_utf8(&plain)
+                .unwrap()
+                .contains("kustomize-controller")
+        );
+        assert_eq!(
+            plain,
+            gen_bytes(5000, false),
+            "the default output is unchanged"
+        );
     }
 
     #[test]

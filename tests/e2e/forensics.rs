@@ -143,7 +143,9 @@ fn timeline_tells_what_the_attacker_did_in_order_with_findings() {
         "list secrets (all namespaces)",
         "get secrets payments/db-password",
         "create clusterrolebindings backup-operator → cluster-admin for ServiceAccount:kube-system/backup",
-        "⚑ privileged-role-binding (critical)",
+        // Flagged on the binding's line (beside rbac-binding-change, whose per-day finding
+        // starts on the same request).
+        "privileged-role-binding (critical)",
         "create pods kube-system/node-debugger [privileged] [hostPath /]",
         "create pods/exec kube-system/node-debugger: chroot /host bash",
         "dave@example.com as system:admin",
