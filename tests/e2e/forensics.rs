@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::webhook::{Pki, write_config};
@@ -248,26 +248,20 @@ fn free_port() -> u16 {
 }
 
 /// `auditlake pg` in the background, until dropped.
-struct PgEndpoint(Child);
-
-impl Drop for PgEndpoint {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_pg(config: &Path, lake: &Path, port: u16) -> PgEndpoint {
-    let child = bin()
-        .arg("--config")
-        .arg(config)
-        .args(["pg", "--listen", &format!("127.0.0.1:{port}"), "--lake"])
-        .arg(lake)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+fn start_pg(config: &Path, lake: &Path, port: u16) -> KillOnDrop {
+    // Owned before waiting: if it never listens, the failing test still stops it.
+    let child = KillOnDrop(
+        bin()
+            .arg("--config")
+            .arg(config)
+            .args(["pg", "--listen", &format!("127.0.0.1:{port}"), "--lake"])
+            .arg(lake)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_port(port, Duration::from_secs(60), "pg endpoint");
-    PgEndpoint(child)
+    child
 }
 
 fn psql(conninfo: &str, password: Option<&str>, sql: &str) -> std::process::Output {

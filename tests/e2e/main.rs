@@ -57,6 +57,17 @@ pub fn real_webhook_posts(testdata: &Path) -> Vec<PathBuf> {
     bodies
 }
 
+/// A child process that never outlives the test, even one that fails: an orphaned server would
+/// keep its port, and whatever file descriptors it inherited, forever.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run auditlake");
     out

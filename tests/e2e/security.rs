@@ -12,19 +12,6 @@ use std::time::{Duration, Instant};
 use crate::webhook::{Server, event, event_list, plain_client, runtime, write_config};
 use crate::*;
 
-fn get_metrics(rt: &tokio::runtime::Runtime, server: &Server) -> String {
-    rt.block_on(async {
-        plain_client()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
-}
-
 fn post(
     rt: &tokio::runtime::Runtime,
     url: String,
@@ -170,7 +157,7 @@ fn a_credential_bound_to_one_cluster_cannot_write_another_through_an_envelope() 
     );
     assert_eq!(status, 200, "{text}");
 
-    let metrics = get_metrics(&rt, &server);
+    let metrics = server.metrics(&rt);
     assert!(
         metrics.contains(r#"auditlake_cluster_mismatch_events_total{source="webhook"} 4"#),
         "{metrics}"
@@ -578,7 +565,7 @@ fn slow_silent_and_excess_connections_are_closed_and_an_open_listener_needs_cons
         event_list(&["after-1".to_owned()]).into_bytes(),
     );
     assert_eq!(status, 200, "{text}");
-    let metrics = get_metrics(&rt, &server);
+    let metrics = server.metrics(&rt);
     assert!(
         metrics.contains(r#"auditlake_webhook_requests_refused_total{reason="connection_limit"}"#),
         "{metrics}"
@@ -634,16 +621,6 @@ fn have(cmd: &str, args: &[&str], what: &str) -> bool {
         eprintln!("skipping part of this test: {what} is not installed");
     }
     ok
-}
-
-/// A child process that never outlives the test, even one that fails.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What may not run on a read-only endpoint: every write-shaped statement we know of.

@@ -59,16 +59,7 @@ fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
 
     // Restart: replay skips the damaged record, reports it, and replays the two after it.
     let server = Server::start(&config, &lake);
-    let metrics = rt.block_on(async {
-        client
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = server.metrics(&rt);
     assert!(
         metrics.contains("auditlake_wal_damaged_records_total 1\n"),
         "{metrics}"

@@ -59,6 +59,20 @@ impl Server {
         self.child.id()
     }
 
+    /// `/metrics` over plain HTTP.
+    pub fn metrics(&self, rt: &tokio::runtime::Runtime) -> String {
+        rt.block_on(async {
+            plain_client()
+                .get(format!("{}/metrics", self.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, sig) };

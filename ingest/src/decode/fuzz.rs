@@ -59,7 +59,10 @@ fn decode_checked(input: &[u8], bound: bool, max_inflate: u64, must_account: boo
     for b in &out.batches {
         assert_eq!(b.keys.len(), b.batch.num_rows());
         if bound {
-            assert_eq!(&*b.partition.cluster, "fuzz", "a bound cluster is never relabelled");
+            assert_eq!(
+                &*b.partition.cluster, "fuzz",
+                "a bound cluster is never relabelled"
+            );
         } else {
             assert!(crate::validate_cluster_name(&b.partition.cluster).is_ok());
         }

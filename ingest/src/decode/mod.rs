@@ -597,8 +597,8 @@ pub fn now_micros() -> i64 {
 }
 
 #[cfg(test)]
-mod secret_tests;
-#[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod secret_tests;
 #[cfg(test)]
 mod tests;
