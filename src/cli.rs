@@ -42,6 +42,12 @@ pub enum Command {
     /// Merge the small files of closed partitions (streaming flushes leave many) into large ones,
     /// atomically: readers never see a row twice or miss one.
     Compact(CompactArgs),
+    /// Check the lake's tamper evidence: walk the commit hash chain and re-hash every data file
+    /// (exit 0 intact, 1 with the list of what was modified, deleted or injected, 2 on error).
+    Verify(VerifyArgs),
+    /// Turn a lake written before the Delta table format (Hive-style Parquet directories) into
+    /// the Delta table in place: a log over the existing files, no rewrite. Idempotent.
+    Migrate(MigrateArgs),
     /// Run the long-lived service: the kube-apiserver audit webhook receiver (see [webhook]).
     Serve(ServeArgs),
     /// Render a compliance report (reports/*.toml) over a time window: Markdown, HTML, JSON, CSV.
@@ -70,6 +76,32 @@ pub struct CompactArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Re-hash only files committed since this time (RFC 3339, or a span back from now such as
+    /// `24h`); the commit chain is always checked whole.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Report data files that no commit names only when older than this span (younger ones
+    /// may be uploads whose commit is in flight) [default: 15m]
+    #[arg(long, value_name = "SPAN")]
+    pub grace: Option<String>,
+
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
 }
 
 #[derive(Debug, Args)]
@@ -309,8 +341,9 @@ pub struct DetectArgs {
 
 #[derive(Debug, Args)]
 pub struct LakeArg {
-    /// Lake directory [config: lake.path] [default: ./lake]
-    #[arg(long, env = "AUDITLAKE_LAKE", value_name = "DIR")]
+    /// Lake directory or object-store URL (s3://bucket/prefix, gs://…, az://…) [config:
+    /// lake.path] [default: ./lake]
+    #[arg(long, env = "AUDITLAKE_LAKE", value_name = "DIR|URL")]
     pub lake: Option<PathBuf>,
 }
 

@@ -66,8 +66,13 @@ pub struct DetectRuleSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakeSection {
-    /// Lake directory.
+    /// Lake directory, or an object-store URL (`s3://bucket/prefix`, `gs://…`, `az://…`).
     pub path: Option<PathBuf>,
+    /// Object-store settings, the keys `object_store` reads (`aws_endpoint`, `aws_region`,
+    /// `aws_allow_http`, `google_service_account`, `azure_storage_account_name`, …); they
+    /// override the same settings from the environment (`AWS_ENDPOINT_URL`, …).
+    #[serde(default)]
+    pub storage: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -572,6 +577,16 @@ impl Config {
         flag.map(Path::to_path_buf)
             .or_else(|| self.lake.path.clone())
             .unwrap_or_else(|| PathBuf::from("lake"))
+    }
+
+    /// The lake (`--lake`, else `lake.path`, else `./lake`): a local directory or an
+    /// object-store URL with `[lake.storage]`.
+    pub fn lake(&self, flag: Option<&Path>) -> anyhow::Result<auditlake_ingest::Lake> {
+        let path = self.lake_path(flag);
+        let spec = path.to_str().ok_or_else(|| {
+            anyhow::anyhow!("lake path {} is not valid UTF-8", path.display())
+        })?;
+        Ok(auditlake_ingest::Lake::open(spec, &self.lake.storage)?)
     }
 }
 

@@ -43,6 +43,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Detect(args) => cmd::detect::run(&config, args),
         cli::Command::Rules { command } => cmd::rules::run(&config, command),
         cli::Command::Compact(args) => cmd::compact::run(&config, args),
+        cli::Command::Verify(args) => cmd::verify::run(&config, args),
+        cli::Command::Migrate(args) => cmd::verify::migrate(&config, args),
         cli::Command::Serve(args) => cmd::serve::run(&config, args),
         cli::Command::Report(args) => cmd::report::run(&config, args),
         cli::Command::Shell(args) => cmd::shell::run(&config, args),

@@ -1,38 +1,39 @@
 //! Compaction: merges a partition's small files (streaming flushes leave one per flush) into few
 //! large, time-sorted ones — without a reader ever seeing a row twice or missing one.
 //!
-//! The new content of `hour=HH/` is built beside it in `<lake>/_state/compact/<ulid>/`: merged
-//! files for the small ones, hard links for the files kept as they are. Then one
-//! `renameat2(RENAME_EXCHANGE)` swaps the two directories atomically: a reader that lists the
-//! partition sees either every old file or every new one. (A query that listed the old files and
-//! opens one after the swap fails with "file not found" and can be retried; it never returns
-//! wrong rows.) The old files, now in `_tmp`, are removed; a crash at any point leaves either the
-//! old or the new partition; leftovers of a crash are removed before the next compaction starts
-//! ([`clean_staging`]). Staging lives under `_state`, not `_tmp`, because a lake writer that
-//! reopens (serve's recovery) cleans `_tmp` and must not pull a staging directory from under a
-//! running merge.
+//! Merged files are encoded in `<lake>/_state/compact/<ulid>/`, published into the partition
+//! (invisible: no commit names them yet), and swapped in with **one Delta commit** that removes
+//! the small files and adds the merged ones: a reader's snapshot has either every old file or
+//! every new one. Concurrent appends to the same partition do not conflict with it; a
+//! concurrent compaction or retention run that removed one of the inputs first does, and this
+//! one is abandoned (its published files deleted). The replaced files are deleted after the
+//! commit. Staging lives under `_state`, not `_tmp`, because a lake writer that reopens (serve's
+//! recovery) cleans `_tmp` and must not pull a file from under a running merge.
+//!
+//! The merge also **re-checks the dedup key** `(audit_id, stage)`: two writers on one table
+//! (replicas on object storage) that both received a re-delivered event each wrote it once;
+//! the partition's compaction keeps one.
 //!
 //! Two phases, so a long merge never blocks ingestion: [`prepare`] reads and writes outside the
-//! writer; [`finish`] runs where no file can be committed into the partition concurrently (the
-//! writer lock for `auditlake compact`, the flush thread between flushes in `serve`): it links
-//! files that arrived since `prepare` into the staging directory, then exchanges.
+//! writer; [`finish`] commits.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
-use std::fs::{self, File};
+use std::collections::BinaryHeap;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
-use auditlake_schemas::STAGE_AT;
+use auditlake_schemas::{AUDIT_ID, STAGE, STAGE_AT};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::error::{IngestError, Result};
-use crate::lake::{Lake, create_dir_durable, fsync_dir, list_parquet_files};
+use crate::decode::{MICROS_PER_HOUR, PartitionKey, dedup_key};
+use crate::lake::{DataFile, Lake, NewFile, TableFile, create_dir_durable};
 use crate::writer::{
-    RowGroupFile, SORTED_BY_KEY, WriterOptions, encode_row_group, release_freed_memory,
+    KeyHashes, RowGroupFile, SORTED_BY_KEY, WriterOptions, encode_row_group, release_freed_memory,
 };
 
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct CompactReport {
     pub rows: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Rows dropped because their `(audit_id, stage)` was already in the merge.
+    pub duplicates_removed: u64,
 }
 
 impl CompactReport {
@@ -77,59 +80,75 @@ impl CompactReport {
         self.rows += other.rows;
         self.bytes_before += other.bytes_before;
         self.bytes_after += other.bytes_after;
+        self.duplicates_removed += other.duplicates_removed;
     }
 }
 
-/// A partition's next content, ready to be swapped in.
+/// One partition of the table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionRef {
+    pub cluster: String,
+    pub date: String,
+    pub hour: String,
+}
+
+impl std::fmt::Display for PartitionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cluster={}/date={}/hour={}", self.cluster, self.date, self.hour)
+    }
+}
+
+impl PartitionRef {
+    fn of(file: &TableFile) -> Option<Self> {
+        let get = |k: &str| file.partition.get(k).cloned().flatten();
+        Some(PartitionRef {
+            cluster: get(auditlake_schemas::CLUSTER)?,
+            date: get(auditlake_schemas::DATE)?,
+            hour: get(auditlake_schemas::HOUR)?,
+        })
+    }
+
+    /// Start of the partition's hour (µs since the epoch).
+    fn start_micros(&self) -> Option<i64> {
+        chrono::NaiveDateTime::parse_from_str(
+            &format!("{} {}:00:00", self.date, self.hour),
+            "%Y-%m-%d %H:%M:%S",
+        )
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros())
+    }
+
+    fn key(&self) -> Option<PartitionKey> {
+        Some(PartitionKey {
+            cluster: self.cluster.as_str().into(),
+            hour: self.start_micros()? / MICROS_PER_HOUR,
+        })
+    }
+}
+
+/// A partition's merged files, published and waiting for the commit that swaps them in.
 #[derive(Debug)]
 pub struct Prepared {
-    pub partition_dir: PathBuf,
-    staging: PathBuf,
-    /// Names of the files present at prepare time (merged or linked).
-    inputs: HashSet<std::ffi::OsString>,
+    pub partition: PartitionRef,
+    inputs: Vec<TableFile>,
+    outputs: Vec<NewFile>,
     report: CompactReport,
 }
 
-/// Partition directories (`cluster=*/date=*/hour=*`) whose hour ended before `cutoff_micros`.
-pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let read = |dir: &Path| -> Result<Vec<PathBuf>> {
-        match fs::read_dir(dir) {
-            Ok(entries) => Ok(entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(IngestError::lake_io(dir)(e)),
-        }
-    };
-    for cluster in read(&lake.audit_events_dir())? {
-        for date in read(&cluster)? {
-            for hour in read(&date)? {
-                let value = |p: &Path, key: &str| {
-                    p.file_name()?
-                        .to_str()?
-                        .strip_prefix(key)
-                        .map(str::to_owned)
-                };
-                let (Some(d), Some(h)) = (value(&date, "date="), value(&hour, "hour=")) else {
-                    continue;
-                };
-                let Ok(start) = chrono::NaiveDateTime::parse_from_str(
-                    &format!("{d} {h}:00:00"),
-                    "%Y-%m-%d %H:%M:%S",
-                ) else {
-                    continue;
-                };
-                let end = start.and_utc().timestamp_micros() + crate::decode::MICROS_PER_HOUR;
-                if end <= cutoff_micros {
-                    out.push(hour);
-                }
-            }
-        }
-    }
+/// Partitions of the table whose hour ended before `cutoff_micros`.
+pub fn closed_partitions(lake: &Lake, cutoff_micros: i64) -> Result<Vec<PartitionRef>> {
+    let mut out: Vec<PartitionRef> = lake
+        .events()
+        .all_files()?
+        .iter()
+        .filter_map(PartitionRef::of)
+        .filter(|p| {
+            p.start_micros()
+                .is_some_and(|start| start + MICROS_PER_HOUR <= cutoff_micros)
+        })
+        .collect();
     out.sort();
+    out.dedup();
     Ok(out)
 }
 
@@ -181,7 +200,7 @@ struct SortedMerge {
 }
 
 impl SortedMerge {
-    fn open(files: &[PathBuf]) -> Result<Self> {
+    fn open(lake: &Lake, files: &[TableFile]) -> Result<Self> {
         // Small batches: a batch of every input is held at once (each input also holds its
         // decompressed pages).
         let batch_rows = 1024;
@@ -190,20 +209,15 @@ impl SortedMerge {
             heap: BinaryHeap::with_capacity(files.len()),
             rows: 0,
         };
-        for path in files {
-            let read_err = |source| IngestError::LakeRead {
-                path: path.clone(),
-                source,
+        for file in files {
+            let path = PathBuf::from(&file.path);
+            let (rows, reader) = match lake.read_data(&file.path)? {
+                DataFile::Local(f) => open_reader(f, &path, batch_rows)?,
+                DataFile::Remote(b) => open_reader(b, &path, batch_rows)?,
             };
-            let file = File::open(path).map_err(IngestError::lake_io(path))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(read_err)?;
-            merge.rows += u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-            let reader = builder
-                .with_batch_size(batch_rows)
-                .build()
-                .map_err(read_err)?;
+            merge.rows += rows;
             let mut input = MergeInput {
-                path: path.clone(),
+                path,
                 batch: RecordBatch::new_empty(arrow::record_batch::RecordBatchReader::schema(
                     &reader,
                 )),
@@ -261,16 +275,41 @@ impl SortedMerge {
     }
 }
 
+/// A reader of a whole file in batches of `batch_rows`, and the file's row count.
+fn open_reader<R: parquet::file::reader::ChunkReader + 'static>(
+    data: R,
+    path: &Path,
+    batch_rows: usize,
+) -> Result<(u64, ParquetRecordBatchReader)> {
+    let read_err = |source| IngestError::LakeRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_err)?;
+    let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let reader = builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(read_err)?;
+    Ok((rows, reader))
+}
+
 /// Whether a file declares its rows sorted by `stage_at`: our `auditlake.sorted_by` key, or
 /// Parquet's `sorting_columns` (files written before that key).
-fn known_sorted(path: &Path) -> Result<bool> {
-    let file = File::open(path).map_err(IngestError::lake_io(path))?;
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|source| IngestError::LakeRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+fn known_sorted(lake: &Lake, rel: &str) -> Result<bool> {
+    let path = Path::new(rel);
+    let read_err = |source| IngestError::LakeRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match lake.read_data(rel)? {
+        DataFile::Local(f) => parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&f)
+            .map_err(read_err)?,
+        DataFile::Remote(b) => parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&b)
+            .map_err(read_err)?,
+    };
     let by_key = meta.file_metadata().key_value_metadata().is_some_and(|kv| {
         kv.iter()
             .any(|k| k.key == SORTED_BY_KEY && k.value.as_deref() == Some(STAGE_AT))
@@ -298,9 +337,11 @@ fn merge_into(
     mut merge: SortedMerge,
     dir: &Path,
     w: &WriterOptions,
+    seen: &mut KeyHashes,
     report: &mut CompactReport,
     cancelled: &dyn Fn() -> bool,
-) -> Result<()> {
+) -> Result<Vec<(PathBuf, u64)>> {
+    let mut written = Vec::new();
     let mut out: Option<(RowGroupFile, usize)> = None;
     let mut group: Vec<RecordBatch> = Vec::new();
     let (mut group_rows, mut group_bytes) = (0usize, 0usize);
@@ -311,6 +352,14 @@ fn merge_into(
         let room = w.row_group_rows.max(1) - group_rows;
         let chunk = merge.next_chunk(room.min(8192))?;
         let done = chunk.is_none();
+        let chunk = match chunk {
+            Some(c) => {
+                let (kept, dropped) = drop_seen_keys(c, seen)?;
+                report.duplicates_removed += dropped;
+                Some(kept).filter(|k| k.num_rows() > 0)
+            }
+            None => None,
+        };
         if let Some(chunk) = chunk {
             group_rows += chunk.num_rows();
             group_bytes += chunk.get_array_memory_size();
@@ -339,44 +388,71 @@ fn merge_into(
             .as_ref()
             .is_some_and(|(_, rows)| done || *rows >= w.max_file_rows)
         {
-            let (file, _) = out.take().expect("checked above");
+            let (file, rows) = out.take().expect("checked above");
+            let path = file.path().to_path_buf();
             report.bytes_after += file.finish()?;
             report.files_after += 1;
+            written.push((path, rows as u64));
         }
         if done {
             break;
         }
     }
-    Ok(())
+    Ok(written)
 }
 
-/// Phase 1: merges the partition's small files into `_tmp/compact-<ulid>/`, hard-links the rest.
-/// Returns `None` when the partition has too few small files to be worth it, or when `cancelled`
-/// turns true (checked between row groups). Small files are merged [`MERGE_FAN_IN`] at a time
-/// (in name order, which is time order) into one file each.
+/// Drops the rows of `batch` whose dedup key is in `seen` (adding the others). Returns the rows
+/// kept and how many were dropped.
+fn drop_seen_keys(batch: RecordBatch, seen: &mut KeyHashes) -> Result<(RecordBatch, u64)> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .cloned()
+            .ok_or_else(|| IngestError::Internal(format!("column {name} is not a string column")))
+    };
+    let (ids, stages) = (column(AUDIT_ID)?, column(STAGE)?);
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| Some(seen.insert(dedup_key(ids.value(i), stages.value(i)))))
+        .collect();
+    let dropped = (batch.num_rows() - keep.true_count()) as u64;
+    if dropped == 0 {
+        return Ok((batch, 0));
+    }
+    Ok((arrow::compute::filter_record_batch(&batch, &keep)?, dropped))
+}
+
+/// Phase 1: merges the partition's small files into new files, published into the partition
+/// but not yet committed. Returns `None` when the partition has too few small files to be worth
+/// it, or when `cancelled` turns true (checked between row groups). Small files are merged
+/// [`MERGE_FAN_IN`] at a time (in name order, which is time order) into one file each.
 pub fn prepare(
     lake: &Lake,
-    partition_dir: &Path,
+    partition: &PartitionRef,
     opts: &CompactOptions,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Option<Prepared>> {
-    let files = list_parquet_files(partition_dir)?;
+    let files = lake
+        .events()
+        .partition_files(&partition.cluster, &partition.date, &partition.hour)?;
+    let key = partition
+        .key()
+        .ok_or_else(|| IngestError::Internal(format!("bad partition {partition}")))?;
     let mut small = Vec::new();
-    let mut keep = Vec::new();
     let mut report = CompactReport {
         partitions: 1,
         files_before: files.len(),
         ..CompactReport::default()
     };
     for f in files {
-        let len = fs::metadata(&f).map_err(IngestError::lake_io(&f))?.len();
-        report.bytes_before += len;
+        report.bytes_before += f.size;
         // A file not known to be sorted (copied in by hand, written by another tool) cannot
         // take part in the merge; it stays as it is rather than block the partition forever.
-        if len < opts.small_file_bytes && known_sorted(&f)? {
+        if f.size < opts.small_file_bytes && known_sorted(lake, &f.path)? {
             small.push(f);
         } else {
-            keep.push((f, len));
+            report.files_after += 1;
+            report.bytes_after += f.size;
         }
     }
     if small.len() < opts.min_small_files.max(2) {
@@ -385,124 +461,85 @@ pub fn prepare(
 
     let staging = staging_root(lake).join(ulid::Ulid::generate().to_string());
     create_dir_durable(&staging)?;
-    let result = (|| -> Result<Prepared> {
-        let mut inputs = HashSet::new();
-        for (f, len) in &keep {
-            let name = f.file_name().expect("listed file").to_owned();
-            fs::hard_link(f, staging.join(&name)).map_err(IngestError::lake_io(f))?;
-            inputs.insert(name);
-            report.files_after += 1;
-            report.bytes_after += len;
-        }
+    let mut outputs: Vec<NewFile> = Vec::new();
+    let result = (|| -> Result<()> {
         let mut rows_in = 0;
-        for f in &small {
-            inputs.insert(f.file_name().expect("listed file").to_owned());
-        }
+        let mut seen = KeyHashes::default();
         for files in small.chunks(MERGE_FAN_IN) {
-            let merge = SortedMerge::open(files)?;
+            let merge = SortedMerge::open(lake, files)?;
             rows_in += merge.rows;
-            merge_into(merge, &staging, &opts.writer, &mut report, cancelled)?;
+            let before = report.duplicates_removed;
+            for (tmp, rows) in merge_into(merge, &staging, &opts.writer, &mut seen, &mut report, cancelled)? {
+                let name = tmp.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                let rel = format!("{partition}/{name}");
+                outputs.push(lake.publish(&tmp, &rel, &key, rows)?);
+            }
+            rows_in -= report.duplicates_removed - before;
         }
         if report.rows != rows_in {
             return Err(IngestError::Internal(format!(
-                "compaction of {} wrote {} rows for {rows_in} read",
-                partition_dir.display(),
+                "compaction of {partition} wrote {} rows for {rows_in} read",
                 report.rows
             )));
         }
-        fsync_dir(&staging)?;
-        Ok(Prepared {
-            partition_dir: partition_dir.to_path_buf(),
-            staging: staging.clone(),
-            inputs,
-            report,
-        })
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-        if cancelled() {
-            return Ok(None);
-        }
-    }
-    result.map(Some)
-}
-
-/// Phase 2: links files committed since [`prepare`] into the staging directory, swaps it with the
-/// partition atomically and removes the old files. Call only where nothing commits into the
-/// partition concurrently.
-pub fn finish(prepared: Prepared) -> Result<CompactReport> {
-    let Prepared {
-        partition_dir,
-        staging,
-        inputs,
-        mut report,
-    } = prepared;
-    let result = (|| -> Result<()> {
-        let now: Vec<PathBuf> = list_parquet_files(&partition_dir)?;
-        let present: HashSet<_> = now
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_owned()))
-            .collect();
-        if let Some(gone) = inputs.iter().find(|n| !present.contains(*n)) {
-            return Err(IngestError::Internal(format!(
-                "{} lost {gone:?} while being compacted; compaction abandoned",
-                partition_dir.display()
-            )));
-        }
-        for f in &now {
-            let name = f.file_name().expect("listed file");
-            if !inputs.contains(name) {
-                fs::hard_link(f, staging.join(name)).map_err(IngestError::lake_io(f))?;
-                let len = fs::metadata(f).map_err(IngestError::lake_io(f))?.len();
-                report.files_before += 1;
-                report.files_after += 1;
-                report.bytes_before += len;
-                report.bytes_after += len;
-            }
-        }
-        fsync_dir(&staging)?;
-        exchange(&staging, &partition_dir)?;
-        if let Some(parent) = partition_dir.parent() {
-            fsync_dir(parent)?;
-        }
         Ok(())
     })();
-    // After the exchange `staging` holds the old files; before it, the abandoned new ones.
     let _ = fs::remove_dir_all(&staging);
-    result.map(|()| report)
+    match result {
+        Ok(()) => Ok(Some(Prepared {
+            partition: partition.clone(),
+            inputs: small,
+            outputs,
+            report,
+        })),
+        Err(e) => {
+            for f in &outputs {
+                let _ = lake.delete_data(&f.path);
+            }
+            if cancelled() { Ok(None) } else { Err(e) }
+        }
+    }
 }
 
-/// Atomically swaps two directories (Linux `renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| IngestError::Internal(format!("{} has a NUL byte", p.display())))
-    };
-    let (ca, cb) = (c(a)?, c(b)?);
-    // SAFETY: two valid NUL-terminated paths relative to the working directory.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(IngestError::LakeIo {
-            path: b.to_path_buf(),
-            source: std::io::Error::new(
-                err.kind(),
-                format!(
-                    "atomic directory exchange (renameat2 RENAME_EXCHANGE) failed: {err}; this file system cannot be compacted in place"
-                ),
-            ),
-        });
+/// Phase 2: one Delta commit removes the merged inputs and adds their replacement; then the
+/// inputs are deleted. Abandoned (its outputs deleted) when an input left the table meanwhile.
+pub fn finish(lake: &Lake, prepared: Prepared) -> Result<CompactReport> {
+    let Prepared {
+        partition,
+        inputs,
+        outputs,
+        report,
+    } = prepared;
+    let detail = serde_json::json!({
+        "partition": partition.to_string(),
+        "files_removed": inputs.len(),
+        "files_added": outputs.len(),
+        "rows": report.rows,
+        "duplicates_removed": report.duplicates_removed,
+    });
+    let added: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
+    match lake.events().commit("compact", detail, outputs, inputs.clone()) {
+        Ok(Some(_)) => {
+            for f in &inputs {
+                lake.delete_data(&f.path)?;
+            }
+            Ok(report)
+        }
+        Ok(None) => {
+            for p in &added {
+                let _ = lake.delete_data(p);
+            }
+            Err(IngestError::Internal(format!(
+                "{partition} changed while being compacted (another compaction or retention removed a file first); compaction abandoned"
+            )))
+        }
+        Err(e) => {
+            for p in &added {
+                let _ = lake.delete_data(p);
+            }
+            Err(e)
+        }
     }
-    Ok(())
 }
 
 fn staging_root(lake: &Lake) -> PathBuf {
@@ -521,12 +558,17 @@ pub fn clean_staging(lake: &Lake) -> Result<()> {
 
 /// `auditlake compact`: takes the writer lock and compacts every closed partition that needs it.
 pub fn compact_lake(lake: &Lake, opts: &CompactOptions, now_micros: i64) -> Result<CompactReport> {
-    let _lock = lake.lock_writer()?;
+    // Object-storage lakes have many writers and no lock: the commit settles races.
+    let _lock = if lake.is_remote() {
+        None
+    } else {
+        Some(lake.lock_writer()?)
+    };
     clean_staging(lake)?;
     let mut total = CompactReport::default();
-    for dir in closed_partitions(lake, now_micros - opts.min_age_secs * 1_000_000)? {
-        if let Some(p) = prepare(lake, &dir, opts, &|| false)? {
-            total.add(&finish(p)?);
+    for partition in closed_partitions(lake, now_micros - opts.min_age_secs * 1_000_000)? {
+        if let Some(p) = prepare(lake, &partition, opts, &|| false)? {
+            total.add(&finish(lake, p)?);
         }
     }
     Ok(total)

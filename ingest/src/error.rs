@@ -52,6 +52,26 @@ pub enum IngestError {
         source: parquet::errors::ParquetError,
     },
 
+    #[error(
+        "the lake {lake} was written before auditlake used Delta tables: run `auditlake migrate --lake {lake}` once (it adds a log over the existing files, nothing is rewritten)"
+    )]
+    NeedsMigration { lake: String },
+
+    #[error("lake location {value:?}: {reason}")]
+    LakeLocation { value: String, reason: String },
+
+    #[error("Delta table {location}: {source}")]
+    Table {
+        location: String,
+        source: Box<deltalake::DeltaTableError>,
+    },
+
+    #[error("object store {location}: {source}")]
+    Storage {
+        location: String,
+        source: Box<object_store::Error>,
+    },
+
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
@@ -65,12 +85,17 @@ pub enum IngestError {
 impl IngestError {
     pub fn fault(&self) -> Fault {
         match self {
-            IngestError::InvalidClusterName { .. } | IngestError::Input { .. } => Fault::Caller,
+            IngestError::InvalidClusterName { .. }
+            | IngestError::Input { .. }
+            | IngestError::LakeLocation { .. }
+            | IngestError::NeedsMigration { .. } => Fault::Caller,
             IngestError::LakeLocked { .. }
             | IngestError::LakeIo { .. }
             | IngestError::LakeRead { .. }
             | IngestError::ParquetWrite { .. }
-            | IngestError::WriterPoisoned(_) => Fault::Environment,
+            | IngestError::WriterPoisoned(_)
+            | IngestError::Table { .. }
+            | IngestError::Storage { .. } => Fault::Environment,
             IngestError::Arrow(_) | IngestError::Internal(_) => Fault::Internal,
         }
     }

@@ -1143,7 +1143,7 @@ impl Flusher {
             self.fail("flush", e);
             return Err(IngestError::Internal(msg));
         }
-        compact::finish(prepared)
+        compact::finish(&self.lake, prepared)
     }
 
     fn fail(&mut self, what: &str, e: IngestError) {

@@ -20,12 +20,19 @@
 //! full partitions into files in the background), [`LakeWriter::flush`] returns only when every
 //! buffered row is in a durable, visible file; a source acknowledges after `flush` returns.
 //!
+//! **Visibility.** Finished files are moved into their partition directory (or uploaded) as they
+//! complete, but a file is part of the lake only once a Delta commit names it: [`LakeWriter::flush`]
+//! makes one commit of every file finished since the previous flush, and returns after it. A
+//! crash before that commit leaves invisible orphans, never a half-visible flush.
+//!
 //! **Deduplication** is write-side against the lake itself: before a partition first takes rows,
-//! the writer reads the `(audit_id, stage)` columns of the partition's committed files into a set
-//! of 128-bit key hashes; a row whose key is already there (committed, or buffered earlier in
-//! this run) is dropped. The files are the index, so nothing can drift out of sync, a crash
-//! between two file commits leaves a consistent lake, and re-running an ingest or re-delivering a
-//! batch adds no row. The lake's single-writer lock keeps two processes from racing.
+//! the writer reads the `(audit_id, stage)` columns of the partition's files in the table's
+//! latest snapshot into a set of 128-bit key hashes; a row whose key is already there (committed,
+//! or buffered earlier in this run) is dropped. The table is the index, so nothing can drift out
+//! of sync, and re-running an ingest or re-delivering a batch to the same writer adds no row.
+//! Two writers on one table (replicas on object storage) each dedup against what was committed
+//! when they loaded the partition; a re-delivery that reaches both may land twice until the
+//! partition's compaction, which re-checks the key.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -56,9 +63,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::decode::{DecodedBatch, PartitionKey, dedup_key};
 use crate::error::{IngestError, Result};
-use crate::lake::{
-    Lake, WriterLock, clean_tmp, commit_file, create_dir_durable, list_parquet_files,
-};
+use crate::lake::{DataFile, Lake, NewFile, WriterLock, clean_tmp, create_dir_durable};
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -102,13 +107,16 @@ impl Default for WriterOptions {
     }
 }
 
-/// A file that is durable and visible in the lake.
+/// A file that is durable and (after the flush that returns it) committed to the lake's table.
 #[derive(Debug, Clone)]
 pub struct CommittedFile {
-    pub path: PathBuf,
+    /// Relative to the table root: `cluster=…/date=…/hour=…/part-<ulid>.parquet`.
+    pub path: String,
     pub partition: PartitionKey,
     pub rows: usize,
     pub bytes: u64,
+    /// What the file's `add` action records (SHA-256 among it).
+    pub(crate) add: NewFile,
 }
 
 /// Counters since the writer was opened.
@@ -141,7 +149,8 @@ struct OpenFile {
     id: u64,
     last_write: u64,
     file: RowGroupFile,
-    target: PathBuf,
+    /// Relative to the table root.
+    target: String,
     /// The latest `stage_at` handed to the file; later row groups start at or after it.
     watermark: i64,
     rows: usize,
@@ -222,7 +231,7 @@ struct KeySet {
 struct EncodeJob {
     partition: PartitionKey,
     batches: Vec<RecordBatch>,
-    target: PathBuf,
+    target: String,
     tmp: PathBuf,
 }
 
@@ -272,15 +281,30 @@ pub struct LakeWriter {
     committed: Vec<CommittedFile>,
     stats: WriteStats,
     poisoned: Option<String>,
-    _lock: WriterLock,
+    /// Local lakes keep one writer per directory (it cleans `_tmp/`); on object storage many
+    /// writers share the table and each stages files locally.
+    _lock: Option<WriterLock>,
 }
 
 impl LakeWriter {
     /// Opens the lake for writing: takes the writer lock and removes temp files a crashed
     /// writer left behind.
     pub fn open(lake: &Lake, opts: WriterOptions) -> Result<Self> {
-        let lock = lake.lock_writer()?;
-        create_dir_durable(&lake.audit_events_dir())?;
+        let lock = if lake.is_remote() {
+            None
+        } else {
+            Some(lake.lock_writer()?)
+        };
+        if crate::lake::migrate::needs_migration(lake) {
+            return Err(IngestError::NeedsMigration {
+                lake: lake.display(),
+            });
+        }
+        if !lake.is_remote() {
+            create_dir_durable(&lake.audit_events_dir())?;
+        }
+        // Creates the table on first use, so a failure to reach the store shows at open.
+        lake.events().all_files().map(drop)?;
         create_dir_durable(&lake.tmp_dir())?;
         clean_tmp(lake)?;
         let props = Arc::new(opts.clone());
@@ -292,6 +316,7 @@ impl LakeWriter {
                 let rx = job_rx.clone();
                 let tx = res_tx.clone();
                 let props = props.clone();
+                let lake = lake.clone();
                 std::thread::Builder::new()
                     .name(format!("parquet-encode-{i}"))
                     .spawn(move || {
@@ -299,7 +324,9 @@ impl LakeWriter {
                             // A panicking encoder must still answer, or the writer would wait
                             // for its result forever.
                             let encode = std::panic::AssertUnwindSafe(|| match job {
-                                Job::File(job) => Encoded::File(encode_and_commit(job, &props)),
+                                Job::File(job) => {
+                                    Encoded::File(encode_and_commit(&lake, job, &props))
+                                }
                                 Job::RowGroup(job) => Encoded::RowGroup {
                                     result: encode_row_group(
                                         &job.batches,
@@ -439,7 +466,15 @@ impl LakeWriter {
         }
         self.collect_finished(true)?;
         self.evict_key_sets();
-        Ok(std::mem::take(&mut self.committed))
+        let files = std::mem::take(&mut self.committed);
+        if !files.is_empty() {
+            let rows: usize = files.iter().map(|f| f.rows).sum();
+            let adds = files.iter().map(|f| f.add.clone()).collect();
+            let detail = serde_json::json!({ "files": files.len(), "rows": rows });
+            let result = self.lake.events().commit("ingest", detail, adds, Vec::new());
+            result.map_err(|e| self.poison(e))?;
+        }
+        Ok(files)
     }
 
     /// Flushes, then stops the encoder threads.
@@ -624,7 +659,7 @@ impl LakeWriter {
             id: self.next_file_id,
             last_write: self.clock,
             file,
-            target: self.lake.partition_dir(partition).join(&name),
+            target: format!("{}/{name}", Lake::partition_path(partition)),
             watermark: i64::MIN,
             rows: 0,
             submitted: 0,
@@ -647,12 +682,15 @@ impl LakeWriter {
         };
         let tmp = open.file.path().to_path_buf();
         let bytes = open.file.finish()?;
-        commit_file(&tmp, &open.target)?;
+        let add = self
+            .lake
+            .publish(&tmp, &open.target, partition, open.rows as u64)?;
         self.accept_committed(CommittedFile {
             path: open.target,
             partition: partition.clone(),
             rows: open.rows,
             bytes,
+            add,
         });
         Ok(())
     }
@@ -677,7 +715,7 @@ impl LakeWriter {
         let job = EncodeJob {
             partition: partition.clone(),
             batches,
-            target: self.lake.partition_dir(partition).join(&name),
+            target: format!("{}/{name}", Lake::partition_path(partition)),
             tmp: self.lake.tmp_dir().join(format!("{name}.tmp")),
         };
         self.submit(Job::File(job))
@@ -799,42 +837,57 @@ impl Drop for LakeWriter {
 /// Reads the dedup keys of a partition's committed files (only the two key columns).
 pub fn load_partition_keys(lake: &Lake, partition: &PartitionKey) -> Result<KeyHashes> {
     let mut keys = KeyHashes::default();
-    for path in list_parquet_files(&lake.partition_dir(partition))? {
-        let read_err = |source| IngestError::LakeRead {
-            path: path.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(IngestError::lake_io(&path))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(read_err)?;
-        let schema = builder.parquet_schema();
-        let leaves: Vec<usize> = [AUDIT_ID, STAGE]
-            .iter()
-            .map(|name| {
-                (0..schema.num_columns())
-                    .find(|&i| schema.column(i).path().string() == *name)
-                    .ok_or_else(|| IngestError::LakeRead {
-                        path: path.clone(),
-                        source: parquet::errors::ParquetError::General(format!("no column {name}")),
-                    })
-            })
-            .collect::<Result<_>>()?;
-        let mask = ProjectionMask::leaves(schema, leaves);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(read_err)?;
-        for batch in reader {
-            let batch = batch?;
-            let ids = string_column(&batch, AUDIT_ID)?;
-            let stages = string_column(&batch, STAGE)?;
-            keys.reserve(batch.num_rows());
-            for i in 0..batch.num_rows() {
-                keys.insert(dedup_key(ids.value(i), stages.value(i)));
-            }
+    let (date, hour) =
+        crate::time::partition_date_hour(partition.hour * crate::decode::MICROS_PER_HOUR);
+    for file in lake.events().partition_files(&partition.cluster, &date, &hour)? {
+        let path = PathBuf::from(&file.path);
+        match lake.read_data(&file.path)? {
+            DataFile::Local(f) => add_file_keys(f, &path, &mut keys)?,
+            DataFile::Remote(b) => add_file_keys(b, &path, &mut keys)?,
         }
     }
     Ok(keys)
+}
+
+/// Adds the dedup keys of one file (only its two key columns are read).
+fn add_file_keys<R: parquet::file::reader::ChunkReader + 'static>(
+    data: R,
+    path: &std::path::Path,
+    keys: &mut KeyHashes,
+) -> Result<()> {
+    let read_err = |source| IngestError::LakeRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_err)?;
+    let schema = builder.parquet_schema();
+    let leaves: Vec<usize> = [AUDIT_ID, STAGE]
+        .iter()
+        .map(|name| {
+            (0..schema.num_columns())
+                .find(|&i| schema.column(i).path().string() == *name)
+                .ok_or_else(|| IngestError::LakeRead {
+                    path: path.to_path_buf(),
+                    source: parquet::errors::ParquetError::General(format!("no column {name}")),
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mask = ProjectionMask::leaves(schema, leaves);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(read_err)?;
+    for batch in reader {
+        let batch = batch?;
+        let ids = string_column(&batch, AUDIT_ID)?;
+        let stages = string_column(&batch, STAGE)?;
+        keys.reserve(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            keys.insert(dedup_key(ids.value(i), stages.value(i)));
+        }
+    }
+    Ok(())
 }
 
 fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
@@ -1011,14 +1064,15 @@ fn resident_bytes() -> Option<u64> {
 
 /// Sorts the rows by `stage_at`, writes them to a temp file, fsyncs it and renames it into its
 /// partition. Runs on an encoder thread.
-fn encode_and_commit(job: EncodeJob, opts: &WriterOptions) -> Result<CommittedFile> {
+fn encode_and_commit(lake: &Lake, job: EncodeJob, opts: &WriterOptions) -> Result<CommittedFile> {
     let (rows, bytes) = encode_file(&job.batches, opts, &job.tmp)?;
-    commit_file(&job.tmp, &job.target)?;
+    let add = lake.publish(&job.tmp, &job.target, &job.partition, rows as u64)?;
     Ok(CommittedFile {
         path: job.target,
         partition: job.partition,
         rows,
         bytes,
+        add,
     })
 }
 

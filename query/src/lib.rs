@@ -3,6 +3,7 @@
 //! tables, views and functions — and renders results in the output formats.
 
 mod date_trunc;
+mod delta_table;
 mod filter_order;
 pub mod output;
 pub mod readonly;
@@ -11,11 +12,12 @@ pub mod udf;
 pub mod views;
 
 use std::path::{Path, PathBuf};
+
+use auditlake_ingest::Lake;
 use std::sync::Arc;
 
 use auditlake_schemas::{
-    CLUSTER, DATE, FINDING_COLUMNS, HOUR, NAMESPACE, RESOURCE, SUBRESOURCE, USER_NAME, VERB,
-    audit_events_file_schema, findings_schema,
+    DATE, FINDING_COLUMNS, findings_schema,
 };
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -50,6 +52,10 @@ pub enum QueryError {
     Sql(DataFusionError),
     #[error("no lake at {0} (create one with `auditlake ingest --lake {0} <audit.log>`)")]
     LakeNotFound(PathBuf),
+    #[error(
+        "the lake {0} was written before auditlake used Delta tables: run `auditlake migrate --lake {0}` once"
+    )]
+    NeedsMigration(String),
     /// Reading the lake or running the plan failed for a reason that is not the SQL's fault.
     #[error("query execution: {0}")]
     Execution(DataFusionError),
@@ -60,7 +66,10 @@ pub enum QueryError {
 impl QueryError {
     /// True when the caller's SQL is at fault (exit code 2 / HTTP 400), not the lake.
     pub fn is_caller_fault(&self) -> bool {
-        matches!(self, QueryError::Sql(_) | QueryError::LakeNotFound(_))
+        matches!(
+            self,
+            QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_)
+        )
     }
 }
 
@@ -140,6 +149,17 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     if !lake.is_dir() {
         return Err(QueryError::LakeNotFound(lake.to_path_buf()));
     }
+    open_lake_at(&Lake::new(lake), opts).await
+}
+
+/// [`open_lake`] for a lake anywhere (a local directory or an object-store URL).
+pub async fn open_lake_at(lake: &Lake, opts: &SessionOptions) -> Result<SessionContext, QueryError> {
+    if !lake.is_remote() && !lake.root().is_dir() {
+        return Err(QueryError::LakeNotFound(lake.root().to_path_buf()));
+    }
+    if auditlake_ingest::lake::migrate::needs_migration(lake) {
+        return Err(QueryError::NeedsMigration(lake.display()));
+    }
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(opts.target_partitions.max(1));
@@ -172,7 +192,7 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);
     register_audit_events(&ctx, lake, &opts.scope).await?;
-    register_findings(&ctx, lake, &opts.scope).await?;
+    register_findings(&ctx, lake.root(), &opts.scope).await?;
     views::register_views(&ctx).await?;
     Ok(ctx)
 }
@@ -265,28 +285,14 @@ pub(crate) async fn register_view(
 
 async fn register_audit_events(
     ctx: &SessionContext,
-    lake: &Path,
+    lake: &Lake,
     scope: &Scope,
 ) -> Result<(), QueryError> {
-    let url = lake_dir(lake, "audit_events")?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![
-            (CLUSTER.to_owned(), DataType::Utf8),
-            (DATE.to_owned(), DataType::Utf8),
-            (HOUR.to_owned(), DataType::Utf8),
-        ]);
-    // Files are sorted by `stage_at`, but the order is deliberately not declared: DataFusion
-    // then splits scans only by file count (to keep each group in order), and an hour is one
-    // large file plus perhaps a small one of late rows, so one core read everything (Q1 of the
-    // benchmark 54 → 75 ms). Undeclared, scans split by bytes; a query's ORDER BY sorts only
-    // the rows it keeps.
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(audit_events_table_schema());
-    let table = ListingTable::try_new(config)
-        .map_err(QueryError::Execution)?
-        .with_cache(statistics_cache(ctx));
+    let table = delta_table::LiveDeltaTable::new(
+        lake.events().url().clone(),
+        lake.events().options().clone(),
+        delta_table::read_schema().await.map_err(QueryError::Execution)?,
+    );
     if scope.is_everything() {
         ctx.register_table(AUDIT_EVENTS_TABLE, Arc::new(table))
             .map_err(QueryError::Execution)?;
@@ -331,31 +337,15 @@ pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<(), QueryError>
 #[cfg(test)]
 mod tests;
 
-/// Low-cardinality columns the filters of forensics and detections test first.
-const READ_AS_VIEWS: [&str; 5] = [RESOURCE, VERB, USER_NAME, NAMESPACE, SUBRESOURCE];
-
-/// `audit_events` as queries see it: the lake's schema, except that [`READ_AS_VIEWS`] are read
-/// as string views (`Utf8View`). The files store them as dictionary-encoded strings (DuckDB and
-/// other readers see plain strings); read as views, a dictionary page decodes into 16-byte views
-/// of its dictionary instead of a copy of every value, which was most of a selective scan's time
-/// (benchmark Q1, secret reads by people, 31 → 19 ms on 1M events). DataFusion compares, joins
-/// and formats views and plain strings alike.
-fn audit_events_table_schema() -> arrow::datatypes::SchemaRef {
-    let file = audit_events_file_schema();
-    let fields: Vec<arrow::datatypes::Field> = file
-        .fields()
-        .iter()
-        .map(|f| {
-            let field = f.as_ref().clone();
-            if READ_AS_VIEWS.contains(&f.name().as_str()) {
-                field.with_data_type(DataType::Utf8View)
-            } else {
-                field
-            }
-        })
-        .collect();
-    Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        fields,
-        file.metadata().clone(),
-    ))
-}
+/// Low-cardinality columns the filters of forensics and detections test first. Like every
+/// string column of the Delta scan they read as string views (`Utf8View`): a dictionary page
+/// decodes into 16-byte views of its dictionary instead of a copy of every value (benchmark Q1,
+/// secret reads by people, 31 → 19 ms on 1M events when this was measured on these columns).
+#[cfg(test)]
+const READ_AS_VIEWS: [&str; 5] = [
+    auditlake_schemas::RESOURCE,
+    auditlake_schemas::VERB,
+    auditlake_schemas::USER_NAME,
+    auditlake_schemas::NAMESPACE,
+    auditlake_schemas::SUBRESOURCE,
+];

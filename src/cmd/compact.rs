@@ -1,7 +1,7 @@
 //! `auditlake compact`: merge the small files of closed partitions, atomically.
 
 use anyhow::bail;
-use auditlake_ingest::{Lake, compact_lake};
+use auditlake_ingest::compact_lake;
 
 use crate::EXIT_OK;
 use crate::cli::CompactArgs;
@@ -9,12 +9,9 @@ use crate::cmd::ingest::ingest_options;
 use crate::config::Config;
 
 pub fn run(config: &Config, args: CompactArgs) -> anyhow::Result<u8> {
-    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
-    if !lake.audit_events_dir().is_dir() {
-        bail!(
-            "no lake at {} (nothing ingested yet?)",
-            lake.root().display()
-        );
+    let lake = config.lake(args.lake.lake.as_deref())?;
+    if !lake.is_remote() && !lake.audit_events_dir().is_dir() {
+        bail!("no lake at {} (nothing ingested yet?)", lake.display());
     }
     let ingest = ingest_options(config, None, false)?;
     let mut opts = config.compact_options(ingest.writer);
@@ -36,6 +33,7 @@ pub fn run(config: &Config, args: CompactArgs) -> anyhow::Result<u8> {
                 "rows": r.rows,
                 "bytes_before": r.bytes_before,
                 "bytes_after": r.bytes_after,
+                "duplicates_removed": r.duplicates_removed,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );

@@ -55,7 +55,7 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<u8> {
     if let Some(brokers) = &args.kafka {
         return run_kafka(config, &args, brokers);
     }
-    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::parse(a)).collect();
 
@@ -119,7 +119,7 @@ fn summary_text(r: &IngestReport, lake: &Lake) -> String {
         r.files.len(),
         if r.files.len() == 1 { "" } else { "s" },
         r.bytes_written as f64 / 1e6,
-        lake.audit_events_dir().display()
+        lake.events().url()
     );
     s += &format!(
         "  duplicates:  {} skipped (already in the lake or repeated in the input)\n",
@@ -135,7 +135,7 @@ fn summary_text(r: &IngestReport, lake: &Lake) -> String {
 fn summary_json(r: &IngestReport, lake: &Lake) -> serde_json::Value {
     let secs = r.elapsed.as_secs_f64();
     serde_json::json!({
-        "lake": lake.root().display().to_string(),
+        "lake": lake.display(),
         "inputs": r.inputs,
         "input_bytes": r.input_bytes,
         "events": r.events,
@@ -163,7 +163,7 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
     use auditlake_ingest::{NoObserver, Pipeline, PipelineOptions};
     use auditlake_server::metrics::Metrics;
 
-    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let ingest = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
     let default_section = crate::config::KafkaSection::default();
     let section = config.kafka.as_ref().unwrap_or(&default_section);
@@ -191,7 +191,7 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
     popts.writer = ingest.writer.clone();
     popts.compact = None;
     let (pipeline, _) = Pipeline::open(&lake, popts, Arc::new(NoObserver))
-        .with_context(|| format!("opening the lake {}", lake.root().display()))?;
+        .with_context(|| format!("opening the lake {}", lake.display()))?;
     let pipeline = Arc::new(pipeline);
     let metrics = Arc::new(Metrics::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -214,7 +214,7 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
             serde_json::json!({
                 "messages": messages, "events": events, "quarantined": quarantined,
                 "seconds": secs, "events_per_sec": events as f64 / secs.max(1e-9),
-                "lake": lake.root(),
+                "lake": lake.display(),
             })
         );
     } else if !args.quiet {

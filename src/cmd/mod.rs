@@ -12,6 +12,7 @@ pub mod rules;
 pub mod serve;
 pub mod shell;
 pub mod timeline;
+pub mod verify;
 
 use anyhow::bail;
 use auditlake_query::Scope;
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::ScopeArgs;
 
 /// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
-fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
     }

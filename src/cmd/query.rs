@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Context;
-use auditlake_query::{QueryError, SessionOptions, open_lake, run_sql, write_batches};
+use auditlake_query::{QueryError, SessionOptions, open_lake_at, run_sql, write_batches};
 
 use crate::cli::QueryArgs;
 use crate::config::Config;
@@ -23,11 +23,11 @@ pub fn session_options(config: &Config) -> SessionOptions {
 }
 
 pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let rt = super::runtime()?;
     let mut timings = Vec::new();
     let result = rt.block_on(async {
-        let ctx = open_lake(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &session_options(config)).await?;
         let mut last = Vec::new();
         for _ in 0..args.repeat {
             let started = Instant::now();
@@ -39,7 +39,11 @@ pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
     let batches = match result {
         Ok(b) => b,
         // Bad SQL or a missing lake: DataFusion's own message, exit code 2.
-        Err(e @ (QueryError::Sql(_) | QueryError::LakeNotFound(_))) => {
+        Err(
+            e @ (QueryError::Sql(_)
+            | QueryError::LakeNotFound(_)
+            | QueryError::NeedsMigration(_)),
+        ) => {
             eprintln!("error: {e}");
             return Ok(EXIT_ERROR);
         }

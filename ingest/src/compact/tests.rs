@@ -1,6 +1,7 @@
 use super::*;
 use crate::decode::{DecodeOptions, Decoder, SourcePosition};
 use crate::writer::LakeWriter;
+use std::fs::File;
 
 /// `n` events `<prefix>-<i>` in 2026-11-22 10:xx, in shuffled time order.
 fn batches(prefix: &str, n: usize) -> Vec<crate::decode::DecodedBatch> {
@@ -36,15 +37,49 @@ fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
     Ok(reader.map(|b| b.unwrap()).collect())
 }
 
-fn partition(lake: &Lake) -> PathBuf {
+fn partition(_lake: &Lake) -> PartitionRef {
+    PartitionRef {
+        cluster: "prod".into(),
+        date: "2026-11-22".into(),
+        hour: "10".into(),
+    }
+}
+
+fn partition_dir(lake: &Lake) -> PathBuf {
     lake.audit_events_dir()
         .join("cluster=prod/date=2026-11-22/hour=10")
 }
 
-fn rows_and_sorted(dir: &Path) -> (usize, bool) {
+/// The partition's files in the table's latest snapshot.
+fn table_files(lake: &Lake) -> Vec<PathBuf> {
+    lake.events()
+        .partition_files("prod", "2026-11-22", "10")
+        .unwrap()
+        .into_iter()
+        .map(|f| lake.audit_events_dir().join(f.path))
+        .collect()
+}
+
+/// Commits a file written outside the writer (another replica, another tool) into the table.
+fn commit_foreign(lake: &Lake, file: &Path, name: &str) {
+    let rows = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap())
+        .unwrap()
+        .metadata()
+        .file_metadata()
+        .num_rows() as u64;
+    let key = partition(lake).key().unwrap();
+    let add = lake
+        .publish(file, &format!("{}/{name}", partition(lake)), &key, rows)
+        .unwrap();
+    lake.events()
+        .commit("test", serde_json::Value::Null, vec![add], Vec::new())
+        .unwrap();
+}
+
+fn rows_and_sorted(lake: &Lake) -> (usize, bool) {
     let mut rows = 0;
     let mut sorted = true;
-    for f in list_parquet_files(dir).unwrap() {
+    for f in table_files(lake) {
         let mut last = i64::MIN;
         for b in read_file(&f).unwrap() {
             rows += b.num_rows();
@@ -82,7 +117,7 @@ fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d", "e", "f"]);
-    assert_eq!(list_parquet_files(&partition(&lake)).unwrap().len(), 6);
+    assert_eq!(table_files(&lake).len(), 6);
     let report = compact_now(&lake);
     assert_eq!(
         (
@@ -93,7 +128,7 @@ fn small_files_of_a_closed_hour_become_one_sorted_file_with_the_same_rows() {
         ),
         (1, 6, 1, 300)
     );
-    assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
+    assert_eq!(rows_and_sorted(&lake), (300, true));
     // Nothing left behind, nothing more to do.
     assert_eq!(fs::read_dir(staging_root(&lake)).unwrap().count(), 0);
     assert_eq!(compact_now(&lake), CompactReport::default());
@@ -118,9 +153,10 @@ fn files_committed_between_prepare_and_finish_are_kept() {
         .expect("4 small files");
     // A late event arrives while the merge runs.
     write_flushed(&lake, &["late"]);
-    let report = finish(prepared).unwrap();
-    assert_eq!((report.files_before, report.files_after), (5, 2));
-    assert_eq!(rows_and_sorted(&partition(&lake)).0, 250);
+    let report = finish(&lake, prepared).unwrap();
+    assert_eq!((report.files_before, report.files_after), (4, 1));
+    assert_eq!(table_files(&lake).len(), 2, "the merged file and the late one");
+    assert_eq!(rows_and_sorted(&lake).0, 250);
 }
 
 #[test]
@@ -168,13 +204,13 @@ fn a_merge_writes_one_file_of_many_sorted_row_groups_with_every_row_once() {
     };
     let report = compact_lake(&lake, &opts, now()).unwrap();
     assert_eq!((report.files_after, report.rows), (1, 300));
-    let files = list_parquet_files(&partition(&lake)).unwrap();
+    let files = table_files(&lake);
     let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0]).unwrap())
         .unwrap()
         .metadata()
         .clone();
     assert_eq!(meta.num_row_groups(), 5, "300 rows in row groups of 64");
-    assert_eq!(rows_and_sorted(&partition(&lake)), (300, true));
+    assert_eq!(rows_and_sorted(&lake), (300, true));
     let mut ids: Vec<String> = read_file(&files[0])
         .unwrap()
         .iter()
@@ -198,20 +234,22 @@ fn a_file_not_known_to_be_sorted_is_left_as_it_is_and_the_rest_merges() {
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d"]);
     // A file written by something else, out of time order, without our sorted-by key.
-    let batch = read_file(&list_parquet_files(&partition(&lake)).unwrap()[0])
+    let batch = read_file(&table_files(&lake)[0])
         .unwrap()
         .remove(0);
     let reversed = arrow::array::UInt32Array::from_iter_values((0..batch.num_rows() as u32).rev());
     let reversed = arrow::compute::take_record_batch(&batch, &reversed).unwrap();
-    let foreign = partition(&lake).join("part-foreign.parquet");
+    let written = dir.path().join("foreign.parquet");
     let mut w = parquet::arrow::ArrowWriter::try_new(
-        File::create(&foreign).unwrap(),
+        File::create(&written).unwrap(),
         reversed.schema(),
         None,
     )
     .unwrap();
     w.write(&reversed).unwrap();
     w.close().unwrap();
+    commit_foreign(&lake, &written, "part-foreign.parquet");
+    let foreign = partition_dir(&lake).join("part-foreign.parquet");
     let report = compact_now(&lake);
     assert_eq!(
         (report.files_before, report.files_after, report.rows),
@@ -234,7 +272,45 @@ fn more_small_files_than_the_fan_in_merge_into_one_file_per_group() {
         (MERGE_FAN_IN + 2, 2, 50 * (MERGE_FAN_IN as u64 + 2))
     );
     assert_eq!(
-        rows_and_sorted(&partition(&lake)),
+        rows_and_sorted(&lake),
         (50 * (MERGE_FAN_IN + 2), true)
     );
+}
+
+#[test]
+fn a_row_two_writers_both_committed_is_kept_once_by_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    // Another replica wrote the re-delivered batch "b" too: a second copy of its file.
+    let copy = dir.path().join("replica.parquet");
+    let b_file = table_files(&lake)[1].clone();
+    fs::copy(&b_file, &copy).unwrap();
+    commit_foreign(&lake, &copy, "part-replica.parquet");
+    assert_eq!(rows_and_sorted(&lake).0, 250, "the duplicate is visible before compaction");
+    let report = compact_now(&lake);
+    assert_eq!(report.duplicates_removed, 50);
+    assert_eq!(rows_and_sorted(&lake), (200, true));
+    for f in ["part-replica.parquet"] {
+        assert!(!partition_dir(&lake).join(f).exists(), "replaced files are deleted");
+    }
+}
+
+#[test]
+fn a_compaction_whose_input_was_removed_meanwhile_is_abandoned_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    let opts = CompactOptions {
+        min_age_secs: 0,
+        ..CompactOptions::default()
+    };
+    let first = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().unwrap();
+    let second = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().unwrap();
+    finish(&lake, first).unwrap();
+    let err = finish(&lake, second).unwrap_err().to_string();
+    assert!(err.contains("abandoned"), "{err}");
+    assert_eq!(rows_and_sorted(&lake), (200, true));
+    let on_disk = fs::read_dir(partition_dir(&lake)).unwrap().count();
+    assert_eq!(on_disk, 1, "the loser's merged file is deleted");
 }

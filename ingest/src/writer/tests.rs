@@ -36,19 +36,15 @@ fn read_rows(path: &std::path::Path) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// The files of the lake's table (what readers see), as local paths.
 fn all_files(lake: &Lake) -> Vec<PathBuf> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out)
-            } else {
-                out.push(p)
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&lake.audit_events_dir(), &mut out);
+    let mut out: Vec<PathBuf> = lake
+        .events()
+        .all_files()
+        .unwrap()
+        .into_iter()
+        .map(|f| lake.audit_events_dir().join(f.path))
+        .collect();
     out.sort();
     out
 }

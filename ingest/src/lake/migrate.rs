@@ -1,0 +1,133 @@
+//! `auditlake migrate`: a lake written before the Delta table format becomes one in place.
+//!
+//! The Parquet files stay where they are; one commit adds them all, each with its SHA-256 and
+//! row count, so the migrated lake verifies like one written as Delta from the start. A second
+//! run finds the table and changes nothing; a run interrupted after the table was created but
+//! before the files were added (the table is still empty) adds them on the next run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{AUDIT_EVENTS_DIR, Lake, NewFile, hash_file};
+use crate::error::{IngestError, Result};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The lake already had a table with files: nothing was done.
+    pub already_delta: bool,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The commit that added the files.
+    pub version: Option<i64>,
+}
+
+/// Whether a local lake holds Hive-style data but no Delta log: readers would see nothing and
+/// a writer would start a table beside the old files, so both refuse until it is migrated.
+pub fn needs_migration(lake: &Lake) -> bool {
+    if lake.is_remote() {
+        return false;
+    }
+    let dir = lake.audit_events_dir();
+    if dir.join("_delta_log").is_dir() {
+        return false;
+    }
+    fs::read_dir(&dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("cluster="))
+    })
+}
+
+/// The legacy data files: `audit_events/cluster=*/date=*/hour=*/*.parquet`, sorted.
+fn legacy_files(root: &Path) -> Result<Vec<(PathBuf, String, [String; 3])>> {
+    let mut out = Vec::new();
+    let dirs = |dir: &Path, key: &str| -> Result<Vec<(PathBuf, String)>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(IngestError::lake_io(dir)(e)),
+        };
+        let mut v: Vec<(PathBuf, String)> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let value = name.strip_prefix(key)?.to_owned();
+                Some((e.path(), value))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    for (cdir, cluster) in dirs(root, "cluster=")? {
+        for (ddir, date) in dirs(&cdir, "date=")? {
+            for (hdir, hour) in dirs(&ddir, "hour=")? {
+                for file in super::list_parquet_files(&hdir)? {
+                    let name = file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let rel = format!("cluster={cluster}/date={date}/hour={hour}/{name}");
+                    out.push((file, rel, [cluster.clone(), date.clone(), hour.clone()]));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn row_count(path: &Path) -> Result<u64> {
+    let file = fs::File::open(path).map_err(IngestError::lake_io(path))?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|source| IngestError::LakeRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
+}
+
+/// Migrates a local lake. Takes the writer lock: nothing may write while the log is made.
+pub fn migrate(lake: &Lake) -> Result<MigrateReport> {
+    if lake.is_remote() {
+        return Err(IngestError::LakeLocation {
+            value: lake.display(),
+            reason: "migrate converts local lakes (earlier versions wrote only those)".into(),
+        });
+    }
+    let _lock = lake.lock_writer()?;
+    let fresh = !lake.audit_events_dir().join("_delta_log").is_dir();
+    if !fresh && !lake.events().all_files()?.is_empty() {
+        return Ok(MigrateReport {
+            already_delta: true,
+            ..MigrateReport::default()
+        });
+    }
+    let mut report = MigrateReport::default();
+    let mut adds = Vec::new();
+    for (path, rel, [cluster, date, hour]) in legacy_files(&lake.root().join(AUDIT_EVENTS_DIR))? {
+        let (size, sha256) = hash_file(&path)?;
+        let rows = row_count(&path)?;
+        report.files += 1;
+        report.rows += rows;
+        report.bytes += size;
+        adds.push(NewFile {
+            path: rel,
+            cluster,
+            date,
+            hour,
+            size,
+            rows,
+            sha256,
+        });
+    }
+    let detail = serde_json::json!({ "files": report.files, "rows": report.rows });
+    if adds.is_empty() {
+        // An empty lake: the table exists from now on, like one a writer created.
+        lake.events().all_files()?;
+    } else {
+        report.version = lake.events().commit("migrate", detail, adds, Vec::new())?;
+    }
+    Ok(report)
+}

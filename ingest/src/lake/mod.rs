@@ -1,0 +1,490 @@
+//! The lake: where it lives (a local directory or an object-store URL), its paths, the local
+//! single-writer lock, and durable file operations. Every other crate asks this module for a
+//! path or a durable write instead of building one.
+//!
+//! ```text
+//! <lake>/audit_events/_delta_log/NNNNNNNNNNNNNNNNNNNN.json   the table's commits (the truth)
+//! <lake>/audit_events/cluster=<c>/date=YYYY-MM-DD/hour=HH/part-<ulid>.parquet
+//! <lake>/_quarantine/date=YYYY-MM-DD/quarantine-<ulid>.jsonl
+//! <lake>/_state/writer.lock
+//! <lake>/_tmp/                      files being written (never read by queries)
+//! ```
+//!
+//! On object storage the same layout lives under the URL's prefix; `_tmp/` and `_state/` are a
+//! local staging directory of the process (files are uploaded whole, then committed).
+
+pub mod delta;
+pub mod migrate;
+pub mod store;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt as _;
+use url::Url;
+
+use crate::decode::{MICROS_PER_HOUR, PartitionKey};
+use crate::error::{IngestError, Result};
+use crate::time::partition_date_hour;
+pub use delta::{EventTable, NewFile, TableFile};
+
+pub const AUDIT_EVENTS_DIR: &str = "audit_events";
+pub const QUARANTINE_DIR: &str = "_quarantine";
+pub const STATE_DIR: &str = "_state";
+pub const TMP_DIR: &str = "_tmp";
+
+#[derive(Debug, Clone)]
+pub struct Lake {
+    /// The lake directory, or for an object-store lake the local staging directory.
+    root: PathBuf,
+    location: Arc<Location>,
+}
+
+#[derive(Debug)]
+struct Location {
+    /// The lake's root URL (`file:///…/` or `s3://bucket/prefix/`), ending in `/`.
+    url: Url,
+    remote: Option<Remote>,
+    events: EventTable,
+}
+
+#[derive(Debug)]
+struct Remote {
+    store: Arc<dyn object_store::ObjectStore>,
+    /// `url`'s path inside the bucket.
+    prefix: object_store::path::Path,
+}
+
+/// A data file's bytes: a local file, or an object read whole.
+pub enum DataFile {
+    Local(File),
+    Remote(Bytes),
+}
+
+fn directory_url(dir: &Path) -> Url {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Url::from_directory_path(&abs).unwrap_or_else(|()| {
+        Url::parse(&format!("file://{}/", abs.display())).expect("file URL of an absolute path")
+    })
+}
+
+impl Lake {
+    /// A lake in a local directory.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let url = directory_url(&root);
+        let events = EventTable::new(
+            url.join(&format!("{AUDIT_EVENTS_DIR}/")).expect("table URL"),
+            HashMap::new(),
+        );
+        Lake {
+            root,
+            location: Arc::new(Location {
+                url,
+                remote: None,
+                events,
+            }),
+        }
+    }
+
+    /// A lake named by a `--lake` value: an object-store URL (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`) with its storage options, or a local directory.
+    pub fn open(spec: &str, storage: &HashMap<String, String>) -> Result<Self> {
+        if !store::is_remote(spec) {
+            return Ok(Lake::new(spec));
+        }
+        let url = store::parse_lake_url(spec)?;
+        let store = store::build_store(&url, storage)?;
+        let events_url = url.join(&format!("{AUDIT_EVENTS_DIR}/")).expect("table URL");
+        // Staging for files being encoded before upload: per lake URL, so two lakes never share.
+        let staging = std::env::temp_dir().join(format!(
+            "auditlake-staging-{}",
+            &delta::sha256_hex(url.as_str().as_bytes())[..16]
+        ));
+        Ok(Lake {
+            root: staging,
+            location: Arc::new(Location {
+                remote: Some(Remote {
+                    store,
+                    prefix: store::path_in_store(&url),
+                }),
+                events: EventTable::new(events_url, storage.clone()),
+                url,
+            }),
+        })
+    }
+
+    /// The lake directory (local lakes) or the process's staging directory (object storage).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lake's root URL, ending in `/`.
+    pub fn url(&self) -> &Url {
+        &self.location.url
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.location.remote.is_some()
+    }
+
+    /// What to call the lake in messages: its path or URL.
+    pub fn display(&self) -> String {
+        if self.is_remote() {
+            self.location.url.to_string()
+        } else {
+            self.root.display().to_string()
+        }
+    }
+
+    /// The `audit_events` Delta table.
+    pub fn events(&self) -> &EventTable {
+        &self.location.events
+    }
+
+    /// `cluster=c/date=YYYY-MM-DD/hour=HH`, the partition's directory inside the table.
+    pub fn partition_path(key: &PartitionKey) -> String {
+        let (date, hour) = partition_date_hour(key.hour * MICROS_PER_HOUR);
+        format!("cluster={}/date={date}/hour={hour}", key.cluster)
+    }
+
+    /// Makes a finished, fsynced temp file part of the table's storage at `rel` (relative to
+    /// the table root) and returns what its `add` action records. Not yet visible: a Delta
+    /// commit naming it does that.
+    pub fn publish(&self, tmp: &Path, rel: &str, partition: &PartitionKey, rows: u64) -> Result<NewFile> {
+        let (size, sha256) = hash_file(tmp)?;
+        match &self.location.remote {
+            None => commit_file(tmp, &self.audit_events_dir().join(rel))?,
+            Some(remote) => {
+                let bytes = fs::read(tmp).map_err(IngestError::lake_io(tmp))?;
+                let path = self.object_path(remote, rel);
+                store::block_on(remote.store.put(&path, bytes.into())).map_err(|source| {
+                    IngestError::Storage {
+                        location: format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url),
+                        source: Box::new(source),
+                    }
+                })?;
+                fs::remove_file(tmp).map_err(IngestError::lake_io(tmp))?;
+            }
+        }
+        let (date, hour) = partition_date_hour(partition.hour * MICROS_PER_HOUR);
+        Ok(NewFile {
+            path: rel.to_owned(),
+            cluster: partition.cluster.to_string(),
+            date,
+            hour,
+            size,
+            rows,
+            sha256,
+        })
+    }
+
+    fn object_path(&self, remote: &Remote, rel: &str) -> object_store::path::Path {
+        let mut path = remote.prefix.clone().join(AUDIT_EVENTS_DIR);
+        for part in rel.split('/') {
+            path = path.join(part);
+        }
+        path
+    }
+
+    /// Opens a data file of the table (`rel` as in its `add` action).
+    pub fn read_data(&self, rel: &str) -> Result<DataFile> {
+        match &self.location.remote {
+            None => {
+                let path = self.audit_events_dir().join(rel);
+                File::open(&path)
+                    .map(DataFile::Local)
+                    .map_err(IngestError::lake_io(path))
+            }
+            Some(remote) => {
+                let path = self.object_path(remote, rel);
+                let location = format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url);
+                store::block_on(async { remote.store.get(&path).await?.bytes().await })
+                    .map(DataFile::Remote)
+                    .map_err(|source| IngestError::Storage {
+                        location,
+                        source: Box::new(source),
+                    })
+            }
+        }
+    }
+
+    /// Deletes a data file no commit refers to any more (after compaction or retention).
+    pub fn delete_data(&self, rel: &str) -> Result<()> {
+        match &self.location.remote {
+            None => {
+                let path = self.audit_events_dir().join(rel);
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(IngestError::lake_io(path)(e)),
+                }
+            }
+            Some(remote) => {
+                let path = self.object_path(remote, rel);
+                match store::block_on(remote.store.delete(&path)) {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(source) => Err(IngestError::Storage {
+                        location: format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The object store and prefix of an object-store lake (for verify and listings).
+    pub fn remote_store(&self) -> Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+        self.location
+            .remote
+            .as_ref()
+            .map(|r| (r.store.clone(), r.prefix.clone()))
+    }
+
+    pub fn audit_events_dir(&self) -> PathBuf {
+        self.root.join(AUDIT_EVENTS_DIR)
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join(TMP_DIR)
+    }
+
+    /// `<lake>/audit_events/cluster=<c>/date=YYYY-MM-DD/hour=HH`
+    pub fn partition_dir(&self, key: &PartitionKey) -> PathBuf {
+        let (date, hour) = partition_date_hour(key.hour * MICROS_PER_HOUR);
+        self.audit_events_dir()
+            .join(format!("cluster={}", key.cluster))
+            .join(format!("date={date}"))
+            .join(format!("hour={hour}"))
+    }
+
+    /// Takes the lake's single-writer lock. Held until the returned guard drops; the OS
+    /// releases it if the process dies, so a crash never leaves the lake locked.
+    pub fn lock_writer(&self) -> Result<WriterLock> {
+        let state = self.state_dir();
+        create_dir_durable(&state)?;
+        let path = state.join("writer.lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(IngestError::lake_io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(IngestError::LakeLocked {
+                    path: self.root.clone(),
+                    holder: if holder.is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.to_owned()
+                    },
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(IngestError::LakeIo { path, source: e }),
+        }
+        file.set_len(0).map_err(IngestError::lake_io(&path))?;
+        writeln!(
+            file,
+            "pid {} ({})",
+            std::process::id(),
+            std::env::args().next().unwrap_or_default()
+        )
+        .map_err(IngestError::lake_io(&path))?;
+        Ok(WriterLock { _file: file })
+    }
+}
+
+/// Holds the lake's writer lock (an OS file lock) while alive.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+/// Checks a cluster name: it becomes a path segment (`cluster=<name>`) and a SQL value, so it
+/// must be short, portable and free of separators.
+pub fn validate_cluster_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(['.', '_'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::InvalidClusterName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Creates a directory and any missing parents, fsyncing each parent whose entry changed, so a
+/// crash cannot lose a directory that a committed file lives in.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) if !p.as_os_str().is_empty() => cur = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(IngestError::lake_io(dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so that entries created or renamed in it survive a crash.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(IngestError::lake_io(dir))
+}
+
+/// Makes a fully written, fsynced temp file visible under its final name, durably:
+/// rename (atomic on one filesystem), then fsync the target directory.
+pub fn commit_file(tmp: &Path, target: &Path) -> Result<()> {
+    let dir = target
+        .parent()
+        .ok_or_else(|| IngestError::Internal(format!("{} has no parent", target.display())))?;
+    create_dir_durable(dir)?;
+    fs::rename(tmp, target).map_err(IngestError::lake_io(target))?;
+    fsync_dir(dir)
+}
+
+/// Size and SHA-256 (hex) of a file, read in 1 MiB blocks.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(path).map_err(IngestError::lake_io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(IngestError::lake_io(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Removes leftovers of writers that died mid-file. Only call while holding the writer lock.
+pub fn clean_tmp(lake: &Lake) -> Result<usize> {
+    let dir = lake.tmp_dir();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            fs::remove_file(entry.path()).map_err(IngestError::lake_io(entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Lists the committed Parquet files of a partition directory (sorted by name).
+pub fn list_parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(IngestError::LakeIo {
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn partition_paths_follow_the_hive_layout() {
+        let lake = Lake::new("/data/lake");
+        // 2026-11-22T05:xx UTC
+        let hour = 1_795_326_899_i64 / 3600;
+        let key = PartitionKey {
+            cluster: Arc::from("prod-eu"),
+            hour,
+        };
+        assert_eq!(
+            lake.partition_dir(&key),
+            PathBuf::from("/data/lake/audit_events/cluster=prod-eu/date=2026-11-22/hour=05")
+        );
+    }
+
+    #[test]
+    fn cluster_names() {
+        for ok in ["default", "prod-eu-1", "kind.local", "a_b"] {
+            validate_cluster_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "a/b",
+            "../x",
+            ".hidden",
+            "_x",
+            "has space",
+            "x=y",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_cluster_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn second_writer_is_refused_with_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let first = lake.lock_writer().unwrap();
+        let err = lake.lock_writer().unwrap_err();
+        assert!(matches!(err, IngestError::LakeLocked { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        lake.lock_writer().unwrap();
+    }
+}
