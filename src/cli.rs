@@ -142,7 +142,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "ID")]
     pub section: Option<String>,
 
-    /// Report definitions directory [config: report.reports_dir] [default: ./reports]
+    /// Report definitions added to the built-in ones (same id replaces) [config: report.reports_dir]
     #[arg(long, env = "AUDITLAKE_REPORTS", value_name = "DIR")]
     pub reports_dir: Option<PathBuf>,
 
@@ -251,9 +251,15 @@ pub struct BenchWebhookArgs {
 
 #[derive(Debug, Args)]
 pub struct RulesDirArg {
-    /// Rule pack directory [config: detect.rules_dir] [default: ./rules]
+    /// Rules added to the built-in pack; a rule with a built-in rule's id replaces it
+    /// [config: detect.rules_dir]
     #[arg(long, env = "AUDITLAKE_RULES", value_name = "DIR")]
     pub rules_dir: Option<PathBuf>,
+
+    /// Only the rules of --rules-dir, not the pack built into the binary
+    /// [config: detect.builtin_rules = false]
+    #[arg(long)]
+    pub no_builtin_rules: bool,
 
     /// Only rules whose id contains PATTERN or that cover catalog id PATTERN (e.g. K14).
     #[arg(long = "rules", value_name = "PATTERN")]

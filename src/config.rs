@@ -45,8 +45,11 @@ pub struct Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectSection {
-    /// Rule pack directory (default `rules`).
+    /// A directory of rules added to the built-in pack (a rule with a built-in rule's id
+    /// replaces it).
     pub rules_dir: Option<PathBuf>,
+    /// Set false to run only the rules of `rules_dir` (default true: the built-in pack too).
+    pub builtin_rules: Option<bool>,
     /// Parameters for every rule that declares them (e.g. `trusted_admin_groups`).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
@@ -238,7 +241,7 @@ pub struct WebhookSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSection {
-    /// Report definitions directory (default `reports`).
+    /// A directory of report definitions added to the built-in ones (same id replaces).
     pub reports_dir: Option<PathBuf>,
 }
 
@@ -305,7 +308,7 @@ impl Config {
     /// The `[detect]` parameters and per-rule settings, list files read.
     pub fn pack_config(&self) -> anyhow::Result<PackConfig> {
         let value = |key: String, v: &toml::Value| {
-            ParamValue::from_toml(v, &self.base_dir)
+            ParamValue::from_toml(v, &self.base_dir, auditlake_detect::Source::Disk)
                 .map_err(|m| anyhow::anyhow!("config `{key}`: {m}"))
         };
         let mut pack = PackConfig::default();
@@ -329,28 +332,25 @@ impl Config {
         Ok(pack)
     }
 
-    /// The rule pack directory: flag/env, else `detect.rules_dir`, else `./rules`.
-    pub fn rules_dir(&self, flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| {
-                self.detect
-                    .rules_dir
-                    .as_ref()
-                    .map(|d| self.base_dir.join(d))
-            })
-            .unwrap_or_else(|| PathBuf::from("rules"))
+    /// The directory of rules added to the built-in pack: flag/env, else `detect.rules_dir`;
+    /// `None` when neither is given (the built-in pack alone).
+    pub fn rules_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_path_buf).or_else(|| {
+            self.detect
+                .rules_dir
+                .as_ref()
+                .map(|d| self.base_dir.join(d))
+        })
     }
 
-    /// The report definitions directory: flag/env, else `report.reports_dir`, else `./reports`.
-    pub fn reports_dir(&self, flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| {
-                self.report
-                    .reports_dir
-                    .as_ref()
-                    .map(|d| self.base_dir.join(d))
-            })
-            .unwrap_or_else(|| PathBuf::from("reports"))
+    /// The directory of reports added to the built-in ones: flag/env, else `report.reports_dir`.
+    pub fn reports_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_path_buf).or_else(|| {
+            self.report
+                .reports_dir
+                .as_ref()
+                .map(|d| self.base_dir.join(d))
+        })
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {

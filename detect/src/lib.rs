@@ -9,12 +9,14 @@ pub mod fixtures;
 pub mod params;
 pub mod rule;
 pub mod scheduler;
+pub mod source;
 pub mod store;
 
 pub use engine::{Detector, Window};
 pub use error::DetectError;
 pub use finding::{Finding, findings_from_batch, findings_to_batch};
 pub use params::{PackConfig, ParamValue, Params, RuleOverrides};
-pub use rule::{Rule, RuleTest, Severity, load_rules};
+pub use rule::{Rule, RuleTest, Severity, load_pack, load_rules};
 pub use scheduler::{Alerts, Scheduler, SchedulerObserver, SchedulerOptions};
+pub use source::{Embedded, Source};
 pub use store::{Change, FindingsStore};

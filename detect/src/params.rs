@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{DetectError, line_of};
+use crate::source::Source;
 
 /// One parameter value.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +21,12 @@ pub type Params = BTreeMap<String, ParamValue>;
 
 impl ParamValue {
     /// From TOML: a string, number, boolean, array of strings, or `{ file = "path" }` (one list
-    /// item per line; blank lines and `#` comments skipped; relative to `base`).
-    pub fn from_toml(value: &toml::Value, base: &Path) -> Result<ParamValue, String> {
+    /// item per line; blank lines and `#` comments skipped; relative to `base` in `source`).
+    pub fn from_toml(
+        value: &toml::Value,
+        base: &Path,
+        source: Source,
+    ) -> Result<ParamValue, String> {
         Ok(match value {
             toml::Value::String(s) => ParamValue::Str(s.clone()),
             toml::Value::Integer(i) => ParamValue::Int(*i),
@@ -39,7 +44,8 @@ impl ParamValue {
             toml::Value::Table(t) => match (t.get("file"), t.len()) {
                 (Some(toml::Value::String(file)), 1) => {
                     let path = base.join(file);
-                    let text = std::fs::read_to_string(&path)
+                    let text = source
+                        .read_to_string(&path)
                         .map_err(|e| format!("reading list file {}: {e}", path.display()))?;
                     ParamValue::List(
                         text.lines()
@@ -315,7 +321,7 @@ mod tests {
         let v: toml::Value =
             toml::from_str::<toml::Table>("x = { file = \"tor.txt\" }").unwrap()["x"].clone();
         assert_eq!(
-            ParamValue::from_toml(&v, dir.path()).unwrap(),
+            ParamValue::from_toml(&v, dir.path(), Source::Disk).unwrap(),
             ParamValue::List(vec!["185.220.101.47".into(), "10.0.0.0/8".into()])
         );
     }

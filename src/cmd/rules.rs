@@ -8,7 +8,7 @@ use anyhow::Context;
 use auditlake_detect::engine::warmup;
 use auditlake_detect::fixtures::run_test;
 use auditlake_detect::params::missing_requirements;
-use auditlake_detect::{DetectError, Detector, PackConfig, Rule, load_rules};
+use auditlake_detect::{DetectError, Detector, PackConfig, Rule};
 use auditlake_query::open_lake;
 
 use crate::cli::{RulesCommand, RulesDirArg};
@@ -18,16 +18,16 @@ use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 /// Loads the pack and the config's `[detect]` settings, checked against each other.
 pub fn load_pack(config: &Config, arg: &RulesDirArg) -> anyhow::Result<(Vec<Rule>, PackConfig)> {
-    let dir = config.rules_dir(arg.rules_dir.as_deref());
-    let all = load_rules(&dir, None)?;
+    let (all, place) =
+        crate::pack::rules(config, arg.rules_dir.as_deref(), arg.no_builtin_rules, None)?;
     let pack = config.pack_config()?;
     pack.validate(&all)?;
-    let rules = match &arg.pattern {
-        Some(p) => load_rules(&dir, Some(p))?,
+    let rules: Vec<Rule> = match &arg.pattern {
+        Some(p) => all.into_iter().filter(|r| r.matches(p)).collect(),
         None => all,
     };
     if rules.is_empty() {
-        anyhow::bail!("no rules in {} match", dir.display());
+        anyhow::bail!("no rules in {place} match");
     }
     Ok((rules, pack))
 }

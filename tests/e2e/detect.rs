@@ -118,6 +118,126 @@ fn a_broken_rule_is_reported_with_file_and_line() {
     );
 }
 
+/// The pack travels with the binary: from a directory with no `rules/` or `reports/`, detect,
+/// `rules list|test` and `report` use the built-in pack; `--rules-dir` adds a rule and replaces
+/// a built-in one by id; a mistyped directory is an error naming it.
+#[test]
+fn the_built_in_pack_works_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod-eu1", &[&repo().join("samples/audit.log")]);
+    let here = || {
+        let mut cmd = bin();
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let out = run(here().args(["detect", "--format", "json", "--lake", "lake"]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let priv_pod: Vec<_> = findings
+        .iter()
+        .filter(|f| f["rule_id"] == "privileged-pod")
+        .collect();
+    assert_eq!(priv_pod.len(), 1, "{findings:#?}");
+    assert_eq!(priv_pod[0]["severity"], "high");
+    let built_in_count = findings.len();
+    assert!(built_in_count > 10, "{built_in_count} findings");
+
+    let list = run_ok(here().args(["rules", "list"]));
+    assert!(list.contains("privileged-pod"), "{list}");
+    let tested = run_ok(here().args(["rules", "test", "--rules", "privileged-pod"]));
+    assert!(tested.contains(" 0 failed"), "{tested}");
+    let report = run_ok(here().args(["report", "secret-access", "--lake", "lake"]));
+    assert!(report.starts_with("# Secret access"), "{report}");
+
+    // A directory of our own: a replacement for privileged-pod (critical) and a new rule.
+    let mine = dir.path().join("my-rules");
+    let copy = |id: &str, to: &str| {
+        let src = repo().join("rules").join(id);
+        std::fs::create_dir_all(mine.join(to)).unwrap();
+        let toml = std::fs::read_to_string(src.join("rule.toml"))
+            .unwrap()
+            .replace(&format!("id = \"{id}\""), &format!("id = \"{to}\""))
+            .replace("severity = \"high\"", "severity = \"critical\"");
+        // No fixtures travel with the copy: its tests are dropped.
+        let toml = toml.split("\n[[tests]]").next().unwrap().to_owned();
+        std::fs::write(mine.join(to).join("rule.toml"), toml).unwrap();
+        std::fs::copy(src.join("query.sql"), mine.join(to).join("query.sql")).unwrap();
+    };
+    copy("privileged-pod", "privileged-pod");
+    copy("exec-into-pod", "my-exec-rule");
+    let out = run(here().args([
+        "detect",
+        "--format",
+        "json",
+        "--lake",
+        "lake",
+        "--rules-dir",
+        "my-rules",
+    ]));
+    let findings: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |id: &str| {
+        findings
+            .iter()
+            .filter(|f| f["rule_id"] == id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("privileged-pod").len(), 1);
+    assert_eq!(
+        by("privileged-pod")[0]["severity"],
+        "critical",
+        "replaced by id"
+    );
+    assert_eq!(by("my-exec-rule").len(), by("exec-into-pod").len());
+    assert!(!by("my-exec-rule").is_empty());
+    assert_eq!(findings.len(), built_in_count + by("my-exec-rule").len());
+    // Only our directory.
+    let list = run_ok(here().args([
+        "rules",
+        "list",
+        "--rules-dir",
+        "my-rules",
+        "--no-builtin-rules",
+    ]));
+    assert!(list.ends_with("2 rules, 2 active\n"), "{list}");
+
+    for args in [
+        &["detect", "--lake", "lake", "--rules-dir", "no-such-rules"][..],
+        &["rules", "list", "--rules-dir", "no-such-rules"][..],
+    ] {
+        let out = run(here().args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("rules directory no-such-rules does not exist"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = run(here().args([
+        "report",
+        "secret-access",
+        "--lake",
+        "lake",
+        "--reports-dir",
+        "nope",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reports directory nope does not exist"));
+}
+
 #[test]
 fn detect_on_the_samples_finds_the_incident() {
     let dir = tempfile::tempdir().unwrap();
@@ -544,7 +664,8 @@ fn falco_labelled_cases_all_come_out_right() {
             cmd.args(["detect", "--format", "json", "--lake"])
                 .arg(&lake)
                 .arg("--rules-dir")
-                .arg(repo().join("tests/e2e/falco-rules"));
+                .arg(repo().join("tests/e2e/falco-rules"))
+                .arg("--no-builtin-rules");
             String::from_utf8(run(&mut cmd).stdout)
                 .unwrap()
                 .lines()
