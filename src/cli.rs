@@ -286,6 +286,17 @@ pub enum RulesCommand {
         #[command(flatten)]
         rules: RulesDirArg,
     },
+    /// The `[[detect.suppressions]]` of the config: what each matches, state (active/expired),
+    /// and its hits over the lake (the findings and events it holds back, computed by running
+    /// the suppressed rules over the window).
+    Suppressions {
+        #[command(flatten)]
+        rules: RulesDirArg,
+        #[command(flatten)]
+        lake: LakeArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use auditlake_detect::{PackConfig, ParamValue, RuleOverrides};
+use auditlake_detect::{
+    PackConfig, ParamOverride, Rule, RuleOverrides, Source, Suppression, SuppressionSpec,
+    Suppressions,
+};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -56,6 +59,34 @@ pub struct DetectSection {
     /// Per-rule settings, keyed by rule id.
     #[serde(default)]
     pub rules: BTreeMap<String, DetectRuleSection>,
+    /// `[[detect.suppressions]]`: findings judged benign.
+    #[serde(default)]
+    pub suppressions: Vec<SuppressionSection>,
+}
+
+/// One `[[detect.suppressions]]` entry (checked against the pack by `Config::suppressions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionSection {
+    /// The rule whose findings it suppresses.
+    pub rule: Option<String>,
+    /// `*`/`?` patterns over the finding's actor, target and namespace.
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub namespace: Option<String>,
+    /// An address or CIDR, or a list of them: the finding's source address.
+    pub source_cidr: Option<OneOrMany>,
+    /// Why these findings are benign (shown by `auditlake rules suppressions`).
+    pub reason: Option<String>,
+    /// When it stops applying: a date (`2026-12-31`, start of day UTC) or RFC 3339 time.
+    pub expires: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,7 +339,7 @@ impl Config {
     /// The `[detect]` parameters and per-rule settings, list files read.
     pub fn pack_config(&self) -> anyhow::Result<PackConfig> {
         let value = |key: String, v: &toml::Value| {
-            ParamValue::from_toml(v, &self.base_dir, auditlake_detect::Source::Disk)
+            ParamOverride::from_toml(v, &self.base_dir, Source::Disk)
                 .map_err(|m| anyhow::anyhow!("config `{key}`: {m}"))
         };
         let mut pack = PackConfig::default();
@@ -330,6 +361,41 @@ impl Config {
             pack.rules.insert(id.clone(), o);
         }
         Ok(pack)
+    }
+
+    /// `[[detect.suppressions]]`, each checked against `rules` (every rule of the pack);
+    /// errors name the entry's key (`detect.suppressions[1].source_cidr`).
+    pub fn suppressions(&self, rules: &[Rule]) -> anyhow::Result<Suppressions> {
+        let mut list = Vec::new();
+        for (i, s) in self.detect.suppressions.iter().enumerate() {
+            let key = format!("detect.suppressions[{i}]");
+            let Some(rule) = s.rule.clone() else {
+                bail!("config `{key}.rule`: missing: which rule's findings does it suppress?");
+            };
+            let expires = match &s.expires {
+                None => None,
+                Some(toml::Value::String(t)) => Some(t.clone()),
+                Some(toml::Value::Datetime(t)) => Some(t.to_string()),
+                Some(other) => bail!(
+                    "config `{key}.expires`: {other} is not a date (2026-12-31) or an RFC 3339 time"
+                ),
+            };
+            let spec = SuppressionSpec {
+                rule,
+                actor: s.actor.clone(),
+                target: s.target.clone(),
+                namespace: s.namespace.clone(),
+                source_cidrs: match &s.source_cidr {
+                    None => Vec::new(),
+                    Some(OneOrMany::One(c)) => vec![c.clone()],
+                    Some(OneOrMany::Many(c)) => c.clone(),
+                },
+                reason: s.reason.clone().unwrap_or_default(),
+                expires,
+            };
+            list.push(Suppression::new(&key, spec, rules)?);
+        }
+        Ok(Suppressions::new(list))
     }
 
     /// The directory of rules added to the built-in pack: flag/env, else `detect.rules_dir`;

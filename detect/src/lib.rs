@@ -11,12 +11,14 @@ pub mod rule;
 pub mod scheduler;
 pub mod source;
 pub mod store;
+pub mod suppress;
 
 pub use engine::{Detector, Window};
 pub use error::DetectError;
 pub use finding::{Finding, findings_from_batch, findings_to_batch};
-pub use params::{PackConfig, ParamValue, Params, RuleOverrides};
+pub use params::{PackConfig, ParamOverride, ParamValue, Params, RuleOverrides};
 pub use rule::{Rule, RuleTest, Severity, load_pack, load_rules};
 pub use scheduler::{Alerts, Scheduler, SchedulerObserver, SchedulerOptions};
 pub use source::{Embedded, Source};
 pub use store::{Change, FindingsStore};
+pub use suppress::{Suppression, SuppressionSpec, Suppressions};

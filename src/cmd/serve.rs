@@ -201,6 +201,7 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
     let (all, place) = crate::pack::rules(config, None, false, None)?;
     let pack = config.pack_config()?;
     pack.validate(&all)?;
+    let suppressions = config.suppressions(&all)?;
     let selected = |r: &auditlake_detect::Rule| {
         s.rules.as_ref().is_none_or(|want| {
             want.iter()
@@ -242,6 +243,7 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
         incident_window: s
             .incident_window_minutes
             .map_or(d.incident_window, TimeDelta::minutes),
+        suppressions,
         ..d
     };
     let sinks = config
