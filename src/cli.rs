@@ -297,6 +297,16 @@ pub enum RulesCommand {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Compile Sigma rules for Kubernetes audit logs (logsource kubernetes/audit) into rule
+    /// folders `sigma-<file name>/`; what cannot be compiled is named per rule (exit 1 then).
+    ImportSigma {
+        /// Sigma files or directories (searched for *.yml / *.yaml).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Where the rule folders go (use it as --rules-dir) [default: ./sigma-rules]
+        #[arg(long, value_name = "DIR", default_value = "sigma-rules")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

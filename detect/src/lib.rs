@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod params;
 pub mod rule;
 pub mod scheduler;
+pub mod sigma;
 pub mod source;
 pub mod store;
 pub mod suppress;

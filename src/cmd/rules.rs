@@ -23,8 +23,6 @@ pub struct LoadedPack {
     pub config: PackConfig,
     /// Checked against every rule of the pack, not only the selected ones.
     pub suppressions: Suppressions,
-    /// Where the rules came from (`the built-in rules and DIR`).
-    pub place: String,
 }
 
 /// Loads the pack and the config's `[detect]` settings, checked against each other.
@@ -45,7 +43,6 @@ pub fn load_pack(config: &Config, arg: &RulesDirArg) -> anyhow::Result<LoadedPac
         rules,
         config: pack,
         suppressions,
-        place,
     })
 }
 
@@ -83,6 +80,7 @@ pub fn run(config: &Config, command: RulesCommand) -> anyhow::Result<u8> {
         RulesCommand::Suppressions { rules, lake, scope } => {
             suppressions(config, &rules, lake.lake.as_deref(), &scope)
         }
+        RulesCommand::ImportSigma { paths, out } => import_sigma(&paths, &out),
     }
 }
 
@@ -342,4 +340,32 @@ fn suppressions(
     }
     writeln!(out, "{} suppression(s)", suppressions.list.len())?;
     Ok(EXIT_OK)
+}
+
+/// `rules import-sigma`: one line per rule written (with its interpretations) and per rule
+/// refused (with the feature it needs); exit 1 when any was refused.
+fn import_sigma(paths: &[std::path::PathBuf], out: &Path) -> anyhow::Result<u8> {
+    let report = auditlake_detect::sigma::import(paths, out)?;
+    let mut stdout = std::io::stdout().lock();
+    for (id, dir, notes) in &report.written {
+        writeln!(stdout, "imported {id} -> {}", dir.display())?;
+        for n in notes {
+            writeln!(stdout, "  interpreted: {n}")?;
+        }
+    }
+    for r in &report.refused {
+        writeln!(stdout, "not imported {r}")?;
+    }
+    writeln!(
+        stdout,
+        "{} rule(s) imported into {}, {} not imported",
+        report.written.len(),
+        out.display(),
+        report.refused.len()
+    )?;
+    Ok(if report.refused.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
 }
