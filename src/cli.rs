@@ -174,7 +174,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "ID")]
     pub section: Option<String>,
 
-    /// Report definitions directory [config: report.reports_dir] [default: ./reports]
+    /// Report definitions added to the built-in ones (same id replaces) [config: report.reports_dir]
     #[arg(long, env = "AUDITLAKE_REPORTS", value_name = "DIR")]
     pub reports_dir: Option<PathBuf>,
 
@@ -283,9 +283,15 @@ pub struct BenchWebhookArgs {
 
 #[derive(Debug, Args)]
 pub struct RulesDirArg {
-    /// Rule pack directory [config: detect.rules_dir] [default: ./rules]
+    /// Rules added to the built-in pack; a rule with a built-in rule's id replaces it
+    /// [config: detect.rules_dir]
     #[arg(long, env = "AUDITLAKE_RULES", value_name = "DIR")]
     pub rules_dir: Option<PathBuf>,
+
+    /// Only the rules of --rules-dir, not the pack built into the binary
+    /// [config: detect.builtin_rules = false]
+    #[arg(long)]
+    pub no_builtin_rules: bool,
 
     /// Only rules whose id contains PATTERN or that cover catalog id PATTERN (e.g. K14).
     #[arg(long = "rules", value_name = "PATTERN")]
@@ -311,6 +317,27 @@ pub enum RulesCommand {
     Test {
         #[command(flatten)]
         rules: RulesDirArg,
+    },
+    /// The `[[detect.suppressions]]` of the config: what each matches, state (active/expired),
+    /// and its hits over the lake (the findings and events it holds back, computed by running
+    /// the suppressed rules over the window).
+    Suppressions {
+        #[command(flatten)]
+        rules: RulesDirArg,
+        #[command(flatten)]
+        lake: LakeArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Compile Sigma rules for Kubernetes audit logs (logsource kubernetes/audit) into rule
+    /// folders `sigma-<file name>/`; what cannot be compiled is named per rule (exit 1 then).
+    ImportSigma {
+        /// Sigma files or directories (searched for *.yml / *.yaml).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Where the rule folders go (use it as --rules-dir) [default: ./sigma-rules]
+        #[arg(long, value_name = "DIR", default_value = "sigma-rules")]
+        out: PathBuf,
     },
 }
 

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use auditlake_detect::{PackConfig, ParamValue, RuleOverrides};
+use auditlake_detect::{
+    PackConfig, ParamOverride, Rule, RuleOverrides, Source, Suppression, SuppressionSpec,
+    Suppressions,
+};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -45,14 +48,45 @@ pub struct Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectSection {
-    /// Rule pack directory (default `rules`).
+    /// A directory of rules added to the built-in pack (a rule with a built-in rule's id
+    /// replaces it).
     pub rules_dir: Option<PathBuf>,
+    /// Set false to run only the rules of `rules_dir` (default true: the built-in pack too).
+    pub builtin_rules: Option<bool>,
     /// Parameters for every rule that declares them (e.g. `trusted_admin_groups`).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
     /// Per-rule settings, keyed by rule id.
     #[serde(default)]
     pub rules: BTreeMap<String, DetectRuleSection>,
+    /// `[[detect.suppressions]]`: findings judged benign.
+    #[serde(default)]
+    pub suppressions: Vec<SuppressionSection>,
+}
+
+/// One `[[detect.suppressions]]` entry (checked against the pack by `Config::suppressions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionSection {
+    /// The rule whose findings it suppresses.
+    pub rule: Option<String>,
+    /// `*`/`?` patterns over the finding's actor, target and namespace.
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub namespace: Option<String>,
+    /// An address or CIDR, or a list of them: the finding's source address.
+    pub source_cidr: Option<OneOrMany>,
+    /// Why these findings are benign (shown by `auditlake rules suppressions`).
+    pub reason: Option<String>,
+    /// When it stops applying: a date (`2026-12-31`, start of day UTC) or RFC 3339 time.
+    pub expires: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,7 +277,7 @@ pub struct WebhookSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSection {
-    /// Report definitions directory (default `reports`).
+    /// A directory of report definitions added to the built-in ones (same id replaces).
     pub reports_dir: Option<PathBuf>,
 }
 
@@ -310,7 +344,7 @@ impl Config {
     /// The `[detect]` parameters and per-rule settings, list files read.
     pub fn pack_config(&self) -> anyhow::Result<PackConfig> {
         let value = |key: String, v: &toml::Value| {
-            ParamValue::from_toml(v, &self.base_dir)
+            ParamOverride::from_toml(v, &self.base_dir, Source::Disk)
                 .map_err(|m| anyhow::anyhow!("config `{key}`: {m}"))
         };
         let mut pack = PackConfig::default();
@@ -334,28 +368,60 @@ impl Config {
         Ok(pack)
     }
 
-    /// The rule pack directory: flag/env, else `detect.rules_dir`, else `./rules`.
-    pub fn rules_dir(&self, flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| {
-                self.detect
-                    .rules_dir
-                    .as_ref()
-                    .map(|d| self.base_dir.join(d))
-            })
-            .unwrap_or_else(|| PathBuf::from("rules"))
+    /// `[[detect.suppressions]]`, each checked against `rules` (every rule of the pack);
+    /// errors name the entry's key (`detect.suppressions[1].source_cidr`).
+    pub fn suppressions(&self, rules: &[Rule]) -> anyhow::Result<Suppressions> {
+        let mut list = Vec::new();
+        for (i, s) in self.detect.suppressions.iter().enumerate() {
+            let key = format!("detect.suppressions[{i}]");
+            let Some(rule) = s.rule.clone() else {
+                bail!("config `{key}.rule`: missing: which rule's findings does it suppress?");
+            };
+            let expires = match &s.expires {
+                None => None,
+                Some(toml::Value::String(t)) => Some(t.clone()),
+                Some(toml::Value::Datetime(t)) => Some(t.to_string()),
+                Some(other) => bail!(
+                    "config `{key}.expires`: {other} is not a date (2026-12-31) or an RFC 3339 time"
+                ),
+            };
+            let spec = SuppressionSpec {
+                rule,
+                actor: s.actor.clone(),
+                target: s.target.clone(),
+                namespace: s.namespace.clone(),
+                source_cidrs: match &s.source_cidr {
+                    None => Vec::new(),
+                    Some(OneOrMany::One(c)) => vec![c.clone()],
+                    Some(OneOrMany::Many(c)) => c.clone(),
+                },
+                reason: s.reason.clone().unwrap_or_default(),
+                expires,
+            };
+            list.push(Suppression::new(&key, spec, rules)?);
+        }
+        Ok(Suppressions::new(list))
     }
 
-    /// The report definitions directory: flag/env, else `report.reports_dir`, else `./reports`.
-    pub fn reports_dir(&self, flag: Option<&Path>) -> PathBuf {
-        flag.map(Path::to_path_buf)
-            .or_else(|| {
-                self.report
-                    .reports_dir
-                    .as_ref()
-                    .map(|d| self.base_dir.join(d))
-            })
-            .unwrap_or_else(|| PathBuf::from("reports"))
+    /// The directory of rules added to the built-in pack: flag/env, else `detect.rules_dir`;
+    /// `None` when neither is given (the built-in pack alone).
+    pub fn rules_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_path_buf).or_else(|| {
+            self.detect
+                .rules_dir
+                .as_ref()
+                .map(|d| self.base_dir.join(d))
+        })
+    }
+
+    /// The directory of reports added to the built-in ones: flag/env, else `report.reports_dir`.
+    pub fn reports_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_path_buf).or_else(|| {
+            self.report
+                .reports_dir
+                .as_ref()
+                .map(|d| self.base_dir.join(d))
+        })
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {

@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod config;
 mod generate;
+mod pack;
 
 use std::process::ExitCode;
 

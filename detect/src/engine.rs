@@ -568,6 +568,7 @@ fn to_findings(
             actor: value("user_name").or_else(|| value("source_ip")),
             source_ip: value("source_ip"),
             target,
+            namespace: value("namespace"),
             cluster,
             first_event_at: micros(&first),
             last_event_at: micros(&last),

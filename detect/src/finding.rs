@@ -22,6 +22,9 @@ pub struct Finding {
     pub actor: Option<String>,
     pub source_ip: Option<String>,
     pub target: Option<String>,
+    /// The namespace of the first evidence event (the rule's `namespace` column), for
+    /// suppressions. Not a column of the findings table: `None` when read back.
+    pub namespace: Option<String>,
     pub first_event_at: DateTime<Utc>,
     pub last_event_at: DateTime<Utc>,
     pub event_count: i32,
@@ -184,6 +187,7 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, arrow::e
             actor: actors[i].clone(),
             source_ip: ips[i].clone(),
             target: targets[i].clone(),
+            namespace: None,
             first_event_at: first[i],
             last_event_at: last[i],
             event_count: counts[i],

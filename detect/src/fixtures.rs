@@ -13,6 +13,7 @@ use crate::error::DetectError;
 use crate::finding::Finding;
 use crate::params::missing_requirements;
 use crate::rule::{Expected, Rule, RuleTest};
+use crate::source::Source;
 
 /// Ingests `files` (each into its own cluster) into a new temporary lake.
 pub fn fixture_lake(files: &[(&str, &Path)]) -> Result<TempDir, DetectError> {
@@ -48,7 +49,25 @@ pub struct TestOutcome {
 /// Runs `test` of `rule`: rule defaults overridden by the test's own parameters (config does not
 /// apply, so tests are hermetic). A rule whose `requires` lists are empty finds nothing.
 pub async fn run_test(rule: &Rule, test: &RuleTest) -> Result<TestOutcome, DetectError> {
-    let lake = fixture_lake(&[("fixture", &test.fixture)])?;
+    // Ingest reads files: a fixture of the built-in pack is written out first.
+    let copy;
+    let fixture = match rule.source {
+        Source::Disk => test.fixture.as_path(),
+        Source::Embedded(_) => {
+            let io = |source| DetectError::Io {
+                path: test.fixture.clone(),
+                source,
+            };
+            let bytes = rule.source.read(&test.fixture).map_err(io)?;
+            copy = tempfile::Builder::new()
+                .suffix(".jsonl")
+                .tempfile()
+                .map_err(io)?;
+            std::fs::write(copy.path(), &bytes).map_err(io)?;
+            copy.path()
+        }
+    };
+    let lake = fixture_lake(&[("fixture", fixture)])?;
     let ctx = open_lake(lake.path(), &SessionOptions::default())
         .await
         .map_err(|source| DetectError::Query {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{DetectError, line_of};
+use crate::source::Source;
 
 /// One parameter value.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +21,12 @@ pub type Params = BTreeMap<String, ParamValue>;
 
 impl ParamValue {
     /// From TOML: a string, number, boolean, array of strings, or `{ file = "path" }` (one list
-    /// item per line; blank lines and `#` comments skipped; relative to `base`).
-    pub fn from_toml(value: &toml::Value, base: &Path) -> Result<ParamValue, String> {
+    /// item per line; blank lines and `#` comments skipped; relative to `base` in `source`).
+    pub fn from_toml(
+        value: &toml::Value,
+        base: &Path,
+        source: Source,
+    ) -> Result<ParamValue, String> {
         Ok(match value {
             toml::Value::String(s) => ParamValue::Str(s.clone()),
             toml::Value::Integer(i) => ParamValue::Int(*i),
@@ -39,7 +44,8 @@ impl ParamValue {
             toml::Value::Table(t) => match (t.get("file"), t.len()) {
                 (Some(toml::Value::String(file)), 1) => {
                     let path = base.join(file);
-                    let text = std::fs::read_to_string(&path)
+                    let text = source
+                        .read_to_string(&path)
                         .map_err(|e| format!("reading list file {}: {e}", path.display()))?;
                     ParamValue::List(
                         text.lines()
@@ -48,6 +54,12 @@ impl ParamValue {
                             .map(str::to_owned)
                             .collect(),
                     )
+                }
+                _ if t.contains_key("append") => {
+                    return Err(
+                        "`{ append = … }` extends a rule's default: it belongs in config, not here"
+                            .into(),
+                    );
                 }
                 _ => return Err("a table value must be { file = \"path\" }".into()),
             },
@@ -147,24 +159,70 @@ pub fn render_sql(sql: &str, params: &Params, sql_path: &Path) -> Result<String,
     Ok(out)
 }
 
+/// What config says about one parameter: a value that replaces the rule's, or items added to
+/// the rule's list (`excluded_users = { append = ["ci-bot"] }`), so a user extends the
+/// defaults without copying them (and without losing the defaults a new release adds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamOverride {
+    Set(ParamValue),
+    Append(Vec<String>),
+}
+
+impl ParamOverride {
+    /// A config value: anything [`ParamValue::from_toml`] takes, or `{ append = LIST }` where
+    /// LIST is an array of strings or `{ file = "path" }`.
+    pub fn from_toml(
+        value: &toml::Value,
+        base: &Path,
+        source: Source,
+    ) -> Result<ParamOverride, String> {
+        match value {
+            toml::Value::Table(t) if t.len() == 1 && t.contains_key("append") => {
+                match ParamValue::from_toml(&t["append"], base, source)? {
+                    ParamValue::List(items) => Ok(ParamOverride::Append(items)),
+                    _ => Err("`append` takes a list of strings or { file = \"path\" }".to_owned()),
+                }
+            }
+            v => ParamValue::from_toml(v, base, source).map(ParamOverride::Set),
+        }
+    }
+
+    /// The value `current` becomes.
+    fn apply_to(&self, current: &mut ParamValue) {
+        match (self, current) {
+            (ParamOverride::Set(v), slot) => *slot = v.clone(),
+            (ParamOverride::Append(items), ParamValue::List(list)) => {
+                for i in items {
+                    if !list.contains(i) {
+                        list.push(i.clone());
+                    }
+                }
+            }
+            // `validate` refuses appending to a parameter that is not a list.
+            (ParamOverride::Append(_), _) => {}
+        }
+    }
+}
+
 /// What config says about one rule.
 #[derive(Debug, Clone, Default)]
 pub struct RuleOverrides {
     pub enabled: Option<bool>,
-    pub params: Params,
+    pub params: BTreeMap<String, ParamOverride>,
 }
 
 /// Config for the whole pack: parameters for every rule that declares them, and per-rule
 /// overrides (keyed by rule id).
 #[derive(Debug, Clone, Default)]
 pub struct PackConfig {
-    pub params: Params,
+    pub params: BTreeMap<String, ParamOverride>,
     pub rules: BTreeMap<String, RuleOverrides>,
 }
 
 impl PackConfig {
     /// Checks every per-rule override names a rule and a parameter it declares, with the
-    /// declared kind; global parameters must be declared by at least one rule.
+    /// declared kind (`append` only to lists); global parameters must be declared by at least
+    /// one rule.
     pub fn validate(&self, rules: &[crate::Rule]) -> Result<(), DetectError> {
         for (id, o) in &self.rules {
             let Some(rule) = rules.iter().find(|r| &r.id == id) else {
@@ -200,17 +258,20 @@ impl PackConfig {
         Ok(())
     }
 
-    /// The parameters `rule` runs with: its defaults, then global values, then its own overrides.
+    /// The parameters `rule` runs with: its defaults, then global values, then its own
+    /// overrides; an `append` extends the list as it stands at that point.
     pub fn params_for(&self, rule: &crate::Rule) -> Params {
         let mut params = rule.params.clone();
         for (name, value) in &self.params {
             if let Some(slot) = params.get_mut(name) {
-                *slot = value.clone();
+                value.apply_to(slot);
             }
         }
         if let Some(o) = self.rules.get(&rule.id) {
             for (name, value) in &o.params {
-                params.insert(name.clone(), value.clone());
+                if let Some(slot) = params.get_mut(name) {
+                    value.apply_to(slot);
+                }
             }
         }
         params
@@ -243,26 +304,32 @@ pub fn missing_requirements<'a>(rule: &'a crate::Rule, params: &Params) -> Vec<&
 fn check_kind(
     rule: &crate::Rule,
     name: &str,
-    value: &ParamValue,
+    value: &ParamOverride,
     key: &str,
 ) -> Result<(), DetectError> {
-    match rule.params.get(name) {
-        None => Err(DetectError::Config {
-            key: key.into(),
-            message: format!(
-                "rule {} has no parameter `{name}` (it has: {})",
-                rule.id,
-                rule.params.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        }),
-        Some(default) if !value.same_kind(default) => Err(DetectError::Config {
-            key: key.into(),
-            message: format!(
+    let bad = |message: String| DetectError::Config {
+        key: key.into(),
+        message,
+    };
+    match (rule.params.get(name), value) {
+        (None, _) => Err(bad(format!(
+            "rule {} has no parameter `{name}` (it has: {})",
+            rule.id,
+            rule.params.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+        (Some(default), ParamOverride::Set(value)) if !value.same_kind(default) => {
+            Err(bad(format!(
                 "must be {}, like the rule's default {default}",
                 default.kind()
-            ),
-        }),
-        Some(_) => Ok(()),
+            )))
+        }
+        (Some(ParamValue::List(_)), ParamOverride::Append(_)) => Ok(()),
+        (Some(default), ParamOverride::Append(_)) => Err(bad(format!(
+            "`append` extends a list, but rule {}'s `{name}` is {}",
+            rule.id,
+            default.kind()
+        ))),
+        (Some(_), ParamOverride::Set(_)) => Ok(()),
     }
 }
 
@@ -305,6 +372,72 @@ mod tests {
     }
 
     #[test]
+    fn append_extends_the_default_and_set_replaces_it() {
+        let rule = crate::Rule::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/deployment-patched"),
+        )
+        .unwrap();
+        let ParamValue::List(defaults) = rule.params["control_plane_users"].clone() else {
+            panic!("control_plane_users is a list");
+        };
+        let v = |t: &str| {
+            let table: toml::Table = toml::from_str(&format!("x = {t}")).unwrap();
+            ParamOverride::from_toml(&table["x"], Path::new("."), Source::Disk).unwrap()
+        };
+        let mut pack = PackConfig::default();
+        pack.params.insert(
+            "control_plane_users".into(),
+            v(r#"{ append = ["global-bot"] }"#),
+        );
+        pack.rules.insert(
+            rule.id.clone(),
+            RuleOverrides {
+                enabled: None,
+                params: [(
+                    "control_plane_users".to_owned(),
+                    v(r#"{ append = ["ci-bot", "global-bot"] }"#),
+                )]
+                .into(),
+            },
+        );
+        pack.validate(std::slice::from_ref(&rule)).unwrap();
+        let mut want = defaults.clone();
+        want.extend(["global-bot".to_owned(), "ci-bot".to_owned()]);
+        assert_eq!(
+            pack.params_for(&rule)["control_plane_users"],
+            ParamValue::List(want)
+        );
+
+        pack.params
+            .insert("control_plane_users".into(), v(r#"["only-this"]"#));
+        pack.rules.clear();
+        assert_eq!(
+            pack.params_for(&rule)["control_plane_users"],
+            ParamValue::List(vec!["only-this".into()])
+        );
+
+        // Appending to a non-list, or in a rule file, is refused with the key.
+        let first_seen = crate::Rule::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/forbidden-unusual-user-agent"),
+        )
+        .unwrap();
+        let mut pack = PackConfig::default();
+        pack.params
+            .insert("baseline_days".into(), v(r#"{ append = ["x"] }"#));
+        let err = pack.validate(&[first_seen]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config `detect.params.baseline_days`: `append` extends a list"),
+            "{err}"
+        );
+        let table: toml::Table = toml::from_str(r#"x = { append = ["a"] }"#).unwrap();
+        assert!(
+            ParamValue::from_toml(&table["x"], Path::new("."), Source::Disk)
+                .unwrap_err()
+                .contains("belongs in config")
+        );
+    }
+
+    #[test]
     fn list_from_file_skips_comments() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -315,7 +448,7 @@ mod tests {
         let v: toml::Value =
             toml::from_str::<toml::Table>("x = { file = \"tor.txt\" }").unwrap()["x"].clone();
         assert_eq!(
-            ParamValue::from_toml(&v, dir.path()).unwrap(),
+            ParamValue::from_toml(&v, dir.path(), Source::Disk).unwrap(),
             ParamValue::List(vec!["185.220.101.47".into(), "10.0.0.0/8".into()])
         );
     }

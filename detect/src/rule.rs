@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::{DetectError, line_of};
 use crate::params::{ParamValue, Params};
+use crate::source::Source;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,6 +165,8 @@ pub struct Rule {
     pub params: Params,
     pub tests: Vec<RuleTest>,
     pub dir: PathBuf,
+    /// Where `dir` lives: on disk, or in the pack compiled into the binary.
+    pub source: Source,
     pub sql: String,
     pub sql_path: PathBuf,
 }
@@ -195,14 +198,26 @@ fn key_line(text: &str, key: &str) -> usize {
 }
 
 impl Rule {
-    /// Loads the rule in `dir` (`rule.toml` + `query.sql`).
+    /// Whether `pattern` selects this rule: its id contains it, or it is one of its catalog ids.
+    pub fn matches(&self, pattern: &str) -> bool {
+        self.id.contains(pattern) || self.catalog.iter().any(|c| c.eq_ignore_ascii_case(pattern))
+    }
+
+    /// Loads the rule in `dir` on disk (`rule.toml` + `query.sql`).
     pub fn load(dir: &Path) -> Result<Rule, DetectError> {
+        Rule::load_from(Source::Disk, dir)
+    }
+
+    /// Loads the rule in `dir` of `files`.
+    pub fn load_from(files: Source, dir: &Path) -> Result<Rule, DetectError> {
         let toml_path = dir.join("rule.toml");
         let sql_path = dir.join("query.sql");
-        let text = std::fs::read_to_string(&toml_path).map_err(|source| DetectError::Io {
-            path: toml_path.clone(),
-            source,
-        })?;
+        let text = files
+            .read_to_string(&toml_path)
+            .map_err(|source| DetectError::Io {
+                path: toml_path.clone(),
+                source,
+            })?;
         let file: RuleFile = toml::from_str(&text).map_err(|e| {
             let line = e.span().map_or(1, |s| line_of(&text, s.start));
             DetectError::rule(&toml_path, line, e.message().to_owned())
@@ -245,7 +260,7 @@ impl Rule {
         }
         let mut params = Params::new();
         for (name, value) in &file.params {
-            let v = ParamValue::from_toml(value, dir)
+            let v = ParamValue::from_toml(value, dir, files)
                 .map_err(|m| bad(name, format!("parameter `{name}`: {m}")))?;
             params.insert(name.clone(), v);
         }
@@ -261,7 +276,7 @@ impl Rule {
         for t in file.tests {
             let mut tp = Params::new();
             for (name, value) in &t.params {
-                let v = ParamValue::from_toml(value, dir).map_err(|m| bad("params", m))?;
+                let v = ParamValue::from_toml(value, dir, files).map_err(|m| bad("params", m))?;
                 match params.get(name) {
                     Some(d) if v.same_kind(d) => {}
                     _ => {
@@ -286,7 +301,7 @@ impl Rule {
                 .transpose()
             };
             let fixture = dir.join("fixtures").join(&t.fixture);
-            if !fixture.is_file() {
+            if !files.is_file(&fixture) {
                 return Err(bad(
                     "fixture",
                     format!("test `{}`: no fixture file {}", t.name, fixture.display()),
@@ -316,10 +331,12 @@ impl Rule {
                 params: tp,
             });
         }
-        let sql = std::fs::read_to_string(&sql_path).map_err(|source| DetectError::Io {
-            path: sql_path.clone(),
-            source,
-        })?;
+        let sql = files
+            .read_to_string(&sql_path)
+            .map_err(|source| DetectError::Io {
+                path: sql_path.clone(),
+                source,
+            })?;
         Ok(Rule {
             id: file.id,
             version: file.version,
@@ -344,6 +361,7 @@ impl Rule {
             params,
             tests,
             dir: dir.to_path_buf(),
+            source: files,
             sql,
             sql_path,
         })
@@ -353,24 +371,30 @@ impl Rule {
 /// Loads every rule under `rules_dir` (each sub-folder with a `rule.toml`), sorted by id.
 /// `pattern` keeps rules whose id contains it or matches a catalog id (`K14`).
 pub fn load_rules(rules_dir: &Path, pattern: Option<&str>) -> Result<Vec<Rule>, DetectError> {
-    let entries = std::fs::read_dir(rules_dir).map_err(|source| DetectError::Io {
-        path: rules_dir.to_path_buf(),
-        source,
-    })?;
-    let mut rules = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| DetectError::Io {
-            path: rules_dir.to_path_buf(),
+    load_pack(&[(Source::Disk, rules_dir.to_path_buf())], pattern)
+}
+
+/// Loads the rules of each layer in turn (e.g. the built-in pack, then a directory): a rule of
+/// a later layer replaces the earlier rule with the same id. Sorted by id; `pattern` as in
+/// [`load_rules`].
+pub fn load_pack(
+    layers: &[(Source, PathBuf)],
+    pattern: Option<&str>,
+) -> Result<Vec<Rule>, DetectError> {
+    let mut by_id = BTreeMap::new();
+    for (files, dir) in layers {
+        let dirs = files.rule_dirs(dir).map_err(|source| DetectError::Io {
+            path: dir.clone(),
             source,
         })?;
-        let dir = entry.path();
-        if dir.join("rule.toml").is_file() {
-            rules.push(Rule::load(&dir)?);
+        for d in dirs {
+            let rule = Rule::load_from(*files, &d)?;
+            by_id.insert(rule.id.clone(), rule);
         }
     }
-    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut rules: Vec<Rule> = by_id.into_values().collect();
     if let Some(p) = pattern {
-        rules.retain(|r| r.id.contains(p) || r.catalog.iter().any(|c| c.eq_ignore_ascii_case(p)));
+        rules.retain(|r| r.matches(p));
     }
     Ok(rules)
 }

@@ -24,6 +24,7 @@ use crate::finding::Finding;
 use crate::params::Params;
 use crate::rule::Rule;
 use crate::store::{Change, FindingsStore};
+use crate::suppress::{Suppression, Suppressions};
 
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -39,6 +40,8 @@ pub struct SchedulerOptions {
     pub dedup_horizon: TimeDelta,
     /// Longest wait after a failed run before it is retried (doubling from 5 s).
     pub max_retry_backoff: TimeDelta,
+    /// Findings judged benign (`[[detect.suppressions]]`): never recorded nor alerted.
+    pub suppressions: Suppressions,
 }
 
 impl Default for SchedulerOptions {
@@ -50,6 +53,7 @@ impl Default for SchedulerOptions {
             incident_window: TimeDelta::hours(1),
             dedup_horizon: TimeDelta::days(7),
             max_retry_backoff: TimeDelta::minutes(5),
+            suppressions: Suppressions::default(),
         }
     }
 }
@@ -73,6 +77,10 @@ pub trait SchedulerObserver: Send + Sync {
     ) {
     }
     fn rule_failed(&self, _rule: &str, _error: &str, _retry_in: TimeDelta) {}
+    /// `count` findings of `rule` matched `suppression` and were left out.
+    fn findings_suppressed(&self, _rule: &str, _suppression: &Suppression, _count: usize) {}
+    /// `suppression` has expired: it no longer applies (said once per process).
+    fn suppression_expired(&self, _suppression: &Suppression) {}
 }
 
 /// RFC 3339 in the state file (chrono is built without its serde feature: enabling it would
@@ -243,7 +251,9 @@ impl Scheduler {
             }
             let until = now - self.opts.settle;
             let started = Instant::now();
-            let result = self.run_rule(i, state.watermark, until, now, alerts).await;
+            let result = self
+                .run_rule(i, state.watermark, until, now, alerts, observer)
+                .await;
             let schedule = self.rules[i].0.schedule;
             let entry = self.state.rules.get_mut(&id).expect("inserted above");
             entry.last_run = Some(now);
@@ -307,6 +317,7 @@ impl Scheduler {
                     .run_on_events(rule, params, events.clone())
                     .await
                     .map_err(|e| e.to_string())?;
+                let found = suppress(&mut self.opts.suppressions, found, Utc::now(), observer);
                 record(&mut self.store, found, "streaming", Utc::now(), alerts)
             }
             .await;
@@ -340,6 +351,7 @@ impl Scheduler {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
         alerts: &dyn Alerts,
+        observer: &dyn SchedulerObserver,
     ) -> Result<(usize, usize), String> {
         if until <= watermark {
             return Ok((0, 0));
@@ -355,8 +367,34 @@ impl Scheduler {
             .run(rule, params, &window)
             .await
             .map_err(|e| e.to_string())?;
+        let found = suppress(&mut self.opts.suppressions, found, now, observer);
         record(&mut self.store, found, "scheduled", now, alerts)
     }
+}
+
+/// `found` without the findings an unexpired suppression matches (wall-clock `now`: whether a
+/// suppression still holds is an operator's decision in real time, not in event time).
+fn suppress(
+    suppressions: &mut Suppressions,
+    found: Vec<Finding>,
+    now: DateTime<Utc>,
+    observer: &dyn SchedulerObserver,
+) -> Vec<Finding> {
+    if suppressions.is_empty() {
+        return found;
+    }
+    let applied = suppressions.apply(found, now);
+    for i in applied.newly_expired {
+        observer.suppression_expired(&suppressions.list[i]);
+    }
+    let mut counts = BTreeMap::<usize, (String, usize)>::new();
+    for (i, f) in &applied.suppressed {
+        counts.entry(*i).or_insert_with(|| (f.rule_id.clone(), 0)).1 += 1;
+    }
+    for (i, (rule, n)) in counts {
+        observer.findings_suppressed(&rule, &suppressions.list[i], n);
+    }
+    applied.kept
 }
 
 /// Reconciles `found` with the store, alerts the new findings and records every change: the
@@ -520,5 +558,77 @@ mod tests {
         let report = s.tick(later, &alerts, &Quiet).await;
         assert_eq!((report.rules_run, report.new_findings), (1, 0));
         assert_eq!(alerts.0.lock().unwrap().len(), 2);
+    }
+
+    #[derive(Default)]
+    struct Counted(Mutex<Vec<String>>);
+    impl SchedulerObserver for Counted {
+        fn findings_suppressed(&self, rule: &str, s: &Suppression, count: usize) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("suppressed {rule} {} {count}", s.key));
+        }
+        fn suppression_expired(&self, s: &Suppression) {
+            self.0.lock().unwrap().push(format!("expired {}", s.key));
+        }
+    }
+
+    /// Suppressed findings are neither alerted nor recorded; an expired suppression is reported
+    /// once and holds nothing back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn suppressed_findings_are_not_alerted() {
+        let rules_dir = tempfile::tempdir().unwrap();
+        let rule = rule_copy("exec-into-pod", "exec-into-pod", rules_dir.path(), None);
+        let lake = fixture_lake(&[("prod", &rule.dir.join("fixtures/positive.jsonl"))]).unwrap();
+        let spec = |target: &str, expires: Option<&str>| crate::SuppressionSpec {
+            rule: "exec-into-pod".into(),
+            target: Some(target.into()),
+            reason: "r".into(),
+            expires: expires.map(str::to_owned),
+            ..Default::default()
+        };
+        let all = std::slice::from_ref(&rule);
+        let suppressions = Suppressions::new(vec![
+            Suppression::new("detect.suppressions[0]", spec("pods/exec *", None), all).unwrap(),
+            Suppression::new(
+                "detect.suppressions[1]",
+                spec("pods/*", Some("2020-01-01")),
+                all,
+            )
+            .unwrap(),
+        ]);
+        let ctx = open_lake(lake.path(), &SessionOptions::default())
+            .await
+            .unwrap();
+        let opts = SchedulerOptions {
+            initial_lookback: Utc::now()
+                - DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z")
+                    .unwrap()
+                    .to_utc(),
+            suppressions,
+            ..SchedulerOptions::default()
+        };
+        let params = rule.params.clone();
+        let mut s = Scheduler::open(
+            lake.path(),
+            vec![(rule, params)],
+            Detector::new(ctx).await.unwrap(),
+            opts,
+        )
+        .unwrap();
+        let alerts = Recorded::default();
+        let seen = Counted::default();
+        let report = s.tick(Utc::now(), &alerts, &seen).await;
+        // The fixture has two findings: one pods/exec (held back), one pods/attach.
+        assert_eq!(report.new_findings, 1);
+        assert_eq!(alerts.0.lock().unwrap().len(), 1);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                "expired detect.suppressions[1]".to_owned(),
+                "suppressed exec-into-pod detect.suppressions[0] 1".to_owned()
+            ]
+        );
     }
 }

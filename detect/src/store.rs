@@ -258,6 +258,7 @@ mod tests {
             actor: Some(actor.into()),
             source_ip: None,
             target: Some(target.into()),
+            namespace: None,
             first_event_at: t,
             last_event_at: t,
             event_count: count,

@@ -32,10 +32,11 @@ pub enum ReportError {
         line: usize,
         message: String,
     },
-    #[error("no report named {name:?} in {dir} (have: {have})")]
+    #[error("no report named {name:?} in {place} (have: {have})")]
     UnknownReport {
         name: String,
-        dir: PathBuf,
+        /// Where the definitions came from (a directory, the built-in pack, or both).
+        place: String,
         have: String,
     },
     #[error("reading {path}: {source}")]
@@ -250,9 +251,31 @@ pub fn load_reports(dir: &Path) -> Result<Vec<ReportDef>, ReportError> {
         .collect()
 }
 
-/// The report called `name` in `dir`.
-pub fn load_report(dir: &Path, name: &str) -> Result<ReportDef, ReportError> {
-    let all = load_reports(dir)?;
+/// Definitions given as `(file, text)` (the pack compiled into the binary), sorted by id.
+pub fn parse_reports<'a>(
+    files: impl IntoIterator<Item = (PathBuf, &'a str)>,
+) -> Result<Vec<ReportDef>, ReportError> {
+    let mut defs = files
+        .into_iter()
+        .filter(|(f, _)| f.extension().is_some_and(|x| x == "toml"))
+        .map(|(f, text)| parse_report(&f, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    defs.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(defs)
+}
+
+/// Layers of definitions in turn (the built-in pack, then a directory): a later definition
+/// replaces an earlier one with the same id. Sorted by id.
+pub fn merge_reports(layers: impl IntoIterator<Item = Vec<ReportDef>>) -> Vec<ReportDef> {
+    let mut by_id = BTreeMap::new();
+    for def in layers.into_iter().flatten() {
+        by_id.insert(def.id.clone(), def);
+    }
+    by_id.into_values().collect()
+}
+
+/// The report called `name` among `all` (loaded from `place`, named in the error).
+pub fn find_report(all: Vec<ReportDef>, name: &str, place: &str) -> Result<ReportDef, ReportError> {
     let have = all
         .iter()
         .map(|r| r.id.as_str())
@@ -262,9 +285,14 @@ pub fn load_report(dir: &Path, name: &str) -> Result<ReportDef, ReportError> {
         .find(|r| r.id == name)
         .ok_or_else(|| ReportError::UnknownReport {
             name: name.to_owned(),
-            dir: dir.to_path_buf(),
+            place: place.to_owned(),
             have,
         })
+}
+
+/// The report called `name` in `dir`.
+pub fn load_report(dir: &Path, name: &str) -> Result<ReportDef, ReportError> {
+    find_report(load_reports(dir)?, name, &dir.display().to_string())
 }
 
 fn template_env() -> minijinja::Environment<'static> {

@@ -223,6 +223,28 @@ impl fmt::Display for RuleFailed<'_> {
     }
 }
 
+/// A `[[detect.suppressions]]` entry has expired: it no longer applies, so the findings it
+/// held back are reported again until it is renewed or removed.
+pub struct SuppressionExpired<'a> {
+    pub key: &'a str,
+    pub rule: &'a str,
+    pub expired_at: chrono::DateTime<chrono::Utc>,
+    pub reason: &'a str,
+}
+impl fmt::Display for SuppressionExpired<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "suppression_expired key={} rule={} expired_at={} reason={:?}",
+            self.key,
+            self.rule,
+            self.expired_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.reason
+        )
+    }
+}
+
 pub struct SinkFailed<'a> {
     pub sink: &'a str,
     pub error: &'a str,

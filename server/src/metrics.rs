@@ -87,6 +87,7 @@ pub struct Metrics {
     pub rule_findings_new: Family<RuleLabel, Counter>,
     pub rule_findings_updated: Family<RuleLabel, Counter>,
     pub rule_errors: Family<RuleLabel, Counter>,
+    pub rule_findings_suppressed: Family<RuleLabel, Counter>,
     pub rule_watermark_lag_seconds: Family<RuleLabel, Gauge>,
     pub sink_delivered: Family<SinkLabel, Counter>,
     pub sink_failures: Family<SinkLabel, Counter>,
@@ -149,6 +150,7 @@ impl Metrics {
             rule_findings_new: Family::default(),
             rule_findings_updated: Family::default(),
             rule_errors: Family::default(),
+            rule_findings_suppressed: Family::default(),
             rule_watermark_lag_seconds: Family::default(),
             sink_delivered: Family::default(),
             sink_failures: Family::default(),
@@ -274,6 +276,11 @@ impl Metrics {
             "rule_errors",
             "Failed rule runs (retried with backoff)",
             m.rule_errors.clone(),
+        );
+        r.register(
+            "rule_findings_suppressed",
+            "Findings left out by a [[detect.suppressions]] entry, by rule",
+            m.rule_findings_suppressed.clone(),
         );
         r.register(
             "rule_watermark_lag_seconds",
@@ -424,6 +431,28 @@ impl auditlake_detect::SchedulerObserver for Metrics {
         self.rule_watermark_lag_seconds
             .get_or_create(&l)
             .set(lag.num_seconds());
+    }
+
+    fn findings_suppressed(
+        &self,
+        rule: &str,
+        _suppression: &auditlake_detect::Suppression,
+        count: usize,
+    ) {
+        self.rule_findings_suppressed
+            .get_or_create(&RuleLabel {
+                rule: rule.to_owned(),
+            })
+            .inc_by(count as u64);
+    }
+
+    fn suppression_expired(&self, s: &auditlake_detect::Suppression) {
+        log::emit(&log::SuppressionExpired {
+            key: &s.key,
+            rule: &s.rule,
+            expired_at: s.expires.unwrap_or_default(),
+            reason: &s.reason,
+        });
     }
 
     fn rule_failed(&self, rule: &str, error: &str, retry_in: chrono::TimeDelta) {

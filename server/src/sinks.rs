@@ -504,6 +504,7 @@ fn stored_finding(v: &Value) -> Result<Finding, String> {
         actor: s("actor"),
         source_ip: s("source_ip"),
         target: s("target"),
+        namespace: None,
         first_event_at: t("first_event_at")?,
         last_event_at: t("last_event_at")?,
         event_count: v["event_count"].as_i64().unwrap_or(0) as i32,

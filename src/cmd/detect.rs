@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use crate::cli::DetectArgs;
 use crate::cmd::query::session_options;
-use crate::cmd::rules::load_pack;
+use crate::cmd::rules::{LoadedPack, load_pack, warn_expired};
 use crate::config::Config;
 use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
@@ -23,7 +23,13 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         until: scope.until,
         clusters: scope.clusters,
     };
-    let (rules, pack) = load_pack(config, &args.rules)?;
+    let LoadedPack {
+        rules,
+        config: pack,
+        mut suppressions,
+        ..
+    } = load_pack(config, &args.rules)?;
+    warn_expired(&mut suppressions, now);
     let lake = config.lake_path(args.lake.lake.as_deref());
     let started = Instant::now();
     let rt = super::runtime()?;
@@ -52,7 +58,7 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         }
         anyhow::Ok((findings, ran))
     });
-    let (mut findings, ran) = match result {
+    let (findings, ran) = match result {
         Ok(x) => x,
         Err(e) => {
             if let Some(d) = e.downcast_ref::<auditlake_detect::DetectError>()
@@ -70,6 +76,15 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
             return Err(e).context("detect failed");
         }
     };
+    // Suppressed findings are neither printed nor stored; `rules suppressions` counts them.
+    let applied = suppressions.apply(findings, now);
+    let mut findings = applied.kept;
+    if !applied.suppressed.is_empty() {
+        eprintln!(
+            "{} finding(s) left out by [[detect.suppressions]] (auditlake rules suppressions)",
+            applied.suppressed.len()
+        );
+    }
     if args.store {
         let changes = auditlake_detect::scheduler::store_retro_hunt(
             &lake,

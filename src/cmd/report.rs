@@ -4,9 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use auditlake_query::{SessionOptions, open_lake};
-use auditlake_report::{
-    ReportFormat, ReportWindow, load_report, load_reports, render, run_report, write_atomically,
-};
+use auditlake_report::{ReportFormat, ReportWindow, render, run_report, write_atomically};
 use chrono::Utc;
 
 use crate::cli::ReportArgs;
@@ -15,9 +13,8 @@ use crate::config::Config;
 use crate::{EXIT_ERROR, EXIT_OK};
 
 pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
-    let dir = config.reports_dir(args.reports_dir.as_deref());
     if args.list {
-        let defs = load_reports(&dir)?;
+        let (defs, _) = crate::pack::reports(config, args.reports_dir.as_deref())?;
         for d in defs {
             let cis: Vec<&str> = d.cis.iter().map(|c| c.id.as_str()).collect();
             println!(
@@ -37,7 +34,7 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         .name
         .as_deref()
         .expect("clap requires NAME without --list");
-    let def = match load_report(&dir, name) {
+    let def = match crate::pack::report(config, args.reports_dir.as_deref(), name) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");

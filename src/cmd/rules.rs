@@ -8,7 +8,7 @@ use anyhow::Context;
 use auditlake_detect::engine::warmup;
 use auditlake_detect::fixtures::run_test;
 use auditlake_detect::params::missing_requirements;
-use auditlake_detect::{DetectError, Detector, PackConfig, Rule, load_rules};
+use auditlake_detect::{DetectError, Detector, PackConfig, Rule, Suppressions, Window};
 use auditlake_query::open_lake;
 
 use crate::cli::{RulesCommand, RulesDirArg};
@@ -16,20 +16,47 @@ use crate::cmd::query::session_options;
 use crate::config::Config;
 use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
+/// The rules of a run with the config's `[detect]` settings, checked against each other.
+pub struct LoadedPack {
+    /// The rules `--rules PATTERN` selects (every rule without one).
+    pub rules: Vec<Rule>,
+    pub config: PackConfig,
+    /// Checked against every rule of the pack, not only the selected ones.
+    pub suppressions: Suppressions,
+}
+
 /// Loads the pack and the config's `[detect]` settings, checked against each other.
-pub fn load_pack(config: &Config, arg: &RulesDirArg) -> anyhow::Result<(Vec<Rule>, PackConfig)> {
-    let dir = config.rules_dir(arg.rules_dir.as_deref());
-    let all = load_rules(&dir, None)?;
+pub fn load_pack(config: &Config, arg: &RulesDirArg) -> anyhow::Result<LoadedPack> {
+    let (all, place) =
+        crate::pack::rules(config, arg.rules_dir.as_deref(), arg.no_builtin_rules, None)?;
     let pack = config.pack_config()?;
     pack.validate(&all)?;
-    let rules = match &arg.pattern {
-        Some(p) => load_rules(&dir, Some(p))?,
+    let suppressions = config.suppressions(&all)?;
+    let rules: Vec<Rule> = match &arg.pattern {
+        Some(p) => all.into_iter().filter(|r| r.matches(p)).collect(),
         None => all,
     };
     if rules.is_empty() {
-        anyhow::bail!("no rules in {} match", dir.display());
+        anyhow::bail!("no rules in {place} match");
     }
-    Ok((rules, pack))
+    Ok(LoadedPack {
+        rules,
+        config: pack,
+        suppressions,
+    })
+}
+
+/// Logs each suppression expired at `now` (once per process) as `suppression_expired`.
+pub fn warn_expired(suppressions: &mut Suppressions, now: chrono::DateTime<chrono::Utc>) {
+    for i in suppressions.take_newly_expired(now) {
+        let s = &suppressions.list[i];
+        auditlake_server::log::emit(&auditlake_server::log::SuppressionExpired {
+            key: &s.key,
+            rule: &s.rule,
+            expired_at: s.expires.unwrap_or_default(),
+            reason: &s.reason,
+        });
+    }
 }
 
 /// `active`, `disabled`, or `needs <param>`.
@@ -50,6 +77,10 @@ pub fn run(config: &Config, command: RulesCommand) -> anyhow::Result<u8> {
         RulesCommand::List { rules, lake } => list(config, &rules, lake.lake.as_deref()),
         RulesCommand::Check { rules } => check(config, &rules),
         RulesCommand::Test { rules } => test(config, &rules),
+        RulesCommand::Suppressions { rules, lake, scope } => {
+            suppressions(config, &rules, lake.lake.as_deref(), &scope)
+        }
+        RulesCommand::ImportSigma { paths, out } => import_sigma(&paths, &out),
     }
 }
 
@@ -97,7 +128,11 @@ fn warmup_states(
 }
 
 fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>) -> anyhow::Result<u8> {
-    let (rules, pack) = load_pack(config, arg)?;
+    let LoadedPack {
+        rules,
+        config: pack,
+        ..
+    } = load_pack(config, arg)?;
     let warming = warmup_states(config, lake, &rules, &pack)?;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -137,7 +172,7 @@ fn list_cell(items: &[String]) -> String {
 
 fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
     let (rules, pack) = match load_pack(config, arg) {
-        Ok(x) => x,
+        Ok(p) => (p.rules, p.config),
         Err(e) => {
             eprintln!("error: {}", crate::error_message(&e));
             return Ok(EXIT_ERROR);
@@ -176,7 +211,7 @@ fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
 }
 
 fn test(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
-    let (rules, _) = load_pack(config, arg)?;
+    let rules = load_pack(config, arg)?.rules;
     let rt = super::runtime()?;
     let (mut passed, mut failed, mut untested) = (0, 0, Vec::new());
     rt.block_on(async {
@@ -212,6 +247,123 @@ fn test(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
         untested.len()
     );
     Ok(if failed == 0 && untested.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}
+
+/// `rules suppressions`: each entry, its state and its hits over the lake's window. Hits are
+/// computed, not recorded: suppressed findings never reach the findings store, so the rules an
+/// entry names run again (suppressions off) and every finding an entry matches counts for it.
+fn suppressions(
+    config: &Config,
+    arg: &RulesDirArg,
+    lake: Option<&Path>,
+    scope: &crate::cli::ScopeArgs,
+) -> anyhow::Result<u8> {
+    let LoadedPack {
+        rules,
+        config: pack,
+        mut suppressions,
+        ..
+    } = load_pack(config, arg)?;
+    let now = chrono::Utc::now();
+    warn_expired(&mut suppressions, now);
+    let scope = scope.scope(now)?;
+    let window = Window {
+        since: scope.since,
+        until: scope.until,
+        clusters: scope.clusters,
+    };
+    let lake = config.lake_path(lake);
+    // Hits per entry: (findings, events); `None` when there is no lake or the rule is off.
+    let mut hits: Vec<Option<(usize, i64)>> = vec![None; suppressions.list.len()];
+    if lake.is_dir() {
+        let rt = super::runtime()?;
+        rt.block_on(async {
+            let ctx = open_lake(&lake, &session_options(config)).await?;
+            let detector = Detector::new(ctx).await?;
+            for rule in &rules {
+                let entries: Vec<usize> = (0..suppressions.list.len())
+                    .filter(|i| suppressions.list[*i].rule == rule.id)
+                    .collect();
+                let params = pack.params_for(rule);
+                if entries.is_empty() || !pack.is_active(rule, &params) {
+                    continue;
+                }
+                let found = detector.run(rule, &params, &window).await?;
+                for i in entries {
+                    let matched = found.iter().filter(|f| suppressions.list[i].matches(f));
+                    let (n, events) =
+                        matched.fold((0, 0), |(n, e), f| (n + 1, e + i64::from(f.event_count)));
+                    hits[i] = Some((n, events));
+                }
+            }
+            anyhow::Ok(())
+        })?;
+    } else {
+        eprintln!(
+            "no lake at {}: hit counts need one (--lake DIR)",
+            lake.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<30} {:<8} {:<17} {:>8} {:>8}  MATCHES / REASON",
+        "KEY", "RULE", "STATE", "EXPIRES", "FINDINGS", "EVENTS"
+    )?;
+    for (s, h) in suppressions.list.iter().zip(&hits) {
+        let (findings, events) = match h {
+            Some((n, e)) => (n.to_string(), e.to_string()),
+            None => ("-".into(), "-".into()),
+        };
+        writeln!(
+            out,
+            "{:<24} {:<30} {:<8} {:<17} {:>8} {:>8}  {} / {}",
+            s.key,
+            s.rule,
+            if s.is_expired(now) {
+                "expired"
+            } else {
+                "active"
+            },
+            s.expires.map_or("never".to_owned(), |e| e
+                .format("%Y-%m-%dT%H:%MZ")
+                .to_string()),
+            findings,
+            events,
+            s.describe(),
+            s.reason
+        )?;
+    }
+    writeln!(out, "{} suppression(s)", suppressions.list.len())?;
+    Ok(EXIT_OK)
+}
+
+/// `rules import-sigma`: one line per rule written (with its interpretations) and per rule
+/// refused (with the feature it needs); exit 1 when any was refused.
+fn import_sigma(paths: &[std::path::PathBuf], out: &Path) -> anyhow::Result<u8> {
+    let report = auditlake_detect::sigma::import(paths, out)?;
+    let mut stdout = std::io::stdout().lock();
+    for (id, dir, notes) in &report.written {
+        writeln!(stdout, "imported {id} -> {}", dir.display())?;
+        for n in notes {
+            writeln!(stdout, "  interpreted: {n}")?;
+        }
+    }
+    for r in &report.refused {
+        writeln!(stdout, "not imported {r}")?;
+    }
+    writeln!(
+        stdout,
+        "{} rule(s) imported into {}, {} not imported",
+        report.written.len(),
+        out.display(),
+        report.refused.len()
+    )?;
+    Ok(if report.refused.is_empty() {
         EXIT_OK
     } else {
         EXIT_FINDINGS

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use auditlake_detect::{SchedulerOptions, load_rules};
+use auditlake_detect::SchedulerOptions;
 use auditlake_ingest::{Lake, PipelineOptions};
 use auditlake_report::ReportFormat;
 use auditlake_report::schedule::Schedule;
@@ -153,12 +153,11 @@ fn report_options(config: &Config) -> anyhow::Result<Option<ReportOptions>> {
     if config.reports.is_empty() {
         return Ok(None);
     }
-    let dir = config.reports_dir(None);
     let mut reports = Vec::new();
     for (i, r) in config.reports.iter().enumerate() {
         let key = format!("reports[{i}]");
         let def =
-            auditlake_report::load_report(&dir, &r.name).with_context(|| format!("{key}.name"))?;
+            crate::pack::report(config, None, &r.name).with_context(|| format!("{key}.name"))?;
         let schedule =
             Schedule::parse(&r.schedule).map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
         let window = match &r.window {
@@ -199,10 +198,10 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
     if s.enabled == Some(false) {
         return Ok(None);
     }
-    let dir = config.rules_dir(None);
-    let all = load_rules(&dir, None)?;
+    let (all, place) = crate::pack::rules(config, None, false, None)?;
     let pack = config.pack_config()?;
     pack.validate(&all)?;
+    let suppressions = config.suppressions(&all)?;
     let selected = |r: &auditlake_detect::Rule| {
         s.rules.as_ref().is_none_or(|want| {
             want.iter()
@@ -231,8 +230,7 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
         })
     {
         anyhow::bail!(
-            "scheduler.rules: {missing:?} is not an active rule id or catalog id in {}",
-            dir.display()
+            "scheduler.rules: {missing:?} is not an active rule id or catalog id in {place}"
         );
     }
     let d = SchedulerOptions::default();
@@ -245,6 +243,7 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
         incident_window: s
             .incident_window_minutes
             .map_or(d.incident_window, TimeDelta::minutes),
+        suppressions,
         ..d
     };
     let sinks = config

@@ -118,6 +118,126 @@ fn a_broken_rule_is_reported_with_file_and_line() {
     );
 }
 
+/// The pack travels with the binary: from a directory with no `rules/` or `reports/`, detect,
+/// `rules list|test` and `report` use the built-in pack; `--rules-dir` adds a rule and replaces
+/// a built-in one by id; a mistyped directory is an error naming it.
+#[test]
+fn the_built_in_pack_works_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod-eu1", &[&repo().join("samples/audit.log")]);
+    let here = || {
+        let mut cmd = bin();
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let out = run(here().args(["detect", "--format", "json", "--lake", "lake"]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let priv_pod: Vec<_> = findings
+        .iter()
+        .filter(|f| f["rule_id"] == "privileged-pod")
+        .collect();
+    assert_eq!(priv_pod.len(), 1, "{findings:#?}");
+    assert_eq!(priv_pod[0]["severity"], "high");
+    let built_in_count = findings.len();
+    assert!(built_in_count > 10, "{built_in_count} findings");
+
+    let list = run_ok(here().args(["rules", "list"]));
+    assert!(list.contains("privileged-pod"), "{list}");
+    let tested = run_ok(here().args(["rules", "test", "--rules", "privileged-pod"]));
+    assert!(tested.contains(" 0 failed"), "{tested}");
+    let report = run_ok(here().args(["report", "secret-access", "--lake", "lake"]));
+    assert!(report.starts_with("# Secret access"), "{report}");
+
+    // A directory of our own: a replacement for privileged-pod (critical) and a new rule.
+    let mine = dir.path().join("my-rules");
+    let copy = |id: &str, to: &str| {
+        let src = repo().join("rules").join(id);
+        std::fs::create_dir_all(mine.join(to)).unwrap();
+        let toml = std::fs::read_to_string(src.join("rule.toml"))
+            .unwrap()
+            .replace(&format!("id = \"{id}\""), &format!("id = \"{to}\""))
+            .replace("severity = \"high\"", "severity = \"critical\"");
+        // No fixtures travel with the copy: its tests are dropped.
+        let toml = toml.split("\n[[tests]]").next().unwrap().to_owned();
+        std::fs::write(mine.join(to).join("rule.toml"), toml).unwrap();
+        std::fs::copy(src.join("query.sql"), mine.join(to).join("query.sql")).unwrap();
+    };
+    copy("privileged-pod", "privileged-pod");
+    copy("exec-into-pod", "my-exec-rule");
+    let out = run(here().args([
+        "detect",
+        "--format",
+        "json",
+        "--lake",
+        "lake",
+        "--rules-dir",
+        "my-rules",
+    ]));
+    let findings: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by = |id: &str| {
+        findings
+            .iter()
+            .filter(|f| f["rule_id"] == id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("privileged-pod").len(), 1);
+    assert_eq!(
+        by("privileged-pod")[0]["severity"],
+        "critical",
+        "replaced by id"
+    );
+    assert_eq!(by("my-exec-rule").len(), by("exec-into-pod").len());
+    assert!(!by("my-exec-rule").is_empty());
+    assert_eq!(findings.len(), built_in_count + by("my-exec-rule").len());
+    // Only our directory.
+    let list = run_ok(here().args([
+        "rules",
+        "list",
+        "--rules-dir",
+        "my-rules",
+        "--no-builtin-rules",
+    ]));
+    assert!(list.ends_with("2 rules, 2 active\n"), "{list}");
+
+    for args in [
+        &["detect", "--lake", "lake", "--rules-dir", "no-such-rules"][..],
+        &["rules", "list", "--rules-dir", "no-such-rules"][..],
+    ] {
+        let out = run(here().args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("rules directory no-such-rules does not exist"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = run(here().args([
+        "report",
+        "secret-access",
+        "--lake",
+        "lake",
+        "--reports-dir",
+        "nope",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reports directory nope does not exist"));
+}
+
 #[test]
 fn detect_on_the_samples_finds_the_incident() {
     let dir = tempfile::tempdir().unwrap();
@@ -544,7 +664,8 @@ fn falco_labelled_cases_all_come_out_right() {
             cmd.args(["detect", "--format", "json", "--lake"])
                 .arg(&lake)
                 .arg("--rules-dir")
-                .arg(repo().join("tests/e2e/falco-rules"));
+                .arg(repo().join("tests/e2e/falco-rules"))
+                .arg("--no-builtin-rules");
             String::from_utf8(run(&mut cmd).stdout)
                 .unwrap()
                 .lines()
@@ -596,5 +717,233 @@ fn falco_labelled_cases_all_come_out_right() {
         "{} of 66 cases wrong:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+fn stderr_of(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
+    let out = run(cmd);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `[[detect.suppressions]]` through the binary: a matching, unexpired entry holds findings back
+/// from `detect`; an expired one is logged (`suppression_expired`) and holds nothing back;
+/// `rules suppressions` shows each entry's hits over the lake; a bad entry names its key.
+#[test]
+fn suppressions_hold_back_findings_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod-eu1", &[&repo().join("samples/audit.log")]);
+    let key = |f: &serde_json::Value| {
+        format!(
+            "{} {} {}",
+            f["rule_id"].as_str().unwrap(),
+            f["actor"].as_str().unwrap_or("-"),
+            f["target"].as_str().unwrap_or("-")
+        )
+    };
+    let before: BTreeSet<String> = detect(&lake, &[]).iter().map(key).collect();
+    let ci = "deployment-patched system:serviceaccount:ci:deployer deployments monitoring/prometheus-k8s";
+    let exec = "exec-into-pod dave@example.com pods/exec payments/api-96hv2hndm-9djds";
+    assert!(before.contains(ci) && before.contains(exec), "{before:#?}");
+    let forbidden_kube_system: Vec<&String> = before
+        .iter()
+        .filter(|k| k.starts_with("forbidden-request ") && k.contains(" kube-system/"))
+        .collect();
+    assert_eq!(forbidden_kube_system.len(), 2, "{before:#?}");
+
+    let cfg = dir.path().join("suppress.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[detect.suppressions]]
+rule = "deployment-patched"
+actor = "system:serviceaccount:ci:*"
+source_cidr = "10.0.0.0/8"
+reason = "the CI deployer rolls out releases from the build network"
+expires = 2099-01-01
+
+[[detect.suppressions]]
+rule = "forbidden-request"
+namespace = "kube-system"
+reason = "a probe we retired"
+expires = "2020-01-01T00:00:00Z"
+
+[[detect.suppressions]]
+rule = "exec-into-pod"
+target = "pods/exec *"
+namespace = "payments"
+reason = "the payments on-call debugs api pods"
+"#,
+    )
+    .unwrap();
+    let out = run(bin()
+        .args(["detect", "--format", "json", "--lake"])
+        .arg(&lake)
+        .arg("--config")
+        .arg(&cfg));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "suppression_expired key=detect.suppressions[1] rule=forbidden-request expired_at=2020-01-01T00:00:00Z reason=\"a probe we retired\""
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 finding(s) left out by [[detect.suppressions]]"),
+        "{err}"
+    );
+    let after: BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| key(&serde_json::from_str(l).unwrap()))
+        .collect();
+    let gone: Vec<&String> = before.difference(&after).collect();
+    assert_eq!(
+        gone,
+        vec![&ci.to_owned(), &exec.to_owned()],
+        "exactly these two"
+    );
+    assert!(after.is_superset(&forbidden_kube_system.into_iter().cloned().collect()));
+
+    // Hit counts over the lake, per entry (the expired one still shows what it would match).
+    let listing = run_ok(
+        bin()
+            .args(["rules", "suppressions", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg),
+    );
+    let rows: BTreeMap<String, Vec<String>> = listing
+        .lines()
+        .filter(|l| l.starts_with("detect.suppressions["))
+        .map(|l| {
+            let cells: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+            (cells[0].clone(), cells[1..6].to_vec())
+        })
+        .collect();
+    let row = |i: usize| rows[&format!("detect.suppressions[{i}]")].join(" ");
+    assert_eq!(
+        row(0),
+        "deployment-patched active 2099-01-01T00:00Z 1 18",
+        "{listing}"
+    );
+    assert_eq!(
+        row(1),
+        "forbidden-request expired 2020-01-01T00:00Z 2 13",
+        "{listing}"
+    );
+    assert_eq!(row(2), "exec-into-pod active never 1 2", "{listing}");
+    assert!(
+        listing.contains("the payments on-call debugs api pods"),
+        "{listing}"
+    );
+
+    // A bad entry is an error naming its key, for every command that loads the pack.
+    for (entry, want) in [
+        (
+            "rule = \"deployment-patched\"\nactor = \"x\"\nsource_cidr = [\"10.0.0.0/33\"]\nreason = \"r\"",
+            "config `detect.suppressions[0].source_cidr`: \"10.0.0.0/33\" is not an address or CIDR",
+        ),
+        (
+            "rule = \"no-such-rule\"\nactor = \"x\"\nreason = \"r\"",
+            "config `detect.suppressions[0].rule`: no rule with id \"no-such-rule\"",
+        ),
+        (
+            "rule = \"exec-into-pod\"\nactor = \"x\"\nreason = \"r\"\nexpires = \"soon\"",
+            "config `detect.suppressions[0].expires`: \"soon\" is not a date",
+        ),
+        (
+            "rule = \"exec-into-pod\"\nreason = \"r\"",
+            "config `detect.suppressions[0]`: give at least one of actor, target, namespace, source_cidr",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[[detect.suppressions]]\n{entry}\n")).unwrap();
+        for args in [&["detect"][..], &["rules", "suppressions"][..]] {
+            let (code, _, err) = stderr_of(
+                bin()
+                    .args(args)
+                    .arg("--lake")
+                    .arg(&lake)
+                    .arg("--config")
+                    .arg(&cfg),
+            );
+            assert_eq!(code, Some(2), "{args:?} {entry}: {err}");
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+}
+
+/// `{ append = [...] }` extends a rule's default list; a plain list replaces it. On benign
+/// controller traffic the known controllers stay quiet with an appended entry, and come back
+/// when the list is replaced.
+#[test]
+fn list_parameters_can_extend_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let traffic = dir.path().join("controllers.jsonl");
+    run_ok(
+        bin()
+            .args(["generate", "--events", "3000", "--controllers", "--out"])
+            .arg(&traffic),
+    );
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod", &[&traffic]);
+    let actors = |config: &str| -> BTreeSet<String> {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, config).unwrap();
+        detect(&lake, &["--config", cfg.to_str().unwrap()])
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f["rule_id"].as_str().unwrap(),
+                    f["actor"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    let controller = |a: &String| {
+        [
+            "argocd",
+            "flux-system",
+            "cert-manager",
+            "velero",
+            "external-secrets",
+            "kyverno",
+        ]
+        .iter()
+        .any(|c| a.contains(&format!("system:serviceaccount:{c}:")))
+    };
+    let ci = "deployment-patched system:serviceaccount:ci:deployer".to_owned();
+    let defaults = actors("[detect.params]\nbaseline_days = 0\n");
+    assert!(defaults.contains(&ci), "{defaults:#?}");
+    assert!(!defaults.iter().any(controller), "{defaults:#?}");
+
+    let appended = actors(
+        "[detect.params]\nbaseline_days = 0\nknown_controllers = { append = [\"system:serviceaccount:ci:\"] }\n",
+    );
+    let mut want = defaults.clone();
+    want.remove(&ci);
+    assert_eq!(
+        appended, want,
+        "the appended prefix is exempt, the defaults still are"
+    );
+
+    let per_rule = actors(
+        "[detect.params]\nbaseline_days = 0\n[detect.rules.deployment-patched.params]\nexcluded_users = { append = [\"system:serviceaccount:ci:deployer\"] }\n",
+    );
+    assert_eq!(per_rule, want);
+
+    let replaced = actors(
+        "[detect.params]\nbaseline_days = 0\nknown_controllers = [\"system:serviceaccount:ci:\"]\n",
+    );
+    assert!(!replaced.contains(&ci));
+    let back: Vec<&String> = replaced.iter().filter(|a| controller(a)).collect();
+    assert!(
+        back.len() >= 5,
+        "replacing the list drops the defaults: {replaced:#?}"
     );
 }

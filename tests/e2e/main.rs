@@ -12,6 +12,7 @@ mod query;
 mod scheduler;
 mod secrets;
 mod security;
+mod sigma;
 mod testdata;
 mod wal;
 mod webhook;

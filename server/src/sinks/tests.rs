@@ -22,6 +22,7 @@ fn finding(id: &str, severity: &str) -> Finding {
         actor: Some("admin".into()),
         source_ip: Some("10.0.0.1".into()),
         target: Some("pods/exec audit-demo/priv-pod".into()),
+        namespace: Some("audit-demo".into()),
         first_event_at: t,
         last_event_at: t,
         event_count: 2,
