@@ -649,9 +649,9 @@ impl Config {
     /// object-store URL with `[lake.storage]`.
     pub fn lake(&self, flag: Option<&Path>) -> anyhow::Result<auditlake_ingest::Lake> {
         let path = self.lake_path(flag);
-        let spec = path.to_str().ok_or_else(|| {
-            anyhow::anyhow!("lake path {} is not valid UTF-8", path.display())
-        })?;
+        let spec = path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("lake path {} is not valid UTF-8", path.display()))?;
         Ok(auditlake_ingest::Lake::open(spec, &self.lake.storage)?)
     }
 }

@@ -29,8 +29,8 @@ use arrow::record_batch::RecordBatch;
 use auditlake_schemas::{AUDIT_ID, STAGE, STAGE_AT};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use crate::error::{IngestError, Result};
 use crate::decode::{MICROS_PER_HOUR, PartitionKey, dedup_key};
+use crate::error::{IngestError, Result};
 use crate::lake::{DataFile, Lake, NewFile, TableFile, create_dir_durable};
 use crate::writer::{
     KeyHashes, RowGroupFile, SORTED_BY_KEY, WriterOptions, encode_row_group, release_freed_memory,
@@ -94,7 +94,11 @@ pub struct PartitionRef {
 
 impl std::fmt::Display for PartitionRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cluster={}/date={}/hour={}", self.cluster, self.date, self.hour)
+        write!(
+            f,
+            "cluster={}/date={}/hour={}",
+            self.cluster, self.date, self.hour
+        )
     }
 }
 
@@ -432,9 +436,9 @@ pub fn prepare(
     opts: &CompactOptions,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Option<Prepared>> {
-    let files = lake
-        .events()
-        .partition_files(&partition.cluster, &partition.date, &partition.hour)?;
+    let files =
+        lake.events()
+            .partition_files(&partition.cluster, &partition.date, &partition.hour)?;
     let key = partition
         .key()
         .ok_or_else(|| IngestError::Internal(format!("bad partition {partition}")))?;
@@ -469,8 +473,19 @@ pub fn prepare(
             let merge = SortedMerge::open(lake, files)?;
             rows_in += merge.rows;
             let before = report.duplicates_removed;
-            for (tmp, rows) in merge_into(merge, &staging, &opts.writer, &mut seen, &mut report, cancelled)? {
-                let name = tmp.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            for (tmp, rows) in merge_into(
+                merge,
+                &staging,
+                &opts.writer,
+                &mut seen,
+                &mut report,
+                cancelled,
+            )? {
+                let name = tmp
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
                 let rel = format!("{partition}/{name}");
                 outputs.push(lake.publish(&tmp, &rel, &key, rows)?);
             }
@@ -518,7 +533,10 @@ pub fn finish(lake: &Lake, prepared: Prepared) -> Result<CompactReport> {
         "duplicates_removed": report.duplicates_removed,
     });
     let added: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
-    match lake.events().commit("compact", detail, outputs, inputs.clone()) {
+    match lake
+        .events()
+        .commit("compact", detail, outputs, inputs.clone())
+    {
         Ok(Some(_)) => {
             for f in &inputs {
                 lake.delete_data(&f.path)?;

@@ -279,6 +279,8 @@ pub struct LakeWriter {
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
     committed: Vec<CommittedFile>,
+    /// `add`s of finished files not yet committed to the table.
+    uncommitted: Vec<NewFile>,
     stats: WriteStats,
     poisoned: Option<String>,
     /// Local lakes keep one writer per directory (it cleans `_tmp/`); on object storage many
@@ -370,6 +372,7 @@ impl LakeWriter {
             workers,
             in_flight: 0,
             committed: Vec::new(),
+            uncommitted: Vec::new(),
             stats: WriteStats::default(),
             poisoned: None,
             _lock: lock,
@@ -466,15 +469,9 @@ impl LakeWriter {
         }
         self.collect_finished(true)?;
         self.evict_key_sets();
-        let files = std::mem::take(&mut self.committed);
-        if !files.is_empty() {
-            let rows: usize = files.iter().map(|f| f.rows).sum();
-            let adds = files.iter().map(|f| f.add.clone()).collect();
-            let detail = serde_json::json!({ "files": files.len(), "rows": rows });
-            let result = self.lake.events().commit("ingest", detail, adds, Vec::new());
-            result.map_err(|e| self.poison(e))?;
-        }
-        Ok(files)
+        let result = self.commit_pending();
+        result.map_err(|e| self.poison(e))?;
+        Ok(std::mem::take(&mut self.committed))
     }
 
     /// Flushes, then stops the encoder threads.
@@ -685,13 +682,14 @@ impl LakeWriter {
         let add = self
             .lake
             .publish(&tmp, &open.target, partition, open.rows as u64)?;
-        self.accept_committed(CommittedFile {
+        let result = self.accept_committed(CommittedFile {
             path: open.target,
             partition: partition.clone(),
             rows: open.rows,
             bytes,
             add,
         });
+        result.map_err(|e| self.poison(e))?;
         Ok(())
     }
 
@@ -761,10 +759,7 @@ impl LakeWriter {
 
     fn accept_result(&mut self, done: Encoded) -> Result<()> {
         let appended = match done {
-            Encoded::File(Ok(file)) => {
-                self.accept_committed(file);
-                Ok(())
-            }
+            Encoded::File(Ok(file)) => self.accept_committed(file),
             Encoded::File(Err(e)) => Err(e),
             Encoded::Panicked(what) => Err(IngestError::Internal(format!(
                 "a Parquet encoder thread panicked: {what}"
@@ -779,11 +774,32 @@ impl LakeWriter {
         appended.map_err(|e| self.poison(e))
     }
 
-    fn accept_committed(&mut self, file: CommittedFile) {
+    fn accept_committed(&mut self, file: CommittedFile) -> Result<()> {
         self.stats.rows_committed += file.rows as u64;
         self.stats.files_committed += 1;
         self.stats.bytes_committed += file.bytes;
+        self.uncommitted.push(file.add.clone());
         self.committed.push(file);
+        // A long one-shot ingest keeps its progress: a crash loses at most this many files'
+        // work, which the re-run redoes (dedup drops what was committed).
+        if self.uncommitted.len() >= COMMIT_EVERY_FILES {
+            self.commit_pending()?;
+        }
+        Ok(())
+    }
+
+    /// One Delta commit of every finished file not yet in the table.
+    fn commit_pending(&mut self) -> Result<()> {
+        if self.uncommitted.is_empty() {
+            return Ok(());
+        }
+        let adds = std::mem::take(&mut self.uncommitted);
+        let rows: u64 = adds.iter().map(|a| a.rows).sum();
+        let detail = serde_json::json!({ "files": adds.len(), "rows": rows });
+        self.lake
+            .events()
+            .commit("ingest", detail, adds, Vec::new())?;
+        Ok(())
     }
 
     /// Appends an encoded row group to its file, and any that were waiting behind it.
@@ -815,8 +831,10 @@ impl LakeWriter {
         self.cached_keys = 0;
         self.buffers.clear();
         self.buffered_bytes = 0;
-        // Their temp files stay in `_tmp/`, removed when a writer next opens the lake.
+        // Their temp files stay in `_tmp/`, removed when a writer next opens the lake; files
+        // finished but not committed stay invisible orphans.
         self.open_files.clear();
+        self.uncommitted.clear();
         e
     }
 
@@ -839,7 +857,10 @@ pub fn load_partition_keys(lake: &Lake, partition: &PartitionKey) -> Result<KeyH
     let mut keys = KeyHashes::default();
     let (date, hour) =
         crate::time::partition_date_hour(partition.hour * crate::decode::MICROS_PER_HOUR);
-    for file in lake.events().partition_files(&partition.cluster, &date, &hour)? {
+    for file in lake
+        .events()
+        .partition_files(&partition.cluster, &date, &hour)?
+    {
         let path = PathBuf::from(&file.path);
         match lake.read_data(&file.path)? {
             DataFile::Local(f) => add_file_keys(f, &path, &mut keys)?,
@@ -901,6 +922,9 @@ fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArr
 fn least_recent<'a>(items: impl Iterator<Item = (&'a PartitionKey, u64)>) -> Option<PartitionKey> {
     items.min_by_key(|&(_, at)| at).map(|(k, _)| k.clone())
 }
+
+/// Finished files per Delta commit between flushes (a flush commits whatever is finished).
+const COMMIT_EVERY_FILES: usize = 8;
 
 /// Partitions with a file open at once; beyond it the least recently written is committed.
 const MAX_OPEN_FILES: usize = 64;

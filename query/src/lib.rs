@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use auditlake_ingest::Lake;
 use std::sync::Arc;
 
-use auditlake_schemas::{
-    DATE, FINDING_COLUMNS, findings_schema,
-};
+use auditlake_schemas::{DATE, FINDING_COLUMNS, findings_schema};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -153,7 +151,10 @@ pub async fn open_lake(lake: &Path, opts: &SessionOptions) -> Result<SessionCont
 }
 
 /// [`open_lake`] for a lake anywhere (a local directory or an object-store URL).
-pub async fn open_lake_at(lake: &Lake, opts: &SessionOptions) -> Result<SessionContext, QueryError> {
+pub async fn open_lake_at(
+    lake: &Lake,
+    opts: &SessionOptions,
+) -> Result<SessionContext, QueryError> {
     if !lake.is_remote() && !lake.root().is_dir() {
         return Err(QueryError::LakeNotFound(lake.root().to_path_buf()));
     }
@@ -291,7 +292,9 @@ async fn register_audit_events(
     let table = delta_table::LiveDeltaTable::new(
         lake.events().url().clone(),
         lake.events().options().clone(),
-        delta_table::read_schema().await.map_err(QueryError::Execution)?,
+        delta_table::read_schema()
+            .await
+            .map_err(QueryError::Execution)?,
     );
     if scope.is_everything() {
         ctx.register_table(AUDIT_EVENTS_TABLE, Arc::new(table))

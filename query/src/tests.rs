@@ -1,6 +1,6 @@
 use super::*;
-use auditlake_schemas::audit_events_file_schema;
 use auditlake_ingest::{IngestOptions, Input, Lake, ingest};
+use auditlake_schemas::audit_events_file_schema;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 

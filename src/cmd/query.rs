@@ -40,9 +40,7 @@ pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
         Ok(b) => b,
         // Bad SQL or a missing lake: DataFusion's own message, exit code 2.
         Err(
-            e @ (QueryError::Sql(_)
-            | QueryError::LakeNotFound(_)
-            | QueryError::NeedsMigration(_)),
+            e @ (QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_)),
         ) => {
             eprintln!("error: {e}");
             return Ok(EXIT_ERROR);

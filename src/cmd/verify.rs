@@ -12,7 +12,8 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let mut opts = VerifyOptions::default();
     if let Some(since) = &args.since {
-        opts.since_ms = Some(super::parse_time("--since", since, chrono::Utc::now())?.timestamp_millis());
+        opts.since_ms =
+            Some(super::parse_time("--since", since, chrono::Utc::now())?.timestamp_millis());
     }
     if let Some(grace) = &args.grace {
         match auditlake_detect::rule::parse_duration(grace) {
@@ -65,7 +66,11 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
             }
         );
     }
-    Ok(if report.intact() { EXIT_OK } else { EXIT_FINDINGS })
+    Ok(if report.intact() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
 }
 
 pub fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<u8> {
@@ -83,7 +88,8 @@ pub fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<u8> {
             r.files,
             r.rows,
             r.bytes as f64 / 1e6,
-            r.version.map_or(String::new(), |v| format!(" as version {v}"))
+            r.version
+                .map_or(String::new(), |v| format!(" as version {v}"))
         );
     }
     Ok(EXIT_OK)

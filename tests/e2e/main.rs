@@ -8,6 +8,7 @@ mod duckdb;
 mod forensics;
 mod ingest;
 mod kafka;
+mod lake;
 mod query;
 mod scheduler;
 mod secrets;

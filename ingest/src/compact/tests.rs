@@ -155,7 +155,11 @@ fn files_committed_between_prepare_and_finish_are_kept() {
     write_flushed(&lake, &["late"]);
     let report = finish(&lake, prepared).unwrap();
     assert_eq!((report.files_before, report.files_after), (4, 1));
-    assert_eq!(table_files(&lake).len(), 2, "the merged file and the late one");
+    assert_eq!(
+        table_files(&lake).len(),
+        2,
+        "the merged file and the late one"
+    );
     assert_eq!(rows_and_sorted(&lake).0, 250);
 }
 
@@ -234,9 +238,7 @@ fn a_file_not_known_to_be_sorted_is_left_as_it_is_and_the_rest_merges() {
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d"]);
     // A file written by something else, out of time order, without our sorted-by key.
-    let batch = read_file(&table_files(&lake)[0])
-        .unwrap()
-        .remove(0);
+    let batch = read_file(&table_files(&lake)[0]).unwrap().remove(0);
     let reversed = arrow::array::UInt32Array::from_iter_values((0..batch.num_rows() as u32).rev());
     let reversed = arrow::compute::take_record_batch(&batch, &reversed).unwrap();
     let written = dir.path().join("foreign.parquet");
@@ -271,10 +273,7 @@ fn more_small_files_than_the_fan_in_merge_into_one_file_per_group() {
         (report.files_before, report.files_after, report.rows),
         (MERGE_FAN_IN + 2, 2, 50 * (MERGE_FAN_IN as u64 + 2))
     );
-    assert_eq!(
-        rows_and_sorted(&lake),
-        (50 * (MERGE_FAN_IN + 2), true)
-    );
+    assert_eq!(rows_and_sorted(&lake), (50 * (MERGE_FAN_IN + 2), true));
 }
 
 #[test]
@@ -287,12 +286,19 @@ fn a_row_two_writers_both_committed_is_kept_once_by_compaction() {
     let b_file = table_files(&lake)[1].clone();
     fs::copy(&b_file, &copy).unwrap();
     commit_foreign(&lake, &copy, "part-replica.parquet");
-    assert_eq!(rows_and_sorted(&lake).0, 250, "the duplicate is visible before compaction");
+    assert_eq!(
+        rows_and_sorted(&lake).0,
+        250,
+        "the duplicate is visible before compaction"
+    );
     let report = compact_now(&lake);
     assert_eq!(report.duplicates_removed, 50);
     assert_eq!(rows_and_sorted(&lake), (200, true));
     for f in ["part-replica.parquet"] {
-        assert!(!partition_dir(&lake).join(f).exists(), "replaced files are deleted");
+        assert!(
+            !partition_dir(&lake).join(f).exists(),
+            "replaced files are deleted"
+        );
     }
 }
 
@@ -305,8 +311,12 @@ fn a_compaction_whose_input_was_removed_meanwhile_is_abandoned_and_leaves_nothin
         min_age_secs: 0,
         ..CompactOptions::default()
     };
-    let first = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().unwrap();
-    let second = prepare(&lake, &partition(&lake), &opts, &|| false).unwrap().unwrap();
+    let first = prepare(&lake, &partition(&lake), &opts, &|| false)
+        .unwrap()
+        .unwrap();
+    let second = prepare(&lake, &partition(&lake), &opts, &|| false)
+        .unwrap()
+        .unwrap();
     finish(&lake, first).unwrap();
     let err = finish(&lake, second).unwrap_err().to_string();
     assert!(err.contains("abandoned"), "{err}");

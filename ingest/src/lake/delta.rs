@@ -22,8 +22,8 @@ use deltalake::kernel::{Action, Add, Remove, StructType};
 use deltalake::logstore::commit_uri_from_version;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
-use object_store::ObjectStoreExt as _;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -97,7 +97,9 @@ pub struct EventTable {
 
 impl std::fmt::Debug for EventTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventTable").field("url", &self.url.as_str()).finish()
+        f.debug_struct("EventTable")
+            .field("url", &self.url.as_str())
+            .finish()
     }
 }
 
@@ -133,7 +135,9 @@ impl EventTable {
         block_on(async {
             match cached {
                 Some(mut t) => {
-                    t.update_incremental(None).await.map_err(table_err(&self.url))?;
+                    t.update_incremental(None)
+                        .await
+                        .map_err(table_err(&self.url))?;
                     Ok(t)
                 }
                 None => open_or_create(&self.url, &self.options).await,
@@ -148,7 +152,9 @@ impl EventTable {
     /// The store rooted at the table's directory (paths as in the log: `_delta_log/…`,
     /// `cluster=…/…`).
     pub fn table_store(&self) -> Result<deltalake::logstore::ObjectStoreRef> {
-        Ok(builder(&self.url, &self.options)?.log_store().object_store(None))
+        Ok(builder(&self.url, &self.options)?
+            .log_store()
+            .object_store(None))
     }
 
     /// Whether the table exists yet (without creating it).
@@ -224,10 +230,11 @@ impl EventTable {
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let table = self.take_latest()?;
             if !removes.is_empty() {
-                let live: std::collections::HashSet<String> = files_matching(&table, &self.url, &[])?
-                    .into_iter()
-                    .map(|f| f.path)
-                    .collect();
+                let live: std::collections::HashSet<String> =
+                    files_matching(&table, &self.url, &[])?
+                        .into_iter()
+                        .map(|f| f.path)
+                        .collect();
                 if removes.iter().any(|f| !live.contains(&f.path)) {
                     self.put_back(table);
                     return Ok(None);
@@ -277,7 +284,8 @@ fn lost_race(e: &IngestError) -> bool {
     matches!(
         source.as_ref(),
         DeltaTableError::Transaction {
-            source: TransactionError::VersionAlreadyExists(_) | TransactionError::MaxCommitAttempts(_)
+            source: TransactionError::VersionAlreadyExists(_)
+                | TransactionError::MaxCommitAttempts(_)
         }
     )
 }
@@ -310,10 +318,10 @@ pub async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Res
         .with_partition_columns(PARTITION_COLUMNS)
         // The commit files are the evidence chain: never let a checkpoint expire them.
         .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
-        .with_commit_properties(CommitProperties::default().with_metadata([(
-            INFO_ACTION.to_owned(),
-            Value::String("create".into()),
-        )]))
+        .with_commit_properties(
+            CommitProperties::default()
+                .with_metadata([(INFO_ACTION.to_owned(), Value::String("create".into()))]),
+        )
         .with_save_mode(SaveMode::Ignore)
         .await;
     match created {

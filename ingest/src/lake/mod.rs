@@ -79,7 +79,8 @@ impl Lake {
         let root = root.into();
         let url = directory_url(&root);
         let events = EventTable::new(
-            url.join(&format!("{AUDIT_EVENTS_DIR}/")).expect("table URL"),
+            url.join(&format!("{AUDIT_EVENTS_DIR}/"))
+                .expect("table URL"),
             HashMap::new(),
         );
         Lake {
@@ -100,7 +101,9 @@ impl Lake {
         }
         let url = store::parse_lake_url(spec)?;
         let store = store::build_store(&url, storage)?;
-        let events_url = url.join(&format!("{AUDIT_EVENTS_DIR}/")).expect("table URL");
+        let events_url = url
+            .join(&format!("{AUDIT_EVENTS_DIR}/"))
+            .expect("table URL");
         // Staging for files being encoded before upload: per lake URL, so two lakes never share.
         let staging = std::env::temp_dir().join(format!(
             "auditlake-staging-{}",
@@ -156,18 +159,32 @@ impl Lake {
     /// Makes a finished, fsynced temp file part of the table's storage at `rel` (relative to
     /// the table root) and returns what its `add` action records. Not yet visible: a Delta
     /// commit naming it does that.
-    pub fn publish(&self, tmp: &Path, rel: &str, partition: &PartitionKey, rows: u64) -> Result<NewFile> {
+    pub fn publish(
+        &self,
+        tmp: &Path,
+        rel: &str,
+        partition: &PartitionKey,
+        rows: u64,
+    ) -> Result<NewFile> {
         let (size, sha256) = hash_file(tmp)?;
         match &self.location.remote {
             None => commit_file(tmp, &self.audit_events_dir().join(rel))?,
             Some(remote) => {
-                let bytes = fs::read(tmp).map_err(IngestError::lake_io(tmp))?;
                 let path = self.object_path(remote, rel);
-                store::block_on(remote.store.put(&path, bytes.into())).map_err(|source| {
-                    IngestError::Storage {
-                        location: format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url),
-                        source: Box::new(source),
-                    }
+                let location = format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url);
+                // Streamed: one PUT up to 10 MB, a multipart upload above, never the whole file
+                // in memory.
+                store::block_on(async {
+                    use tokio::io::AsyncWriteExt;
+                    let mut file = tokio::fs::File::open(tmp).await?;
+                    let mut upload =
+                        object_store::buffered::BufWriter::new(remote.store.clone(), path);
+                    tokio::io::copy(&mut file, &mut upload).await?;
+                    upload.shutdown().await
+                })
+                .map_err(|e| IngestError::LakeIo {
+                    path: PathBuf::from(location),
+                    source: e,
                 })?;
                 fs::remove_file(tmp).map_err(IngestError::lake_io(tmp))?;
             }
@@ -239,7 +256,9 @@ impl Lake {
     }
 
     /// The object store and prefix of an object-store lake (for verify and listings).
-    pub fn remote_store(&self) -> Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
+    pub fn remote_store(
+        &self,
+    ) -> Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
         self.location
             .remote
             .as_ref()

@@ -14,8 +14,8 @@ use std::future::Future;
 use std::sync::{Arc, Once, OnceLock};
 
 use deltalake::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-    default_logstore, logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+    logstore_factories, object_store_factories,
 };
 use deltalake::{DeltaResult, DeltaTableError};
 use object_store::ObjectStore;
@@ -66,7 +66,8 @@ pub fn build_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<d
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
             for (k, v) in options {
-                let key: AmazonS3ConfigKey = k.to_ascii_lowercase().parse().map_err(|_| bad_key(k))?;
+                let key: AmazonS3ConfigKey =
+                    k.to_ascii_lowercase().parse().map_err(|_| bad_key(k))?;
                 b = b.with_config(key, v);
             }
             b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -74,7 +75,8 @@ pub fn build_store(url: &Url, options: &HashMap<String, String>) -> Result<Arc<d
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
             for (k, v) in options {
-                let key: GoogleConfigKey = k.to_ascii_lowercase().parse().map_err(|_| bad_key(k))?;
+                let key: GoogleConfigKey =
+                    k.to_ascii_lowercase().parse().map_err(|_| bad_key(k))?;
                 b = b.with_config(key, v);
             }
             b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -113,8 +115,8 @@ impl ObjectStoreFactory for RemoteStores {
         url: &Url,
         config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, StorePath)> {
-        let store = build_store(url, &config.raw)
-            .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let store =
+            build_store(url, &config.raw).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
         Ok((store, path_in_store(url)))
     }
 }
@@ -206,7 +208,10 @@ mod tests {
     fn an_unknown_storage_option_is_named() {
         let url = parse_lake_url("s3://bucket/lake").unwrap();
         let opts = HashMap::from([("aws_endpoint_urll".to_string(), "http://x".to_string())]);
-        let err = build_store(&url, &opts).err().expect("typo refused").to_string();
+        let err = build_store(&url, &opts)
+            .err()
+            .expect("typo refused")
+            .to_string();
         assert!(err.contains("aws_endpoint_urll"), "{err}");
     }
 }

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt as _};
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -230,9 +230,7 @@ async fn verify_store(
                     &mut report,
                     ProblemKind::RewrittenCommit,
                     format!("_delta_log/{pv:020}.json"),
-                    format!(
-                        "its SHA-256 is {actual}, but commit {version} recorded {recorded}"
-                    ),
+                    format!("its SHA-256 is {actual}, but commit {version} recorded {recorded}"),
                 ),
                 _ => {}
             }
@@ -328,7 +326,9 @@ async fn verify_store(
             );
         }
     }
-    report.problems.sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
+    report
+        .problems
+        .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
     Ok(report)
 }
 

@@ -90,30 +90,19 @@ impl Fixture {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Flushes and returns the committed (cluster partition dir name, rows) pairs.
+    /// Flushes and returns the committed (cluster partition dir name, rows) pairs: the files of
+    /// the lake's table, not whatever lies in its directories.
     fn finish(&self) -> Vec<(String, i64)> {
         self.state.pipeline.shutdown().unwrap();
-        let mut out = Vec::new();
-        let root = self.lake.audit_events_dir();
-        for c in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let mut rows = 0;
-            let mut stack = vec![c.path()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).unwrap().flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if p.extension().is_some_and(|x| x == "parquet") {
-                        let f = std::fs::File::open(&p).unwrap();
-                        let r = parquet_rows(f);
-                        rows += r;
-                    }
-                }
+        let mut rows: std::collections::BTreeMap<String, i64> = Default::default();
+        if self.lake.audit_events_dir().join("_delta_log").is_dir() {
+            for f in self.lake.events().all_files().unwrap() {
+                let cluster = f.path.split('/').next().unwrap().to_owned();
+                let file = std::fs::File::open(self.lake.audit_events_dir().join(&f.path)).unwrap();
+                *rows.entry(cluster).or_default() += parquet_rows(file);
             }
-            out.push((c.file_name().to_string_lossy().into_owned(), rows));
         }
-        out.sort();
-        out
+        rows.into_iter().collect()
     }
 }
 

@@ -1,0 +1,421 @@
+//! The lake as a Delta table: tamper evidence (`verify`), migration of a Parquet-only lake, and
+//! an object-store lake on a real S3-protocol server process (moto) read back by delta-rs's
+//! Python package and Polars.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::*;
+
+/// Copies a lake directory (to tamper with a copy and keep the original).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn data_files(lake: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p)
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&lake.join("audit_events"), &mut out);
+    out.sort();
+    out
+}
+
+/// `auditlake verify --json` on a lake: (exit code, report).
+fn verify(lake: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = run(bin().args(["verify", "--json", "--lake", lake]).args(extra));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn problems(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["problems"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["kind"].as_str().unwrap().to_owned(),
+                        p["object"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn verify_passes_an_intact_lake_and_names_each_kind_of_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // Three commits of data after the table's creation: two clusters, then a second batch.
+    ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
+    ingest(&lake, "staging", &[&repo().join("samples/audit.log")]);
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["commits"], 3, "{report}");
+    let files = data_files(&lake);
+    assert_eq!(report["files_hashed"], files.len() as u64, "{report}");
+    let rel = |p: &Path| {
+        p.strip_prefix(lake.join("audit_events"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let victim = rel(&files[0]);
+
+    // Each attack on a fresh copy, each named by what it touched.
+    let case = |name: &str, attack: &dyn Fn(&Path)| -> Vec<(String, String)> {
+        let copy = dir.path().join(name);
+        copy_dir(&lake, &copy);
+        attack(&copy);
+        let (code, report) = verify(copy.to_str().unwrap(), &["--grace", "0s"]);
+        assert_eq!(code, 1, "{name}: {report}");
+        assert_eq!(report["intact"], false, "{name}");
+        problems(&report)
+    };
+    let modified = case("modified", &|l| {
+        let path = l.join("audit_events").join(&victim);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+    });
+    assert_eq!(modified, [("modified file".to_owned(), victim.clone())]);
+
+    let deleted = case("deleted", &|l| {
+        std::fs::remove_file(l.join("audit_events").join(&victim)).unwrap();
+    });
+    assert_eq!(deleted, [("missing file".to_owned(), victim.clone())]);
+
+    let injected_rel = victim.replace("part-", "part-injected-");
+    let injected = case("injected", &|l| {
+        std::fs::copy(
+            l.join("audit_events").join(&victim),
+            l.join("audit_events").join(&injected_rel),
+        )
+        .unwrap();
+    });
+    assert_eq!(
+        injected,
+        [("injected file".to_owned(), injected_rel.clone())]
+    );
+
+    let commit1 = "_delta_log/00000000000000000001.json".to_owned();
+    let rewritten = case("rewritten", &|l| {
+        let path = l.join("audit_events").join(&commit1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Hide a file from the table: drop its add action (what someone erasing evidence does).
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.contains("\"add\""))
+            .collect();
+        assert!(kept.len() < text.lines().count());
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    });
+    assert!(
+        rewritten.contains(&("rewritten commit".to_owned(), commit1.clone())),
+        "{rewritten:?}"
+    );
+
+    let dropped = case("dropped-commit", &|l| {
+        std::fs::remove_file(l.join("audit_events").join(&commit1)).unwrap();
+    });
+    assert!(
+        dropped.contains(&("missing commit".to_owned(), commit1.clone())),
+        "{dropped:?}"
+    );
+
+    // A young unknown file may be an upload whose commit is in flight: not reported by default.
+    let copy = dir.path().join("young");
+    copy_dir(&lake, &copy);
+    std::fs::copy(
+        copy.join("audit_events").join(&victim),
+        copy.join("audit_events").join(&injected_rel),
+    )
+    .unwrap();
+    assert_eq!(verify(copy.to_str().unwrap(), &[]).0, 0);
+}
+
+#[test]
+fn migrate_turns_a_parquet_lake_into_a_delta_table_with_the_same_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
+    let rows = count(&lake, "audit_events");
+    assert!(rows > 0);
+    // What an earlier version left: the same Hive directories of Parquet, no log.
+    std::fs::remove_dir_all(lake.join("audit_events/_delta_log")).unwrap();
+    let out = run(bin().args([
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "SELECT count(*) FROM audit_events",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auditlake migrate"), "{err}");
+    // Writers refuse too: a new table beside the old files would hide them.
+    let out = run(bin()
+        .args([
+            "ingest",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--cluster",
+            "prod",
+        ])
+        .arg(repo().join("samples/audit.log")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auditlake migrate"));
+
+    let first = run(bin().args(["migrate", "--lake", lake.to_str().unwrap()]));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(count(&lake, "audit_events"), rows);
+    assert_eq!(verify(lake.to_str().unwrap(), &[]).0, 0);
+    let log = std::fs::read_dir(lake.join("audit_events/_delta_log"))
+        .unwrap()
+        .count();
+    let second = run(bin().args(["migrate", "--lake", lake.to_str().unwrap()]));
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already a Delta table"));
+    assert_eq!(
+        std::fs::read_dir(lake.join("audit_events/_delta_log"))
+            .unwrap()
+            .count(),
+        log,
+        "a second run commits nothing"
+    );
+    // And ingestion carries on, deduplicating against the migrated files.
+    let again = ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
+    assert_eq!(again["rows_written"], 0);
+}
+
+/// The S3-protocol server process and the Python readers, or `None` (with a message) where they
+/// are not installed. `.ci/run` installs them and sets AUDITLAKE_REQUIRE_S3.
+fn s3_tools() -> Option<()> {
+    let ok = Command::new("python3")
+        .args(["-c", "import moto.server, deltalake, polars, pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("AUDITLAKE_REQUIRE_S3").is_none(),
+            "AUDITLAKE_REQUIRE_S3 is set but `python3 -c 'import moto.server, deltalake, polars, pyarrow'` fails"
+        );
+        eprintln!(
+            "skipping: the S3 server (pip install 'moto[server]') or the Delta readers (pip install deltalake polars) are not installed; .ci/run installs them"
+        );
+    }
+    ok.then_some(())
+}
+
+struct S3Server {
+    _process: KillOnDrop,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let port = free_port();
+        let process = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let process = KillOnDrop(process);
+        wait_for_port(port, std::time::Duration::from_secs(30), "moto S3 server");
+        S3Server {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import urllib.request as u; u.urlopen(u.Request('{}/{bucket}', method='PUT'))",
+                    self.endpoint
+                ),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_s3_lake_holds_the_real_log_exactly_and_other_engines_read_the_same_table() {
+    let Some(data) = shared_testdata() else {
+        return;
+    };
+    if s3_tools().is_none() {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket("evidence");
+    let url = "s3://evidence/lakes/prod";
+    let log = data.join("real-apiserver-metadata/audit.log");
+    let ingest_s3 = || {
+        let mut cmd = bin();
+        s3.env(&mut cmd);
+        let out = run_ok(
+            cmd.args(["ingest", "--json", "--lake", url, "--cluster", "real"])
+                .arg(&log),
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let first = ingest_s3();
+    assert_eq!(first["events"], 1132, "{first}");
+    assert_eq!(first["rows_written"], 1132, "{first}");
+    // The same log again: the table is the dedup index, on S3 too.
+    let second = ingest_s3();
+    assert_eq!(second["rows_written"], 0, "{second}");
+
+    let mut q = bin();
+    s3.env(&mut q);
+    let out = run_ok(q.args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        url,
+        "SELECT count(*) AS n, count(DISTINCT audit_id) AS ids FROM audit_events",
+    ]));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["n"], 1132);
+
+    // delta-rs's Python package and Polars read the same table from the same server.
+    let script = format!(
+        r#"
+import json, deltalake, polars as pl
+opts = {{"AWS_ENDPOINT_URL": "{ep}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}}
+t = deltalake.DeltaTable("{url}/audit_events", storage_options=opts)
+a = t.to_pyarrow_table()
+df = pl.read_delta("{url}/audit_events", storage_options=opts)
+print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows": df.height,
+  "polars_panics": df.filter(pl.col("stage") == "Panic").height, "version": t.version()}}))
+"#,
+        ep = s3.endpoint
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    let other: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(other["rows"], 1132, "{other}");
+    assert_eq!(other["polars_rows"], 1132, "{other}");
+    let columns: Vec<&str> = other["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for c in [
+        "audit_id",
+        "stage",
+        "user_name",
+        "stage_at",
+        "cluster",
+        "date",
+        "hour",
+    ] {
+        assert!(columns.contains(&c), "{c} in {columns:?}");
+    }
+    let mut panics = bin();
+    s3.env(&mut panics);
+    let ours = run_ok(panics.args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        url,
+        "SELECT count(*) AS n FROM audit_events WHERE stage = 'Panic'",
+    ]));
+    let ours: Vec<serde_json::Value> = ours
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(other["polars_panics"], ours[0]["n"]);
+
+    // Tamper evidence on the bucket: intact, then a rewritten object is named.
+    let mut v = bin();
+    s3.env(&mut v);
+    let out = run(v.args(["verify", "--json", "--lake", url]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = format!(
+        r#"
+import boto3
+s3 = boto3.client("s3", endpoint_url="{ep}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="evidence", Prefix="lakes/prod/audit_events/cluster=")["Contents"])
+body = bytearray(s3.get_object(Bucket="evidence", Key=keys[0])["Body"].read())
+body[len(body) // 2] ^= 1
+s3.put_object(Bucket="evidence", Key=keys[0], Body=bytes(body))
+print(keys[0][len("lakes/prod/audit_events/"):])
+"#,
+        ep = s3.endpoint
+    );
+    let victim = run_ok(Command::new("python3").args(["-c", &script]));
+    let mut v = bin();
+    s3.env(&mut v);
+    let out = run(v.args(["verify", "--json", "--lake", url]));
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        problems(&after),
+        [("modified file".to_owned(), victim.trim().to_owned())]
+    );
+}
