@@ -63,7 +63,7 @@ FROM audit_events
 WHERE user_name = 'system:anonymous' AND authz_decision = 'allow' AND stage = 'ResponseComplete'
   AND request_uri NOT IN ('/healthz', '/livez', '/readyz', '/version')"
 
-echo; echo "# The detection pack over the samples (rules/; exit code 1 means findings)"
+echo; echo "# The detection pack over the samples (built into the binary from rules/; exit code 1 means findings)"
 run rules list --config samples/auditlake.toml
 status=0
 run detect --config samples/auditlake.toml --lake "$lake" || status=$?
@@ -81,8 +81,11 @@ done
 run report rbac-changes --lake "$lake" --section cluster_admin
 ls reports-out
 
+echo; echo "# The evidence is intact: every commit chained to the one before, every file re-hashed"
+run verify --lake "$lake"
+
 echo
-echo "The lake is in ./$lake (Hive-partitioned Parquet; DuckDB, Spark and Trino read it as is)."
+echo "The lake is in ./$lake: a Delta table of Parquet files (delta-rs, Polars, Spark, Trino, DuckDB's delta_scan read it)."
 echo "Reports are in ./reports-out/ (open them in a browser)."
 echo "Try your own: $bin query --lake $lake 'SELECT ... FROM audit_events'   (columns: $bin schema)"
 echo "or interactively: $bin shell --lake $lake      (or psql via: $bin pg --lake $lake)"
