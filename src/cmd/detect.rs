@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use auditlake_detect::rule::severity_rank;
 use auditlake_detect::{Detector, Finding, Window, findings_to_batch};
-use auditlake_query::{OutputFormat, open_lake, write_batches};
+use auditlake_query::{OutputFormat, open_lake_at, write_batches};
 use chrono::Utc;
 
 use crate::cli::DetectArgs;
@@ -30,11 +30,11 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         ..
     } = load_pack(config, &args.rules)?;
     warn_expired(&mut suppressions, now);
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let started = Instant::now();
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let ctx = open_lake(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &session_options(config)).await?;
         let detector = Detector::new(ctx).await?;
         let mut findings: Vec<Finding> = Vec::new();
         let mut ran = 0;
@@ -86,8 +86,14 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         );
     }
     if args.store {
+        if lake.is_remote() {
+            anyhow::bail!(
+                "--store on an object-storage lake is not supported yet: findings are stored in a local lake (run detect without --store, or on a local lake)"
+            );
+        }
+        let lake = lake.root();
         let changes = auditlake_detect::scheduler::store_retro_hunt(
-            &lake,
+            lake,
             findings.clone(),
             &auditlake_detect::SchedulerOptions::default(),
         )?;

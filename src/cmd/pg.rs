@@ -2,7 +2,7 @@
 //! lake (`serve` runs the same endpoint beside ingestion when `[postgres]` is configured).
 
 use anyhow::Context;
-use auditlake_query::open_lake;
+use auditlake_query::open_lake_at;
 use auditlake_server::pg::{PgOptions, PgServer};
 
 use crate::EXIT_OK;
@@ -32,11 +32,11 @@ pub fn pg_options(config: &Config, listen: Option<&str>) -> PgOptions {
 }
 
 pub fn run(config: &Config, args: PgArgs) -> anyhow::Result<u8> {
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = pg_options(config, args.listen.as_deref());
     let rt = super::runtime()?;
     rt.block_on(async {
-        let ctx = open_lake(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &session_options(config)).await?;
         let server = PgServer::bind(ctx, &opts)
             .await
             .context("postgres endpoint")?;

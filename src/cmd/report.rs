@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use auditlake_query::{SessionOptions, open_lake};
+use auditlake_query::{SessionOptions, open_lake_at};
 use auditlake_report::{ReportFormat, ReportWindow, render, run_report, write_atomically};
 use chrono::Utc;
 
@@ -52,14 +52,14 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     };
     let scope = args.scope.scope(Utc::now())?;
     let window = ReportWindow::from(&scope);
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope,
         ..session_options(config)
     };
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let ctx = open_lake(&lake, &opts).await?;
+        let ctx = open_lake_at(&lake, &opts).await?;
         anyhow::Ok(run_report(&ctx, &def, window).await?)
     });
     let report = match result {

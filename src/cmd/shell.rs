@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use auditlake_query::{
-    AUDIT_EVENTS_TABLE, OutputFormat, QueryError, SessionOptions, VIEWS, open_lake, run_sql,
+    AUDIT_EVENTS_TABLE, OutputFormat, QueryError, SessionOptions, VIEWS, open_lake_at, run_sql,
     write_batches,
 };
 use auditlake_schemas::{AUDIT_EVENT_COLUMNS, FINDING_COLUMNS, PARTITION_COLUMN_DEFS};
@@ -218,13 +218,13 @@ fn history_path(args: &ShellArgs) -> Option<PathBuf> {
 }
 
 pub fn run(config: &Config, args: ShellArgs) -> anyhow::Result<u8> {
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope: args.scope.scope(Utc::now())?,
         ..session_options(config)
     };
     let rt = super::runtime()?;
-    let ctx = rt.block_on(open_lake(&lake, &opts))?;
+    let ctx = rt.block_on(open_lake_at(&lake, &opts))?;
     let mut shell = Shell {
         ctx,
         format: args.format,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use auditlake_query::sqltext::quote_str;
-use auditlake_query::{SessionOptions, open_lake};
+use auditlake_query::{SessionOptions, open_lake_at};
 use auditlake_report::batches_to_rows;
 use chrono::Utc;
 use serde_json::Value;
@@ -184,7 +184,7 @@ fn outcome(code: i64) -> String {
 pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
     let (cond, title) = subject(&args)?;
     let scope = args.scope.scope(Utc::now())?;
-    let lake = config.lake_path(args.lake.lake.as_deref());
+    let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope,
         ..session_options(config)
@@ -211,7 +211,7 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
     );
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let ctx = open_lake(&lake, &opts).await?;
+        let ctx = open_lake_at(&lake, &opts).await?;
         let rows = auditlake_query::run_sql(&ctx, &sql).await?;
         let counts = auditlake_query::run_sql(&ctx, &counts_sql).await?;
         let findings = auditlake_query::run_sql(&ctx, &findings_sql).await?;

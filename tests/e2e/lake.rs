@@ -385,6 +385,35 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
         .collect();
     assert_eq!(other["polars_panics"], ours[0]["n"]);
 
+    // The detection pack reads the S3 lake as it reads a local one: the same findings.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("no-warmup.toml");
+    std::fs::write(&cfg, "[detect.params]\nbaseline_days = 0\n").unwrap();
+    let local = dir.path().join("lake");
+    ingest(&local, "real", &[&log]);
+    let findings = |lake: &str| -> std::collections::BTreeSet<String> {
+        let mut cmd = bin();
+        s3.env(&mut cmd);
+        let out = run(cmd.args(["detect", "--format", "json", "--config", cfg.to_str().unwrap(), "--lake", lake]));
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let f: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{} | {} | {}", f["rule_id"], f["actor"], f["target"])
+            })
+            .collect()
+    };
+    let on_s3 = findings(url);
+    assert!(!on_s3.is_empty());
+    assert_eq!(on_s3, findings(local.to_str().unwrap()));
+    // Storing findings on an object-storage lake is refused, not written to a staging directory.
+    let mut store = bin();
+    s3.env(&mut store);
+    let out = run(store.args(["detect", "--store", "--config", cfg.to_str().unwrap(), "--lake", url]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+
     // Tamper evidence on the bucket: intact, then a rewritten object is named.
     let mut v = bin();
     s3.env(&mut v);
