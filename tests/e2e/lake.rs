@@ -394,8 +394,20 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     let findings = |lake: &str| -> std::collections::BTreeSet<String> {
         let mut cmd = bin();
         s3.env(&mut cmd);
-        let out = run(cmd.args(["detect", "--format", "json", "--config", cfg.to_str().unwrap(), "--lake", lake]));
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(cmd.args([
+            "detect",
+            "--format",
+            "json",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--lake",
+            lake,
+        ]));
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| {
@@ -410,7 +422,14 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     // Storing findings on an object-storage lake is refused, not written to a staging directory.
     let mut store = bin();
     s3.env(&mut store);
-    let out = run(store.args(["detect", "--store", "--config", cfg.to_str().unwrap(), "--lake", url]));
+    let out = run(store.args([
+        "detect",
+        "--store",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lake",
+        url,
+    ]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
 
