@@ -171,7 +171,7 @@ impl Lake {
             None => commit_file(tmp, &self.audit_events_dir().join(rel))?,
             Some(remote) => {
                 let path = self.object_path(remote, rel);
-                let location = format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url);
+                let location = self.data_url(rel);
                 // Streamed: one PUT up to 10 MB, a multipart upload above, never the whole file
                 // in memory.
                 store::block_on(async {
@@ -201,6 +201,11 @@ impl Lake {
         })
     }
 
+    /// A data file's full location, for messages.
+    fn data_url(&self, rel: &str) -> String {
+        format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url)
+    }
+
     fn object_path(&self, remote: &Remote, rel: &str) -> object_store::path::Path {
         let mut path = remote.prefix.clone().join(AUDIT_EVENTS_DIR);
         for part in rel.split('/') {
@@ -220,7 +225,7 @@ impl Lake {
             }
             Some(remote) => {
                 let path = self.object_path(remote, rel);
-                let location = format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url);
+                let location = self.data_url(rel);
                 store::block_on(async { remote.store.get(&path).await?.bytes().await })
                     .map(DataFile::Remote)
                     .map_err(|source| IngestError::Storage {
@@ -247,7 +252,7 @@ impl Lake {
                 match store::block_on(remote.store.delete(&path)) {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(source) => Err(IngestError::Storage {
-                        location: format!("{}{AUDIT_EVENTS_DIR}/{rel}", self.location.url),
+                        location: self.data_url(rel),
                         source: Box::new(source),
                     }),
                 }
