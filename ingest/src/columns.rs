@@ -18,9 +18,16 @@ pub const AUTHZ_REASON_ANNOTATION: &str = "authorization.k8s.io/reason";
 /// Added by auditlake (not the API server) when a body could not be parsed faithfully and was
 /// masked as text: which body and why.
 pub const MASKED_ANNOTATION: &str = "auditlake.io/body-masked";
+/// Added by auditlake when the record carried no `stage` (some exports drop it): the stage it
+/// was stored under and why.
+pub const STAGE_DEFAULTED_ANNOTATION: &str = "auditlake.io/stage-defaulted";
 
 /// Values computed while decoding one event (everything that is not a plain copy of a field).
 pub struct Computed<'a> {
+    /// The record's stage, or the one decoding chose for a record without one.
+    pub stage: &'a str,
+    /// Set when `stage` was chosen by decoding: stored as [`STAGE_DEFAULTED_ANNOTATION`].
+    pub stage_note: Option<&'a str>,
     pub event_api_version: &'a str,
     pub source_format: &'a str,
     pub request_received_at: Option<i64>,
@@ -199,12 +206,12 @@ impl EventColumns {
         self.bytes
     }
 
-    /// Appends one event. `ev.audit_id` and `ev.stage` must have been validated as present.
+    /// Appends one event. `ev.audit_id` must have been validated as present.
     pub fn append(&mut self, ev: &RawEvent, c: &Computed, input_len: usize) {
         self.rows += 1;
         self.bytes += input_len;
         s(&mut self.audit_id, ev.audit_id.as_ref());
-        s(&mut self.stage, ev.stage.as_ref());
+        self.stage.append_value(c.stage);
         s(&mut self.level, ev.level.as_ref());
         self.event_api_version.append_value(c.event_api_version);
         self.source_format.append_value(c.source_format);
@@ -268,7 +275,11 @@ impl EventColumns {
             &mut self.response_message,
             st.and_then(|s| s.message.as_ref()),
         );
-        self.append_annotations(ev.annotations.as_ref(), c.masked_note);
+        let ours = [
+            (MASKED_ANNOTATION, c.masked_note),
+            (STAGE_DEFAULTED_ANNOTATION, c.stage_note),
+        ];
+        self.append_annotations(ev.annotations.as_ref(), &ours);
 
         self.request_object.append_option(c.request_object);
         self.response_object.append_option(c.response_object);
@@ -317,11 +328,11 @@ impl EventColumns {
     fn append_annotations(
         &mut self,
         annotations: Option<&PairsRef<Option<Str>>>,
-        masked_note: Option<&str>,
+        ours: &[(&str, Option<&str>)],
     ) {
         let mut decision = None;
         let mut reason = None;
-        if annotations.is_none() && masked_note.is_none() {
+        if annotations.is_none() && ours.iter().all(|(_, v)| v.is_none()) {
             self.annotations.append(false).expect("null map");
         } else {
             for (k, v) in annotations.iter().flat_map(|p| &p.0) {
@@ -330,15 +341,17 @@ impl EventColumns {
                     AUTHZ_DECISION_ANNOTATION => decision = v,
                     AUTHZ_REASON_ANNOTATION => reason = v,
                     // Ours replaces one the input carried (keys of a map are unique).
-                    MASKED_ANNOTATION if masked_note.is_some() => continue,
+                    key if ours.iter().any(|(k, v)| *k == key && v.is_some()) => continue,
                     _ => {}
                 }
                 self.annotations.keys().append_value(k.as_str());
                 self.annotations.values().append_option(v);
             }
-            if let Some(note) = masked_note {
-                self.annotations.keys().append_value(MASKED_ANNOTATION);
-                self.annotations.values().append_value(note);
+            for (key, note) in ours {
+                if let Some(note) = note {
+                    self.annotations.keys().append_value(key);
+                    self.annotations.values().append_value(note);
+                }
             }
             self.annotations
                 .append(true)

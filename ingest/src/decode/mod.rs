@@ -388,10 +388,24 @@ impl Decoder {
             Some(id) if !id.is_empty() => id,
             _ => return Err("missing auditID".into()),
         };
-        let stage = match ev.stage.as_ref().map(|s| s.as_str()) {
-            Some(s) if STAGES.contains(&s) => s,
+        // Some exports drop `stage` (they ship only finished requests, or re-shape records).
+        // Such a record is kept under the stage its content shows — a response status means the
+        // request completed, none means it was only received — so rules that read completed
+        // requests still see it, and two stage-less records of one request do not collide on
+        // the dedup key. The annotation says the stage was chosen here.
+        let (stage, stage_note) = match ev.stage.as_ref().map(|s| s.as_str()) {
+            Some(s) if STAGES.contains(&s) => (s, None),
             Some(s) => return Err(format!("unknown stage \"{s}\"")),
-            None => return Err("missing stage".into()),
+            None if ev.response_status.is_some() => (
+                "ResponseComplete",
+                Some(
+                    "no stage in the record; it has a response status, stored as ResponseComplete",
+                ),
+            ),
+            None => (
+                "RequestReceived",
+                Some("no stage in the record and no response status; stored as RequestReceived"),
+            ),
         };
         let parse_time = |field: &str, v: &Option<raw::Str>| -> Result<Option<i64>, RejectReason> {
             match v {
@@ -445,6 +459,8 @@ impl Decoder {
             _ => None,
         };
         let computed = Computed {
+            stage,
+            stage_note,
             event_api_version: api,
             source_format: self.format_override.unwrap_or(self.opts.source_format),
             request_received_at,

@@ -156,6 +156,58 @@ fn v1_event_maps_every_field() {
 }
 
 #[test]
+fn a_record_without_a_stage_lands_under_the_stage_its_content_shows_and_says_so() {
+    let completed = V1_EVENT.replace("\"stage\":\"ResponseComplete\",", "");
+    let received = completed
+        .replace("\"auditID\":\"6a108e6f", "\"auditID\":\"7a108e6f")
+        .replace(
+            &completed[completed.find(",\"responseStatus\"").unwrap()
+                ..completed.find(",\"requestReceivedTimestamp\"").unwrap()],
+            "",
+        );
+    assert!(!received.contains("responseStatus"));
+    let d = decode_all(&[&completed, &received]);
+    assert!(d.rejects.is_empty(), "{:?}", reasons(&d));
+    let b = one_batch(&d);
+    assert_eq!(s(b, col::STAGE).value(0), "ResponseComplete");
+    assert_eq!(s(b, col::STAGE).value(1), "RequestReceived");
+    let annotations = b
+        .column_by_name(col::ANNOTATIONS)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<MapArray>()
+        .unwrap();
+    for (row, stored) in [(0, "ResponseComplete"), (1, "RequestReceived")] {
+        let entry = annotations.value(row);
+        let keys = entry.column(0).as_string::<i32>();
+        let values = entry.column(1).as_string::<i32>();
+        let i = (0..keys.len())
+            .find(|&i| keys.value(i) == crate::columns::STAGE_DEFAULTED_ANNOTATION)
+            .expect("the annotation says the stage was chosen");
+        assert!(values.value(i).contains(stored), "{}", values.value(i));
+        // The record's own annotations are kept beside it.
+        assert!((0..keys.len()).any(|i| keys.value(i) == "authorization.k8s.io/decision"));
+    }
+    // A record that has its stage is stored as it is, with no note.
+    let d = decode_all(&[V1_EVENT]);
+    let b = one_batch(&d);
+    let entry = b
+        .column_by_name(col::ANNOTATIONS)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<MapArray>()
+        .unwrap()
+        .value(0);
+    assert!(
+        !entry
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .any(|k| k == Some(crate::columns::STAGE_DEFAULTED_ANNOTATION))
+    );
+}
+
+#[test]
 fn v1beta1_event_with_body_derives_pod_facts() {
     let d = decode_all(&[V1BETA1_EVENT]);
     let b = one_batch(&d);
@@ -283,10 +335,6 @@ fn malformed_input_is_rejected_byte_exact_with_a_reason() {
                 "\"auditID\":\"\"",
             ),
             "missing auditID",
-        ),
-        (
-            V1_EVENT.replace("\"stage\":\"ResponseComplete\",", ""),
-            "missing stage",
         ),
         (
             V1_EVENT.replace("\"stage\":\"ResponseComplete\"", "\"stage\":\"Done\""),
