@@ -45,6 +45,10 @@ pub enum Command {
     /// Check the lake's tamper evidence: walk the commit hash chain and re-hash every data file
     /// (exit 0 intact, 1 with the list of what was modified, deleted or injected, 2 on error).
     Verify(VerifyArgs),
+    /// Remove whole partitions past their cluster's retention period ([retention]; legal holds
+    /// keep a cluster), delete files removed longer ago than the vacuum grace, and record both
+    /// in the `retention_log` table.
+    Retention(RetentionArgs),
     /// Turn a lake written before the Delta table format (Hive-style Parquet directories) into
     /// the Delta table in place: a log over the existing files, no rewrite. Idempotent.
     Migrate(MigrateArgs),
@@ -96,6 +100,25 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// Say what would be removed and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Decide expiry as if it were this time (RFC 3339); for rehearsing a policy. The vacuum
+    /// grace is always measured from the real clock.
+    #[arg(long, value_name = "TIME", hide = true)]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,8 @@ pub struct Config {
     pub webhook: WebhookSection,
     #[serde(default)]
     pub compaction: CompactionSection,
+    /// `[retention]`: how long events are kept (forever when absent).
+    pub retention: Option<RetentionSection>,
     /// `[scheduler]`: scheduled detections in `serve` (on when the section is present).
     pub scheduler: Option<SchedulerSection>,
     /// `[kafka]`: consume audit events from Kafka topics in `serve`.
@@ -223,6 +225,32 @@ pub struct CompactionSection {
     pub min_age_minutes: Option<i64>,
     /// How often `serve` looks for partitions to compact, seconds; 0 turns it off (default 300).
     pub interval_secs: Option<u64>,
+}
+
+/// `[retention]`: whole partitions older than their cluster's period leave the lake
+/// (`auditlake retention`, and a background job of `serve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Days every cluster's events are kept; absent: forever (except clusters listed below).
+    pub days: Option<u32>,
+    /// `cluster = days` overrides.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, u32>,
+    /// `[[retention.holds]]`: clusters never expired (a legal hold), with the reason.
+    #[serde(default)]
+    pub holds: Vec<HoldSection>,
+    /// Removed files are deleted from storage once this long gone (default `7d`).
+    pub vacuum_grace: Option<String>,
+    /// How often `serve` runs retention (default `1h`; `0s` turns the job off).
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldSection {
+    pub cluster: String,
+    pub reason: String,
 }
 
 /// `[webhook]`: the kube-apiserver audit webhook receiver of `auditlake serve`.
@@ -431,6 +459,8 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.retention_policy()?;
+        self.retention_interval()?;
         for (key, level) in [
             ("ingest.zstd_level", self.ingest.zstd_level),
             ("ingest.bulk_zstd_level", self.ingest.bulk_zstd_level),
@@ -647,6 +677,59 @@ impl Config {
 
     /// The lake (`--lake`, else `lake.path`, else `./lake`): a local directory or an
     /// object-store URL with `[lake.storage]`.
+    /// The retention policy of `[retention]` (keep everything when the section is absent).
+    pub fn retention_policy(
+        &self,
+    ) -> anyhow::Result<auditlake_ingest::lake::retention::RetentionPolicy> {
+        use auditlake_ingest::lake::retention::{Hold, RetentionPolicy};
+        let mut policy = RetentionPolicy::default();
+        let Some(r) = &self.retention else {
+            return Ok(policy);
+        };
+        if r.days == Some(0) {
+            bail!("retention.days = 0: must be at least 1 (leave it out to keep events forever)");
+        }
+        for (cluster, days) in &r.clusters {
+            auditlake_ingest::lake::validate_cluster_name(cluster)
+                .with_context(|| format!("retention.clusters.{cluster}"))?;
+            if *days == 0 {
+                bail!("retention.clusters.{cluster} = 0: must be at least 1");
+            }
+        }
+        for (i, h) in r.holds.iter().enumerate() {
+            auditlake_ingest::lake::validate_cluster_name(&h.cluster)
+                .with_context(|| format!("retention.holds[{i}].cluster"))?;
+            if h.reason.trim().is_empty() {
+                bail!(
+                    "retention.holds[{i}].reason: say why {} is held (a case or ticket), it is recorded",
+                    h.cluster
+                );
+            }
+            policy.holds.push(Hold {
+                cluster: h.cluster.clone(),
+                reason: h.reason.clone(),
+            });
+        }
+        policy.days = r.days;
+        policy.cluster_days = r.clusters.clone();
+        if let Some(grace) = &r.vacuum_grace {
+            policy.vacuum_grace = span("retention.vacuum_grace", grace)?;
+        }
+        Ok(policy)
+    }
+
+    /// How often `serve` runs retention; `None` when it should not (no `[retention]`, or `0s`).
+    pub fn retention_interval(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        let Some(r) = &self.retention else {
+            return Ok(None);
+        };
+        let every = match &r.interval {
+            Some(s) => span("retention.interval", s)?,
+            None => chrono::TimeDelta::hours(1),
+        };
+        Ok((every > chrono::TimeDelta::zero()).then(|| every.to_std().expect("non-negative")))
+    }
+
     pub fn lake(&self, flag: Option<&Path>) -> anyhow::Result<auditlake_ingest::Lake> {
         let path = self.lake_path(flag);
         let spec = path
@@ -654,6 +737,12 @@ impl Config {
             .ok_or_else(|| anyhow::anyhow!("lake path {} is not valid UTF-8", path.display()))?;
         Ok(auditlake_ingest::Lake::open(spec, &self.lake.storage)?)
     }
+}
+
+/// A span (`90m`, `7d`, `0s`) of config key `key`.
+fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
+    auditlake_detect::rule::parse_duration(value)
+        .ok_or_else(|| anyhow::anyhow!("{key} = {value:?}: expected a span like 90m, 12h or 7d"))
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Compact(args) => cmd::compact::run(&config, args),
         cli::Command::Verify(args) => cmd::verify::run(&config, args),
         cli::Command::Migrate(args) => cmd::verify::migrate(&config, args),
+        cli::Command::Retention(args) => cmd::retention::run(&config, args),
         cli::Command::Serve(args) => cmd::serve::run(&config, args),
         cli::Command::Report(args) => cmd::report::run(&config, args),
         cli::Command::Shell(args) => cmd::shell::run(&config, args),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use auditlake_ingest::lake::TableKind;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
@@ -129,11 +130,11 @@ impl TableProvider for LiveDeltaTable {
     }
 }
 
-/// The schema scans of the lake's `audit_events` table produce: that of an empty table made the
-/// same way in memory (so it is known before the lake has one, and no reader ever writes).
-pub async fn read_schema() -> Result<SchemaRef> {
-    let url = Url::parse("memory:///audit_events/").expect("memory URL");
-    let table = auditlake_ingest::lake::delta::open_or_create(&url, &Default::default())
+/// The schema scans of one of the lake's tables produce: that of an empty table made the same
+/// way in memory (so it is known before the lake has one, and no reader ever writes).
+pub async fn read_schema(kind: TableKind) -> Result<SchemaRef> {
+    let url = Url::parse(&format!("memory:///{}/", kind.dir())).expect("memory URL");
+    let table = auditlake_ingest::lake::delta::open_or_create(kind, &url, &Default::default())
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     Ok(table.table_provider().build().await?.schema())

@@ -14,6 +14,7 @@ pub mod views;
 use std::path::{Path, PathBuf};
 
 use auditlake_ingest::Lake;
+use auditlake_ingest::lake::TableKind;
 use std::sync::Arc;
 
 use auditlake_schemas::{DATE, FINDING_COLUMNS, findings_schema};
@@ -34,6 +35,8 @@ use chrono::{DateTime, Utc};
 
 /// Table names.
 pub const AUDIT_EVENTS_TABLE: &str = "audit_events";
+/// What retention removed and vacuum deleted (`auditlake retention`).
+pub const RETENTION_LOG_TABLE: &str = "retention_log";
 /// The whole lake, when `audit_events` is restricted to a [`Scope`].
 pub const UNSCOPED_AUDIT_EVENTS_TABLE: &str = "audit_events_unscoped";
 /// Every stored revision of every finding (`<lake>/findings/date=…/*.parquet`).
@@ -194,6 +197,7 @@ pub async fn open_lake_at(
     udf::register(&ctx);
     register_audit_events(&ctx, lake, &opts.scope).await?;
     register_findings(&ctx, lake.root(), &opts.scope).await?;
+    register_retention_log(&ctx, lake).await?;
     views::register_views(&ctx).await?;
     Ok(ctx)
 }
@@ -284,6 +288,21 @@ pub(crate) async fn register_view(
     Ok(())
 }
 
+/// `retention_log`: what retention removed and vacuum deleted (empty until the first run).
+async fn register_retention_log(ctx: &SessionContext, lake: &Lake) -> Result<(), QueryError> {
+    let log = lake.retention_log();
+    let table = delta_table::LiveDeltaTable::new(
+        log.url().clone(),
+        log.options().clone(),
+        delta_table::read_schema(TableKind::RetentionLog)
+            .await
+            .map_err(QueryError::Execution)?,
+    );
+    ctx.register_table(RETENTION_LOG_TABLE, Arc::new(table))
+        .map_err(QueryError::Execution)?;
+    Ok(())
+}
+
 async fn register_audit_events(
     ctx: &SessionContext,
     lake: &Lake,
@@ -292,7 +311,7 @@ async fn register_audit_events(
     let table = delta_table::LiveDeltaTable::new(
         lake.events().url().clone(),
         lake.events().options().clone(),
-        delta_table::read_schema()
+        delta_table::read_schema(TableKind::AuditEvents)
             .await
             .map_err(QueryError::Execution)?,
     );

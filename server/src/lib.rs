@@ -62,6 +62,8 @@ pub struct ServeOptions {
     pub postgres: Option<pg::PgOptions>,
     /// Scheduled reports (`[[reports]]`).
     pub reports: Option<reports::ReportOptions>,
+    /// Retention (`[retention]`) and how often it runs.
+    pub retention: Option<(auditlake_ingest::lake::retention::RetentionPolicy, Duration)>,
 }
 
 /// What one client may hold of the webhook: a slow or silent sender costs a bounded amount.
@@ -93,6 +95,44 @@ pub struct ServeReport {
 }
 
 /// Runs the service until `shutdown` resolves, then drains and flushes.
+/// Runs retention at start and then every `every` until `stop` turns true. Replicas may all
+/// run it: a run whose removal was overtaken by another's re-plans, so each partition is
+/// removed once.
+async fn retention_job(
+    lake: auditlake_ingest::Lake,
+    policy: auditlake_ingest::lake::retention::RetentionPolicy,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (lake2, policy2) = (lake.clone(), policy.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            auditlake_ingest::lake::retention::run(&lake2, &policy2, false, chrono::Utc::now())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(report)) => {
+                if !report.expired.is_empty() || !report.vacuumed.is_empty() {
+                    log::emit(&log::RetentionRun { report: &report });
+                }
+            }
+            Ok(Err(e)) => log::emit(&log::RetentionFailed {
+                error: &e.to_string(),
+            }),
+            Err(e) => log::emit(&log::RetentionFailed {
+                error: &e.to_string(),
+            }),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = &'static str> + Send,
@@ -213,6 +253,14 @@ pub async fn serve(
         background.push(tokio::spawn(reports::run(
             opts.lake.root().to_path_buf(),
             r,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some((policy, every)) = opts.retention.clone() {
+        background.push(tokio::spawn(retention_job(
+            opts.lake.clone(),
+            policy,
+            every,
             stop_rx.clone(),
         )));
     }

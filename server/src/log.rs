@@ -337,3 +337,33 @@ impl fmt::Display for ReportFailed<'_> {
         )
     }
 }
+
+/// A retention run that removed partitions or deleted files.
+pub struct RetentionRun<'a> {
+    pub report: &'a auditlake_ingest::lake::retention::RetentionReport,
+}
+impl fmt::Display for RetentionRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        write!(
+            f,
+            "retention_run run_id={} partitions_removed={} rows_removed={} held={} files_deleted={} events_version={} log_version={}",
+            r.run_id,
+            r.expired.len(),
+            r.expired.iter().map(|s| s.rows).sum::<u64>(),
+            r.held.len(),
+            r.vacuumed.len(),
+            r.events_version.map_or("-".into(), |v| v.to_string()),
+            r.log_version.map_or("-".into(), |v| v.to_string()),
+        )
+    }
+}
+
+pub struct RetentionFailed<'a> {
+    pub error: &'a str,
+}
+impl fmt::Display for RetentionFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "retention_failed error={:?}", self.error)
+    }
+}

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod pg;
 pub mod query;
 pub mod report;
+pub mod retention;
 pub mod rules;
 pub mod serve;
 pub mod shell;

@@ -109,6 +109,10 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .as_ref()
             .map(|_| crate::cmd::pg::pg_options(config, None)),
         reports: report_options(config)?,
+        retention: config
+            .retention_interval()?
+            .map(|every| Ok::<_, anyhow::Error>((config.retention_policy()?, every)))
+            .transpose()?,
         kafka: config
             .kafka
             .as_ref()

@@ -466,4 +466,316 @@ print(keys[0][len("lakes/prod/audit_events/"):])
         problems(&after),
         [("modified file".to_owned(), victim.trim().to_owned())]
     );
+
+    // Retention on the bucket: every partition past one day (as of 2030) leaves the table in
+    // one commit, the files are deleted (grace 0s), and delta-rs's reader agrees on both tables.
+    let cfg = dir.path().join("retention.toml");
+    std::fs::write(&cfg, "[retention]\ndays = 1\nvacuum_grace = \"0s\"\n").unwrap();
+    let mut r = bin();
+    s3.env(&mut r);
+    let out = run_ok(
+        r.args(["retention", "--json", "--lake", url, "--config"])
+            .arg(&cfg)
+            .args(["--as-of", "2030-01-01T00:00:00Z"]),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let removed: u64 = report["expired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(removed, 1132, "{report}");
+    assert!(
+        !report["vacuumed"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let script = format!(
+        r#"
+import json, deltalake, polars as pl
+opts = {{"AWS_ENDPOINT_URL": "{ep}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}}
+events = deltalake.DeltaTable("{url}/audit_events", storage_options=opts).to_pyarrow_table().num_rows
+log = pl.read_delta("{url}/retention_log", storage_options=opts)
+print(json.dumps({{"events": events, "expired_rows": int(log.filter(pl.col("action") == "expire")["rows"].sum())}}))
+"#,
+        ep = s3.endpoint
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    let other: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(other["events"], 0, "{other}");
+    assert_eq!(other["expired_rows"], 1132, "{other}");
+    let mut v = bin();
+    s3.env(&mut v);
+    let out = run(v.args(["verify", "--json", "--lake", url]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `auditlake retention --json` with a config: the report.
+fn retention(lake: &Path, config: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = run_ok(
+        bin()
+            .args(["retention", "--json", "--lake"])
+            .arg(lake)
+            .arg("--config")
+            .arg(config)
+            .args(extra),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+fn partitions(report: &serde_json::Value, key: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = report[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["cluster"].as_str().unwrap().to_owned(),
+                format!(
+                    "{} {}",
+                    p["date"].as_str().unwrap(),
+                    p["hour"].as_str().unwrap()
+                ),
+                p["rule"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn retention_removes_exactly_the_expired_unheld_partitions_records_them_and_vacuums_after_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let sample = repo().join("samples/audit.log");
+    for cluster in ["prod", "staging", "held"] {
+        ingest(&lake, cluster, &[&sample]);
+    }
+    let rows = |cluster: &str| count(&lake, &format!("audit_events WHERE cluster = '{cluster}'"));
+    let per_cluster = rows("prod");
+    assert!(per_cluster > 3000);
+    let hours = query(
+        &lake,
+        "SELECT DISTINCT date, hour FROM audit_events WHERE cluster = 'prod' ORDER BY 1, 2",
+    );
+    let prod_files = data_files(&lake)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("cluster=prod/"))
+        .count();
+    let files_before = data_files(&lake);
+    let config = |grace: &str| {
+        let path = dir.path().join(format!("retention-{grace}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[retention]
+days = 30
+vacuum_grace = "{grace}"
+[retention.clusters]
+staging = 400
+[[retention.holds]]
+cluster = "held"
+reason = "INC-42 litigation hold"
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // The samples are from 2026-11-20: 42 days before this "now", past 30 days, not 400.
+    let as_of = ["--as-of", "2027-01-01T00:00:00Z"];
+    let expect_expired: Vec<(String, String, String)> = hours
+        .iter()
+        .map(|h| {
+            (
+                "prod".to_owned(),
+                format!(
+                    "{} {}",
+                    h["date"].as_str().unwrap(),
+                    h["hour"].as_str().unwrap()
+                ),
+                "retention.days = 30".to_owned(),
+            )
+        })
+        .collect();
+    let expect_held: Vec<(String, String, String)> = expect_expired
+        .iter()
+        .map(|(_, at, _)| {
+            (
+                "held".to_owned(),
+                at.clone(),
+                "legal hold: INC-42 litigation hold".to_owned(),
+            )
+        })
+        .collect();
+
+    // A dry run says what would go and changes nothing.
+    let (_, verified_before) = verify(lake.to_str().unwrap(), &[]);
+    let dry = retention(&lake, &config("1h"), &[as_of[0], as_of[1], "--dry-run"]);
+    assert_eq!(partitions(&dry, "expired"), expect_expired, "{dry}");
+    assert_eq!(partitions(&dry, "held"), expect_held, "{dry}");
+    assert_eq!(dry["events_version"], serde_json::Value::Null);
+    assert_eq!(data_files(&lake), files_before);
+    let (_, verified) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(verified["head_sha256"], verified_before["head_sha256"]);
+    assert_eq!(count(&lake, "retention_log"), 0);
+
+    // The real run removes exactly prod's partitions from the table, keeps their files for the
+    // grace period, and records what it did.
+    let done = retention(&lake, &config("1h"), &as_of);
+    assert_eq!(partitions(&done, "expired"), expect_expired, "{done}");
+    assert_eq!(partitions(&done, "held"), expect_held);
+    let removed_in = done["events_version"].as_i64().expect("a commit");
+    assert_eq!(done["vacuumed"].as_array().unwrap().len(), 0, "{done}");
+    assert_eq!(rows("prod"), 0);
+    assert_eq!(rows("staging"), per_cluster);
+    assert_eq!(rows("held"), per_cluster);
+    assert_eq!(
+        data_files(&lake),
+        files_before,
+        "files stay until the grace period"
+    );
+    let log = query(
+        &lake,
+        "SELECT action, cluster, sum(files) AS files, sum(rows) AS rows, min(rule) AS rule, \
+         min(events_version) AS v FROM retention_log GROUP BY 1, 2",
+    );
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["action"], "expire");
+    assert_eq!(log[0]["cluster"], "prod");
+    assert_eq!(log[0]["rows"], per_cluster);
+    assert_eq!(log[0]["files"], prod_files as i64);
+    assert_eq!(log[0]["rule"], "retention.days = 30");
+    assert_eq!(log[0]["v"], removed_in);
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(
+        code, 0,
+        "the retention commit and its log keep the chain: {report}"
+    );
+
+    // Past the grace period (0s here) the removed files are deleted, and that is recorded too.
+    let vacuum = retention(&lake, &config("0s"), &as_of);
+    assert_eq!(partitions(&vacuum, "expired"), vec![], "{vacuum}");
+    let deleted = vacuum["vacuumed"].as_array().unwrap();
+    assert_eq!(deleted.len(), prod_files, "{vacuum}");
+    assert!(
+        deleted
+            .iter()
+            .all(|f| f.as_str().unwrap().starts_with("cluster=prod/"))
+    );
+    let after = data_files(&lake);
+    assert_eq!(after.len(), files_before.len() - prod_files);
+    assert!(
+        !after
+            .iter()
+            .any(|p| p.to_string_lossy().contains("cluster=prod/"))
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "retention_log WHERE action = 'vacuum' AND cluster = 'prod'"
+        ),
+        hours.len() as i64
+    );
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT sum(files) AS n FROM retention_log WHERE action = 'vacuum'"
+        )[0]["n"],
+        prod_files as i64
+    );
+    assert_eq!(verify(lake.to_str().unwrap(), &[]).0, 0);
+    assert_eq!(rows("staging"), per_cluster);
+
+    // Deleting the record of deletions is reported.
+    std::fs::remove_dir_all(lake.join("retention_log")).unwrap();
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        problems(&report),
+        [(
+            "missing commit".to_owned(),
+            "retention_log/_delta_log/".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn a_bad_retention_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
+    for (text, key) in [
+        ("[retention]\ndays = 0\n", "retention.days"),
+        (
+            "[retention]\nvacuum_grace = \"soon\"\n",
+            "retention.vacuum_grace",
+        ),
+        (
+            "[[retention.holds]]\ncluster = \"prod\"\nreason = \"\"\n",
+            "retention.holds[0].reason",
+        ),
+        ("[retention.clusters]\n\"../x\" = 3\n", "retention.clusters"),
+        ("[retention]\nkeep = 3\n", "keep"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = run(bin()
+            .args(["retention", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg));
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{text}: {err}");
+    }
+    assert!(count(&lake, "audit_events") > 3000, "nothing was removed");
+}
+
+#[test]
+fn serve_runs_retention_in_the_background_and_logs_what_it_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let sample = repo().join("samples/audit.log");
+    ingest(&lake, "old", &[&sample]);
+    ingest(&lake, "held", &[&sample]);
+    // The samples are from 2026-11-20: more than one day old for any run after it.
+    let config = crate::webhook::write_config(
+        dir.path(),
+        "[retention]\ndays = 1\nvacuum_grace = \"0s\"\n[[retention.holds]]\ncluster = \"held\"\nreason = \"INC-9\"\n",
+    );
+    let server = crate::webhook::Server::start(&config, &lake);
+    let started = std::time::Instant::now();
+    while !server.log().contains("retention_run") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no retention run logged:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let line = log.lines().find(|l| l.contains("retention_run")).unwrap();
+    assert!(line.contains("partitions_removed=2"), "{line}");
+    assert!(line.contains("rows_removed=3171"), "{line}");
+    assert!(line.contains("held=2"), "{line}");
+    assert_eq!(count(&lake, "audit_events WHERE cluster = 'old'"), 0);
+    assert_eq!(count(&lake, "audit_events WHERE cluster = 'held'"), 3171);
+    assert_eq!(
+        count(
+            &lake,
+            "retention_log WHERE action = 'expire' AND cluster = 'old'"
+        ),
+        2
+    );
+    assert_eq!(verify(lake.to_str().unwrap(), &[]).0, 0);
 }

@@ -40,33 +40,80 @@ pub const INFO_PREV_SHA256: &str = "auditlake.prevCommitSha256";
 /// `commitInfo` key: what made the commit (`ingest`, `compact`, `retention`, `migrate`) and why.
 pub const INFO_ACTION: &str = "auditlake.action";
 pub const INFO_DETAIL: &str = "auditlake.detail";
+/// The `auditlake.action` of a commit that removes expired partitions.
+pub const ACTION_RETENTION: &str = "retention";
 
 /// How often a commit that lost a race re-reads the log and tries again. Many replicas flushing
 /// at once each lose at most once per competitor.
 const MAX_COMMIT_ATTEMPTS: usize = 64;
+
+/// The lake's Delta tables. Each is its own table with its own hash-chained log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// The audit events, partitioned by cluster/date/hour.
+    AuditEvents,
+    /// What retention removed and vacuum deleted, one row per partition (see
+    /// [`super::retention`]): evidence of every deletion, queryable as `retention_log`.
+    RetentionLog,
+}
+
+impl TableKind {
+    /// The table's directory under the lake root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            TableKind::AuditEvents => super::AUDIT_EVENTS_DIR,
+            TableKind::RetentionLog => super::RETENTION_LOG_DIR,
+        }
+    }
+
+    fn comment(self) -> &'static str {
+        match self {
+            TableKind::AuditEvents => "Kubernetes audit events (auditlake)",
+            TableKind::RetentionLog => "What retention removed and vacuum deleted (auditlake)",
+        }
+    }
+
+    fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            TableKind::AuditEvents => &PARTITION_COLUMNS,
+            TableKind::RetentionLog => &[],
+        }
+    }
+
+    fn schema(self) -> arrow::datatypes::SchemaRef {
+        match self {
+            TableKind::AuditEvents => audit_events_table_schema(),
+            TableKind::RetentionLog => super::retention::retention_log_schema(),
+        }
+    }
+}
 
 /// A data file to add: where it is in the table, its partition and what it holds.
 #[derive(Debug, Clone)]
 pub struct NewFile {
     /// Relative to the table root: `cluster=c/date=YYYY-MM-DD/hour=HH/part-<ulid>.parquet`.
     pub path: String,
-    pub cluster: String,
-    pub date: String,
-    pub hour: String,
+    /// Partition column → value (empty for an unpartitioned table).
+    pub partition: HashMap<String, Option<String>>,
     pub size: u64,
     pub rows: u64,
     pub sha256: String,
+}
+
+/// The partition values of an `audit_events` file.
+pub fn event_partition(cluster: &str, date: &str, hour: &str) -> HashMap<String, Option<String>> {
+    HashMap::from([
+        (CLUSTER.to_owned(), Some(cluster.to_owned())),
+        (DATE.to_owned(), Some(date.to_owned())),
+        (HOUR.to_owned(), Some(hour.to_owned())),
+    ])
 }
 
 impl NewFile {
     fn into_add(self, now_ms: i64) -> Add {
         Add {
             path: self.path,
-            partition_values: HashMap::from([
-                (CLUSTER.to_owned(), Some(self.cluster)),
-                (DATE.to_owned(), Some(self.date)),
-                (HOUR.to_owned(), Some(self.hour)),
-            ]),
+            partition_values: self.partition,
             size: self.size as i64,
             modification_time: now_ms,
             data_change: true,
@@ -85,19 +132,33 @@ impl NewFile {
 pub struct TableFile {
     pub path: String,
     pub size: u64,
+    /// Rows, from the `add` action's statistics (absent when the writer recorded none).
+    pub rows: Option<u64>,
     pub partition: HashMap<String, Option<String>>,
 }
 
-/// The `audit_events` table of one lake, opened lazily and kept up to date before each commit.
-pub struct EventTable {
+impl TableFile {
+    /// A partition value (`cluster`, `date`, `hour`), empty when absent.
+    pub fn partition_value(&self, column: &str) -> &str {
+        self.partition
+            .get(column)
+            .and_then(|v| v.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// One Delta table of a lake, opened lazily and kept up to date before each commit.
+pub struct LakeTable {
+    kind: TableKind,
     url: Url,
     options: HashMap<String, String>,
     table: Mutex<Option<DeltaTable>>,
 }
 
-impl std::fmt::Debug for EventTable {
+impl std::fmt::Debug for LakeTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventTable")
+        f.debug_struct("LakeTable")
+            .field("kind", &self.kind)
             .field("url", &self.url.as_str())
             .finish()
     }
@@ -110,10 +171,11 @@ fn table_err(url: &Url) -> impl FnOnce(DeltaTableError) -> IngestError + '_ {
     }
 }
 
-impl EventTable {
-    pub fn new(url: Url, options: HashMap<String, String>) -> Self {
+impl LakeTable {
+    pub fn new(kind: TableKind, url: Url, options: HashMap<String, String>) -> Self {
         register_remote_schemes();
-        EventTable {
+        LakeTable {
+            kind,
             url,
             options,
             table: Mutex::new(None),
@@ -122,6 +184,10 @@ impl EventTable {
 
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    pub fn kind(&self) -> TableKind {
+        self.kind
     }
 
     /// The storage options the table is opened with (`[lake.storage]`).
@@ -140,7 +206,7 @@ impl EventTable {
                         .map_err(table_err(&self.url))?;
                     Ok(t)
                 }
-                None => open_or_create(&self.url, &self.options).await,
+                None => open_or_create(self.kind, &self.url, &self.options).await,
             }
         })
     }
@@ -187,6 +253,28 @@ impl EventTable {
         result
     }
 
+    /// Data files the table no longer names and that are older than `grace`, relative to the
+    /// table root: removed at least `grace` ago, or never committed and written at least
+    /// `grace` ago. delta-rs plans it (a dry-run full vacuum, which never commits); the caller
+    /// deletes, so the log gets no vacuum commits outside the hash chain.
+    pub fn vacuum_candidates(&self, grace: chrono::TimeDelta) -> Result<Vec<String>> {
+        let table = self.take_latest()?;
+        self.put_back(table.clone());
+        block_on(async {
+            let (_, metrics) = table
+                .vacuum()
+                .with_retention_period(grace)
+                .with_enforce_retention_duration(false)
+                .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+                .with_dry_run(true)
+                .await
+                .map_err(table_err(&self.url))?;
+            let mut files = metrics.files_deleted;
+            files.sort();
+            Ok(files)
+        })
+    }
+
     /// Commits `adds` (and `removes`, which must all still be in the table) as one commit.
     /// Returns the new version. `Ok(None)` when a file to remove is gone: another process
     /// compacted or expired it first, and this commit must not be made.
@@ -217,8 +305,19 @@ impl EventTable {
         let operation = if removes.is_empty() {
             DeltaOperation::Write {
                 mode: SaveMode::Append,
-                partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
+                partition_by: Some(
+                    self.kind
+                        .partition_columns()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
                 predicate: None,
+            }
+        } else if action == ACTION_RETENTION {
+            // Readers of the log (Spark's DESCRIBE HISTORY, delta-rs) show it as a delete.
+            DeltaOperation::Delete {
+                predicate: Some("partitions past their retention period".into()),
             }
         } else {
             DeltaOperation::Optimize {
@@ -302,7 +401,11 @@ fn builder(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
 
 /// Opens the table, creating it (version 0) when the location has none. Two writers creating
 /// it at once: one wins, the other loads the winner's table.
-pub async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Result<DeltaTable> {
+pub async fn open_or_create(
+    kind: TableKind,
+    url: &Url,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
     let mut table = builder(url, options)?;
     // Asked first: loading a table that is not there fails differently by store (a missing
     // directory, an empty prefix).
@@ -317,16 +420,17 @@ pub async fn open_or_create(url: &Url, options: &HashMap<String, String>) -> Res
     if let Ok(dir) = url.to_file_path() {
         super::create_dir_durable(&dir)?;
     }
-    let schema: StructType = audit_events_table_schema()
+    let schema: StructType = kind
+        .schema()
         .as_ref()
         .try_into_kernel()
         .map_err(|e| table_err(url)(DeltaTableError::from(e)))?;
     let created = deltalake::operations::create::CreateBuilder::new()
         .with_log_store(table.log_store())
-        .with_table_name("audit_events")
-        .with_comment("Kubernetes audit events (auditlake)")
+        .with_table_name(kind.dir())
+        .with_comment(kind.comment())
         .with_columns(schema.fields().cloned())
-        .with_partition_columns(PARTITION_COLUMNS)
+        .with_partition_columns(kind.partition_columns().iter().copied())
         // The commit files are the evidence chain: never let a checkpoint expire them.
         .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
         .with_commit_properties(
@@ -393,6 +497,7 @@ fn files_matching(
                 out.push(TableFile {
                     path: v.path().into_owned(),
                     size: v.size().max(0) as u64,
+                    rows: v.num_records().map(|n| n as u64),
                     partition,
                 });
             }
@@ -416,9 +521,7 @@ mod tests {
     fn file(i: usize, writer: usize) -> NewFile {
         NewFile {
             path: format!("cluster=c/date=2026-11-22/hour=05/part-{writer}-{i}.parquet"),
-            cluster: "c".into(),
-            date: "2026-11-22".into(),
-            hour: "05".into(),
+            partition: event_partition("c", "2026-11-22", "05"),
             size: 4,
             rows: 1,
             sha256: sha256_hex(b"data"),

@@ -114,9 +114,7 @@ pub fn migrate(lake: &Lake) -> Result<MigrateReport> {
         report.bytes += size;
         adds.push(NewFile {
             path: rel,
-            cluster,
-            date,
-            hour,
+            partition: super::delta::event_partition(&cluster, &date, &hour),
             size,
             rows,
             sha256,

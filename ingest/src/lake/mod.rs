@@ -15,6 +15,7 @@
 
 pub mod delta;
 pub mod migrate;
+pub mod retention;
 pub mod store;
 pub mod verify;
 
@@ -31,9 +32,10 @@ use url::Url;
 use crate::decode::{MICROS_PER_HOUR, PartitionKey};
 use crate::error::{IngestError, Result};
 use crate::time::partition_date_hour;
-pub use delta::{EventTable, NewFile, TableFile};
+pub use delta::{LakeTable, NewFile, TableFile, TableKind};
 
 pub const AUDIT_EVENTS_DIR: &str = "audit_events";
+pub const RETENTION_LOG_DIR: &str = "retention_log";
 pub const QUARANTINE_DIR: &str = "_quarantine";
 pub const STATE_DIR: &str = "_state";
 pub const TMP_DIR: &str = "_tmp";
@@ -50,7 +52,8 @@ struct Location {
     /// The lake's root URL (`file:///…/` or `s3://bucket/prefix/`), ending in `/`.
     url: Url,
     remote: Option<Remote>,
-    events: EventTable,
+    events: LakeTable,
+    retention_log: LakeTable,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,13 @@ pub enum DataFile {
     Remote(Bytes),
 }
 
+fn table(kind: TableKind, lake_url: &Url, storage: &HashMap<String, String>) -> LakeTable {
+    let url = lake_url
+        .join(&format!("{}/", kind.dir()))
+        .expect("table URL");
+    LakeTable::new(kind, url, storage.clone())
+}
+
 fn directory_url(dir: &Path) -> Url {
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     Url::from_directory_path(&abs).unwrap_or_else(|()| {
@@ -78,17 +88,13 @@ impl Lake {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let url = directory_url(&root);
-        let events = EventTable::new(
-            url.join(&format!("{AUDIT_EVENTS_DIR}/"))
-                .expect("table URL"),
-            HashMap::new(),
-        );
         Lake {
             root,
             location: Arc::new(Location {
+                events: table(TableKind::AuditEvents, &url, &HashMap::new()),
+                retention_log: table(TableKind::RetentionLog, &url, &HashMap::new()),
                 url,
                 remote: None,
-                events,
             }),
         }
     }
@@ -101,9 +107,6 @@ impl Lake {
         }
         let url = store::parse_lake_url(spec)?;
         let store = store::build_store(&url, storage)?;
-        let events_url = url
-            .join(&format!("{AUDIT_EVENTS_DIR}/"))
-            .expect("table URL");
         // Staging for files being encoded before upload: per lake URL, so two lakes never share.
         let staging = std::env::temp_dir().join(format!(
             "auditlake-staging-{}",
@@ -116,7 +119,8 @@ impl Lake {
                     store,
                     prefix: store::path_in_store(&url),
                 }),
-                events: EventTable::new(events_url, storage.clone()),
+                events: table(TableKind::AuditEvents, &url, storage),
+                retention_log: table(TableKind::RetentionLog, &url, storage),
                 url,
             }),
         })
@@ -146,8 +150,13 @@ impl Lake {
     }
 
     /// The `audit_events` Delta table.
-    pub fn events(&self) -> &EventTable {
+    pub fn events(&self) -> &LakeTable {
         &self.location.events
+    }
+
+    /// The `retention_log` table: what retention removed and vacuum deleted.
+    pub fn retention_log(&self) -> &LakeTable {
+        &self.location.retention_log
     }
 
     /// `cluster=c/date=YYYY-MM-DD/hour=HH`, the partition's directory inside the table.
@@ -192,9 +201,7 @@ impl Lake {
         let (date, hour) = partition_date_hour(partition.hour * MICROS_PER_HOUR);
         Ok(NewFile {
             path: rel.to_owned(),
-            cluster: partition.cluster.to_string(),
-            date,
-            hour,
+            partition: delta::event_partition(&partition.cluster, &date, &hour),
             size,
             rows,
             sha256,

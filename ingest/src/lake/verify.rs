@@ -21,7 +21,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Lake;
-use super::delta::{INFO_PREV_SHA256, TAG_SHA256};
+use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
 use super::store::block_on;
 use crate::error::{IngestError, Result};
 
@@ -95,6 +95,8 @@ pub struct VerifyReport {
     pub live_files: u64,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
+    /// Commits of `audit_events` that removed expired partitions.
+    pub retention_commits: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -109,11 +111,46 @@ struct Live {
     added_ms: i64,
 }
 
-/// Verifies the lake's `audit_events` table. Errors only when it cannot be read at all.
+/// Verifies the lake's `audit_events` table, and its `retention_log` table when retention has
+/// run (problems there are named `retention_log/…`). Errors only when a table cannot be read at
+/// all. Head, version and hash are those of `audit_events`.
 pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let store = lake.events().table_store()?;
-    let location = lake.events().url().to_string();
-    block_on(verify_store(store.as_ref(), &location, opts))
+    let table = |t: &super::LakeTable, required| -> Result<Option<VerifyReport>> {
+        let store = t.table_store()?;
+        block_on(verify_store(
+            store.as_ref(),
+            t.url().as_str(),
+            opts,
+            required,
+        ))
+    };
+    let mut report = table(lake.events(), true)?.expect("a required table reports");
+    let log_dir = lake.retention_log().kind().dir();
+    match table(lake.retention_log(), false)? {
+        Some(log) => {
+            report.commits += log.commits;
+            report.live_files += log.live_files;
+            report.files_hashed += log.files_hashed;
+            report.bytes_hashed += log.bytes_hashed;
+            report
+                .problems
+                .extend(log.problems.into_iter().map(|p| Problem {
+                    object: format!("{log_dir}/{}", p.object),
+                    ..p
+                }));
+        }
+        // Deleting the record of deletions is itself a deletion to report.
+        None if report.retention_commits > 0 => report.problems.push(Problem {
+            kind: ProblemKind::MissingCommit,
+            object: format!("{log_dir}/_delta_log/"),
+            detail: format!(
+                "audit_events has {} retention commits but the retention_log table is gone",
+                report.retention_commits
+            ),
+        }),
+        None => {}
+    }
+    Ok(report)
 }
 
 fn storage(location: &str, path: &str) -> impl FnOnce(object_store::Error) -> IngestError {
@@ -124,11 +161,13 @@ fn storage(location: &str, path: &str) -> impl FnOnce(object_store::Error) -> In
     }
 }
 
+/// `Ok(None)` when the store holds nothing at all and the table is not `required`.
 async fn verify_store(
     store: &dyn ObjectStore,
     location: &str,
     opts: &VerifyOptions,
-) -> Result<VerifyReport> {
+    required: bool,
+) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
     let mut commits: BTreeMap<u64, StorePath> = BTreeMap::new();
     let mut data_objects: Vec<(String, i64)> = Vec::new();
@@ -148,6 +187,9 @@ async fn verify_store(
         }
     }
     let Some((&head, _)) = commits.last_key_value() else {
+        if !required && data_objects.is_empty() {
+            return Ok(None);
+        }
         return Err(IngestError::LakeLocation {
             value: location.to_owned(),
             reason: "no Delta table here (no commits in _delta_log/); `auditlake migrate` turns a Parquet lake into one".into(),
@@ -216,6 +258,9 @@ async fn verify_store(
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 commit_ms = info.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
+                if info.get(INFO_ACTION).and_then(Value::as_str) == Some(ACTION_RETENTION) {
+                    report.retention_commits += 1;
+                }
             }
         }
         if version > 0 {
@@ -329,7 +374,7 @@ async fn verify_store(
     report
         .problems
         .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
-    Ok(report)
+    Ok(Some(report))
 }
 
 /// Delta paths are URL-encoded (`hour=05` stays, `cluster=a b` would be `a%20b`).
