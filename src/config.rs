@@ -109,6 +109,9 @@ pub struct LakeSection {
     /// override the same settings from the environment (`AWS_ENDPOINT_URL`, …).
     #[serde(default)]
     pub storage: std::collections::HashMap<String, String>,
+    /// Where an object-store lake's files are encoded before upload (default: the system's
+    /// temporary directory). Each process uses its own subdirectory.
+    pub staging_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -735,7 +738,12 @@ impl Config {
         let spec = path
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("lake path {} is not valid UTF-8", path.display()))?;
-        Ok(auditlake_ingest::Lake::open(spec, &self.lake.storage)?)
+        let staging = self.lake.staging_dir.as_deref().map(|d| self.resolve(d));
+        Ok(auditlake_ingest::Lake::open_staged(
+            spec,
+            &self.lake.storage,
+            staging.as_deref(),
+        )?)
     }
 }
 
@@ -800,10 +808,11 @@ mod tests {
         assert!(err("[scheduler]\nlatenes_secs = 1").contains("latenes_secs"));
     }
 
-    /// The ConfigMap in deploy/ carries a config the binary accepts.
-    #[test]
-    fn deploy_configmap_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/configmap.yaml");
+    /// The config inside a ConfigMap of deploy/.
+    fn deploy_config(file: &str) -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(file);
         let yaml = std::fs::read_to_string(path).unwrap();
         let toml: String = yaml
             .lines()
@@ -811,9 +820,27 @@ mod tests {
             .skip(1)
             .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
             .collect();
-        let config = Config::parse(&toml).unwrap();
+        Config::parse(&toml).unwrap()
+    }
+
+    /// The ConfigMaps in deploy/ carry configs the binary accepts.
+    #[test]
+    fn deploy_configmap_config_is_valid() {
+        let config = deploy_config("configmap.yaml");
         assert_eq!(config.webhook.listen.as_deref(), Some("0.0.0.0:8443"));
         assert!(config.webhook.client_ca.is_some());
+        // The object-storage overlay: what serve requires of a replica on a shared table.
+        let replicas = deploy_config("object-storage/configmap-patch.yaml");
+        assert!(
+            replicas
+                .lake
+                .path
+                .as_deref()
+                .is_some_and(|p| p.starts_with("s3:"))
+        );
+        assert!(replicas.webhook.wal_dir.is_some());
+        assert!(replicas.scheduler.is_none() && replicas.reports.is_empty());
+        assert_eq!(replicas.retention_policy().unwrap().days, Some(400));
     }
 
     #[test]

@@ -23,6 +23,9 @@
 //! secrets, so its bytes are withheld (`"withheld"` says why, `raw_len` how many arrived) rather
 //! than stored compressed. A line too long to hold in memory is streamed through the masker to a
 //! sidecar file named by `raw_file` (`raw_len` is the input's length).
+//!
+//! On an object-store lake the files are written in the process's staging directory and
+//! uploaded to `<lake>/_quarantine/…` at each sync (before the input is acknowledged).
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -123,6 +126,10 @@ fn mask_reject_at(raw: &[u8], depth: u32) -> Stored<'_> {
     }
 }
 
+/// An object-store lake's quarantine file is uploaded whole at each sync; past this size the
+/// next record starts a new file.
+const ROLL_BYTES: u64 = 8 << 20;
+
 /// Appends quarantine records; [`sync`](Self::sync) makes them durable (call it before
 /// acknowledging the input they came from).
 pub struct QuarantineWriter {
@@ -220,6 +227,7 @@ impl QuarantineWriter {
             source: e.into_error(),
         })?;
         file.sync_all().map_err(IngestError::lake_io(&path))?;
+        self.lake.mirror(&path)?;
         let record = Record {
             quarantined_at: now_rfc3339(),
             cluster,
@@ -260,6 +268,13 @@ impl QuarantineWriter {
             file.get_ref()
                 .sync_all()
                 .map_err(IngestError::lake_io(path.clone()))?;
+            // On object storage the file is re-uploaded whole at each sync, so start a new one
+            // once it is large: each upload stays bounded.
+            self.lake.mirror(path)?;
+            let rolled = file.get_ref().metadata().map(|m| m.len()).unwrap_or(0) >= ROLL_BYTES;
+            if rolled && self.lake.is_remote() {
+                self.current = None;
+            }
         }
         self.dirty = false;
         Ok(())

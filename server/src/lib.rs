@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditlake_ingest::{DecodeOptions, Lake, Pipeline, PipelineOptions};
-use auditlake_query::{SessionOptions, open_lake};
+use auditlake_query::SessionOptions;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -228,7 +228,7 @@ pub async fn serve(
     };
     let mut background = background;
     if let Some(pg_opts) = &opts.postgres {
-        let ctx = open_lake(opts.lake.root(), &SessionOptions::default())
+        let ctx = auditlake_query::open_lake_at(&opts.lake, &SessionOptions::default())
             .await
             .map_err(|e| ServerError::Internal(format!("postgres endpoint: {e}")))?;
         let server = pg::PgServer::bind(ctx, pg_opts).await?;

@@ -126,7 +126,7 @@ fn summary_text(r: &IngestReport, lake: &Lake) -> String {
         r.duplicates_skipped
     );
     match &r.quarantine_file {
-        Some(q) => s += &format!("  quarantined: {} → {}\n", r.rejected, q.display()),
+        Some(q) => s += &format!("  quarantined: {} → {}\n", r.rejected, lake.describe(q)),
         None => s += "  quarantined: 0\n",
     }
     s
@@ -144,7 +144,7 @@ fn summary_json(r: &IngestReport, lake: &Lake) -> serde_json::Value {
         "rows_written": r.rows_written,
         "files_written": r.files.len(),
         "bytes_written": r.bytes_written,
-        "quarantine_file": r.quarantine_file.as_ref().map(|p| p.display().to_string()),
+        "quarantine_file": r.quarantine_file.as_ref().map(|p| lake.describe(p)),
         "input_errors": r.input_errors,
         "elapsed_seconds": secs,
         "events_per_second": per_second(r.events as f64, secs),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use auditlake_detect::SchedulerOptions;
-use auditlake_ingest::{Lake, PipelineOptions};
+use auditlake_ingest::PipelineOptions;
 use auditlake_report::ReportFormat;
 use auditlake_report::schedule::Schedule;
 use auditlake_server::alerting::AlertingOptions;
@@ -20,7 +20,31 @@ use crate::config::Config;
 
 pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     let w = &config.webhook;
-    let lake = Lake::new(config.lake_path(args.lake.lake.as_deref()));
+    let lake = config.lake(args.lake.lake.as_deref())?;
+    if lake.is_remote() {
+        // Acknowledged batches live in the WAL until committed: it must survive a restart, so
+        // it cannot sit in the per-process staging directory, and replicas must not share one.
+        if w.wal_dir.is_none() {
+            anyhow::bail!(
+                "webhook.wal_dir: serve on an object-store lake ({}) needs a local directory on persistent disk for this replica's write-ahead log (one per replica)",
+                lake.display()
+            );
+        }
+        // Findings, the scheduler's watermarks, sink outboxes and report state are still local
+        // files under the lake directory.
+        for (key, set) in [
+            ("[scheduler]", config.scheduler.is_some()),
+            ("[[reports]]", !config.reports.is_empty()),
+        ] {
+            if set {
+                anyhow::bail!(
+                    "{key}: not supported yet with an object-store lake ({}): findings and their state are still stored on local disk; run `auditlake detect --lake {}` from a job, or leave {key} out",
+                    lake.display(),
+                    lake.display()
+                );
+            }
+        }
+    }
     // Paths from flags are relative to the working directory, from the config file to the file.
     let path = |flag: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>| {
         flag.clone()

@@ -779,3 +779,266 @@ fn serve_runs_retention_in_the_background_and_logs_what_it_removed() {
     );
     assert_eq!(verify(lake.to_str().unwrap(), &[]).0, 0);
 }
+
+/// An EventList of `ids` stamped in one past hour (so compaction, which only merges hours that
+/// have ended, takes it).
+fn past_event_list(ids: &[String]) -> String {
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/team-a/configmaps/app","verb":"get","user":{{"username":"alice@example.com"}},"sourceIPs":["10.1.2.3"],"objectRef":{{"resource":"configmaps","namespace":"team-a","name":"app","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-20T10:15:00.000000Z","stageTimestamp":"2026-11-20T10:15:00.000100Z"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+#[test]
+fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_killed() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use crate::webhook::{Server, plain_client, runtime, write_config};
+
+    if s3_tools().is_none() {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket("evidence");
+    let url = "s3://evidence/replicas";
+    let dir = tempfile::tempdir().unwrap();
+    // Two replicas: the same table, each its own write-ahead log. Frequent small flushes so the
+    // kill lands between WAL appends, uploads and commits alike.
+    let configs: Vec<std::path::PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let replica = dir.path().join(name);
+            std::fs::create_dir_all(&replica).unwrap();
+            write_config(
+                &replica,
+                &format!(
+                    "[lake.storage]\naws_endpoint = \"{}\"\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n\
+                     [webhook]\nwal_dir = \"wal\"\nflush_interval_secs = 0.3\nflush_rows = 3000\n[ingest]\nmax_file_rows = 2000\n[compaction]\ninterval_secs = 0\n",
+                    s3.endpoint
+                ),
+            )
+        })
+        .collect();
+    // The WAL is required: the per-process staging directory would not survive a restart.
+    let no_wal = write_config(dir.path(), "[compaction]\ninterval_secs = 0\n");
+    let mut refused = bin();
+    s3.env(&mut refused);
+    let out = run(refused.arg("--config").arg(&no_wal).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--lake",
+        url,
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("webhook.wal_dir"));
+
+    let lake = Path::new(url);
+    let a = Server::start(&configs[0], lake);
+    let b = Server::start(&configs[1], lake);
+    let urls = [
+        format!("{}/audit/prod", a.url),
+        format!("{}/audit/prod", b.url),
+    ];
+    let rt = runtime();
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let (url, acked, stop) = (urls[s % 2].clone(), acked.clone(), stop.clone());
+            rt.spawn(async move {
+                let client = plain_client();
+                let mut batch = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ids: Vec<String> = (0..100)
+                        .map(|i| format!("s{s}-b{batch:05}-{i:03}"))
+                        .collect();
+                    batch += 1;
+                    match client.post(&url).body(past_event_list(&ids)).send().await {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
+                        // Refused or reset by the kill: not acknowledged, no promise.
+                        Ok(_) | Err(_) => {
+                            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 8_000 && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill9();
+    // B keeps taking its share while A is down.
+    let at_kill = acked.lock().unwrap().len();
+    while acked.lock().unwrap().len() < at_kill + 2_000
+        && started.elapsed() < Duration::from_secs(180)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        let _ = rt.block_on(s);
+    }
+    let acked: BTreeSet<String> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 8_000, "acknowledged only {}", acked.len());
+
+    // A restarts on its WAL and commits what it had acknowledged; then one batch is re-delivered
+    // to both replicas (the case the dedup guarantee across writers is about).
+    let a = Server::start(&configs[0], lake);
+    let redelivered: Vec<String> = (0..100).map(|i| format!("s0-b00000-{i:03}")).collect();
+    for server in [&a, &b] {
+        let status = rt.block_on(async {
+            plain_client()
+                .post(format!("{}/audit/prod", server.url))
+                .body(past_event_list(&redelivered))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 200);
+    }
+    for server in [a, b] {
+        let (status, log) = server.terminate();
+        assert!(status.success(), "{log}");
+    }
+
+    let counts = |sql: &str| -> Vec<serde_json::Value> {
+        let mut q = bin();
+        s3.env(&mut q);
+        run_ok(q.args(["query", "--format", "json", "--lake", url, sql]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let in_lake = |sql: &str| -> BTreeMap<String, i64> {
+        counts(sql)
+            .iter()
+            .map(|r| {
+                (
+                    r["audit_id"].as_str().unwrap().to_owned(),
+                    r["n"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = in_lake("SELECT audit_id, count(*) AS n FROM audit_events GROUP BY audit_id");
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !before.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // Only the re-delivered batch may show twice before compaction.
+    let twice: Vec<&String> = before
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        twice.iter().all(|id| redelivered.contains(id)),
+        "{:?}",
+        &twice[..twice.len().min(5)]
+    );
+
+    // Compaction re-checks the key: afterwards nothing appears twice, nothing is lost.
+    let mut compact = bin();
+    s3.env(&mut compact);
+    run_ok(compact.args(["compact", "--json", "--min-age", "0s", "--lake", url]));
+    let after = in_lake("SELECT audit_id, count(*) AS n FROM audit_events GROUP BY audit_id");
+    assert!(after.values().all(|n| *n == 1));
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    let mut v = bin();
+    s3.env(&mut v);
+    let out = run(v.args(["verify", "--json", "--lake", url]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "two replicas, one killed: {} acknowledged, {} in the table, {} shown twice before compaction",
+        acked.len(),
+        after.len(),
+        twice.len()
+    );
+}
+
+#[test]
+fn quarantine_of_an_s3_lake_lands_in_the_bucket_masked() {
+    if s3_tools().is_none() {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket("evidence");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("audit.log");
+    let good = past_event_list(&["ok-1".to_owned()]);
+    // Not JSON, and carrying a secret value that must not land anywhere.
+    let bad = r#"{"kind":"Event","auditID":"x","requestObject":{"kind":"Secret","data":{"password":"aHVudGVyMg=="}"#;
+    std::fs::write(&input, format!("{good}\n{bad}\n")).unwrap();
+    let mut cmd = bin();
+    s3.env(&mut cmd);
+    let out = run_ok(
+        cmd.args([
+            "ingest",
+            "--json",
+            "--lake",
+            "s3://evidence/q",
+            "--cluster",
+            "prod",
+        ])
+        .arg(&input),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["rows_written"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 1, "{summary}");
+    let object = summary["quarantine_file"].as_str().unwrap();
+    assert!(
+        object.starts_with("s3://evidence/q/_quarantine/date="),
+        "{summary}"
+    );
+    let script = format!(
+        r#"
+import boto3, json
+s3 = boto3.client("s3", endpoint_url="{ep}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket="evidence", Prefix="q/_quarantine/")["Contents"]]
+body = b"".join(s3.get_object(Bucket="evidence", Key=k)["Body"].read() for k in keys)
+print(json.dumps({{"keys": keys, "body": body.decode()}}))
+"#,
+        ep = s3.endpoint
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    let found: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let keys = found["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{found}");
+    assert!(keys[0].as_str().unwrap().ends_with(".jsonl"), "{found}");
+    let record: serde_json::Value =
+        serde_json::from_str(found["body"].as_str().unwrap().trim()).unwrap();
+    assert_eq!(record["cluster"], "prod");
+    assert_eq!(record["masked"], true, "{record}");
+    assert!(!found["body"].as_str().unwrap().contains("aHVudGVyMg=="));
+}

@@ -54,6 +54,45 @@ struct Location {
     remote: Option<Remote>,
     events: LakeTable,
     retention_log: LakeTable,
+    /// An object-store lake's local staging directory, removed when the last handle goes.
+    _staging: Option<Staging>,
+}
+
+/// The local directory where one process encodes files before uploading them: one per process
+/// (`<base>/<pid>-<ulid>/`), so replicas and commands on one host never clean up each other's
+/// files in flight. Directories of processes that no longer run are removed at the next open.
+#[derive(Debug)]
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn create(base: &Path) -> Result<Staging> {
+        create_dir_durable(base)?;
+        for entry in fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && pid != std::process::id()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                // A dead process's files: never committed, so nothing of the lake.
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = base.join(format!("{}-{}", std::process::id(), ulid::Ulid::generate()));
+        create_dir_durable(&dir)?;
+        Ok(Staging { dir })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[derive(Debug)]
@@ -76,6 +115,27 @@ fn table(kind: TableKind, lake_url: &Url, storage: &HashMap<String, String>) -> 
     LakeTable::new(kind, url, storage.clone())
 }
 
+/// Uploads a local file to `path`, streamed: one PUT up to 10 MB, a multipart upload above,
+/// never the whole file in memory. `location` names it in errors.
+fn upload(
+    remote: &Remote,
+    local: &Path,
+    path: object_store::path::Path,
+    location: String,
+) -> Result<()> {
+    store::block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::open(local).await?;
+        let mut upload = object_store::buffered::BufWriter::new(remote.store.clone(), path);
+        tokio::io::copy(&mut file, &mut upload).await?;
+        upload.shutdown().await
+    })
+    .map_err(|e| IngestError::LakeIo {
+        path: PathBuf::from(location),
+        source: e,
+    })
+}
+
 fn directory_url(dir: &Path) -> Url {
     let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     Url::from_directory_path(&abs).unwrap_or_else(|()| {
@@ -95,6 +155,7 @@ impl Lake {
                 retention_log: table(TableKind::RetentionLog, &url, &HashMap::new()),
                 url,
                 remote: None,
+                _staging: None,
             }),
         }
     }
@@ -102,19 +163,34 @@ impl Lake {
     /// A lake named by a `--lake` value: an object-store URL (`s3://bucket/prefix`, `gs://…`,
     /// `az://…`) with its storage options, or a local directory.
     pub fn open(spec: &str, storage: &HashMap<String, String>) -> Result<Self> {
+        Lake::open_staged(spec, storage, None)
+    }
+
+    /// [`Lake::open`], staging an object-store lake's files under `staging_base` (`[lake]
+    /// staging_dir`) instead of the system's temporary directory.
+    pub fn open_staged(
+        spec: &str,
+        storage: &HashMap<String, String>,
+        staging_base: Option<&Path>,
+    ) -> Result<Self> {
         if !store::is_remote(spec) {
             return Ok(Lake::new(spec));
         }
         let url = store::parse_lake_url(spec)?;
         let store = store::build_store(&url, storage)?;
-        // Staging for files being encoded before upload: per lake URL, so two lakes never share.
-        let staging = std::env::temp_dir().join(format!(
-            "auditlake-staging-{}",
-            &delta::sha256_hex(url.as_str().as_bytes())[..16]
-        ));
+        let staging = Staging::create(
+            &staging_base
+                .map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(format!(
+                    "auditlake-staging-{}",
+                    &delta::sha256_hex(url.as_str().as_bytes())[..16]
+                )),
+        )?;
         Ok(Lake {
-            root: staging,
+            root: staging.dir.clone(),
             location: Arc::new(Location {
+                _staging: Some(staging),
                 remote: Some(Remote {
                     store,
                     prefix: store::path_in_store(&url),
@@ -179,22 +255,12 @@ impl Lake {
         match &self.location.remote {
             None => commit_file(tmp, &self.audit_events_dir().join(rel))?,
             Some(remote) => {
-                let path = self.object_path(remote, rel);
-                let location = self.data_url(rel);
-                // Streamed: one PUT up to 10 MB, a multipart upload above, never the whole file
-                // in memory.
-                store::block_on(async {
-                    use tokio::io::AsyncWriteExt;
-                    let mut file = tokio::fs::File::open(tmp).await?;
-                    let mut upload =
-                        object_store::buffered::BufWriter::new(remote.store.clone(), path);
-                    tokio::io::copy(&mut file, &mut upload).await?;
-                    upload.shutdown().await
-                })
-                .map_err(|e| IngestError::LakeIo {
-                    path: PathBuf::from(location),
-                    source: e,
-                })?;
+                upload(
+                    remote,
+                    tmp,
+                    self.object_path(remote, rel),
+                    self.data_url(rel),
+                )?;
                 fs::remove_file(tmp).map_err(IngestError::lake_io(tmp))?;
             }
         }
@@ -264,6 +330,32 @@ impl Lake {
                     }),
                 }
             }
+        }
+    }
+
+    /// Copies a file of the staging directory (`<staging>/_quarantine/…`) to the same place under
+    /// an object-store lake's prefix, whole (re-copying a file that grew replaces the object).
+    /// Nothing to do for a local lake, where the file already is in the lake.
+    pub fn mirror(&self, local: &Path) -> Result<()> {
+        let Some(remote) = &self.location.remote else {
+            return Ok(());
+        };
+        let rel = local
+            .strip_prefix(&self.root)
+            .map_err(|_| IngestError::Internal(format!("{} is not staged", local.display())))?;
+        let mut path = remote.prefix.clone();
+        for part in rel.iter() {
+            path = path.join(part.to_string_lossy().as_ref());
+        }
+        upload(remote, local, path, self.describe(local))
+    }
+
+    /// Where a file of the lake (or, for an object-store lake, of its staging directory) is, for
+    /// people: its path, or its URL in the bucket.
+    pub fn describe(&self, local: &Path) -> String {
+        match (&self.location.remote, local.strip_prefix(&self.root)) {
+            (Some(_), Ok(rel)) => format!("{}{}", self.location.url, rel.display()),
+            _ => local.display().to_string(),
         }
     }
 
@@ -427,7 +519,8 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// Removes leftovers of writers that died mid-file. Only call while holding the writer lock.
+/// Removes leftovers of writers that died mid-file. Only call while holding the writer lock (a
+/// local lake) or on this process's own staging directory (an object-store lake).
 pub fn clean_tmp(lake: &Lake) -> Result<usize> {
     let dir = lake.tmp_dir();
     let Ok(entries) = fs::read_dir(&dir) else {
