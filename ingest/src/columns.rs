@@ -109,6 +109,27 @@ fn ts() -> TimestampMicrosecondBuilder {
     TimestampMicrosecondBuilder::new().with_timezone("UTC")
 }
 
+/// The API group (`None` for the core group) and version a resource request's URI names:
+/// `/apis/<group>/<version>/…` or `/api/<version>/…`. `None` for anything else (discovery,
+/// `/healthz`, a non-resource URL).
+fn group_version_from_uri(uri: &str) -> Option<(Option<&str>, &str)> {
+    let path = uri.split(['?', '#']).next()?;
+    let mut parts = path.strip_prefix('/')?.split('/');
+    let (group, version) = match parts.next()? {
+        "apis" => (Some(parts.next()?), parts.next()?),
+        "api" => (None, parts.next()?),
+        _ => return None,
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    // Only a request for a resource below the version: `/apis/apps/v1` alone is discovery.
+    (parts.next().is_some_and(|p| !p.is_empty()) && valid(version) && group.is_none_or(valid))
+        .then_some((group, version))
+}
+
 fn s(b: &mut StringBuilder, v: Option<&Str>) {
     b.append_option(v.map(Str::as_str));
 }
@@ -250,10 +271,20 @@ impl EventColumns {
         );
         s(&mut self.namespace, o.and_then(|o| o.namespace.as_ref()));
         s(&mut self.name, o.and_then(|o| o.name.as_ref()));
-        s(&mut self.api_group, o.and_then(|o| o.api_group.as_ref()));
-        s(
-            &mut self.api_version,
-            o.and_then(|o| o.api_version.as_ref()),
+        // Some exports drop objectRef's apiGroup/apiVersion; the request URI names both, so the
+        // RBAC, batch and apps rules still see the group.
+        let from_uri = o
+            .and(ev.request_uri.as_ref())
+            .and_then(|u| group_version_from_uri(u.as_str()));
+        self.api_group.append_option(
+            o.and_then(|o| o.api_group.as_ref())
+                .map(Str::as_str)
+                .or(from_uri.and_then(|(group, _)| group)),
+        );
+        self.api_version.append_option(
+            o.and_then(|o| o.api_version.as_ref())
+                .map(Str::as_str)
+                .or(from_uri.map(|(_, version)| version)),
         );
         s(&mut self.object_uid, o.and_then(|o| o.uid.as_ref()));
         s(
@@ -442,5 +473,34 @@ impl EventColumns {
         self.bytes = 0;
         RecordBatch::try_new(audit_events_file_schema(), columns)
             .expect("EventColumns builds exactly the audit_events file schema (tested)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_version_from_uri as gv;
+
+    #[test]
+    fn the_uri_names_group_and_version_of_resource_requests_only() {
+        assert_eq!(
+            gv("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x"),
+            Some((Some("rbac.authorization.k8s.io"), "v1"))
+        );
+        assert_eq!(
+            gv("/apis/batch/v1/namespaces/a/cronjobs?fieldManager=kubectl"),
+            Some((Some("batch"), "v1"))
+        );
+        assert_eq!(gv("/api/v1/namespaces/a/secrets/db"), Some((None, "v1")));
+        for other in [
+            "/apis/apps/v1",
+            "/apis/apps/v1/",
+            "/api",
+            "/healthz",
+            "/apis//v1/x",
+            "apis/apps/v1/deployments",
+            "/apis/a%20b/v1/x",
+        ] {
+            assert_eq!(gv(other), None, "{other}");
+        }
     }
 }

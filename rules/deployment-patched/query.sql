@@ -1,7 +1,7 @@
 SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name
 FROM audit_events
 WHERE stage = 'ResponseComplete'
-  AND api_group = 'apps' AND resource = 'deployments' AND subresource IS NULL
+  AND coalesce(api_group, 'apps') = 'apps' AND resource = 'deployments' AND subresource IS NULL
   AND verb = 'patch' AND response_code BETWEEN 200 AND 299
   AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
   AND NOT array_has({{excluded_users}}, user_name)

@@ -1,5 +1,5 @@
 WITH e AS (
-    SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name, request_uri, authz_decision,
+    SELECT audit_id, stage_at, cluster, user_name, source_ip, verb, resource, subresource, namespace, name, request_uri, authz_decision,
            date_bin(INTERVAL '10 minutes', stage_at, TIMESTAMP '1970-01-01T00:00:00Z') AS bucket
     FROM audit_events
     WHERE stage = 'ResponseComplete'
@@ -10,7 +10,7 @@ WITH e AS (
     FROM e
     GROUP BY cluster, user_name, source_ip, bucket
     HAVING count(DISTINCT authz_decision) = 2
-       AND count(DISTINCT request_uri) > {{min_distinct_uris}}
+       AND count(DISTINCT coalesce(request_uri, concat_ws('/', verb, resource, subresource, namespace, name))) > {{min_distinct_uris}}
        AND count(DISTINCT resource) > {{min_distinct_resources}}
        AND count(*) < {{max_requests}}
 )

@@ -4,7 +4,7 @@ SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource,
        CASE WHEN resource = 'clusterrolebindings' THEN 'critical' ELSE 'medium' END AS severity
 FROM audit_events
 WHERE stage = 'ResponseComplete'
-  AND api_group = 'rbac.authorization.k8s.io' AND resource IN ('clusterrolebindings', 'rolebindings')
+  AND coalesce(api_group, 'rbac.authorization.k8s.io') = 'rbac.authorization.k8s.io' AND resource IN ('clusterrolebindings', 'rolebindings')
   AND verb IN ('create', 'update', 'patch') AND response_code BETWEEN 200 AND 299
   AND NOT array_has({{control_plane_users}}, coalesce(user_name, ''))
   -- GitOps controllers apply team RoleBindings all day; a ClusterRoleBinding is reported whoever makes it

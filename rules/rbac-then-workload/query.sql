@@ -2,7 +2,7 @@ WITH rbac AS (
     SELECT audit_id, stage_at, cluster, user_name, source_ip, resource, subresource, namespace, name
     FROM audit_events
     WHERE stage = 'ResponseComplete' AND response_code BETWEEN 200 AND 299
-      AND api_group = 'rbac.authorization.k8s.io' AND resource IN ('roles', 'clusterroles')
+      AND coalesce(api_group, 'rbac.authorization.k8s.io') = 'rbac.authorization.k8s.io' AND resource IN ('roles', 'clusterroles')
       AND verb IN ('create', 'update', 'patch')
       AND NOT array_has({{control_plane_users}}, coalesce(user_name, '')) AND coalesce(user_name, '') NOT LIKE 'system:serviceaccount:kube-system:%'
 ), workload AS (

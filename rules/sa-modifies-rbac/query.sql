@@ -5,7 +5,8 @@ FROM audit_events
 WHERE stage = 'ResponseComplete'
   AND user_name LIKE 'system:serviceaccount:%'
   AND NOT array_has({{excluded_service_accounts}}, user_name)
-  AND api_group = 'rbac.authorization.k8s.io'
+  -- an export without the group: the RBAC resources are named only in that group
+  AND (api_group = 'rbac.authorization.k8s.io' OR (api_group IS NULL AND resource IN ('roles', 'rolebindings', 'clusterroles', 'clusterrolebindings')))
   AND verb IN ('create', 'update', 'patch', 'delete', 'deletecollection', 'escalate', 'bind')
   AND authz_decision = 'allow'
   AND NOT starts_with_any(coalesce(user_name, ''), array_concat({{known_controllers}}, {{extra_controllers}}))
