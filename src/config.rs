@@ -356,6 +356,11 @@ pub struct QuerySection {
     pub target_partitions: Option<usize>,
     /// Evaluate filters during the Parquet scan (default true).
     pub pushdown_filters: Option<bool>,
+    /// An object-store lake's data files are cached here after their first read (default: the
+    /// system's temporary directory, `auditlake-cache`; private to the user).
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of that cache in MiB; 0 turns it off (default 1024).
+    pub cache_mb: Option<u64>,
 }
 
 impl Config {
@@ -731,6 +736,22 @@ impl Config {
             None => chrono::TimeDelta::hours(1),
         };
         Ok((every > chrono::TimeDelta::zero()).then(|| every.to_std().expect("non-negative")))
+    }
+
+    /// The read cache of object-store lakes (`[query] cache_dir`, `cache_mb`).
+    pub fn read_cache(&self) -> Option<auditlake_ingest::lake::cache::CacheConfig> {
+        let mut cache = auditlake_ingest::lake::cache::CacheConfig::default();
+        if let Some(dir) = &self.query.cache_dir {
+            cache.dir = self.resolve(dir);
+        }
+        match self.query.cache_mb {
+            Some(0) => None,
+            Some(mb) => Some(auditlake_ingest::lake::cache::CacheConfig {
+                max_bytes: mb << 20,
+                ..cache
+            }),
+            None => Some(cache),
+        }
     }
 
     pub fn lake(&self, flag: Option<&Path>) -> anyhow::Result<auditlake_ingest::Lake> {

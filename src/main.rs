@@ -37,6 +37,7 @@ fn main() -> ExitCode {
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     let config = config::Config::load(cli.config.as_deref())?;
+    auditlake_ingest::lake::cache::configure(config.read_cache());
     match cli.command {
         cli::Command::Ingest(args) => cmd::ingest::run(&config, args),
         cli::Command::Query(args) => cmd::query::run(&config, args),

@@ -308,9 +308,17 @@ async fn register_audit_events(
     lake: &Lake,
     scope: &Scope,
 ) -> Result<(), QueryError> {
+    let mut options = lake.events().options().clone();
+    if lake.is_remote() {
+        // Data files fetched once into the local cache: a query is hundreds of range reads.
+        options.insert(
+            auditlake_ingest::lake::store::READ_CACHE_OPTION.to_owned(),
+            "true".to_owned(),
+        );
+    }
     let table = delta_table::LiveDeltaTable::new(
         lake.events().url().clone(),
-        lake.events().options().clone(),
+        options,
         delta_table::read_schema(TableKind::AuditEvents)
             .await
             .map_err(QueryError::Execution)?,

@@ -1042,3 +1042,87 @@ print(json.dumps({{"keys": keys, "body": body.decode()}}))
     assert_eq!(record["masked"], true, "{record}");
     assert!(!found["body"].as_str().unwrap().contains("aHVudGVyMg=="));
 }
+
+#[test]
+fn storage_credentials_never_reach_an_error_message() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store that is not there: every command fails, and says where, not with what key.
+    let cfg = dir.path().join("s3.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[lake.storage]\naws_endpoint = \"http://127.0.0.1:{}\"\naws_access_key_id = \"AKIAEXAMPLEKEYID\"\naws_secret_access_key = \"secret-value-never-printed\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let sample = repo().join("samples/audit.log");
+    for args in [
+        vec!["ingest", "--cluster", "prod", sample.to_str().unwrap()],
+        vec!["query", "SELECT count(*) FROM audit_events"],
+        vec!["verify"],
+        vec!["retention", "--dry-run"],
+    ] {
+        let out = run(bin()
+            .arg("--config")
+            .arg(&cfg)
+            .args(&args[..1])
+            .args(["--lake", "s3://evidence/lake"])
+            .args(&args[1..])
+            .env("RUST_BACKTRACE", "1"));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {all}");
+        assert!(all.contains("evidence"), "{args:?} names the lake: {all}");
+        assert!(
+            !all.contains("secret-value-never-printed") && !all.contains("AKIAEXAMPLEKEYID"),
+            "{args:?}: {all}"
+        );
+    }
+}
+
+#[test]
+fn verify_reports_a_forged_commit_and_survives_a_hostile_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
+    let log = lake.join("audit_events/_delta_log");
+    // Appended by someone with write access: a commit that adds nothing of ours, nested deep
+    // enough to overflow a naive recursive parser, and an oversized line.
+    let forged = log.join("00000000000000000002.json");
+    std::fs::write(
+        &forged,
+        format!("{}{}\n", "[".repeat(200_000), "]".repeat(200_000)),
+    )
+    .unwrap();
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        problems(&report).contains(&(
+            "unreadable commit".to_owned(),
+            "_delta_log/00000000000000000002.json".to_owned()
+        )),
+        "{report}"
+    );
+    // A well-formed commit not made by auditlake (no link to its predecessor) is named too.
+    std::fs::write(
+        &forged,
+        r#"{"commitInfo":{"timestamp":1,"operation":"WRITE"}}
+{"add":{"path":"cluster=prod/date=2026-11-20/hour=08/part-forged.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true}}
+"#,
+    )
+    .unwrap();
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    let found = problems(&report);
+    assert!(
+        found.contains(&(
+            "unlinked commit".to_owned(),
+            "_delta_log/00000000000000000002.json".to_owned()
+        )),
+        "{report}"
+    );
+}

@@ -13,6 +13,7 @@
 //! On object storage the same layout lives under the URL's prefix; `_tmp/` and `_state/` are a
 //! local staging directory of the process (files are uploaded whole, then committed).
 
+pub mod cache;
 pub mod delta;
 pub mod migrate;
 pub mod retention;
@@ -95,11 +96,20 @@ impl Drop for Staging {
     }
 }
 
-#[derive(Debug)]
 struct Remote {
     store: Arc<dyn object_store::ObjectStore>,
     /// `url`'s path inside the bucket.
     prefix: object_store::path::Path,
+}
+
+/// By hand: a store's own `Debug` prints its configuration, credentials included, and a lake
+/// is part of options structs that may be debug-printed.
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("prefix", &self.prefix.as_ref())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A data file's bytes: a local file, or an object read whole.
@@ -559,6 +569,26 @@ pub fn list_parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lake_debug_prints_no_credential() {
+        let storage = std::collections::HashMap::from([
+            (
+                "aws_access_key_id".to_owned(),
+                "AKIAEXAMPLEKEYID".to_owned(),
+            ),
+            (
+                "aws_secret_access_key".to_owned(),
+                "secret-value-never-printed".to_owned(),
+            ),
+            ("aws_region".to_owned(), "eu-west-1".to_owned()),
+        ]);
+        let lake = super::Lake::open("s3://bucket/prefix", &storage).unwrap();
+        let text = format!("{lake:?}");
+        assert!(text.contains("s3://bucket/prefix"), "{text}");
+        assert!(!text.contains("secret-value-never-printed"), "{text}");
+        assert!(!text.contains("AKIAEXAMPLEKEYID"), "{text}");
+    }
+
     use super::*;
     use std::sync::Arc;
 

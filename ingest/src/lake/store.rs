@@ -107,6 +107,10 @@ pub fn path_in_store(url: &Url) -> StorePath {
     StorePath::from(url.path().trim_matches('/'))
 }
 
+/// The storage option a reader sets (`"true"`) to read data files through the local cache
+/// ([`super::cache`]). Never passed to the store itself.
+pub const READ_CACHE_OPTION: &str = "auditlake.read_cache";
+
 struct RemoteStores;
 
 impl ObjectStoreFactory for RemoteStores {
@@ -115,8 +119,19 @@ impl ObjectStoreFactory for RemoteStores {
         url: &Url,
         config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, StorePath)> {
+        // Readers ask for the local cache of data files; `verify`, vacuum and writers never do
+        // (verify must hash what is in the bucket, not a copy).
+        let mut options = config.raw.clone();
+        let cached = options
+            .remove(READ_CACHE_OPTION)
+            .is_some_and(|v| v == "true");
         let store =
-            build_store(url, &config.raw).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+            build_store(url, &options).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        let store = if cached {
+            super::cache::wrap(store)
+        } else {
+            store
+        };
         Ok((store, path_in_store(url)))
     }
 }

@@ -25,6 +25,10 @@ use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
 use super::store::block_on;
 use crate::error::{IngestError, Result};
 
+/// Commit files above this size are reported, never read (a migration of 100,000 files writes
+/// about 40 MiB).
+const MAX_COMMIT_BYTES: u64 = 256 << 20;
+
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
     /// Re-hash only files added by commits at or after this time (ms since the epoch); the chain
@@ -169,7 +173,7 @@ async fn verify_store(
     required: bool,
 ) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
-    let mut commits: BTreeMap<u64, StorePath> = BTreeMap::new();
+    let mut commits: BTreeMap<u64, (StorePath, u64)> = BTreeMap::new();
     let mut data_objects: Vec<(String, i64)> = Vec::new();
     let mut listing = store.list(None);
     while let Some(meta) = listing.next().await {
@@ -180,7 +184,7 @@ async fn verify_store(
                 .strip_suffix(".json")
                 .filter(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
             {
-                commits.insert(v.parse().expect("20 digits"), meta.location);
+                commits.insert(v.parse().expect("20 digits"), (meta.location, meta.size));
             }
         } else if path.ends_with(".parquet") && !path.starts_with('_') {
             data_objects.push((path, meta.last_modified.timestamp()));
@@ -209,7 +213,7 @@ async fn verify_store(
     let mut prev_sha: Option<(u64, String)> = None;
     for version in 0..=head {
         let name = format!("_delta_log/{version:020}.json");
-        let Some(path) = commits.get(&version) else {
+        let Some((path, size)) = commits.get(&version) else {
             problem(
                 &mut report,
                 ProblemKind::MissingCommit,
@@ -219,6 +223,20 @@ async fn verify_store(
             prev_sha = None;
             continue;
         };
+        // A commit is read whole: one planted to exhaust memory is reported, not read.
+        if *size > MAX_COMMIT_BYTES {
+            problem(
+                &mut report,
+                ProblemKind::UnreadableCommit,
+                name,
+                format!(
+                    "{size} bytes: larger than any commit auditlake writes ({} MiB at most)",
+                    MAX_COMMIT_BYTES >> 20
+                ),
+            );
+            prev_sha = None;
+            continue;
+        }
         let bytes = store
             .get(path)
             .await
