@@ -3,6 +3,7 @@
 
 mod compact;
 mod crash;
+mod deploy;
 mod detect;
 mod duckdb;
 mod forensics;
