@@ -28,8 +28,6 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Run one SQL statement over the lake.
     Query(QueryArgs),
-    /// Generate a realistic, deterministic audit log (benchmark volume or samples).
-    Generate(GenerateArgs),
     /// Run the detection rules over the lake and print findings (exit 1 when there are any).
     Detect(DetectArgs),
     /// List, check or test the detection rules.
@@ -37,8 +35,8 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Print the description of the `audit_events` and `findings` tables (Markdown).
-    Schema,
+    /// Print the description of the `audit_events` and `findings` tables (Markdown, or JSON).
+    Schema(SchemaArgs),
     /// Merge the small files of closed partitions (streaming flushes leave many) into large ones,
     /// atomically: readers never see a row twice or miss one.
     Compact(CompactArgs),
@@ -62,9 +60,66 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Serve the lake read-only over the PostgreSQL wire protocol (psql, Grafana, BI tools).
     Pg(PgArgs),
+    /// Print a shell completion script: `auditlake completions bash > /etc/bash_completion.d/auditlake`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff; `auditlake man | man -l -`), or write one page per command.
+    Man(ManArgs),
+    /// Generate a realistic, deterministic audit log (benchmark volume or samples).
+    Generate(GenerateArgs),
     /// Load-test a running webhook: concurrent senders POST EventLists; prints events/s and
     /// latency percentiles (a benchmark tool, see benches/).
     BenchWebhook(BenchWebhookArgs),
+}
+
+/// Developer tools: hidden from the operator's command list and listed apart at the end of
+/// `--help` (clap has one heading for all subcommands, so they cannot get a heading of their own).
+pub const DEV_TOOLS: [&str; 2] = ["generate", "bench-webhook"];
+
+/// The command line as parsed, shown by `--help`, completions and the man page: the derived
+/// definition with the developer tools moved out of the operator's list.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut section =
+        String::from("Developer tools (benchmarks and sample data; `auditlake help <tool>`):");
+    for name in DEV_TOOLS {
+        let about = cmd
+            .find_subcommand(name)
+            .and_then(|c| c.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        // Its first clause: a line clap's wrapping leaves whole (it wraps this text unindented).
+        let about = about.split([':', ';']).next().unwrap_or_default().trim();
+        section.push_str(&format!("\n  {name:<15} {about}"));
+        cmd = cmd.mut_subcommand(name, |c| c.hide(true));
+    }
+    let after = cmd
+        .get_after_help()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    cmd.after_help(format!("{section}\n\n{after}"))
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// One JSON object per table (name, schema version, columns with type, nullability,
+    /// source and meaning) instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `auditlake.1` and one `auditlake-<command>.1` per command into DIR instead of
+    /// printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +259,10 @@ pub struct ReportArgs {
     /// List the reports (id, title, CIS controls) instead of rendering one.
     #[arg(long)]
     pub list: bool,
+
+    /// With --list: one JSON object per report (also `--format json`).
+    #[arg(long, requires = "list")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +389,9 @@ pub enum RulesCommand {
         rules: RulesDirArg,
         #[command(flatten)]
         lake: LakeArg,
+        /// One JSON object per rule (id, title, severity, attack, catalog, state, …).
+        #[arg(long)]
+        json: bool,
     },
     /// Load every rule and plan its SQL against the real schema; errors name the file and line.
     Check {

@@ -829,29 +829,97 @@ mod tests {
         assert!(err("[scheduler]\nlatenes_secs = 1").contains("latenes_secs"));
     }
 
-    /// The config inside a ConfigMap of deploy/.
-    fn deploy_config(file: &str) -> Config {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("deploy")
-            .join(file);
-        let yaml = std::fs::read_to_string(path).unwrap();
-        let toml: String = yaml
+    /// The `auditlake.toml` of every ConfigMap (or ConfigMap patch) under deploy/, by file,
+    /// read as Kubernetes reads it: YAML, every document of each file.
+    fn deploy_configs() -> BTreeMap<String, String> {
+        fn walk(dir: &Path, out: &mut BTreeMap<String, String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "yaml" && e != "yml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for doc in yaml_serde::Deserializer::from_str(&text) {
+                    let doc = yaml_serde::Value::deserialize(doc)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    if doc["kind"] != "ConfigMap" {
+                        continue;
+                    }
+                    if let Some(toml) = doc["data"]["auditlake.toml"].as_str() {
+                        let name = path.strip_prefix(deploy_dir()).unwrap();
+                        out.insert(name.display().to_string(), toml.to_owned());
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&deploy_dir(), &mut out);
+        out
+    }
+
+    fn deploy_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+    }
+
+    /// `# `-commented lines from `# [[sinks]]` naming `name` up to the first uncommented line,
+    /// uncommented: the example an operator enables by deleting the `# `.
+    fn commented_sink(toml: &str, name: &str) -> String {
+        let block: Vec<&str> = toml
             .lines()
-            .skip_while(|l| !l.contains("auditlake.toml: |"))
-            .skip(1)
-            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .skip_while(|l| l.trim() != "# [[sinks]]")
+            .take_while(|l| l.trim_start().starts_with('#'))
+            .map(|l| l.trim_start().trim_start_matches('#').trim_start())
             .collect();
-        Config::parse(&toml).unwrap()
+        assert!(
+            block
+                .iter()
+                .any(|l| l.contains(&format!("name = \"{name}\""))),
+            "no commented sink {name}: {block:?}"
+        );
+        block.join("\n") + "\n"
     }
 
     /// The ConfigMaps in deploy/ carry configs the binary accepts.
     #[test]
     fn deploy_configmap_config_is_valid() {
-        let config = deploy_config("configmap.yaml");
+        let configs = deploy_configs();
+        assert_eq!(
+            configs.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["base/configmap.yaml", "object-storage/configmap-patch.yaml"]
+        );
+        for (file, toml) in &configs {
+            Config::parse(toml).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        }
+        let base = &configs["base/configmap.yaml"];
+        let config = Config::parse(base).unwrap();
         assert_eq!(config.webhook.listen.as_deref(), Some("0.0.0.0:8443"));
         assert!(config.webhook.client_ca.is_some());
+        // Detects out of the box: the scheduler over the built-in pack, findings to stdout.
+        let scheduler = config.scheduler.as_ref().expect("[scheduler]");
+        assert_ne!(scheduler.enabled, Some(false));
+        assert!(scheduler.rules.is_none(), "every active rule, not a subset");
+        assert_ne!(config.detect.builtin_rules, Some(false));
+        let sinks: Vec<(&str, &str)> = config
+            .sinks
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind.as_str()))
+            .collect();
+        assert_eq!(sinks, [("console", "stdout")]);
+        // The commented Alertmanager sink is valid once uncommented, next to the stdout one.
+        let with_am = format!("{base}\n{}", commented_sink(base, "alertmanager"));
+        let with_am = Config::parse(&with_am).unwrap();
+        let am = &with_am.sinks[1];
+        assert_eq!(
+            (am.name.as_str(), am.kind.as_str()),
+            ("alertmanager", "alertmanager")
+        );
+        assert!(am.url.as_deref().is_some_and(|u| u.starts_with("http")));
         // The object-storage overlay: what serve requires of a replica on a shared table.
-        let replicas = deploy_config("object-storage/configmap-patch.yaml");
+        let replicas = Config::parse(&configs["object-storage/configmap-patch.yaml"]).unwrap();
         assert!(
             replicas
                 .lake

@@ -8,7 +8,7 @@ mod pack;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 /// Exit codes, documented in `--help` and the README.
 pub const EXIT_OK: u8 = 0;
@@ -16,7 +16,12 @@ pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Through `cli::command()`, not `Cli::parse()`: the help shown is the one with the developer
+    // tools set apart, the same definition completions and the man page are generated from.
+    let cli = match cli::Cli::from_arg_matches(&cli::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         // `auditlake … | head`: the reader left; that is not an error.
@@ -36,6 +41,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    // Documentation of the command line needs no config (and must not fail on a bad one).
+    match &cli.command {
+        cli::Command::Completions(args) => return cmd::docs::completions(args),
+        cli::Command::Man(args) => return cmd::docs::man(args),
+        _ => {}
+    }
     let config = config::Config::load(cli.config.as_deref())?;
     auditlake_ingest::lake::cache::configure(config.read_cache());
     match cli.command {
@@ -54,11 +65,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Timeline(args) => cmd::timeline::run(&config, args),
         cli::Command::Pg(args) => cmd::pg::run(&config, args),
         cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
-        cli::Command::Schema => {
-            print!("{}", auditlake_schemas::audit_events_markdown());
-            print!("\n{}", auditlake_schemas::findings_markdown());
-            Ok(EXIT_OK)
-        }
+        cli::Command::Schema(args) => cmd::schema::run(args),
+        cli::Command::Completions(_) | cli::Command::Man(_) => unreachable!("handled above"),
     }
 }
 

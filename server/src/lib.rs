@@ -191,6 +191,9 @@ pub async fn serve(
 
     // Replay what a previous run acknowledged before accepting anything new.
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .wal_max_bytes
+        .set(i64::try_from(opts.pipeline.wal_max_bytes).unwrap_or(i64::MAX));
     let streaming = opts
         .alerting
         .as_ref()

@@ -3,6 +3,7 @@
 pub mod bench_webhook;
 pub mod compact;
 pub mod detect;
+pub mod docs;
 pub mod generate;
 pub mod ingest;
 pub mod pg;
@@ -10,6 +11,7 @@ pub mod query;
 pub mod report;
 pub mod retention;
 pub mod rules;
+pub mod schema;
 pub mod serve;
 pub mod shell;
 pub mod timeline;

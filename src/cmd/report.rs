@@ -15,6 +15,22 @@ use crate::{EXIT_ERROR, EXIT_OK};
 pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     if args.list {
         let (defs, _) = crate::pack::reports(config, args.reports_dir.as_deref())?;
+        // `--format json` says it too: the flag is right there, and ignoring it would print text.
+        if args.json || args.format == Some(ReportFormat::Json) {
+            let mut out = std::io::stdout().lock();
+            for d in defs {
+                let line = serde_json::json!({
+                    "id": d.id,
+                    "title": d.title,
+                    "description": d.description,
+                    "cis": d.cis.iter().map(|c| serde_json::json!({"id": c.id, "title": c.title})).collect::<Vec<_>>(),
+                    "not_cis": d.not_cis,
+                    "sections": d.sections.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+                });
+                writeln!(out, "{line}")?;
+            }
+            return Ok(EXIT_OK);
+        }
         for d in defs {
             let cis: Vec<&str> = d.cis.iter().map(|c| c.id.as_str()).collect();
             println!(

@@ -8,7 +8,7 @@ use anyhow::Context;
 use auditlake_detect::engine::warmup;
 use auditlake_detect::fixtures::run_test;
 use auditlake_detect::params::missing_requirements;
-use auditlake_detect::{DetectError, Detector, PackConfig, Rule, Suppressions, Window};
+use auditlake_detect::{DetectError, Detector, PackConfig, Rule, Source, Suppressions, Window};
 use auditlake_query::open_lake;
 
 use crate::cli::{RulesCommand, RulesDirArg};
@@ -74,7 +74,9 @@ pub fn state(rule: &Rule, pack: &PackConfig) -> String {
 
 pub fn run(config: &Config, command: RulesCommand) -> anyhow::Result<u8> {
     match command {
-        RulesCommand::List { rules, lake } => list(config, &rules, lake.lake.as_deref()),
+        RulesCommand::List { rules, lake, json } => {
+            list(config, &rules, lake.lake.as_deref(), json)
+        }
         RulesCommand::Check { rules } => check(config, &rules),
         RulesCommand::Test { rules } => test(config, &rules),
         RulesCommand::Suppressions { rules, lake, scope } => {
@@ -127,7 +129,7 @@ fn warmup_states(
     Ok(states)
 }
 
-fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>) -> anyhow::Result<u8> {
+fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>, json: bool) -> anyhow::Result<u8> {
     let LoadedPack {
         rules,
         config: pack,
@@ -135,6 +137,12 @@ fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>) -> anyhow::Resu
     } = load_pack(config, arg)?;
     let warming = warmup_states(config, lake, &rules, &pack)?;
     let mut out = std::io::stdout().lock();
+    if json {
+        for r in &rules {
+            writeln!(out, "{}", rule_json(r, &pack, warming.get(&r.id)))?;
+        }
+        return Ok(EXIT_OK);
+    }
     writeln!(
         out,
         "{:<34} {:<9} {:<22} {:<10} {:<30} TITLE",
@@ -159,6 +167,28 @@ fn list(config: &Config, arg: &RulesDirArg, lake: Option<&Path>) -> anyhow::Resu
     let active = rules.iter().filter(|r| state(r, &pack) == "active").count();
     writeln!(out, "{} rules, {active} active", rules.len())?;
     Ok(EXIT_OK)
+}
+
+/// One line of `rules list --json`: what the table shows, unabbreviated, plus what a script
+/// selecting rules needs (schedule, streaming, where the rule comes from).
+fn rule_json(r: &Rule, pack: &PackConfig, warming: Option<&String>) -> serde_json::Value {
+    let state = state(r, pack);
+    serde_json::json!({
+        "id": r.id,
+        "version": r.version,
+        "title": r.title,
+        "severity": r.severity.as_str(),
+        "attack": r.attack,
+        "catalog": r.catalog,
+        "tags": r.tags,
+        // `active`, `disabled`, `needs <param>`; warming up is its own field (the rule runs).
+        "state": state,
+        "active": state == "active",
+        "warming_up": warming.map(|w| w.trim_start_matches("warming up until ")),
+        "schedule_secs": r.schedule.num_seconds(),
+        "streaming": r.streaming,
+        "builtin": matches!(r.source, Source::Embedded(_)),
+    })
 }
 
 /// A comma-joined cell; `-` when empty so the columns stay whitespace-separable.

@@ -1,8 +1,10 @@
 //! End-to-end tests: they drive the real `auditlake` binary, as a user would.
 //! One test binary (each one links the whole DataFusion stack).
 
+mod cli;
 mod compact;
 mod crash;
+mod deploy;
 mod detect;
 mod duckdb;
 mod forensics;
