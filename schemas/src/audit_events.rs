@@ -98,7 +98,7 @@ pub const AUDIT_EVENT_COLUMNS: &[ColumnDef] = &[
         T::Utf8,
         false,
         "`stage`",
-        "`RequestReceived`, `ResponseStarted`, `ResponseComplete` or `Panic`.",
+        "`RequestReceived`, `ResponseStarted`, `ResponseComplete` or `Panic`. A record without a stage (some exports drop it) is stored as `ResponseComplete` when it has a response status, else `RequestReceived`, with the annotation `auditlake.io/stage-defaulted` saying so.",
     ),
     col(
         LEVEL,
@@ -256,15 +256,15 @@ pub const AUDIT_EVENT_COLUMNS: &[ColumnDef] = &[
         API_GROUP,
         T::Utf8,
         true,
-        "`objectRef.apiGroup`",
-        "API group; empty or null for the core group.",
+        "`objectRef.apiGroup`, else from `requestURI`",
+        "API group; empty or null for the core group. When an export drops `objectRef.apiGroup`, taken from the request URI (`/apis/<group>/<version>/…`).",
     ),
     col(
         API_VERSION,
         T::Utf8,
         true,
-        "`objectRef.apiVersion`",
-        "API version of the object (`v1`, `v1beta1`, …).",
+        "`objectRef.apiVersion`, else from `requestURI`",
+        "API version of the object (`v1`, `v1beta1`, …); from the request URI when the record lacks it.",
     ),
     col(
         OBJECT_UID,
