@@ -294,3 +294,46 @@ fn managed_cloud_exports_land_with_their_format_and_their_losses_quarantined() {
         "{eks_q}"
     );
 }
+
+/// AKS diagnostic settings → storage account: append blobs of one record per line
+/// (`insights-logs-kube-audit/…/PT1H.json`). They were quarantined as "missing auditID".
+#[test]
+fn an_aks_storage_export_of_one_record_per_line_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1";
+    let event = |audit_id: &str| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{audit_id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/db","verb":"get","user":{{"username":"alice"}},"sourceIPs":["20.1.2.3"],"objectRef":{{"resource":"secrets","namespace":"prod","name":"db","apiVersion":"v1"}},"responseStatus":{{"code":200}},"requestReceivedTimestamp":"2026-11-22T10:00:00.100000Z","stageTimestamp":"2026-11-22T10:00:00.120000Z"}}"#
+        )
+    };
+    let lines: Vec<String> = [
+        serde_json::json!({"time": "2026-11-22T10:00:00Z", "resourceId": id, "category": "kube-audit",
+            "properties": {"log": event("aks-1"), "stream": "stdout", "pod": "kube-apiserver-1"}}),
+        serde_json::json!({"time": "2026-11-22T10:00:01Z", "resourceId": id, "category": "kube-apiserver",
+            "properties": {"log": "I1122 10:00:01 not an audit event"}}),
+        serde_json::json!({"time": "2026-11-22T10:00:02Z", "resourceId": id, "category": "kube-audit-admin",
+            "properties": {"log": event("aks-2")}}),
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let input = dir.path().join("PT1H.json");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let lake = dir.path().join("lake");
+    // A source bound to another cluster than the resource id names quarantines the records
+    // (a credential bound to a cluster writes only that cluster).
+    let elsewhere = ingest(&dir.path().join("other"), "aks-prod", &[&input]);
+    assert_eq!(elsewhere["rows_written"], 0, "{elsewhere}");
+    assert_eq!(elsewhere["rejected"], 2, "{elsewhere}");
+    let summary = ingest(&lake, "aks-weu-1", &[&input]);
+    assert_eq!(summary["rows_written"], 2, "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+    let rows = query(
+        &lake,
+        "SELECT audit_id, cluster, source_format FROM audit_events ORDER BY audit_id",
+    );
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["audit_id"], "aks-1");
+    assert_eq!(rows[0]["cluster"], "aks-weu-1");
+    assert_eq!(rows[0]["source_format"], "aks-diagnostics");
+}

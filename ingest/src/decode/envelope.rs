@@ -72,35 +72,51 @@ fn item_pos(pos: &SourcePosition, i: usize) -> SourcePosition {
 
 pub(super) fn decode_aks(d: &mut Decoder, records: &[&RawValue], pos: &SourcePosition) {
     for (i, raw) in records.iter().enumerate() {
-        let pos = item_pos(pos, i);
-        let record: AksRecord = match serde_json::from_str(raw.get()) {
-            Ok(r) => r,
-            Err(e) => {
-                d.reject(
-                    raw.get().as_bytes(),
-                    &pos,
-                    format!("not a valid AKS diagnostic record: {e}"),
-                );
-                continue;
-            }
-        };
-        if !matches!(
-            record.category.as_deref(),
-            Some("kube-audit" | "kube-audit-admin")
-        ) {
-            continue;
+        aks_record(d, raw.get(), &item_pos(pos, i));
+    }
+}
+
+/// One AKS record on its own: what diagnostic settings write to a storage account
+/// (`insights-logs-kube-audit/…/PT1H.json`, append blobs of one record per line).
+pub(super) fn decode_aks_line(d: &mut Decoder, bytes: &[u8], pos: &SourcePosition) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => aks_record(d, text, pos),
+        Err(_) => d.reject(bytes, pos, "AKS diagnostic record is not UTF-8".into()),
+    }
+}
+
+fn aks_record(d: &mut Decoder, raw: &str, pos: &SourcePosition) {
+    let record: AksRecord = match serde_json::from_str(raw) {
+        Ok(r) => r,
+        Err(e) => {
+            return d.reject(
+                raw.as_bytes(),
+                pos,
+                format!("not a valid AKS diagnostic record: {e}"),
+            );
         }
-        let cluster = record.resource_id.as_deref().and_then(aks_cluster);
-        d.set_envelope_cluster(cluster.as_deref());
-        match record.properties.and_then(|p| p.log) {
-            Some(log) if log.trim() == AKS_TOO_BIG => d.reject(
-                raw.get().as_bytes(),
-                &pos,
-                "AKS did not export this event: it was larger than the diagnostic export limit (skipped-too-big-size-object)".into(),
-            ),
-            Some(log) => d.decode_wrapped(&log, FORMAT_AKS, &pos),
-            None => d.reject(raw.get().as_bytes(), &pos, "AKS kube-audit record without properties.log".into()),
-        }
+    };
+    // Other categories (kube-apiserver, guard, …) are not audit events.
+    if !matches!(
+        record.category.as_deref(),
+        Some("kube-audit" | "kube-audit-admin")
+    ) {
+        return;
+    }
+    let cluster = record.resource_id.as_deref().and_then(aks_cluster);
+    d.set_envelope_cluster(cluster.as_deref());
+    match record.properties.and_then(|p| p.log) {
+        Some(log) if log.trim() == AKS_TOO_BIG => d.reject(
+            raw.as_bytes(),
+            pos,
+            "AKS did not export this event: it was larger than the diagnostic export limit (skipped-too-big-size-object)".into(),
+        ),
+        Some(log) => d.decode_wrapped(&log, FORMAT_AKS, pos),
+        None => d.reject(
+            raw.as_bytes(),
+            pos,
+            "AKS kube-audit record without properties.log".into(),
+        ),
     }
     d.set_envelope_cluster(None);
 }
@@ -507,6 +523,46 @@ mod tests {
         );
         assert_eq!(eks_cluster("/aws/eks/prod/cluster"), Some("prod".into()));
         assert_eq!(eks_cluster("/aws/lambda/x"), None);
+    }
+
+    #[test]
+    fn an_aks_storage_export_of_one_record_per_line_lands() {
+        let id = "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1";
+        let lines = [
+            serde_json::json!({"time": "2026-11-22T10:00:00.2Z", "resourceId": id, "category": "kube-audit",
+                "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+                "properties": {"log": event("line-1"), "stream": "stdout", "pod": "kube-apiserver-1"}}),
+            serde_json::json!({"time": "2026-11-22T10:00:01Z", "resourceId": id, "category": "kube-apiserver",
+                "properties": {"log": "I1122 10:00:01 not an audit event"}}),
+            serde_json::json!({"time": "2026-11-22T10:00:02Z", "resourceId": id, "category": "kube-audit-admin",
+                "properties": {"log": event("line-2")}}),
+            serde_json::json!({"time": "2026-11-22T10:00:03Z", "resourceId": id, "category": "kube-audit",
+                "properties": {"log": "skipped-too-big-size-object"}}),
+        ];
+        // As a file is read: one unit per line.
+        let mut opts = DecodeOptions::new("aks-prod");
+        opts.envelope_cluster = true;
+        let mut d = Decoder::new(opts);
+        for (i, line) in lines.iter().enumerate() {
+            let pos = SourcePosition {
+                line: Some(i as u64 + 1),
+                ..SourcePosition::default()
+            };
+            d.decode(line.to_string().as_bytes(), &pos);
+        }
+        let out = d.take();
+        // Before: each line was quarantined as "missing auditID".
+        assert_eq!(out.events, 2, "{:?}", out.rejects);
+        assert_eq!(formats(&out), vec![FORMAT_AKS, FORMAT_AKS]);
+        assert_eq!(out.rejects.len(), 1);
+        assert!(
+            out.rejects[0]
+                .reason
+                .contains("skipped-too-big-size-object")
+        );
+        assert_eq!(out.rejects[0].position.line, Some(4));
+        // The cluster comes from the resource id when no source binds one.
+        assert_eq!(&*out.batches[0].partition.cluster, "aks-weu-1");
     }
 
     #[test]

@@ -312,6 +312,9 @@ impl Decoder {
             if let Some(records) = &ev.records {
                 return envelope::decode_aks(self, records, pos);
             }
+            if ev.category.is_some() && ev.properties.is_some() {
+                return envelope::decode_aks_line(self, bytes, pos);
+            }
             if ev.proto_payload.is_some() {
                 return envelope::decode_gke(self, bytes, pos);
             }

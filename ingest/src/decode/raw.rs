@@ -139,6 +139,12 @@ pub struct RawEvent<'a> {
     /// AKS diagnostic settings export: `records[].properties.log` holds an Event as a string.
     #[serde(borrow)]
     pub records: Option<Vec<&'a RawValue>>,
+    /// AKS diagnostic settings export to a storage account: one record per line,
+    /// `{"category", "resourceId", "properties": {"log": …}}`.
+    #[serde(borrow)]
+    pub category: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub properties: Option<&'a RawValue>,
     /// EKS: a CloudWatch Logs subscription payload; `logEvents[].message` holds an Event.
     #[serde(borrow)]
     pub log_events: Option<Vec<&'a RawValue>>,
