@@ -111,6 +111,10 @@ pub async fn start(
     let detector = Detector::new(ctx)
         .await
         .map_err(|e| ServerError::Internal(format!("detections: {e}")))?;
+    metrics.declare(
+        opts.rules.iter().map(|(rule, _)| rule.id.as_str()),
+        opts.sinks.iter().map(|sink| sink.name.as_str()),
+    );
     let rules = opts.rules.len();
     let mut scheduler = Scheduler::open(&root, opts.rules, detector, opts.scheduler)
         .map_err(|e| ServerError::Internal(e.to_string()))?;

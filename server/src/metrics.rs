@@ -418,6 +418,36 @@ impl PipelineObserver for Metrics {
     }
 }
 
+impl Metrics {
+    /// Creates the per-rule and per-sink series at zero before anything happens: Prometheus's
+    /// `increase()` sees nothing in a series' first sample, so an alert on rule errors or sink
+    /// failures would miss the first one of each rule or sink (and dashboards would show no
+    /// series at all until then).
+    pub fn declare<'a>(
+        &self,
+        rules: impl IntoIterator<Item = &'a str>,
+        sinks: impl IntoIterator<Item = &'a str>,
+    ) {
+        for rule in rules {
+            let l = RuleLabel {
+                rule: rule.to_owned(),
+            };
+            drop(self.rule_findings_new.get_or_create(&l));
+            drop(self.rule_findings_updated.get_or_create(&l));
+            drop(self.rule_errors.get_or_create(&l));
+            drop(self.rule_findings_suppressed.get_or_create(&l));
+        }
+        for sink in sinks {
+            let l = SinkLabel {
+                sink: sink.to_owned(),
+            };
+            drop(self.sink_delivered.get_or_create(&l));
+            drop(self.sink_failures.get_or_create(&l));
+            drop(self.sink_outbox_depth.get_or_create(&l));
+        }
+    }
+}
+
 impl auditlake_detect::SchedulerObserver for Metrics {
     fn rule_ran(
         &self,
@@ -551,6 +581,21 @@ mod tests {
             .filter_map(|l| l.split(['{', ' ']).next())
             .map(str::to_owned)
             .collect()
+    }
+
+    #[test]
+    fn declared_rules_and_sinks_are_exported_at_zero_before_anything_happens() {
+        let m = Metrics::new();
+        m.declare(["privileged-pod"], ["pager"]);
+        let text = m.encode(0);
+        for series in [
+            r#"auditlake_rule_errors_total{rule="privileged-pod"} 0"#,
+            r#"auditlake_rule_findings_new_total{rule="privileged-pod"} 0"#,
+            r#"auditlake_sink_failures_total{sink="pager"} 0"#,
+            r#"auditlake_sink_delivered_total{sink="pager"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} in:\n{text}");
+        }
     }
 
     /// Every series the Grafana dashboard in deploy/ queries is one `serve` exports.
