@@ -273,6 +273,13 @@ impl S3Server {
         assert!(status.success());
     }
 
+    /// The binary, pointed at this server.
+    fn bin(&self) -> Command {
+        let mut cmd = bin();
+        self.env(&mut cmd);
+        cmd
+    }
+
     fn env(&self, cmd: &mut Command) {
         cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -303,8 +310,7 @@ fn an_s3_lake_holds_the_real_log_exactly_and_other_engines_read_the_same_table()
     let url = "s3://evidence/lakes/prod";
     let log = data.join("real-apiserver-metadata/audit.log");
     let ingest_s3 = || {
-        let mut cmd = bin();
-        s3.env(&mut cmd);
+        let mut cmd = s3.bin();
         let out = run_ok(
             cmd.args(["ingest", "--json", "--lake", url, "--cluster", "real"])
                 .arg(&log),
@@ -318,8 +324,7 @@ fn an_s3_lake_holds_the_real_log_exactly_and_other_engines_read_the_same_table()
     let second = ingest_s3();
     assert_eq!(second["rows_written"], 0, "{second}");
 
-    let mut q = bin();
-    s3.env(&mut q);
+    let mut q = s3.bin();
     let out = run_ok(q.args([
         "query",
         "--format",
@@ -369,8 +374,7 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     ] {
         assert!(columns.contains(&c), "{c} in {columns:?}");
     }
-    let mut panics = bin();
-    s3.env(&mut panics);
+    let mut panics = s3.bin();
     let ours = run_ok(panics.args([
         "query",
         "--format",
@@ -392,8 +396,7 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     let local = dir.path().join("lake");
     ingest(&local, "real", &[&log]);
     let findings = |lake: &str| -> std::collections::BTreeSet<String> {
-        let mut cmd = bin();
-        s3.env(&mut cmd);
+        let mut cmd = s3.bin();
         let out = run(cmd.args([
             "detect",
             "--format",
@@ -420,8 +423,7 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     assert!(!on_s3.is_empty());
     assert_eq!(on_s3, findings(local.to_str().unwrap()));
     // Storing findings on an object-storage lake is refused, not written to a staging directory.
-    let mut store = bin();
-    s3.env(&mut store);
+    let mut store = s3.bin();
     let out = run(store.args([
         "detect",
         "--store",
@@ -434,8 +436,7 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
 
     // Tamper evidence on the bucket: intact, then a rewritten object is named.
-    let mut v = bin();
-    s3.env(&mut v);
+    let mut v = s3.bin();
     let out = run(v.args(["verify", "--json", "--lake", url]));
     assert_eq!(
         out.status.code(),
@@ -457,8 +458,7 @@ print(keys[0][len("lakes/prod/audit_events/"):])
         ep = s3.endpoint
     );
     let victim = run_ok(Command::new("python3").args(["-c", &script]));
-    let mut v = bin();
-    s3.env(&mut v);
+    let mut v = s3.bin();
     let out = run(v.args(["verify", "--json", "--lake", url]));
     assert_eq!(out.status.code(), Some(1), "{report}");
     let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -471,8 +471,7 @@ print(keys[0][len("lakes/prod/audit_events/"):])
     // one commit, the files are deleted (grace 0s), and delta-rs's reader agrees on both tables.
     let cfg = dir.path().join("retention.toml");
     std::fs::write(&cfg, "[retention]\ndays = 1\nvacuum_grace = \"0s\"\n").unwrap();
-    let mut r = bin();
-    s3.env(&mut r);
+    let mut r = s3.bin();
     let out = run_ok(
         r.args(["retention", "--json", "--lake", url, "--config"])
             .arg(&cfg)
@@ -505,8 +504,7 @@ print(json.dumps({{"events": events, "expired_rows": int(log.filter(pl.col("acti
     let other: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(other["events"], 0, "{other}");
     assert_eq!(other["expired_rows"], 1132, "{other}");
-    let mut v = bin();
-    s3.env(&mut v);
+    let mut v = s3.bin();
     let out = run(v.args(["verify", "--json", "--lake", url]));
     assert_eq!(
         out.status.code(),
@@ -831,8 +829,7 @@ fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_
         .collect();
     // The WAL is required: the per-process staging directory would not survive a restart.
     let no_wal = write_config(dir.path(), "[compaction]\ninterval_secs = 0\n");
-    let mut refused = bin();
-    s3.env(&mut refused);
+    let mut refused = s3.bin();
     let out = run(refused.arg("--config").arg(&no_wal).args([
         "serve",
         "--listen",
@@ -919,8 +916,7 @@ fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_
     }
 
     let counts = |sql: &str| -> Vec<serde_json::Value> {
-        let mut q = bin();
-        s3.env(&mut q);
+        let mut q = s3.bin();
         run_ok(q.args(["query", "--format", "json", "--lake", url, sql]))
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -961,8 +957,7 @@ fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_
     );
 
     // Compaction re-checks the key: afterwards nothing appears twice, nothing is lost.
-    let mut compact = bin();
-    s3.env(&mut compact);
+    let mut compact = s3.bin();
     run_ok(compact.args(["compact", "--json", "--min-age", "0s", "--lake", url]));
     let after = in_lake("SELECT audit_id, count(*) AS n FROM audit_events GROUP BY audit_id");
     assert!(after.values().all(|n| *n == 1));
@@ -970,8 +965,7 @@ fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>()
     );
-    let mut v = bin();
-    s3.env(&mut v);
+    let mut v = s3.bin();
     let out = run(v.args(["verify", "--json", "--lake", url]));
     assert_eq!(
         out.status.code(),
@@ -1000,8 +994,7 @@ fn quarantine_of_an_s3_lake_lands_in_the_bucket_masked() {
     // Not JSON, and carrying a secret value that must not land anywhere.
     let bad = r#"{"kind":"Event","auditID":"x","requestObject":{"kind":"Secret","data":{"password":"aHVudGVyMg=="}"#;
     std::fs::write(&input, format!("{good}\n{bad}\n")).unwrap();
-    let mut cmd = bin();
-    s3.env(&mut cmd);
+    let mut cmd = s3.bin();
     let out = run_ok(
         cmd.args([
             "ingest",
