@@ -495,8 +495,10 @@ pub struct IngestArgs {
     #[arg(long, value_name = "GROUP", requires = "kafka")]
     pub group: Option<String>,
 
-    /// Files, directories or `-` for stdin.
-    #[arg(required_unless_present = "kafka", value_name = "PATH")]
+    /// Files, directories or `-` for stdin; or object-store URLs of cloud exports
+    /// (`s3://bucket/prefix/`, `gs://…`, `az://…`), read from where the last run stopped
+    /// (a checkpoint in the lake) [config: sources.object_store]
+    #[arg(required_unless_present = "kafka", value_name = "PATH|URL")]
     pub inputs: Vec<String>,
 }
 

@@ -42,9 +42,42 @@ pub struct Config {
     pub reports: Vec<ScheduledReportSection>,
     /// `[postgres]`: the read-only PostgreSQL wire-protocol endpoint (in `serve`, and `auditlake pg`).
     pub postgres: Option<PostgresSection>,
+    /// `[sources]`: inputs `serve` pulls (`[[sources.object_store]]`).
+    #[serde(default)]
+    pub sources: SourcesSection,
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[sources]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// `[[sources.object_store]]`: cloud exports in S3/GCS/Azure Blob, polled by `serve` (and
+    /// the settings `auditlake ingest <url>` uses for the same URL).
+    #[serde(default)]
+    pub object_store: Vec<ObjectStoreSourceSection>,
+}
+
+/// One `[[sources.object_store]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStoreSourceSection {
+    /// `s3://bucket/prefix/`, `gs://bucket/prefix/` or `az://container/prefix/`.
+    pub url: String,
+    /// Bind every event to this cluster (an envelope naming another is quarantined); when
+    /// absent, the cluster comes from the envelope (AKS resource id, EKS log group, GKE
+    /// `cluster_name`) or an AKS blob's path, else `ingest.cluster`, else `default`.
+    pub cluster: Option<String>,
+    /// Seconds between listings in `serve` (default 60).
+    pub poll_secs: Option<u64>,
+    /// Commit to the lake and advance the checkpoint after every this many MiB read (default
+    /// 256): what a crash makes the next run read again.
+    pub round_mb: Option<u64>,
+    /// Store settings (the `[lake.storage]` keys) over the environment's; when absent and the
+    /// lake is in the same kind of store, the lake's settings.
+    pub storage: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -505,6 +538,25 @@ impl Config {
         ] {
             if value == Some(0) {
                 bail!("{key} = 0: must be at least 1");
+            }
+        }
+        for (i, source) in self.sources.object_store.iter().enumerate() {
+            let key = format!("sources.object_store[{i}]");
+            if !auditlake_ingest::objects::is_object_url(&source.url) {
+                bail!(
+                    "{key}.url = {:?}: not an object-store URL (s3://, gs://, az://)",
+                    source.url
+                );
+            }
+            if let Some(c) = &source.cluster {
+                auditlake_ingest::validate_cluster_name(c)
+                    .map_err(|e| anyhow::anyhow!("{key}.cluster: {e}"))?;
+            }
+            if source.poll_secs == Some(0) {
+                bail!("{key}.poll_secs = 0: must be at least 1");
+            }
+            if source.round_mb == Some(0) {
+                bail!("{key}.round_mb = 0: must be at least 1");
             }
         }
         if let Some(s) = self.webhook.flush_interval_secs

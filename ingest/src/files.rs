@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 use flate2::read::MultiGzDecoder;
 
+use crate::decode::frame::ValueScanner;
 use crate::decode::{DecodeOptions, Decoded, Decoder, SourcePosition, now_micros};
 use crate::error::{IngestError, Result};
 use crate::lake::Lake;
@@ -155,12 +156,12 @@ fn collect_files(dir: &Path, out: &mut Vec<(std::time::SystemTime, PathBuf)>) ->
     Ok(())
 }
 
-struct Chunk {
-    seq: u64,
-    source: Arc<str>,
-    first_line: u64,
-    byte_offset: u64,
-    data: Vec<u8>,
+pub(crate) struct Chunk {
+    pub(crate) seq: u64,
+    pub(crate) source: Arc<str>,
+    pub(crate) first_line: u64,
+    pub(crate) byte_offset: u64,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Counts bytes read from the underlying (possibly compressed) file.
@@ -182,6 +183,15 @@ fn open_input(input: &Input, count: Arc<AtomicU64>) -> io::Result<Box<dyn Read +
         Input::Stdin => Box::new(io::stdin()),
         Input::Path(p) => Box::new(File::open(p)?),
     };
+    decompressing(raw, count)
+}
+
+/// `raw`, gunzipped when it starts with gzip's magic (every member, back to back); `count`
+/// counts the bytes read from `raw`.
+pub(crate) fn decompressing(
+    raw: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+) -> io::Result<Box<dyn Read + Send>> {
     let mut buffered = BufReader::with_capacity(256 << 10, Counting { inner: raw, count });
     // gzip by magic number, not by name: rotated logs are named every which way.
     let is_gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
@@ -194,7 +204,7 @@ fn open_input(input: &Input, count: Arc<AtomicU64>) -> io::Result<Box<dyn Read +
 
 /// Reads `reader` into line-aligned chunks; returns false if the receiver went away.
 /// On a read error (say a truncated `.gz`) the complete lines read so far are still sent.
-fn read_chunks(
+pub(crate) fn read_chunks(
     mut reader: impl Read,
     source: &Arc<str>,
     opts: &IngestOptions,
@@ -208,6 +218,11 @@ fn read_chunks(
     let mut offset = 0u64;
     // Bytes of `buf` known to hold no newline (a line longer than a chunk is being gathered).
     let mut searched = 0usize;
+    // Within such a line, where the values end (Firehose writes `{…}{…}` with no newline in the
+    // whole object): the line is cut there instead of being gathered whole.
+    let mut scanner = ValueScanner::new();
+    let mut scanned = 0usize;
+    let mut value_end = None;
     let mut eof = false;
     let mut read_error = None;
     loop {
@@ -234,6 +249,15 @@ fn read_chunks(
             (true, None) => (!buf.is_empty()).then_some(buf.len()),
             _ => memchr::memrchr(b'\n', &buf[searched..]).map(|p| searched + p + 1),
         };
+        // No newline in a whole chunk's worth: cut after the last complete value, if any.
+        let cut = cut.or_else(|| {
+            if buf.len() < opts.chunk_bytes {
+                return None;
+            }
+            scanner.feed(&buf[scanned..], |e| value_end = Some(scanned + e));
+            scanned = buf.len();
+            value_end
+        });
         match cut {
             Some(cut) => {
                 let rest = buf.split_off(cut);
@@ -253,6 +277,7 @@ fn read_chunks(
                 line += lines;
                 offset += len;
                 searched = 0;
+                (scanner, scanned, value_end) = (ValueScanner::new(), 0, None);
             }
             None if eof => {
                 return match read_error {
@@ -283,6 +308,7 @@ fn read_chunks(
                 line += 1;
                 buf = carry;
                 searched = 0;
+                (scanner, scanned, value_end) = (ValueScanner::new(), 0, None);
             }
             None => searched = buf.len(),
         }
@@ -322,7 +348,7 @@ impl<R: Read> Read for LineRemainder<'_, R> {
     }
 }
 
-fn decode_chunk(decoder: &mut Decoder, chunk: &Chunk) -> Decoded {
+pub(crate) fn decode_chunk(decoder: &mut Decoder, chunk: &Chunk) -> Decoded {
     decoder.set_ingested_at(now_micros());
     let mut start = 0usize;
     let mut line = chunk.first_line;

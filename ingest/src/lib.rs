@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod lake;
 pub mod mask;
+pub mod objects;
 pub mod pipeline;
 pub mod quarantine;
 pub mod redact;

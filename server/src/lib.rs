@@ -9,6 +9,7 @@ pub mod error;
 pub mod kafka;
 pub mod log;
 pub mod metrics;
+pub mod objects;
 pub mod pg;
 pub mod reports;
 pub mod sinks;
@@ -58,6 +59,8 @@ pub struct ServeOptions {
     pub alerting: Option<alerting::AlertingOptions>,
     /// The Kafka consumer (`[kafka]`), when configured.
     pub kafka: Option<kafka::KafkaOptions>,
+    /// Object-storage sources (`[[sources.object_store]]`), polled.
+    pub object_sources: Vec<objects::ObjectSourceConfig>,
     /// The read-only PostgreSQL endpoint (`[postgres]`), when configured.
     pub postgres: Option<pg::PgOptions>,
     /// Scheduled reports (`[[reports]]`).
@@ -267,7 +270,7 @@ pub async fn serve(
             stop_rx.clone(),
         )));
     }
-    let kafka_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
         Some(k) => Some(
             kafka::start(
@@ -275,12 +278,20 @@ pub async fn serve(
                 pipeline.clone(),
                 opts.decode.clone(),
                 metrics.clone(),
-                kafka_stop.clone(),
+                sources_stop.clone(),
             )
             .map_err(ServerError::Internal)?,
         ),
         None => None,
     };
+    let object_threads = objects::start(
+        opts.object_sources.clone(),
+        &opts.lake,
+        pipeline.clone(),
+        metrics.clone(),
+        sources_stop.clone(),
+    )
+    .map_err(|e| ServerError::Internal(format!("starting the object-storage sources: {e}")))?;
     let state = Arc::new(webhook::AppState {
         pipeline: pipeline.clone(),
         auth: auth.clone(),
@@ -376,8 +387,11 @@ pub async fn serve(
         dropped = 1;
     }
     // The consumer flushes what it read and commits its offsets before the pipeline stops.
-    kafka_stop.store(true, std::sync::atomic::Ordering::Release);
+    sources_stop.store(true, std::sync::atomic::Ordering::Release);
     if let Some(t) = kafka_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    for t in object_threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     let last = tokio::task::spawn_blocking(move || pipeline.shutdown())

@@ -367,3 +367,54 @@ impl fmt::Display for RetentionFailed<'_> {
         write!(f, "retention_failed error={:?}", self.error)
     }
 }
+
+/// An object-storage source's poll that read something.
+pub struct ObjectSourcePolled<'a> {
+    pub source: &'a str,
+    pub objects: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub quarantined: u64,
+    pub held_back: u64,
+    pub lag_seconds: f64,
+}
+impl fmt::Display for ObjectSourcePolled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "object_source_polled source={:?} objects={} bytes={} events={} quarantined={} held_back_bytes={} lag_seconds={:.1}",
+            self.source,
+            self.objects,
+            self.bytes,
+            self.events,
+            self.quarantined,
+            self.held_back,
+            self.lag_seconds
+        )
+    }
+}
+
+/// An object changed under a source since it was read (rewritten, not appended).
+pub struct ObjectRewritten<'a> {
+    pub detail: &'a str,
+}
+impl fmt::Display for ObjectRewritten<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "object_rewritten detail={:?}", self.detail)
+    }
+}
+
+/// A poll of an object-storage source failed; the next poll retries from the checkpoint.
+pub struct ObjectSourceFailed<'a> {
+    pub source: &'a str,
+    pub error: &'a str,
+}
+impl fmt::Display for ObjectSourceFailed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "object_source_failed source={:?} error={:?}",
+            self.source, self.error
+        )
+    }
+}

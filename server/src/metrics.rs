@@ -1,7 +1,7 @@
 //! Prometheus metrics of `auditlake serve` (text format at `/metrics`), and the pipeline observer
 //! that feeds them and logs the pipeline's named events.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use auditlake_ingest::PipelineObserver;
@@ -32,6 +32,12 @@ pub struct SinkLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
+}
+
+/// An object-storage source, by URL.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectSourceLabel {
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +107,13 @@ pub struct Metrics {
     pub kafka_quarantined: Family<TopicLabel, Counter>,
     pub kafka_consumer_lag: Family<PartitionLabel, Gauge>,
     pub kafka_flush_to_commit_seconds: Histogram,
+    pub object_source_objects: Family<ObjectSourceLabel, Counter>,
+    pub object_source_bytes: Family<ObjectSourceLabel, Counter>,
+    pub object_source_events: Family<ObjectSourceLabel, Counter>,
+    pub object_source_quarantined: Family<ObjectSourceLabel, Counter>,
+    pub object_source_rewrites: Family<ObjectSourceLabel, Counter>,
+    pub object_source_errors: Family<ObjectSourceLabel, Counter>,
+    pub object_source_lag_seconds: Family<ObjectSourceLabel, Gauge<f64, AtomicU64>>,
     last_failure_logged: AtomicI64,
 }
 
@@ -165,6 +178,13 @@ impl Metrics {
             kafka_quarantined: Family::default(),
             kafka_consumer_lag: Family::default(),
             kafka_flush_to_commit_seconds: latency_histogram(),
+            object_source_objects: Family::default(),
+            object_source_bytes: Family::default(),
+            object_source_events: Family::default(),
+            object_source_quarantined: Family::default(),
+            object_source_rewrites: Family::default(),
+            object_source_errors: Family::default(),
+            object_source_lag_seconds: Family::default(),
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
@@ -337,6 +357,41 @@ impl Metrics {
             "From the lake flush that made messages durable to the commit of their offsets",
             m.kafka_flush_to_commit_seconds.clone(),
         );
+        r.register(
+            "object_source_objects",
+            "Objects (or their appended parts) read from object storage, by source",
+            m.object_source_objects.clone(),
+        );
+        r.register(
+            "object_source_bytes",
+            "Stored bytes read from object storage, by source",
+            m.object_source_bytes.clone(),
+        );
+        r.register(
+            "object_source_events",
+            "Audit events decoded from object storage, by source",
+            m.object_source_events.clone(),
+        );
+        r.register(
+            "object_source_quarantined",
+            "Records from object storage quarantined, by source",
+            m.object_source_quarantined.clone(),
+        );
+        r.register(
+            "object_source_rewrites",
+            "Objects found rewritten (not appended) since they were read, by source",
+            m.object_source_rewrites.clone(),
+        );
+        r.register(
+            "object_source_errors",
+            "Failed polls of an object-storage source (retried at the next poll)",
+            m.object_source_errors.clone(),
+        );
+        r.register(
+            "object_source_lag_seconds",
+            "Newest listed object's modification time minus the newest fully read one's",
+            m.object_source_lag_seconds.clone(),
+        );
         m.pipeline_healthy.set(1);
         Metrics { registry, ..m }
     }
@@ -423,6 +478,26 @@ impl Metrics {
     /// `increase()` sees nothing in a series' first sample, so an alert on rule errors or sink
     /// failures would miss the first one of each rule or sink (and dashboards would show no
     /// series at all until then).
+    /// The object-storage sources' series exist at zero from the start.
+    pub fn declare_object_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            let l = ObjectSourceLabel {
+                source: source.to_owned(),
+            };
+            for f in [
+                &self.object_source_objects,
+                &self.object_source_bytes,
+                &self.object_source_events,
+                &self.object_source_quarantined,
+                &self.object_source_rewrites,
+                &self.object_source_errors,
+            ] {
+                drop(f.get_or_create(&l));
+            }
+            drop(self.object_source_lag_seconds.get_or_create(&l));
+        }
+    }
+
     pub fn declare<'a>(
         &self,
         rules: impl IntoIterator<Item = &'a str>,
@@ -569,6 +644,7 @@ mod tests {
         for f in [&m.kafka_messages, &m.kafka_events, &m.kafka_quarantined] {
             f.get_or_create(&topic).inc();
         }
+        m.declare_object_sources(["s3://b/p/"]);
         m.kafka_consumer_lag
             .get_or_create(&PartitionLabel {
                 topic: "t".into(),

@@ -141,6 +141,19 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .kafka
             .as_ref()
             .map(|k| kafka_options(k, w.default_cluster.as_deref())),
+        object_sources: config
+            .sources
+            .object_store
+            .iter()
+            .map(|s| {
+                Ok(auditlake_server::objects::ObjectSourceConfig {
+                    options: crate::cmd::ingest::object_source_options(
+                        config, &s.url, None, false,
+                    )?,
+                    every: Duration::from_secs(s.poll_secs.unwrap_or(60)),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -230,13 +230,13 @@ fn s3_tools() -> Option<()> {
     ok.then_some(())
 }
 
-struct S3Server {
+pub(crate) struct S3Server {
     _process: KillOnDrop,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = free_port();
         let process = Command::new("python3")
             .args([
@@ -259,7 +259,7 @@ impl S3Server {
         }
     }
 
-    fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let status = Command::new("python3")
             .args([
                 "-c",
@@ -274,7 +274,7 @@ impl S3Server {
     }
 
     /// The binary, pointed at this server.
-    fn bin(&self) -> Command {
+    pub(crate) fn bin(&self) -> Command {
         let mut cmd = bin();
         self.env(&mut cmd);
         cmd

@@ -11,6 +11,7 @@ mod forensics;
 mod ingest;
 mod kafka;
 mod lake;
+mod objects;
 mod query;
 mod scheduler;
 mod secrets;

@@ -19,7 +19,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: &Path, lake: &Path) -> Server {
-        let mut child = bin()
+        Server::start_with(bin(), config, lake)
+    }
+
+    /// As [`start`](Self::start), from a prepared command (its environment).
+    pub fn start_with(mut cmd: Command, config: &Path, lake: &Path) -> Server {
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0", "--lake"])

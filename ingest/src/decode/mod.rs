@@ -6,6 +6,7 @@
 //! the reason and the position; the rest of the input still lands.
 
 pub mod envelope;
+pub mod frame;
 pub mod raw;
 
 use std::collections::HashMap;
@@ -267,11 +268,17 @@ impl Decoder {
         match bytes[first] {
             b'{' => match serde_json::from_str::<RawEvent>(text) {
                 Ok(ev) => self.decode_object(ev, bytes, None, pos),
-                Err(e) => {
-                    let reason = envelope::truncated_reason(text)
-                        .unwrap_or_else(|| format!("not a valid audit event: {e}"));
-                    self.reject(bytes, pos, reason)
-                }
+                // Several values back to back (Firehose writes records with no delimiter):
+                // each is decoded, and quarantined, on its own. Only tried once a parse failed,
+                // so ordinary lines pay nothing for it.
+                Err(e) => match frame::split_concatenated(bytes) {
+                    Some(parts) => self.decode_parts(bytes, parts, pos),
+                    None => {
+                        let reason = envelope::truncated_reason(text)
+                            .unwrap_or_else(|| format!("not a valid audit event: {e}"));
+                        self.reject(bytes, pos, reason)
+                    }
+                },
             },
             b'[' => match serde_json::from_str::<Vec<&RawValue>>(text) {
                 Ok(items) => {
@@ -286,6 +293,23 @@ impl Decoder {
                 Err(e) => self.reject(bytes, pos, format!("not valid JSON: {e}")),
             },
             _ => self.reject(bytes, pos, "not a JSON object or array".to_owned()),
+        }
+    }
+
+    /// The values of a line that held several back to back, each decoded on its own.
+    fn decode_parts(
+        &mut self,
+        bytes: &[u8],
+        parts: Vec<std::ops::Range<usize>>,
+        pos: &SourcePosition,
+    ) {
+        for (i, part) in parts.into_iter().enumerate() {
+            let part_pos = SourcePosition {
+                byte_offset: pos.byte_offset.map(|o| o + part.start as u64),
+                item: Some(i as u64),
+                ..pos.clone()
+            };
+            self.decode_unit(&bytes[part], &part_pos);
         }
     }
 

@@ -127,6 +127,13 @@ fn table(kind: TableKind, lake_url: &Url, storage: &HashMap<String, String>) -> 
 
 /// Uploads a local file to `path`, streamed: one PUT up to 10 MB, a multipart upload above,
 /// never the whole file in memory. `location` names it in errors.
+fn state_object(remote: &Remote, name: &str) -> object_store::path::Path {
+    name.split('/')
+        .fold(remote.prefix.clone().join(STATE_DIR), |p, part| {
+            p.join(part)
+        })
+}
+
 fn upload(
     remote: &Remote,
     local: &Path,
@@ -358,6 +365,69 @@ impl Lake {
             path = path.join(part.to_string_lossy().as_ref());
         }
         upload(remote, local, path, self.describe(local))
+    }
+
+    /// Reads a small state document of the lake (`_state/<name>`: source checkpoints), from the
+    /// bucket for an object-store lake (shared by every process that writes the lake). `None`
+    /// when it does not exist yet.
+    pub fn read_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match &self.location.remote {
+            None => {
+                let path = self.state_dir().join(name);
+                match fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(IngestError::LakeIo { path, source: e }),
+                }
+            }
+            Some(remote) => {
+                let path = state_object(remote, name);
+                match store::block_on(async { remote.store.get(&path).await?.bytes().await }) {
+                    Ok(bytes) => Ok(Some(bytes.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(source) => Err(IngestError::Storage {
+                        location: format!("{}{STATE_DIR}/{name}", self.location.url),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Replaces a state document whole and durably: temp file, fsync, rename, fsync the
+    /// directory; on object storage one PUT (atomic: readers see the old or the new document).
+    pub fn write_state(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        match &self.location.remote {
+            None => {
+                let target = self.state_dir().join(name);
+                let dir = target.parent().unwrap_or(&target).to_path_buf();
+                create_dir_durable(&dir)?;
+                let tmp = dir.join(format!(".{}.tmp", ulid::Ulid::generate()));
+                let written = (|| {
+                    let mut f = File::create(&tmp)?;
+                    f.write_all(bytes)?;
+                    f.sync_all()
+                })();
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(IngestError::LakeIo {
+                        path: tmp,
+                        source: e,
+                    });
+                }
+                commit_file(&tmp, &target)
+            }
+            Some(remote) => {
+                let path = state_object(remote, name);
+                let payload = bytes::Bytes::copy_from_slice(bytes);
+                store::block_on(remote.store.put(&path, payload.into()))
+                    .map(drop)
+                    .map_err(|source| IngestError::Storage {
+                        location: format!("{}{STATE_DIR}/{name}", self.location.url),
+                        source: Box::new(source),
+                    })
+            }
+        }
     }
 
     /// Where a file of the lake (or, for an object-store lake, of its staging directory) is, for

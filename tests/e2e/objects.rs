@@ -1,0 +1,518 @@
+//! Object-storage sources: the managed clouds' audit-log exports (EKS through Firehose, GKE's
+//! Cloud Logging sink, AKS diagnostic settings) in a real S3-protocol server process (moto),
+//! read by `auditlake ingest s3://…` and polled by `serve`.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lake::S3Server;
+use crate::webhook::Server;
+use crate::*;
+
+/// PUTs objects into the S3 server with boto3 (which moto depends on), signed like any client.
+fn put_many(s3: &S3Server, bucket: &str, objects: &[(String, Vec<u8>)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = Vec::new();
+    for (i, (key, bytes)) in objects.iter().enumerate() {
+        let file = dir.path().join(i.to_string());
+        std::fs::write(&file, bytes).unwrap();
+        manifest.push(serde_json::json!([key, file]));
+    }
+    let script = r#"
+import json, sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+for key, path in json.load(open(sys.argv[3])):
+    s3.put_object(Bucket=sys.argv[2], Key=key, Body=open(path, "rb").read())
+"#;
+    let list = dir.path().join("manifest.json");
+    std::fs::write(&list, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .args(["-c", script, &s3.endpoint, bucket])
+        .arg(&list)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "PUT {} objects: {}",
+        objects.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn put(s3: &S3Server, bucket: &str, key: &str, bytes: &[u8]) {
+    put_many(s3, bucket, &[(key.to_owned(), bytes.to_vec())]);
+}
+
+fn k8s_event(id: &str, user: &str, verb: &str, resource: &str, name: &str) -> String {
+    serde_json::json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": id,
+        "stage": "ResponseComplete", "verb": verb,
+        "requestURI": format!("/api/v1/namespaces/payments/{resource}/{name}"),
+        "user": {"username": user, "groups": ["system:authenticated"]},
+        "sourceIPs": ["10.0.0.7"],
+        "objectRef": {"resource": resource, "namespace": "payments", "name": name, "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestReceivedTimestamp": "2026-12-03T10:00:00.000000Z",
+        "stageTimestamp": "2026-12-03T10:00:00.020000Z"
+    })
+    .to_string()
+}
+
+/// A Firehose object of an EKS CloudWatch Logs subscription: gzip members back to back, each a
+/// subscription payload with no newline after it, as Firehose writes them to S3.
+fn firehose_object(cluster: &str, batches: &[&[&str]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ids in batches {
+        let payload = serde_json::json!({
+            "messageType": "DATA_MESSAGE", "owner": "123456789012",
+            "logGroup": format!("/aws/eks/{cluster}/cluster"),
+            "logStream": "kube-apiserver-audit-6f2c",
+            "subscriptionFilters": ["audit-to-firehose"],
+            "logEvents": ids.iter().enumerate().map(|(i, id)| serde_json::json!({
+                "id": format!("3{i}"), "timestamp": 1_764_756_000_000i64,
+                "message": k8s_event(id, "arn:aws:iam::123456789012:role/deployer", "get", "secrets", "db-creds"),
+            })).collect::<Vec<_>>(),
+        });
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(payload.to_string().as_bytes()).unwrap();
+        out.extend(gz.finish().unwrap());
+    }
+    out
+}
+
+/// A GKE Cloud Logging sink file: one `LogEntry` per line.
+fn gke_entry(insert_id: &str, principal: &str) -> String {
+    serde_json::json!({
+        "insertId": insert_id, "logName": "projects/acme/logs/cloudaudit.googleapis.com%2Factivity",
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "authenticationInfo": {"principalEmail": principal},
+            "authorizationInfo": [{"granted": true, "permission": "io.k8s.core.v1.pods.exec.create"}],
+            "methodName": "io.k8s.core.v1.pods.exec.create",
+            "requestMetadata": {"callerIp": "203.0.113.9", "callerSuppliedUserAgent": "kubectl/v1.31.0"},
+            "resourceName": "core/v1/namespaces/payments/pods/api-0/exec",
+            "serviceName": "k8s.io", "status": {"code": 0}
+        },
+        "resource": {"type": "k8s_cluster", "labels": {"cluster_name": "gke-prod", "location": "europe-west1", "project_id": "acme"}},
+        "timestamp": "2026-12-03T10:00:01.000000Z", "severity": "NOTICE"
+    })
+    .to_string()
+}
+
+const AKS_KEY: &str = "aks/insights-logs-kube-audit/resourceId=/SUBSCRIPTIONS/0000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1/y=2026/m=12/d=03/h=10/m=00/PT1H.json";
+
+/// One AKS diagnostic record (a line of the storage export).
+fn aks_line(id: &str) -> String {
+    serde_json::json!({
+        "time": "2026-12-03T10:00:02Z",
+        "resourceId": "/SUBSCRIPTIONS/0000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-WEU-1",
+        "category": "kube-audit",
+        "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+        "properties": {"log": k8s_event(id, "system:serviceaccount:ci:deployer", "delete", "pods", "api-0"), "stream": "stdout", "pod": "kube-apiserver-7c9"}
+    })
+    .to_string() + "\n"
+}
+
+fn ingest_objects(cmd: &mut Command) -> serde_json::Value {
+    let out = run_ok(cmd);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Rows per cluster of an object-store lake.
+fn per_cluster(s3: &S3Server, lake: &str) -> Vec<(String, i64)> {
+    let out = run_ok(s3.bin().args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        lake,
+        "SELECT cluster, count(*) AS n FROM audit_events GROUP BY cluster ORDER BY cluster",
+    ]));
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["cluster"].as_str().unwrap().to_owned(),
+                v["n"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cloud_exports_in_s3_land_once_and_an_append_blob_is_read_from_its_offset() {
+    let s3 = S3Server::start();
+    s3.create_bucket("exports");
+    put(
+        &s3,
+        "exports",
+        "eks/2026/12/03/10/audit-to-s3-1-2026-12-03-10-00-00-4f1a",
+        &firehose_object("eks-prod", &[&["e1", "e2"], &["e3"]]),
+    );
+    let gke = format!(
+        "{}\n{}\n{{\"insertId\": \"poison\", broken\n",
+        gke_entry("g1", "mallory@example.com"),
+        gke_entry("g2", "alice@example.com")
+    );
+    let gke_key = "gke/cloudaudit.googleapis.com/activity/2026/12/03/10:00:00_10:59:59_S0.json";
+    put(&s3, "exports", gke_key, gke.as_bytes());
+    let mut aks = aks_line("a1") + &aks_line("a2");
+    put(&s3, "exports", AKS_KEY, aks.as_bytes());
+
+    // The lake lives in the same bucket, under the source's prefix: its own files are not input.
+    let lake = "s3://exports/lake";
+    let ingest = || {
+        let mut cmd = s3.bin();
+        cmd.args(["ingest", "--json", "--lake", lake, "s3://exports/"]);
+        ingest_objects(&mut cmd)["sources"][0].clone()
+    };
+    let first = ingest();
+    assert_eq!(first["objects_listed"], 3, "{first}");
+    assert_eq!(first["objects_read"], 3, "{first}");
+    assert_eq!(first["events"], 7, "{first}");
+    assert_eq!(first["quarantined"], 1, "the cut GKE line: {first}");
+    // Each cloud's envelope named its cluster.
+    let expected = vec![
+        ("aks-weu-1".to_owned(), 2),
+        ("eks-prod".to_owned(), 3),
+        ("gke-prod".to_owned(), 2),
+    ];
+    assert_eq!(per_cluster(&s3, lake), expected);
+    // What the findings are built on: who did what to what.
+    let out = run_ok(s3.bin().args([
+        "query", "--format", "json", "--lake", lake,
+        "SELECT cluster, user_name, verb, resource, name FROM audit_events WHERE audit_id IN ('g1', 'e3', 'a2') ORDER BY cluster",
+    ]));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows[0]["user_name"], "system:serviceaccount:ci:deployer");
+    assert_eq!(
+        (rows[0]["verb"].as_str(), rows[0]["name"].as_str()),
+        (Some("delete"), Some("api-0"))
+    );
+    assert_eq!(
+        rows[1]["user_name"],
+        "arn:aws:iam::123456789012:role/deployer"
+    );
+    assert_eq!(
+        (rows[1]["resource"].as_str(), rows[1]["name"].as_str()),
+        (Some("secrets"), Some("db-creds"))
+    );
+    assert_eq!(rows[2]["user_name"], "mallory@example.com");
+
+    // Nothing new: nothing read, nothing added.
+    let idle = ingest();
+    assert_eq!(
+        (idle["objects_read"].as_u64(), idle["events"].as_u64()),
+        (Some(0), Some(0)),
+        "{idle}"
+    );
+
+    // The AKS blob grows through the hour (a new etag, like every Azure append): only the new
+    // line is read.
+    let before = aks.len() as u64;
+    aks += &aks_line("a3");
+    put(&s3, "exports", AKS_KEY, aks.as_bytes());
+    let grown = ingest();
+    assert_eq!(grown["objects_read"], 1, "{grown}");
+    assert_eq!(grown["events"], 1, "{grown}");
+    assert_eq!(
+        grown["bytes_read"].as_u64(),
+        Some(aks.len() as u64 - before)
+    );
+    assert_eq!(grown["rewritten"], serde_json::json!([]));
+
+    // The GKE file is replaced by other content: reported as a rewrite and read again; the
+    // lake keeps one copy of each event.
+    let replaced = format!(
+        "{}\n{}\n",
+        gke_entry("g1", "mallory@example.com"),
+        gke_entry("g9", "eve@example.com")
+    );
+    put(&s3, "exports", gke_key, replaced.as_bytes());
+    let mut cmd = s3.bin();
+    cmd.args(["ingest", "--lake", lake, "s3://exports/"]);
+    let out = run(&mut cmd);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: object rewritten since it was read") && stderr.contains(gke_key),
+        "{stderr}"
+    );
+    let expected = vec![
+        ("aks-weu-1".to_owned(), 3),
+        ("eks-prod".to_owned(), 3),
+        ("gke-prod".to_owned(), 3),
+    ];
+    assert_eq!(per_cluster(&s3, lake), expected);
+    // The lake's integrity check still passes: nothing of the source was written into it.
+    run_ok(s3.bin().args(["verify", "--lake", lake]));
+}
+
+/// Reads the checkpoint documents of a local lake: objects recorded.
+fn checkpointed(lake: &Path) -> usize {
+    std::fs::read_dir(lake.join("_state/sources"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|v| v["objects"].as_object().map_or(0, |o| o.len()))
+        .sum()
+}
+
+#[test]
+fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_object_and_offset() {
+    let s3 = S3Server::start();
+    s3.create_bucket("exports");
+    const OBJECTS: usize = 24;
+    const PER_OBJECT: usize = 1500;
+    let mut poison_offset = 0;
+    let mut objects = Vec::new();
+    for o in 0..OBJECTS {
+        let mut body = String::new();
+        for i in 0..PER_OBJECT {
+            if o == OBJECTS - 1 && i == 700 {
+                poison_offset = body.len();
+                body += "{\"kind\":\"Event\",\"auditID\":\"cut-short\n";
+            }
+            body += &k8s_event(&format!("o{o}-{i}"), "alice", "list", "pods", "");
+            body += "\n";
+        }
+        objects.push((
+            format!("firehose-lines/2026/12/03/10/part-{o:03}"),
+            body.into_bytes(),
+        ));
+    }
+    put_many(&s3, "exports", &objects);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("auditlake.toml");
+    // Commit and checkpoint every MiB (about two objects), so a kill lands between commits.
+    std::fs::write(
+        &config,
+        "[[sources.object_store]]\nurl = \"s3://exports/firehose-lines/\"\ncluster = \"eks-batch\"\nround_mb = 1\n",
+    )
+    .unwrap();
+    let mut child = s3
+        .bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["ingest", "--quiet", "--lake"])
+        .arg(&lake)
+        .arg("s3://exports/firehose-lines/")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while checkpointed(&lake) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint was written"
+        );
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let at_kill = checkpointed(&lake);
+    assert!(
+        at_kill > 0 && at_kill < OBJECTS,
+        "the kill should land mid-run: {at_kill} of {OBJECTS} objects checkpointed"
+    );
+
+    let out = run_ok(
+        s3.bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["ingest", "--json", "--lake"])
+            .arg(&lake)
+            .arg("s3://exports/firehose-lines/"),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let again = &report["sources"][0];
+    assert!(
+        again["objects_read"].as_u64().unwrap() <= (OBJECTS - at_kill) as u64,
+        "the rerun reads only what was not checkpointed: {again}"
+    );
+    let total = (OBJECTS * PER_OBJECT) as i64;
+    assert_eq!(count(&lake, "audit_events"), total);
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT count(DISTINCT audit_id) AS n FROM audit_events"
+        )[0]["n"]
+            .as_i64(),
+        Some(total)
+    );
+    assert_eq!(checkpointed(&lake), OBJECTS);
+
+    // The poison record: in quarantine with its object's URL and byte offset.
+    let mut records = Vec::new();
+    for day in std::fs::read_dir(lake.join("_quarantine"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
+            for line in std::fs::read_to_string(f.path()).unwrap().lines() {
+                records.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            }
+        }
+    }
+    let poison: Vec<_> = records
+        .iter()
+        .filter(|r| r["raw"].as_str().is_some_and(|s| s.contains("cut-short")))
+        .collect();
+    assert!(!poison.is_empty(), "{records:?}");
+    for r in poison {
+        assert_eq!(
+            r["position"]["source"],
+            format!(
+                "s3://exports/firehose-lines/2026/12/03/10/part-{:03}",
+                OBJECTS - 1
+            )
+        );
+        assert_eq!(
+            r["position"]["byte_offset"].as_u64(),
+            Some(poison_offset as u64)
+        );
+        assert_eq!(r["position"]["line"].as_u64(), Some(701));
+    }
+}
+
+/// A labelled value of `/metrics`.
+fn metric(text: &str, name: &str, source: &str) -> Option<f64> {
+    let prefix = format!("{name}{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn serve_polls_an_object_store_source_and_exports_its_progress() {
+    let s3 = S3Server::start();
+    s3.create_bucket("exports");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let config = dir.path().join("auditlake.toml");
+    std::fs::write(
+        &config,
+        "[[sources.object_store]]\nurl = \"s3://exports/aks/\"\npoll_secs = 1\n",
+    )
+    .unwrap();
+    let server = Server::start_with(s3.bin(), &config, &lake);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = "s3://exports/aks/";
+    // Declared at zero before anything was read, so alerts see the first change.
+    let m = server.metrics(&rt);
+    assert_eq!(
+        metric(&m, "auditlake_object_source_events_total", source),
+        Some(0.0),
+        "{m}"
+    );
+    let wait_events = |n: f64| {
+        let started = Instant::now();
+        loop {
+            let m = server.metrics(&rt);
+            if metric(&m, "auditlake_object_source_events_total", source) == Some(n) {
+                return m;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "events never reached {n}:\n{m}\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut blob = aks_line("s1") + &aks_line("s2");
+    put(&s3, "exports", AKS_KEY, blob.as_bytes());
+    wait_events(2.0);
+    blob += &aks_line("s3");
+    put(&s3, "exports", AKS_KEY, blob.as_bytes());
+    let m = wait_events(3.0);
+    assert_eq!(
+        metric(&m, "auditlake_object_source_objects_total", source),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&m, "auditlake_object_source_rewrites_total", source),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "auditlake_object_source_errors_total", source),
+        Some(0.0)
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("object_source_polled source=\"s3://exports/aks/\" objects=1"),
+        "{log}"
+    );
+    assert_eq!(count(&lake, "audit_events WHERE cluster = 'aks-weu-1'"), 3);
+}
+
+#[test]
+fn a_bad_source_gets_a_clear_error_and_costs_nothing_else() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // A bucket that does not exist: the error names the source.
+    let out = run(s3
+        .bin()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg("s3://no-such-bucket/eks/"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("s3://no-such-bucket/eks/"), "{stderr}");
+    // Files and URLs are not mixed in one run.
+    let file = dir.path().join("audit.log");
+    std::fs::write(&file, k8s_event("f1", "alice", "get", "pods", "x") + "\n").unwrap();
+    let out = run(s3
+        .bin()
+        .args(["ingest", "--lake"])
+        .arg(&lake)
+        .arg(&file)
+        .arg("s3://exports/"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("separate runs"));
+    // A bad entry names its key; a typo in a storage option names the option.
+    for (toml, key) in [
+        (
+            "[[sources.object_store]]\nurl = \"/var/log/audit\"\n",
+            "sources.object_store[0].url",
+        ),
+        (
+            "[[sources.object_store]]\nurl = \"s3://b/\"\npoll_secs = 0\n",
+            "sources.object_store[0].poll_secs",
+        ),
+        (
+            "[[sources.object_store]]\nurl = \"s3://b/\"\nstorage = { aws_endpoint_urll = \"http://x\" }\n",
+            "aws_endpoint_urll",
+        ),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, toml).unwrap();
+        let out = run(bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["ingest", "--lake"])
+            .arg(&lake)
+            .arg("s3://b/"));
+        assert!(!out.status.success(), "{toml}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{toml}: {stderr}");
+    }
+    assert!(!lake.join("audit_events").join("cluster=default").exists());
+}
