@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod pg;
 pub mod reports;
+pub mod scram;
 pub mod sinks;
 pub mod tls;
 pub mod webhook;
