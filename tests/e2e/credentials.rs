@@ -311,3 +311,58 @@ fn a_plain_text_users_file_is_refused_naming_the_file_line_and_fix() {
     );
     assert!(!err.contains("PLAINPASSWORD123"), "{err}");
 }
+
+/// On a terminal (a pseudo-terminal driven by Python's `pty`): asked twice, nothing echoed.
+#[test]
+fn pg_passwd_on_a_terminal_asks_twice_without_echo() {
+    const DRIVER: &str = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "pg-passwd", "auditor"])
+out = b""
+def drain(seconds):
+    global out
+    end = time.time() + seconds
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+for answer in sys.argv[2:]:
+    drain(1.0)
+    os.write(fd, answer.encode() + b"\n")
+drain(3.0)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+"#;
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let drive = |answers: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", DRIVER, env!("CARGO_BIN_EXE_auditlake")])
+            .args(answers)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = drive(&["correct-horse-battery", "correct-horse-battery"]);
+    assert!(
+        screen.contains("Password: ") && screen.contains("Again: "),
+        "{screen:?}"
+    );
+    assert!(screen.contains("auditor:SCRAM-SHA-256$4096:"), "{screen:?}");
+    assert!(
+        !screen.contains("horse"),
+        "the password was echoed: {screen:?}"
+    );
+    let screen = drive(&["correct-horse-battery", "correct-horse-batterx"]);
+    assert!(screen.contains("the two passwords differ"), "{screen:?}");
+    assert!(!screen.contains("SCRAM-SHA-256$"), "{screen:?}");
+}
