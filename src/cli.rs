@@ -60,6 +60,9 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Serve the lake read-only over the PostgreSQL wire protocol (psql, Grafana, BI tools).
     Pg(PgArgs),
+    /// Print a `[postgres] users_file` line for USER: a SCRAM-SHA-256 verifier of the password
+    /// read from stdin (asked twice, without echo, on a terminal). The password is not stored.
+    PgPasswd(PgPasswdArgs),
     /// Print a shell completion script: `auditlake completions bash > /etc/bash_completion.d/auditlake`.
     Completions(CompletionsArgs),
     /// Print the manual page (roff; `auditlake man | man -l -`), or write one page per command.
@@ -326,6 +329,16 @@ pub struct PgArgs {
     /// Listen address [config: postgres.listen] [default: 127.0.0.1:5433]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PgPasswdArgs {
+    /// The SQL user name (what clients give as `user=`).
+    pub user: String,
+
+    /// PBKDF2 iterations (at least 4096, PostgreSQL's default).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub iterations: u32,
 }
 
 #[derive(Debug, Args)]

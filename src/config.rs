@@ -11,6 +11,8 @@ use auditlake_detect::{
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -48,6 +50,10 @@ pub struct Config {
     /// Directory of the config file: relative paths in it (list files) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Secret-valued keys whose value is written inline although their name says credential
+    /// (`Config::load` warns about each).
+    #[serde(skip)]
+    pub inline_secrets: Vec<String>,
 }
 
 /// `[sources]`.
@@ -77,7 +83,8 @@ pub struct ObjectStoreSourceSection {
     pub round_mb: Option<u64>,
     /// Store settings (the `[lake.storage]` keys) over the environment's; when absent and the
     /// lake is in the same kind of store, the lake's settings.
-    pub storage: Option<std::collections::HashMap<String, String>>,
+    /// Values take `{ env = "VAR" }` / `{ file = "/path" }` like every secret-valued key.
+    pub storage: Option<BTreeMap<String, Secret>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,9 +146,10 @@ pub struct LakeSection {
     pub path: Option<PathBuf>,
     /// Object-store settings, the keys `object_store` reads (`aws_endpoint`, `aws_region`,
     /// `aws_allow_http`, `google_service_account`, `azure_storage_account_name`, …); they
-    /// override the same settings from the environment (`AWS_ENDPOINT_URL`, …).
+    /// override the same settings from the environment (`AWS_ENDPOINT_URL`, …). Each value
+    /// is a secret (`{ env = … }`, `{ file = … }`).
     #[serde(default)]
-    pub storage: std::collections::HashMap<String, String>,
+    pub storage: BTreeMap<String, Secret>,
     /// Where an object-store lake's files are encoded before upload (default: the system's
     /// temporary directory). Each process uses its own subdirectory.
     pub staging_dir: Option<PathBuf>,
@@ -216,9 +224,10 @@ pub struct KafkaSection {
     pub topic_clusters: BTreeMap<String, String>,
     /// …or from this message header when present.
     pub cluster_header: Option<String>,
-    /// librdkafka properties (security.protocol, sasl.*, ssl.*, …), passed through.
+    /// librdkafka properties (security.protocol, sasl.*, ssl.*, …), passed through; each value
+    /// is a secret (`{ env = … }`, `{ file = … }`).
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, Secret>,
 }
 
 /// One `[[sinks]]` entry.
@@ -234,18 +243,18 @@ pub struct SinkSection {
     pub brokers: Option<String>,
     pub topic: Option<String>,
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-    /// For webhook/alertmanager/falco.
-    pub url: Option<String>,
+    pub properties: BTreeMap<String, Secret>,
+    /// For webhook/alertmanager/falco (a secret: webhook URLs often embed a token).
+    pub url: Option<Secret>,
     /// For file.
     pub path: Option<PathBuf>,
     /// Lowest severity sent (default info).
     pub min_severity: Option<String>,
     /// Per-request timeout, seconds (default 10).
     pub timeout_secs: Option<u64>,
-    /// Extra HTTP headers.
+    /// Extra HTTP headers; each value is a secret (`Authorization = { file = … }`).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
 }
 
 /// `[compaction]`: merging the small files streaming flushes leave (`auditlake compact`, and
@@ -404,9 +413,12 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let mut config =
-            Config::parse(&text).with_context(|| format!("config {}", path.display()))?;
-        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let config = Config::parse_at(&text, &base_dir)
+            .with_context(|| format!("config {}", path.display()))?;
+        for key in &config.inline_secrets {
+            auditlake_server::log::emit(&auditlake_server::log::InlineSecret { key });
+        }
         Ok(config)
     }
 
@@ -493,10 +505,80 @@ impl Config {
         })
     }
 
+    /// A config whose relative paths (secret files included) resolve against the working
+    /// directory.
+    #[cfg(test)]
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Config::parse_at(text, Path::new(""))
+    }
+
+    /// Parses, resolves every secret (relative secret files against `base_dir`), validates.
+    pub fn parse_at(text: &str, base_dir: &Path) -> anyhow::Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|mut e| {
+            // toml's message quotes the offending line, which may hold a secret: say where it
+            // is and what is wrong, not what it says.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: ")
+            });
+            e.set_input(None);
+            let message = e.to_string().trim().replace('\n', " ");
+            anyhow::anyhow!("{}{message}", at.unwrap_or_default())
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        let mut inline = Vec::new();
+        for (key, name, secret) in config.secrets_mut() {
+            secret.resolve(&key, base_dir)?;
+            let looks = match &name {
+                Some(name) => crate::secret::looks_secret(name),
+                None => crate::secret::url_looks_secret(secret.expose()),
+            };
+            if secret.is_inline() && looks {
+                inline.push(key);
+            }
+        }
+        config.inline_secrets = inline;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every secret-valued key: its config key, the name that says what it holds (a header or
+    /// property name; `None` for a URL), the secret.
+    fn secrets_mut(&mut self) -> Vec<(String, Option<String>, &mut Secret)> {
+        fn map<'a>(
+            prefix: &str,
+            m: &'a mut BTreeMap<String, Secret>,
+        ) -> impl Iterator<Item = (String, Option<String>, &'a mut Secret)> {
+            let prefix = prefix.to_owned();
+            m.iter_mut().map(move |(name, secret)| {
+                let key = if name.contains('.') {
+                    format!("{prefix}.\"{name}\"")
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                (key, Some(name.clone()), secret)
+            })
+        }
+        let mut out: Vec<_> = map("lake.storage", &mut self.lake.storage).collect();
+        if let Some(k) = &mut self.kafka {
+            out.extend(map("kafka.properties", &mut k.properties));
+        }
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            let key = format!("sinks[{i}]");
+            if let Some(url) = &mut sink.url {
+                out.push((format!("{key}.url"), None, url));
+            }
+            out.extend(map(&format!("{key}.headers"), &mut sink.headers));
+            out.extend(map(&format!("{key}.properties"), &mut sink.properties));
+        }
+        for (i, source) in self.sources.object_store.iter_mut().enumerate() {
+            if let Some(storage) = &mut source.storage {
+                out.extend(map(&format!("sources.object_store[{i}].storage"), storage));
+            }
+        }
+        out
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -606,7 +688,7 @@ impl Config {
             }
             match sink.kind.as_str() {
                 "webhook" | "alertmanager" | "falco" => {
-                    let Some(url) = &sink.url else {
+                    let Some(url) = sink.url.as_ref().map(Secret::expose) else {
                         bail!("{key}.url: a {} sink needs a url", sink.kind);
                     };
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -814,11 +896,21 @@ impl Config {
         let staging = self.lake.staging_dir.as_deref().map(|d| self.resolve(d));
         Ok(auditlake_ingest::Lake::open_staged(
             spec,
-            &self.lake.storage,
+            &exposed(&self.lake.storage),
             staging.as_deref(),
         )?)
     }
 }
+
+/// Store settings as `object_store` takes them: the secrets' values, in memory only.
+pub fn exposed(storage: &BTreeMap<String, Secret>) -> std::collections::HashMap<String, String> {
+    storage
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect()
+}
+
+impl Config {}
 
 /// A span (`90m`, `7d`, `0s`) of config key `key`.
 fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
@@ -847,6 +939,57 @@ mod tests {
         );
         assert_eq!(config.sinks.len(), 1);
         assert_eq!(config.sinks[0].kind, "stdout");
+    }
+
+    /// Every secret-valued key takes the env/file forms; `Debug` of the whole config shows no
+    /// value; inline values under credential-looking names are listed for the warning.
+    #[test]
+    fn secret_keys_resolve_and_the_config_debug_shows_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sasl"), "KAFKAS3CRET\n").unwrap();
+        // SAFETY: variables only this test reads.
+        unsafe {
+            std::env::set_var("AUDITLAKE_CONFIG_TEST_AWS", "STORAGES3CRET");
+            std::env::set_var("AUDITLAKE_CONFIG_TEST_SSL", "SINKKEYS3CRET");
+        }
+        let text = "[lake.storage]\naws_secret_access_key = { env = 'AUDITLAKE_CONFIG_TEST_AWS' }\n\
+            aws_region = 'eu-west-1'\n\
+            [kafka]\nbrokers = 'b:9092'\ntopics = ['a']\n[kafka.properties]\n\
+            'sasl.password' = { file = 'sasl' }\n'sasl.username' = 'auditlake'\n\
+            [[sinks]]\nname = 'k'\ntype = 'kafka'\nbrokers = 'b:9092'\ntopic = 'f'\n\
+            properties = { 'ssl.key.password' = { env = 'AUDITLAKE_CONFIG_TEST_SSL' } }\n\
+            [[sinks]]\nname = 'w'\ntype = 'webhook'\nurl = 'https://h/x?token=QUERYS3CRET'\n\
+            headers = { Authorization = 'Bearer INLINES3CRET', X-Scope-OrgID = 'team' }\n";
+        let config = Config::parse_at(text, dir.path()).unwrap();
+        let k = config.kafka.as_ref().unwrap();
+        let props = crate::cmd::serve::kafka_options(k, None).properties;
+        assert!(props.contains(&("sasl.password".into(), "KAFKAS3CRET".into())));
+        assert_eq!(
+            config.lake.storage["aws_secret_access_key"].expose(),
+            "STORAGES3CRET"
+        );
+        assert_eq!(
+            config.sinks[0].properties["ssl.key.password"].expose(),
+            "SINKKEYS3CRET"
+        );
+        assert_eq!(
+            config.inline_secrets,
+            ["sinks[1].url", "sinks[1].headers.Authorization"]
+        );
+        let debug = format!("{config:?}");
+        for secret in [
+            "STORAGES3CRET",
+            "KAFKAS3CRET",
+            "SINKKEYS3CRET",
+            "QUERYS3CRET",
+            "INLINES3CRET",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("environment variable AUDITLAKE_CONFIG_TEST_AWS"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -969,7 +1112,11 @@ mod tests {
             (am.name.as_str(), am.kind.as_str()),
             ("alertmanager", "alertmanager")
         );
-        assert!(am.url.as_deref().is_some_and(|u| u.starts_with("http")));
+        assert!(
+            am.url
+                .as_ref()
+                .is_some_and(|u| u.expose().starts_with("http"))
+        );
         // The object-storage overlay: what serve requires of a replica on a shared table.
         let replicas = Config::parse(&configs["object-storage/configmap-patch.yaml"]).unwrap();
         assert!(

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod generate;
 mod pack;
+mod secret;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     match &cli.command {
         cli::Command::Completions(args) => return cmd::docs::completions(args),
         cli::Command::Man(args) => return cmd::docs::man(args),
+        // Needs no config either: it is run on a workstation to make a users-file line.
+        cli::Command::PgPasswd(args) => return cmd::pg_passwd::run(args),
         _ => {}
     }
     let config = config::Config::load(cli.config.as_deref())?;
@@ -66,7 +69,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Pg(args) => cmd::pg::run(&config, args),
         cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
         cli::Command::Schema(args) => cmd::schema::run(args),
-        cli::Command::Completions(_) | cli::Command::Man(_) => unreachable!("handled above"),
+        cli::Command::Completions(_) | cli::Command::Man(_) | cli::Command::PgPasswd(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

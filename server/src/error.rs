@@ -17,6 +17,13 @@ pub enum ServerError {
         reason: String,
     },
 
+    #[error("postgres users file {path}, line {line}: {reason}")]
+    UsersFile {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
     #[error("TLS: {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
 

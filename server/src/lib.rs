@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod objects;
 pub mod pg;
 pub mod reports;
+pub mod scram;
 pub mod sinks;
 pub mod tls;
 pub mod webhook;

@@ -418,3 +418,18 @@ impl fmt::Display for ObjectSourceFailed<'_> {
         )
     }
 }
+
+/// A config key that holds a credential has its value written inline in the config file
+/// (which usually sits in a ConfigMap or a repository). The value is never logged, only the key.
+pub struct InlineSecret<'a> {
+    pub key: &'a str,
+}
+impl fmt::Display for InlineSecret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "config_inline_secret key={} hint=\"write it as {{ env = \\\"VAR\\\" }} or {{ file = \\\"/path\\\" }} (a Kubernetes Secret)\"",
+            self.key
+        )
+    }
+}

@@ -37,27 +37,29 @@ use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::Sink;
+use futures::SinkExt;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
-use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
-};
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
-use pgwire::api::{ClientInfo, METADATA_USER, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, METADATA_USER, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use crate::error::ServerError;
+use crate::scram::{self, Exchange, ScramError, Verifier};
 use crate::tls::{TlsFiles, subject_cn};
 
 /// How the endpoint runs.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
     pub listen: String,
-    /// `user,password` lines: SCRAM-SHA-256.
+    /// `user:SCRAM-SHA-256$…` lines (`auditlake pg-passwd`): SCRAM-SHA-256 verifiers.
     pub users_file: Option<PathBuf>,
     /// TLS; with `client_ca`, certificate authentication.
     pub tls: Option<TlsFiles>,
@@ -66,80 +68,194 @@ pub struct PgOptions {
     pub cert_users: Vec<String>,
 }
 
-/// Users and their passwords, from the users file.
+/// Users and their SCRAM-SHA-256 verifiers, from the users file; `mock_key` derives the salt
+/// an unknown user is answered with.
 #[derive(Clone)]
-struct Users(Arc<HashMap<String, String>>);
+struct Users {
+    verifiers: Arc<HashMap<String, Verifier>>,
+    mock_key: [u8; 32],
+}
 
 impl Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Users({} entries)", self.0.len())
+        write!(f, "Users({} entries)", self.verifiers.len())
     }
 }
 
+/// `user:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` lines (PostgreSQL's
+/// `pg_authid` form, written by `auditlake pg-passwd USER`). A plain-text `user,password` line
+/// is refused, not merely warned about: a file that authenticates SQL access to an evidence
+/// store should not be a list of passwords, and a warning in a log is easy to miss.
 fn load_users(path: &Path) -> Result<Users, ServerError> {
     let text = std::fs::read_to_string(path).map_err(|source| ServerError::ConfigFile {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut users = HashMap::new();
+    let mut verifiers = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |reason: &str| ServerError::TokenFile {
+        // The reason names the problem and the fix; the line itself may hold a password.
+        let bad = |reason: String| ServerError::UsersFile {
             path: path.to_path_buf(),
             line: i + 1,
-            reason: reason.to_owned(),
+            reason,
         };
-        let (user, password) = line
-            .split_once(',')
-            .ok_or_else(|| bad("expected `user,password`"))?;
-        if user.trim().is_empty() {
-            return Err(bad("empty user name"));
+        let Some((user, verifier)) = line
+            .split_once(':')
+            .filter(|(_, v)| v.starts_with(scram::MECHANISM))
+        else {
+            return Err(bad(if line.contains(',') {
+                "a plain-text `user,password` line: passwords are no longer stored; replace the line with the output of `auditlake pg-passwd USER`".into()
+            } else {
+                "expected `user:SCRAM-SHA-256$…` (the output of `auditlake pg-passwd USER`)".into()
+            }));
+        };
+        let user = user.trim();
+        if user.is_empty() {
+            return Err(bad("empty user name".into()));
         }
-        if password.len() < 12 {
-            return Err(bad("password shorter than 12 characters"));
+        let verifier =
+            Verifier::parse(verifier.trim()).map_err(|why| bad(format!("user {user:?}: {why}")))?;
+        if verifiers.insert(user.to_owned(), verifier).is_some() {
+            return Err(bad(format!("user {user:?} is listed twice")));
         }
-        users.insert(user.trim().to_owned(), password.to_owned());
     }
-    if users.is_empty() {
-        return Err(ServerError::TokenFile {
+    if verifiers.is_empty() {
+        return Err(ServerError::UsersFile {
             path: path.to_path_buf(),
             line: 0,
             reason: "no users".into(),
         });
     }
-    Ok(Users(Arc::new(users)))
+    Ok(Users {
+        verifiers: Arc::new(verifiers),
+        mock_key: scram::random_bytes(),
+    })
 }
 
-const SCRAM_ITERATIONS: usize = 4096;
+/// Connection ids and cancel keys, one sequence for the whole endpoint.
+static PID_GENERATOR: std::sync::LazyLock<RandomPidSecretKeyGenerator> =
+    std::sync::LazyLock::new(RandomPidSecretKeyGenerator::default);
 
-#[async_trait]
-impl AuthSource for Users {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let salt: [u8; 16] = rand_salt();
-        // An unknown user gets a random password, so it fails like a wrong password would and
-        // the answer does not tell which user names exist.
-        let password = match login.user().and_then(|u| self.0.get(u)) {
-            Some(p) => p.clone(),
-            None => format!("{:x}", u128::from_le_bytes(rand_salt())),
+/// Where a connection's SCRAM exchange is.
+enum ScramState {
+    Initial,
+    ServerFirstSent(Exchange),
+    Failed,
+}
+
+/// SCRAM-SHA-256 password authentication of one connection, against stored verifiers
+/// (`scram.rs`; pgwire's own SCRAM handler would need password-equivalent salted passwords).
+struct ScramStartup {
+    users: Users,
+    state: Mutex<ScramState>,
+}
+
+impl ScramStartup {
+    fn new(users: Users) -> ScramStartup {
+        ScramStartup {
+            users,
+            state: Mutex::new(ScramState::Initial),
+        }
+    }
+
+    /// The answer to one SASL message: the next server message, and whether it ends the exchange.
+    fn step(&self, user: &str, msg: PasswordMessageFamily) -> PgWireResult<(Authentication, bool)> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let current = std::mem::replace(&mut *state, ScramState::Failed);
+        let protocol = |e: ScramError| match e {
+            ScramError::Rejected => PgWireError::InvalidPassword(user.to_owned()),
+            other => PgWireError::InvalidScramMessage(other.to_string()),
         };
-        Ok(Password::new(
-            Some(salt.to_vec()),
-            gen_salted_password(&password, &salt, SCRAM_ITERATIONS),
-        ))
+        match current {
+            ScramState::Initial => {
+                let initial = msg.into_sasl_initial_response()?;
+                if initial.auth_method != scram::MECHANISM {
+                    return Err(PgWireError::UnsupportedSASLAuthMethod(initial.auth_method));
+                }
+                let data = initial.data.unwrap_or_default();
+                let client_first = std::str::from_utf8(&data)
+                    .map_err(|_| protocol(ScramError::Malformed("not UTF-8")))?;
+                // The user is the startup message's (libpq sends an empty SCRAM user name).
+                let (verifier, known) = match self.users.verifiers.get(user) {
+                    Some(v) => (v.clone(), true),
+                    None => (Verifier::mock(user, &self.users.mock_key), false),
+                };
+                let nonce = base64_nonce();
+                let (server_first, exchange) = verifier
+                    .server_first(known, client_first, &nonce)
+                    .map_err(protocol)?;
+                *state = ScramState::ServerFirstSent(exchange);
+                Ok((Authentication::SASLContinue(server_first.into()), false))
+            }
+            ScramState::ServerFirstSent(exchange) => {
+                let response = msg.into_sasl_response()?;
+                let client_final = std::str::from_utf8(&response.data)
+                    .map_err(|_| protocol(ScramError::Malformed("not UTF-8")))?;
+                let server_final = exchange.client_final(client_final).map_err(protocol)?;
+                Ok((Authentication::SASLFinal(server_final.into()), true))
+            }
+            ScramState::Failed => Err(PgWireError::InvalidSASLState),
+        }
     }
 }
 
-/// 16 bytes from the operating system's CSPRNG (through rustls's ring provider).
-fn rand_salt() -> [u8; 16] {
-    let mut salt = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut salt)
-        .expect("the OS random source works");
-    salt
+/// 18 random bytes, base64: the server's half of the SCRAM nonce.
+fn base64_nonce() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(scram::random_bytes::<18>())
+}
+
+#[async_trait]
+impl StartupHandler for ScramStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                pgwire::api::auth::protocol_negotiation(client, startup).await?;
+                pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                        vec![scram::MECHANISM.to_owned()],
+                    )))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(msg) => {
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                let (reply, done) = self.step(&user, msg)?;
+                client
+                    .send(PgWireBackendMessage::Authentication(reply))
+                    .await?;
+                if done {
+                    let (pid, secret_key) = PID_GENERATOR.generate(client);
+                    client.set_pid_and_secret_key(pid, secret_key);
+                    pgwire::api::auth::finish_authentication(
+                        client,
+                        &DefaultServerParameterProvider::default(),
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 fn user_error(code: &str, message: String) -> PgWireError {
@@ -343,7 +459,7 @@ struct Authenticator {
     cert_auth: bool,
     /// CNs that may log in by certificate.
     cert_users: Arc<HashSet<String>>,
-    scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+    scram: Option<ScramStartup>,
     /// Decided at the Startup message: true = certificate (or trusted) path.
     trusted: Mutex<Option<bool>>,
 }
@@ -570,12 +686,7 @@ impl PgServer {
                     }
                 },
             };
-            let scram = self.users.clone().map(|u| {
-                let mut scram = ScramAuth::new(Arc::new(u));
-                scram.set_iterations(SCRAM_ITERATIONS);
-                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
-                    .with_scram(scram)
-            });
+            let scram = self.users.clone().map(ScramStartup::new);
             let auth = Arc::new(Authenticator {
                 require_tls: self.tls.is_some(),
                 cert_auth: self.cert_auth,
@@ -662,14 +773,44 @@ mod tests {
     }
 
     #[test]
-    fn users_file_errors_name_the_line() {
+    fn users_file_holds_verifiers_and_refuses_plain_text_passwords() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("users");
-        std::fs::write(&f, "# comment\nauditor,correct-horse-battery\nshort,abc\n").unwrap();
-        let err = load_users(&f).unwrap_err().to_string();
+        let verifier = Verifier::from_password("correct-horse-battery", 4096).to_postgres();
+        std::fs::write(&f, format!("# comment\nauditor:{verifier}\n")).unwrap();
+        let users = load_users(&f).unwrap();
+        assert!(users.verifiers.contains_key("auditor"));
+        assert_eq!(format!("{users:?}"), "Users(1 entries)");
+        for (text, why) in [
+            (
+                format!("auditor:{verifier}\nlegacy,correct-horse-battery\n"),
+                "line 2: a plain-text `user,password` line",
+            ),
+            (
+                format!("a:{verifier}\na:{verifier}\n"),
+                "line 2: user \"a\" is listed twice",
+            ),
+            (
+                format!("a:{}\n", verifier.replace("$4096:", "$10:")),
+                "line 1: user \"a\": 10 iterations",
+            ),
+            ("# nobody\n".to_owned(), "no users"),
+        ] {
+            std::fs::write(&f, &text).unwrap();
+            let err = load_users(&f).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            assert!(err.contains("users file"), "{err}");
+            assert!(
+                !err.contains("correct-horse"),
+                "the password is never echoed: {err}"
+            );
+        }
+        std::fs::write(&f, "legacy,correct-horse-battery\n").unwrap();
         assert!(
-            err.contains("line 3") && err.contains("shorter than 12"),
-            "{err}"
+            load_users(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("auditlake pg-passwd")
         );
     }
 }

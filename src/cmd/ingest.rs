@@ -266,9 +266,11 @@ pub fn object_source_options(
     let mut opts = ObjectSourceOptions::new(url, decode)?;
     let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     let lake_spec = config.lake_path(None);
-    opts.storage = match section.and_then(|s| s.storage.clone()) {
-        Some(storage) => storage,
-        None if scheme(&lake_spec.to_string_lossy()) == scheme(url) => config.lake.storage.clone(),
+    opts.storage = match section.and_then(|s| s.storage.as_ref()) {
+        Some(storage) => crate::config::exposed(storage),
+        None if scheme(&lake_spec.to_string_lossy()) == scheme(url) => {
+            crate::config::exposed(&config.lake.storage)
+        }
         None => Default::default(),
     };
     if let Some(n) = config.ingest.max_line_mb {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod generate;
 pub mod ingest;
 pub mod pg;
+pub mod pg_passwd;
 pub mod query;
 pub mod report;
 pub mod retention;

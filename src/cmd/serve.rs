@@ -183,7 +183,7 @@ pub fn kafka_options(
         properties: k
             .properties
             .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
+            .map(|(a, b)| (a.clone(), b.expose().to_owned()))
             .collect(),
     }
 }
@@ -298,10 +298,10 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
                     path: config.resolve(k.path.as_deref().expect("validated")),
                 },
                 "webhook" => SinkKind::Webhook {
-                    url: k.url.clone().expect("validated"),
+                    url: k.url.as_ref().expect("validated").expose().to_owned(),
                 },
                 "alertmanager" => SinkKind::Alertmanager {
-                    url: k.url.clone().expect("validated"),
+                    url: k.url.as_ref().expect("validated").expose().to_owned(),
                 },
                 "kafka" => SinkKind::Kafka {
                     brokers: k.brokers.clone().expect("validated"),
@@ -309,11 +309,11 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
                     properties: k
                         .properties
                         .iter()
-                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .map(|(a, b)| (a.clone(), b.expose().to_owned()))
                         .collect(),
                 },
                 _ => SinkKind::Falco {
-                    url: k.url.clone().expect("validated"),
+                    url: k.url.as_ref().expect("validated").expose().to_owned(),
                 },
             },
             min_severity: k.min_severity.clone().unwrap_or_else(|| "info".into()),
@@ -321,7 +321,7 @@ fn alerting_options(config: &Config) -> anyhow::Result<Option<AlertingOptions>> 
             headers: k
                 .headers
                 .iter()
-                .map(|(a, b)| (a.clone(), b.clone()))
+                .map(|(a, b)| (a.clone(), b.expose().to_owned()))
                 .collect(),
         })
         .collect();

@@ -304,9 +304,10 @@ fn psql_queries_the_lake_with_a_password_and_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let summary = ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
+    // A verifier line from `auditlake pg-passwd` (the password itself is stored nowhere).
     std::fs::write(
         dir.path().join("pg-users"),
-        "auditor,correct-horse-battery-staple\n",
+        crate::credentials::pg_passwd("auditor", "correct-horse-battery-staple"),
     )
     .unwrap();
     let config = write_config(dir.path(), "[postgres]\nusers_file = \"pg-users\"\n");
@@ -367,6 +368,61 @@ fn psql_queries_the_lake_with_a_password_and_cannot_write() {
         "SELECT 1",
     );
     assert!(!out.status.success(), "unknown user");
+}
+
+/// SCRAM from a stored verifier over TLS: libpq (channel_binding=prefer) says it could bind a
+/// channel (`y,,`), which the server, offering plain SCRAM-SHA-256, accepts.
+#[test]
+fn psql_with_a_password_over_tls_authenticates_from_a_verifier() {
+    if !have_psql() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let summary = ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
+    let pki = Pki::generate(dir.path());
+    std::fs::write(
+        dir.path().join("pg-users"),
+        crate::credentials::pg_passwd("auditor", "correct-horse-battery-staple"),
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        "[postgres]\nusers_file = \"pg-users\"\ntls_cert = \"server.crt\"\ntls_key = \"server.key\"\n",
+    );
+    let port = free_port();
+    let _pg = start_pg(&config, &lake, port);
+    let conn = format!(
+        "host=127.0.0.1 port={port} user=auditor dbname=auditlake sslmode=verify-ca sslrootcert={}",
+        pki.path("ca.crt").display()
+    );
+    let out = psql(
+        &conn,
+        Some("correct-horse-battery-staple"),
+        "SELECT count(*) FROM audit_events",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        summary["events"].to_string()
+    );
+    let out = psql(&conn, Some("correct-horse-battery-stapler"), "SELECT 1");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Password authentication failed"),
+        "{out:?}"
+    );
+    // Channel binding is not offered: a client that insists is refused, not downgraded.
+    let out = psql(
+        &format!("{conn} channel_binding=require"),
+        Some("correct-horse-battery-staple"),
+        "SELECT 1",
+    );
+    assert!(!out.status.success(), "{out:?}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod cli;
 mod compact;
 mod crash;
+mod credentials;
 mod deploy;
 mod detect;
 mod duckdb;

@@ -44,7 +44,7 @@ use crate::quarantine::QuarantineWriter;
 pub use checkpoint::{Checkpoint, ObjectMark, TAIL_BYTES};
 
 /// How one object-storage source is read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ObjectSourceOptions {
     /// `s3://bucket/prefix/`, `gs://…`, `az://…` (ends in `/`).
     pub url: Url,
@@ -57,6 +57,20 @@ pub struct ObjectSourceOptions {
     pub max_line_bytes: usize,
     /// Flush the lake and advance the checkpoint after this many stored bytes.
     pub round_bytes: u64,
+}
+
+/// By hand: `storage` may hold credentials; only its keys are shown.
+impl std::fmt::Debug for ObjectSourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&String> = self.storage.keys().collect();
+        keys.sort();
+        f.debug_struct("ObjectSourceOptions")
+            .field("url", &self.url.as_str())
+            .field("storage_keys", &keys)
+            .field("decode", &self.decode)
+            .field("round_bytes", &self.round_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ObjectSourceOptions {

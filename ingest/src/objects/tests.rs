@@ -265,3 +265,13 @@ fn ends_of_plain_objects() {
     );
     assert_eq!(cluster_from_path("eks/2026/12/03"), None);
 }
+
+#[test]
+fn options_never_print_storage_secrets() {
+    let mut opts = ObjectSourceOptions::new("s3://exports/", DecodeOptions::new("c")).unwrap();
+    opts.storage
+        .insert("aws_secret_access_key".into(), "hunter2-marker".into());
+    let shown = format!("{opts:?}");
+    assert!(shown.contains("aws_secret_access_key"), "{shown}");
+    assert!(!shown.contains("hunter2-marker"), "{shown}");
+}
