@@ -257,13 +257,15 @@ pub fn object_source_options(
         .iter()
         .find(|s| normalized(&s.url) == normalized(url));
     let bound = cluster_flag.or(section.and_then(|s| s.cluster.as_deref()));
-    let mut decode = ingest_options(config, bound, no_redact)?.decode;
+    let files = ingest_options(config, bound, no_redact)?;
+    let mut decode = files.decode;
     if bound.is_none() && section.is_some() {
         // An entry without a cluster leaves it to the envelope, whatever `ingest.cluster` says
         // (which still serves as the fallback name).
         decode.envelope_cluster = true;
     }
     let mut opts = ObjectSourceOptions::new(url, decode)?;
+    opts.decode_threads = files.decode_threads;
     let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     let lake_spec = config.lake_path(None);
     opts.storage = match section.and_then(|s| s.storage.as_ref()) {

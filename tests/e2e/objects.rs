@@ -269,25 +269,38 @@ fn checkpointed(lake: &Path) -> usize {
 }
 
 #[test]
-fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_object_and_offset() {
+fn a_firehose_prefix_lands_exactly_once_through_kill_9_and_a_poison_record_names_its_object_and_offset()
+ {
     let s3 = S3Server::start();
     s3.create_bucket("exports");
-    const OBJECTS: usize = 24;
-    const PER_OBJECT: usize = 1500;
-    let mut poison_offset = 0;
+    // Three hours of Firehose output in each of its two shapes: gzip members of CloudWatch
+    // subscription payloads, and (with Firehose's decompression + message extraction) the audit
+    // events back to back with no delimiter.
+    const GZ_EVENTS: usize = 6000;
+    const JSON_EVENTS: usize = 2500;
     let mut objects = Vec::new();
-    for o in 0..OBJECTS {
+    let mut poison_offset = 0;
+    for hour in 10..13 {
+        let ids: Vec<String> = (0..GZ_EVENTS).map(|i| format!("gz{hour}-{i}")).collect();
+        let batches: Vec<Vec<&str>> = ids
+            .chunks(500)
+            .map(|c| c.iter().map(String::as_str).collect())
+            .collect();
+        let batches: Vec<&[&str]> = batches.iter().map(Vec::as_slice).collect();
+        objects.push((
+            format!("firehose/gz/2026/12/03/{hour}/audit-1-2026-12-03-{hour}-00-00-6b1d.gz"),
+            firehose_object("eks-prod", &batches),
+        ));
         let mut body = String::new();
-        for i in 0..PER_OBJECT {
-            if o == OBJECTS - 1 && i == 700 {
+        for i in 0..JSON_EVENTS {
+            if hour == 12 && i == 1200 {
                 poison_offset = body.len();
-                body += "{\"kind\":\"Event\",\"auditID\":\"cut-short\n";
+                body += r#"{"kind":"Event","auditID":"poison","verb":42}"#;
             }
-            body += &k8s_event(&format!("o{o}-{i}"), "alice", "list", "pods", "");
-            body += "\n";
+            body += &k8s_event(&format!("js{hour}-{i}"), "alice", "list", "pods", "");
         }
         objects.push((
-            format!("firehose-lines/2026/12/03/10/part-{o:03}"),
+            format!("firehose/json/2026/12/03/{hour}/audit-2-2026-12-03-{hour}-00-00-77aa"),
             body.into_bytes(),
         ));
     }
@@ -295,31 +308,32 @@ fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_ob
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let config = dir.path().join("auditlake.toml");
-    // Commit and checkpoint every MiB (about two objects), so a kill lands between commits.
+    // Commit and checkpoint every MiB, so a kill lands between commits, inside an object.
     std::fs::write(
         &config,
-        "[[sources.object_store]]\nurl = \"s3://exports/firehose-lines/\"\ncluster = \"eks-batch\"\nround_mb = 1\n",
+        "[ingest]\ncluster = \"eks-prod\"\n[[sources.object_store]]\nurl = \"s3://exports/firehose/\"\nround_mb = 1\n",
     )
     .unwrap();
-    let mut child = s3
-        .bin()
-        .arg("--config")
-        .arg(&config)
-        .args(["ingest", "--quiet", "--lake"])
-        .arg(&lake)
-        .arg("s3://exports/firehose-lines/")
+    let ingest = || {
+        let mut cmd = s3.bin();
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["ingest", "--json", "--lake"])
+            .arg(&lake)
+            .arg("s3://exports/firehose/");
+        cmd
+    };
+    let mut child = ingest()
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while checkpointed(&lake) == 0 {
+    while checkpointed(&lake) == 0 && child.try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "no checkpoint was written"
         );
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
         std::thread::sleep(Duration::from_millis(5));
     }
     // SAFETY: kill(2) on our own child.
@@ -327,25 +341,18 @@ fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_ob
     let _ = child.wait();
     let at_kill = checkpointed(&lake);
     assert!(
-        at_kill > 0 && at_kill < OBJECTS,
-        "the kill should land mid-run: {at_kill} of {OBJECTS} objects checkpointed"
+        at_kill > 0 && at_kill < objects.len(),
+        "the kill should land mid-run: {at_kill} of {} objects checkpointed",
+        objects.len()
     );
 
-    let out = run_ok(
-        s3.bin()
-            .arg("--config")
-            .arg(&config)
-            .args(["ingest", "--json", "--lake"])
-            .arg(&lake)
-            .arg("s3://exports/firehose-lines/"),
-    );
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let again = &report["sources"][0];
+    let again: serde_json::Value = serde_json::from_str(&run_ok(&mut ingest())).unwrap();
+    let again = &again["sources"][0];
     assert!(
-        again["objects_read"].as_u64().unwrap() <= (OBJECTS - at_kill) as u64,
+        again["objects_read"].as_u64().unwrap() <= (objects.len() - at_kill) as u64,
         "the rerun reads only what was not checkpointed: {again}"
     );
-    let total = (OBJECTS * PER_OBJECT) as i64;
+    let total = (3 * (GZ_EVENTS + JSON_EVENTS)) as i64;
     assert_eq!(count(&lake, "audit_events"), total);
     assert_eq!(
         query(
@@ -355,7 +362,15 @@ fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_ob
             .as_i64(),
         Some(total)
     );
-    assert_eq!(checkpointed(&lake), OBJECTS);
+    assert_eq!(
+        count(&lake, "audit_events WHERE cluster = 'eks-prod'"),
+        total
+    );
+    assert_eq!(checkpointed(&lake), objects.len());
+    // A second run reads nothing.
+    let idle: serde_json::Value = serde_json::from_str(&run_ok(&mut ingest())).unwrap();
+    assert_eq!(idle["sources"][0]["objects_read"], 0, "{idle}");
+    assert_eq!(idle["sources"][0]["events"], 0, "{idle}");
 
     // The poison record: in quarantine with its object's URL and byte offset.
     let mut records = Vec::new();
@@ -371,22 +386,19 @@ fn kill_9_mid_read_loses_and_duplicates_nothing_and_a_poison_record_names_its_ob
     }
     let poison: Vec<_> = records
         .iter()
-        .filter(|r| r["raw"].as_str().is_some_and(|s| s.contains("cut-short")))
+        .filter(|r| r["raw"].as_str().is_some_and(|s| s.contains("poison")))
         .collect();
     assert!(!poison.is_empty(), "{records:?}");
     for r in poison {
         assert_eq!(
             r["position"]["source"],
-            format!(
-                "s3://exports/firehose-lines/2026/12/03/10/part-{:03}",
-                OBJECTS - 1
-            )
+            "s3://exports/firehose/json/2026/12/03/12/audit-2-2026-12-03-12-00-00-77aa"
         );
         assert_eq!(
             r["position"]["byte_offset"].as_u64(),
             Some(poison_offset as u64)
         );
-        assert_eq!(r["position"]["line"].as_u64(), Some(701));
+        assert!(r["reason"].as_str().unwrap().contains("not a valid audit event"), "{r}");
     }
 }
 

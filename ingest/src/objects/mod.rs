@@ -34,7 +34,7 @@ use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::decode::{DecodeOptions, Decoder, Reject, SourcePosition};
+use crate::decode::{DecodeOptions, Decoded, Decoder, Reject, SourcePosition};
 use crate::error::{IngestError, Result};
 use crate::files::{Chunk, IngestOptions, decode_chunk, decompressing, read_chunks};
 use crate::lake::Lake;
@@ -57,6 +57,8 @@ pub struct ObjectSourceOptions {
     pub max_line_bytes: usize,
     /// Flush the lake and advance the checkpoint after this many stored bytes.
     pub round_bytes: u64,
+    /// Decode workers per object read.
+    pub decode_threads: usize,
 }
 
 /// By hand: `storage` may hold credentials; only its keys are shown.
@@ -84,6 +86,7 @@ impl ObjectSourceOptions {
             chunk_bytes: files.chunk_bytes,
             max_line_bytes: files.max_line_bytes,
             round_bytes: 256 << 20,
+            decode_threads: files.decode_threads,
         })
     }
 }
@@ -459,33 +462,66 @@ impl ObjectSource {
         } else {
             self.object_url(&key)
         });
-        let mut decoder = Decoder::new(self.decode_options(&key));
+        let decode_opts = self.decode_options(&key);
         let chunking = IngestOptions {
             chunk_bytes: self.opts.chunk_bytes,
             max_line_bytes: self.opts.max_line_bytes,
             ..IngestOptions::new("default")?
         };
-        let mut state = ObjectProgress::default();
-        let mut held: Option<Chunk> = None;
-        let mut failure: Option<IngestError> = None;
-        let mut submit = |chunk: &Chunk, state: &mut ObjectProgress| -> Result<()> {
-            let decoded = decode_chunk(&mut decoder, chunk);
-            state.events += decoded.events;
-            state.quarantined += decoded.rejects.len() as u64;
-            submit_direct(pipeline, decoded, outcome)
-        };
-        let mut seq = 0u64;
-        let mut decompressed = 0u64;
-        let read = {
+        let threads = self.opts.decode_threads.max(1);
+        let events = AtomicU64::new(0);
+        let rejected = AtomicU64::new(0);
+        let mut end = size;
+        let mut held_back = 0u64;
+        // As for files: this thread reads and cuts chunks, `threads` workers decode them, and one
+        // thread hands the results to the lake writer. Every queue is bounded, so memory stays
+        // flat whatever the object's size.
+        std::thread::scope(|scope| -> Result<()> {
+            let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Chunk>(threads);
+            let (out_tx, out_rx) = crossbeam_channel::bounded::<Decoded>(threads);
+            for _ in 0..threads {
+                let (rx, tx, opts) = (chunk_rx.clone(), out_tx.clone(), decode_opts.clone());
+                scope.spawn(move || {
+                    let mut decoder = Decoder::new(opts);
+                    for chunk in rx {
+                        if tx.send(decode_chunk(&mut decoder, &chunk)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop((chunk_rx, out_tx));
+            let (events, rejected) = (&events, &rejected);
+            let submitter = scope.spawn(move || -> Result<()> {
+                let mut failed = None;
+                for decoded in out_rx {
+                    // After a refusal, keep draining so the workers and the reader finish.
+                    if failed.is_some() {
+                        continue;
+                    }
+                    events.fetch_add(decoded.events, Ordering::Relaxed);
+                    rejected.fetch_add(decoded.rejects.len() as u64, Ordering::Relaxed);
+                    if let Err(e) = submit_direct(pipeline, decoded, outcome) {
+                        failed = Some(e);
+                    }
+                }
+                failed.map_or(Ok(()), Err)
+            });
+            // The last chunk waits until the end is known: a plain object being appended to
+            // may end in half a record, which stays for the next poll (a gzip object is read
+            // whole: its members are complete).
+            let mut held: Option<Chunk> = None;
             let mut send = |chunk: Chunk| -> bool {
                 if let Some(prev) = held.replace(chunk)
-                    && let Err(e) = submit(&prev, &mut state)
+                    && chunk_tx.send(prev).is_err()
                 {
-                    failure = Some(e);
                     return false;
                 }
-                state.bytes = counted.load(Ordering::Relaxed);
-                on_progress(&state);
+                on_progress(&ObjectProgress {
+                    bytes: counted.load(Ordering::Relaxed),
+                    events: events.load(Ordering::Relaxed),
+                    quarantined: rejected.load(Ordering::Relaxed),
+                });
                 true
             };
             let cluster = self.opts.decode.cluster.clone();
@@ -503,7 +539,8 @@ impl ObjectSource {
                         .map_err(io::Error::other)?;
                     Ok(n)
                 };
-            read_chunks(
+            let (mut seq, mut decompressed) = (0u64, 0u64);
+            let read = read_chunks(
                 input,
                 &source,
                 &chunking,
@@ -511,31 +548,36 @@ impl ObjectSource {
                 &mut send,
                 &mut oversized,
                 &mut decompressed,
-            )
-        };
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        read.map_err(|e| IngestError::Input {
-            path: self.object_url(&key).into(),
-            source: e,
-        })?;
-        // The last chunk: a plain object being appended to may end in half a record, which
-        // waits for the rest (a gzip object is read whole: its members are complete).
-        let mut end = size;
-        let mut held_back = 0u64;
-        if let Some(mut last) = held {
-            if !gzip.load(Ordering::Relaxed)
-                && let Some(keep) = incomplete_tail(&last.data)
+            );
+            if read.is_ok()
+                && let Some(mut last) = held
             {
-                held_back = (last.data.len() - keep) as u64;
-                last.data.truncate(keep);
-                end = size - held_back;
+                if !gzip.load(Ordering::Relaxed)
+                    && let Some(keep) = incomplete_tail(&last.data)
+                {
+                    held_back = (last.data.len() - keep) as u64;
+                    last.data.truncate(keep);
+                    end = size - held_back;
+                }
+                if !last.data.is_empty() {
+                    let _ = chunk_tx.send(last);
+                }
             }
-            if !last.data.is_empty() {
-                submit(&last, &mut state)?;
-            }
-        }
+            drop(chunk_tx);
+            let submitted = submitter
+                .join()
+                .map_err(|_| IngestError::Internal("object submitter panicked".into()))?;
+            read.map_err(|e| IngestError::Input {
+                path: self.object_url(&key).into(),
+                source: e,
+            })?;
+            submitted
+        })?;
+        let mut state = ObjectProgress {
+            bytes: 0,
+            events: events.into_inner(),
+            quarantined: rejected.into_inner(),
+        };
         let from = end.saturating_sub(TAIL_BYTES);
         let tail = if end == 0 {
             Vec::new()
