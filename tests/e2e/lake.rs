@@ -213,7 +213,7 @@ fn migrate_turns_a_parquet_lake_into_a_delta_table_with_the_same_rows_once() {
 
 /// The S3-protocol server process and the Python readers, or `None` (with a message) where they
 /// are not installed. `.ci/run` installs them and sets AUDITLAKE_REQUIRE_S3.
-fn s3_tools() -> Option<()> {
+pub(crate) fn s3_tools() -> Option<()> {
     let ok = Command::new("python3")
         .args(["-c", "import moto.server, deltalake, polars, pyarrow"])
         .output()

@@ -244,7 +244,7 @@ impl ObjectSource {
                 });
                 continue;
             };
-            if mark.etag == meta.e_tag && mark.size == meta.size {
+            if same_etag(&mark.etag, &meta.e_tag) && mark.size == meta.size {
                 continue; // unchanged since it was read
             }
             let rewritten = if meta.size == mark.size {
@@ -442,7 +442,7 @@ impl ObjectSource {
         };
         let got = block_on(self.store.get_opts(&meta.location, options))
             .map_err(|e| self.storage_error("read", e))?;
-        if got.meta.e_tag != meta.e_tag {
+        if !same_etag(&got.meta.e_tag, &meta.e_tag) {
             return Ok(None);
         }
         let size = got.meta.size;
@@ -691,6 +691,20 @@ pub fn cluster_from_path(key: &str) -> Option<String> {
     let name = parts.next()?.to_ascii_lowercase();
     crate::lake::validate_cluster_name(&name).ok()?;
     Some(name)
+}
+
+/// Whether two etags name the same version. Stores quote them differently in a listing and
+/// in a response header (Azurite lists `0x8D…` and answers `"0x8D…"`); a weak `W/` prefix is
+/// ignored too.
+fn same_etag(a: &Option<String>, b: &Option<String>) -> bool {
+    fn bare(e: &str) -> &str {
+        e.trim_start_matches("W/").trim_matches('"')
+    }
+    match (a, b) {
+        (Some(a), Some(b)) => bare(a) == bare(b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 fn etag_text(etag: &Option<String>) -> &str {

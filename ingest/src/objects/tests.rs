@@ -264,6 +264,11 @@ fn ends_of_plain_objects() {
         Some("prod-1".into())
     );
     assert_eq!(cluster_from_path("eks/2026/12/03"), None);
+    let e = |s: &str| Some(s.to_owned());
+    assert!(same_etag(&e("0x8DE"), &e("\"0x8DE\"")));
+    assert!(same_etag(&e("W/\"abc\""), &e("abc")));
+    assert!(!same_etag(&e("abc"), &e("abd")));
+    assert!(!same_etag(&e("abc"), &None));
 }
 
 #[test]
