@@ -33,12 +33,6 @@ from lake_bench import measured  # noqa: E402
 from s3_bench import ENV, start_moto  # noqa: E402
 
 
-def split_hourly(lines, parts):
-    """The generated log, cut into `parts` consecutive objects (an export's hourly files)."""
-    per = (len(lines) + parts - 1) // parts
-    return [lines[i : i + per] for i in range(0, len(lines), per)]
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -69,26 +63,36 @@ def main():
             check=True,
             stderr=subprocess.DEVNULL,
         )
+        # Streamed, never held whole: a forked child's peak RSS counts the parent's pages
+        # until it execs, so a large parent would inflate every RSS measured here.
         with open(log, "rb") as f:
-            lines = f.read().splitlines(keepends=True)
-        events = len(lines)
+            events = sum(1 for _ in f)
+        per = (events + args.objects - 1) // args.objects
         shapes = {
-            "ndjson": lambda part: b"".join(part),
-            "concatenated": lambda part: b"".join(l.rstrip(b"\n") for l in part),
-            "gzip": lambda part: gzip.compress(b"".join(part), compresslevel=6),
+            "ndjson": lambda line: line,
+            "concatenated": lambda line: line.rstrip(b"\n"),
+            "gzip": lambda line: line,
         }
         for shape, encode in shapes.items():
             local_dir = os.path.join(work, shape)
             os.makedirs(local_dir)
             stored = 0
-            for h, part in enumerate(split_hourly(lines, args.objects)):
-                body = encode(part)
-                stored += len(body)
-                name = f"2026/11/20/{h:02d}/audit-{h:02d}"
-                path = os.path.join(local_dir, name.replace("/", "-"))
-                with open(path, "wb") as f:
-                    f.write(body)
-                s3.put_object(Bucket="exports", Key=f"{shape}/{name}", Body=body)
+            outs = []
+            with open(log, "rb") as f:
+                for h in range(args.objects):
+                    name = f"2026/11/20/{h:02d}/audit-{h:02d}"
+                    path = os.path.join(local_dir, name.replace("/", "-"))
+                    opener = gzip.open if shape == "gzip" else open
+                    with opener(path, "wb") as out:
+                        for _ in range(per):
+                            line = f.readline()
+                            if not line:
+                                break
+                            out.write(encode(line))
+                    outs.append((name, path))
+            for name, path in outs:
+                stored += os.path.getsize(path)
+                s3.upload_file(path, "exports", f"{shape}/{name}")
             files = sorted(os.path.join(local_dir, n) for n in os.listdir(local_dir))
             best = {"local": None, "s3": None}
             for _ in range(args.repeat):
