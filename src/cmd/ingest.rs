@@ -348,7 +348,7 @@ fn run_objects(config: &Config, args: &IngestArgs) -> anyhow::Result<u8> {
                     "source": url, "objects_listed": r.objects_listed, "objects_read": r.objects_read,
                     "bytes_read": r.bytes_read, "events": r.events, "quarantined": r.quarantined,
                     "rewritten": r.rewritten, "changed_while_read": r.changed_while_read,
-                    "held_back_bytes": r.held_back, "lag_seconds": r.lag_seconds,
+                    "held_back_bytes": r.held_back, "checkpoint_entries_forgotten": r.forgotten, "lag_seconds": r.lag_seconds,
                     "elapsed_seconds": r.elapsed.as_secs_f64(),
                 })
             })

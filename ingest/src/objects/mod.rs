@@ -101,9 +101,22 @@ pub struct Planned {
     pub rewritten: Option<String>,
 }
 
+/// What a listing found to read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Key order, which is time order within each cloud's layout.
+    pub objects: Vec<Planned>,
+    pub listed: u64,
+    pub lag_seconds: f64,
+    /// Checkpointed objects no longer in the bucket.
+    pub gone: Vec<String>,
+}
+
 /// What one poll found and did.
 #[derive(Debug, Clone, Default)]
 pub struct PollReport {
+    /// Checkpoint entries dropped because their objects left the bucket.
+    pub forgotten: u64,
     pub objects_listed: u64,
     pub objects_read: u64,
     /// Stored (compressed) bytes read.
@@ -202,7 +215,7 @@ impl ObjectSource {
     /// Lists the source and says what is to be read: new objects, grown ones from where the
     /// last read stopped, rewritten ones from the start. Key order, which is time order within
     /// each cloud's layout.
-    pub fn plan(&self) -> Result<(Vec<Planned>, u64, f64)> {
+    pub fn plan(&self) -> Result<Plan> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         let mut listed: Vec<ObjectMeta> = block_on(self.store.list(prefix).try_collect())
             .map_err(|e| self.storage_error("list", e))?;
@@ -220,6 +233,15 @@ impl ObjectSource {
         });
         listed.sort_by(|a, b| a.location.cmp(&b.location));
         let count = listed.len() as u64;
+        let present: std::collections::HashSet<&str> =
+            listed.iter().map(|m| m.location.as_ref()).collect();
+        let gone: Vec<String> = self
+            .checkpoint
+            .objects
+            .keys()
+            .filter(|k| !present.contains(k.as_str()))
+            .cloned()
+            .collect();
         let newest_listed = listed.iter().map(|m| m.last_modified).max();
         let newest_read = self
             .checkpoint
@@ -285,7 +307,12 @@ impl ObjectSource {
                 });
             }
         }
-        Ok((plan, count, lag))
+        Ok(Plan {
+            objects: plan,
+            listed: count,
+            lag_seconds: lag,
+            gone,
+        })
     }
 
     /// Whether the bytes before `mark.offset` are still those that were read.
@@ -308,12 +335,26 @@ impl ObjectSource {
         on_progress: &(dyn Fn(&PollProgress) + Sync),
     ) -> Result<PollReport> {
         let started = Instant::now();
-        let (plan, listed, lag) = self.plan()?;
+        let Plan {
+            objects: plan,
+            listed,
+            lag_seconds,
+            gone,
+        } = self.plan()?;
         let mut report = PollReport {
             objects_listed: listed,
-            lag_seconds: lag,
+            lag_seconds,
+            forgotten: gone.len() as u64,
             ..PollReport::default()
         };
+        // Objects the bucket no longer holds (an expiry rule): their entries go, so the
+        // checkpoint stays the size of what the bucket keeps.
+        if !gone.is_empty() {
+            for key in &gone {
+                self.checkpoint.objects.remove(key);
+            }
+            self.checkpoint.store(&self.lake, &self.state_name)?;
+        }
         let mut progress = PollProgress {
             bytes_total: plan.iter().map(|p| p.meta.size - p.start).sum(),
             ..PollProgress::default()

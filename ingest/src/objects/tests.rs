@@ -123,6 +123,18 @@ fn an_append_blob_is_read_from_where_the_last_poll_stopped() {
     assert!(grown.rewritten.is_empty());
     assert_eq!(f.rows(), 3);
 
+    // The object expires from the bucket: its checkpoint entry goes too.
+    let other = "insights-logs-kube-audit/resourceId=/X/MANAGEDCLUSTERS/AKS-WEU-1/y=2026/m=12/d=03/h=11/m=00/PT1H.json";
+    f.put(
+        other,
+        format!("{}\n", aks_line(&event("b1", "get"))).into_bytes(),
+    );
+    assert_eq!(f.poll().events, 1);
+    block_on(f.store.delete(&StorePath::from(other))).unwrap();
+    let pruned = f.poll();
+    assert_eq!((pruned.forgotten, pruned.objects_read), (1, 0));
+    assert!(!f.source().checkpoint().objects.contains_key(other));
+
     // The cluster came from the record (and its path agrees).
     let cp = f.source();
     let mark = &cp.checkpoint().objects[AKS_KEY];
