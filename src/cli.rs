@@ -18,9 +18,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUDITLAKE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Log lines on stderr: `text` (`<time> <LEVEL> <event> key=value …`) or `json` (one object
+    /// Log lines on stderr: `text` (`<time> <LEVEL> <event> key=value ...`) or `json` (one object
     /// per line: timestamp, level, target, event, fields). Which lines: AUDITLAKE_LOG, an
     /// EnvFilter such as `info,librdkafka=debug` (default `warn,auditlake=info`).
+    // ASCII only: the man page is generated from this text and groff warns on `…`.
     #[arg(
         long,
         global = true,

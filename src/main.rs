@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // Before any command runs: libraries (rdkafka) read the `log` level when they are set up.
-    let filter = std::env::var(auditlake_server::log::FILTER_ENV).ok();
+    // Set but empty counts as unset (an empty EnvFilter would keep errors only).
+    let filter = std::env::var(auditlake_server::log::FILTER_ENV)
+        .ok()
+        .filter(|f| !f.trim().is_empty());
     if let Err(e) = auditlake_server::log::init(cli.log_format.into(), filter.as_deref()) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_ERROR);
