@@ -18,8 +18,37 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUDITLAKE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Log lines on stderr: `text` (`<time> <LEVEL> <event> key=value ...`) or `json` (one object
+    /// per line: timestamp, level, target, event, fields). Which lines: AUDITLAKE_LOG, an
+    /// EnvFilter such as `info,librdkafka=debug` (default `warn,auditlake=info`).
+    // ASCII only: the man page is generated from this text and groff warns on `…`.
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITLAKE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl From<LogFormat> for auditlake_server::log::Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

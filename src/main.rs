@@ -23,6 +23,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Before any command runs: libraries (rdkafka) read the `log` level when they are set up.
+    // Set but empty counts as unset (an empty EnvFilter would keep errors only).
+    let filter = std::env::var(auditlake_server::log::FILTER_ENV)
+        .ok()
+        .filter(|f| !f.trim().is_empty());
+    if let Err(e) = auditlake_server::log::init(cli.log_format.into(), filter.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let log_format = cli.log_format;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         // `auditlake … | head`: the reader left; that is not an error.
@@ -35,7 +45,15 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("error: {}", error_message(&e));
+            let message = error_message(&e);
+            // With JSON logs every stderr line is an object, the failure included.
+            if log_format == cli::LogFormat::Json {
+                auditlake_server::log::emit(&auditlake_server::log::CommandFailed {
+                    error: &message,
+                });
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(EXIT_ERROR)
         }
     }

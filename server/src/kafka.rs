@@ -129,9 +129,66 @@ struct Ctx {
     metrics: Arc<Metrics>,
     /// When the offsets handed to the last commit became durable.
     committing_since: Mutex<Option<std::time::Instant>>,
+    /// Client and consumer errors, logged without their repeats.
+    errors: Throttle,
+}
+
+/// librdkafka repeats an error for as long as its cause lasts (`AllBrokersDown` about 20 times
+/// a second, both to the client's error callback and from `poll`, while no broker answers): each
+/// distinct error is logged when first seen, then at most once a minute with how often it
+/// recurred in between.
+#[derive(Default)]
+struct Throttle(Mutex<HashMap<String, (std::time::Instant, u64)>>);
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(60);
+    /// Distinct errors remembered; past that the memory starts over (a few lines more, never
+    /// unbounded growth from errors that carry offsets or addresses).
+    const KEPT: usize = 64;
+
+    /// `Some(repeats since the last line)` when this error is to be logged now.
+    fn admit(&self, error: &str, now: std::time::Instant) -> Option<u64> {
+        let mut seen = self.0.lock().expect("error throttle");
+        match seen.get_mut(error) {
+            Some((last, repeats)) if now.duration_since(*last) < Self::EVERY => {
+                *repeats += 1;
+                None
+            }
+            Some((last, repeats)) => {
+                *last = now;
+                Some(std::mem::take(repeats))
+            }
+            None => {
+                if seen.len() >= Self::KEPT {
+                    seen.clear();
+                }
+                seen.insert(error.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+
+    fn log(&self, what: &str, detail: &str) {
+        if let Some(repeated) = self.admit(detail, std::time::Instant::now()) {
+            log::emit(&log::KafkaEvent {
+                what,
+                detail,
+                repeated,
+            });
+        }
+    }
 }
 
 impl ClientContext for Ctx {
+    /// rdkafka's default writes every occurrence to the `log` crate; see [`Throttle`].
+    /// librdkafka's own log lines (`FAIL` on an unreachable broker…) keep the default
+    /// `ClientContext::log`: the `log` bridge gives them the `librdkafka` target, and librdkafka
+    /// folds identical ones itself ("1 identical error(s) suppressed").
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors
+            .log("client error", &format!("{error}: {reason}"));
+    }
+
     fn stats(&self, stats: rdkafka::Statistics) {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
@@ -192,6 +249,7 @@ fn flush_and_commit(
         log::emit(&log::KafkaEvent {
             what: &format!("flush before {when} failed"),
             detail: &e,
+            repeated: 0,
         });
     }
     store_durable(consumer, durable, epochs);
@@ -202,6 +260,7 @@ fn flush_and_commit(
         log::emit(&log::KafkaEvent {
             what: &format!("commit before {when} failed"),
             detail: &e.to_string(),
+            repeated: 0,
         });
     }
 }
@@ -233,6 +292,7 @@ fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epoch
         log::emit(&log::KafkaEvent {
             what: "rewound after the lake lost unflushed data",
             detail: &format!("{topic}/{partition} to offset {offset}"),
+            repeated: 0,
         });
     }
     let mut stored = false;
@@ -284,6 +344,7 @@ pub fn start(
             epochs: epochs.clone(),
             metrics: metrics.clone(),
             committing_since: Mutex::new(None),
+            errors: Throttle::default(),
         })
         .map_err(|e| format!("Kafka consumer: {e}"))?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
@@ -485,10 +546,10 @@ fn run(
                 continue;
             }
             Err(e) => {
-                log::emit(&log::KafkaEvent {
-                    what: "consumer error",
-                    detail: &e.to_string(),
-                });
+                consumer
+                    .context()
+                    .errors
+                    .log("consumer error", &e.to_string());
                 continue;
             }
         };
@@ -562,6 +623,36 @@ mod tests {
         format!(
             r#"{{"auditID":"{id}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"u"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T10:00:00.000000Z"}}"#
         )
+    }
+
+    /// An error repeated by librdkafka is logged once, then once a minute with its count;
+    /// another error is logged at once.
+    #[test]
+    fn repeated_errors_are_logged_once_a_minute_with_their_count() {
+        let throttle = Throttle::default();
+        let start = std::time::Instant::now();
+        let down = "AllBrokersDown: 1/1 brokers are down";
+        assert_eq!(throttle.admit(down, start), Some(0));
+        for i in 1..=20 {
+            let now = start + Duration::from_millis(50 * i);
+            assert_eq!(throttle.admit(down, now), None);
+        }
+        assert_eq!(
+            throttle.admit(
+                "Authentication: SASL failed",
+                start + Duration::from_secs(1)
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            throttle.admit(down, start + Duration::from_secs(61)),
+            Some(20)
+        );
+        assert_eq!(throttle.admit(down, start + Duration::from_secs(62)), None);
+        assert_eq!(
+            throttle.admit(down, start + Duration::from_secs(122)),
+            Some(1)
+        );
     }
 
     /// Offsets are committed exactly up to what is durable in the lake.

@@ -1,27 +1,285 @@
-//! The server's log lines: one named event struct each, written to stderr as
-//! `<RFC 3339 time> <event> key=value …`, so operators can grep and tests can parse them.
+//! The service's log: one named event struct per kind of line, emitted as a `tracing` event with
+//! a level and typed fields, and the libraries' `log` records (librdkafka through rdkafka, pgwire,
+//! datafusion-postgres, deltalake…) bridged into the same subscriber, all on stderr.
+//!
+//! Two formats, chosen by `--log-format` / `AUDITLAKE_LOG_FORMAT`:
+//! - text, for operators' eyes and greps: `<RFC 3339 time> <LEVEL> <event> key=value …` (strings
+//!   that were free text are quoted, names and numbers are bare); a library's record reads
+//!   `<time> <LEVEL> <target>: <message>`;
+//! - json, one object per line: `timestamp`, `level`, `target`, then the fields (`event` = the
+//!   event's name, `message` for a library's record), numbers as numbers.
+//!
+//! Which lines are written is an `EnvFilter` from `AUDITLAKE_LOG` ([`DEFAULT_FILTER`] when unset).
 
 use std::fmt;
 
-pub fn emit(event: &dyn fmt::Display) {
-    eprintln!(
-        "{} {event}",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
+use tracing::Subscriber;
+use tracing::field::{Field, Visit};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The target of every auditlake event (`AUDITLAKE_LOG=auditlake=debug` selects them).
+pub const TARGET: &str = "auditlake";
+
+/// The filter's environment variable (EnvFilter syntax: `info,librdkafka=debug`).
+pub const FILTER_ENV: &str = "AUDITLAKE_LOG";
+
+/// Our events from `info` up; the libraries only from `warn` up: several of them (deltalake,
+/// datafusion-postgres, librdkafka's notices) say routine things at `info` that would drown ours.
+pub const DEFAULT_FILTER: &str = "warn,auditlake=info";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    #[error("{FILTER_ENV}: invalid filter {filter:?}: {source}")]
+    Filter {
+        filter: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("installing the logger: {0}")]
+    Install(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Installs the process's logger: the subscriber writing to stderr, and the `log` → `tracing`
+/// bridge (at the filter's most verbose level, so disabled `log` records cost nothing). Once, at
+/// start, before any library is set up: rdkafka reads the `log` level when a client is configured.
+pub fn init(format: Format, filter: Option<&str>) -> Result<(), LogInitError> {
+    let filter = parse_filter(filter.unwrap_or(DEFAULT_FILTER))?;
+    // `try_init` installs tracing-log's `LogTracer` too (tracing-subscriber's `tracing-log` feature).
+    subscriber(format, filter, std::io::stderr).try_init()?;
+    Ok(())
+}
+
+pub fn parse_filter(filter: &str) -> Result<EnvFilter, LogInitError> {
+    EnvFilter::try_new(filter).map_err(|source| LogInitError::Filter {
+        filter: filter.to_owned(),
+        source,
+    })
+}
+
+/// The subscriber [`init`] installs, writing to `writer` (tests give it a buffer).
+pub fn subscriber<W>(
+    format: Format,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        Format::Text => Box::new(registry.with(layer.event_format(Text))),
+        Format::Json => Box::new(registry.with(layer.event_format(Json))),
+    }
+}
+
+/// A named log event: it emits itself as one `tracing` event (its level, `event = <name>`, and
+/// its fields). Each implementation holds its own callsite, since tracing's field names are static.
+pub trait Event {
+    fn emit(&self);
+}
+
+pub fn emit(event: &dyn Event) {
+    event.emit();
+}
+
+/// `event!(WARN, "name", key = value, …)`: a tracing event of target [`TARGET`]. Field values
+/// follow tracing's rules: `&str` is free text (quoted in text logs), `%x` is a name or URL
+/// shown bare, integers/floats/bools are typed (numbers in JSON).
+macro_rules! event {
+    ($level:ident, $name:literal $(, $($field:tt)+)?) => {
+        ::tracing::event!(
+            target: TARGET,
+            ::tracing::Level::$level,
+            event = $name
+            $(, $($field)+)?
+        )
+    };
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A field carrying a record's own metadata: tracing-log adds `log.target`, `log.file`… to
+/// bridged `log` records; they are shown as the line's target instead.
+fn is_log_metadata(field: &Field) -> bool {
+    field.name().starts_with("log.")
+}
+
+/// The field written bare, first: our event's name, or a library record's message.
+fn is_headline(field: &Field) -> bool {
+    matches!(field.name(), "event" | "message")
+}
+
+struct Text;
+
+impl<S, N> FormatEvent<S, N> for Text
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        write!(writer, "{} {:>5} ", now(), meta.level().as_str())?;
+        if meta.target() != TARGET {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        let mut fields = TextFields {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writeln!(writer)
+    }
+}
+
+/// `key=value` separated by spaces: `&str` values Debug-quoted (free text may hold spaces, `=`
+/// or quotes), everything else as its Debug (numbers, bools, and `%` values' Display).
+struct TextFields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl TextFields<'_, '_> {
+    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_err() || is_log_metadata(field) {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if is_headline(field) {
+            write!(self.writer, "{separator}{value}")
+        } else {
+            write!(self.writer, "{separator}{}={value}", field.name())
+        };
+    }
+}
+
+impl Visit for TextFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if is_headline(field) {
+            self.write(field, format_args!("{value}"));
+        } else {
+            self.write(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, format_args!("{value:?}"));
+    }
+}
+
+struct Json;
+
+impl<S, N> FormatEvent<S, N> for Json
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        // Built in this order (serde_json's map may sort its keys): the line reads time, level,
+        // target, then the event's name and fields as they were declared.
+        let mut fields = JsonFields(vec![
+            ("timestamp", now().into()),
+            ("level", meta.level().as_str().into()),
+            ("target", meta.target().into()),
+        ]);
+        event.record(&mut fields);
+        let mut line = String::from("{");
+        for (i, (key, value)) in fields.0.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&serde_json::Value::from(*key).to_string());
+            line.push(':');
+            line.push_str(&value.to_string());
+        }
+        line.push('}');
+        writeln!(writer, "{line}")
+    }
+}
+
+struct JsonFields(Vec<(&'static str, serde_json::Value)>);
+
+impl JsonFields {
+    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+        if is_log_metadata(field) {
+            return;
+        }
+        // A library's tracing event with a field named like one of the line's own keys keeps
+        // both: the field is renamed rather than making a duplicate key.
+        let name = match field.name() {
+            "timestamp" => "fields.timestamp",
+            "level" => "fields.level",
+            "target" => "fields.target",
+            name => name,
+        };
+        self.0.push((name, value));
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.insert(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.insert(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.insert(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.insert(field, value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.insert(field, value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.insert(field, format!("{value:?}").into());
+    }
+}
+
+// Levels: `error` — the service failed at something an operator must look at (the pipeline, a
+// report, retention); `warn` — input refused or skipped, a peer failing, a failure retried on its
+// own; `info` — the service's life (listening, replay, shutdown) and work done (polls that read,
+// compactions, retention runs, reports written).
 
 pub struct Listening<'a> {
     pub url: &'a str,
     pub tls: &'a str,
     pub auth: &'a str,
 }
-impl fmt::Display for Listening<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "listening url={} tls={} auth={}",
-            self.url, self.tls, self.auth
-        )
+impl Event for Listening<'_> {
+    fn emit(&self) {
+        event!(INFO, "listening", url = %self.url, tls = %self.tls, auth = %self.auth);
     }
 }
 
@@ -30,13 +288,9 @@ pub struct ConnectionRefused {
     pub peer: std::net::SocketAddr,
     pub reason: &'static str,
 }
-impl fmt::Display for ConnectionRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "connection_refused peer={} reason={:?}",
-            self.peer, self.reason
-        )
+impl Event for ConnectionRefused {
+    fn emit(&self) {
+        event!(WARN, "connection_refused", peer = %self.peer, reason = self.reason);
     }
 }
 
@@ -47,33 +301,36 @@ pub struct ClusterMismatch<'a> {
     pub named: &'a str,
     pub events: u64,
 }
-impl fmt::Display for ClusterMismatch<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cluster_mismatch source={:?} bound={:?} envelope_names={:?} events_refused={}",
-            self.source, self.bound, self.named, self.events
-        )
+impl Event for ClusterMismatch<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "cluster_mismatch",
+            source = self.source,
+            bound = self.bound,
+            envelope_names = self.named,
+            events_refused = self.events
+        );
     }
 }
 
 pub struct WalReplayed<'a> {
     pub report: &'a auditlake_ingest::ReplayReport,
 }
-impl fmt::Display for WalReplayed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Event for WalReplayed<'_> {
+    fn emit(&self) {
         let r = self.report;
-        write!(
-            f,
-            "wal_replayed records={} events={} rows_written={} duplicates_skipped={} quarantined={} damaged={} damaged_bytes={}",
-            r.records,
-            r.events,
-            r.rows_written,
-            r.duplicates_skipped,
-            r.quarantined,
-            r.damaged,
-            r.damaged_bytes
-        )
+        event!(
+            INFO,
+            "wal_replayed",
+            records = r.records,
+            events = r.events,
+            rows_written = r.rows_written,
+            duplicates_skipped = r.duplicates_skipped,
+            quarantined = r.quarantined,
+            damaged = r.damaged,
+            damaged_bytes = r.damaged_bytes
+        );
     }
 }
 
@@ -85,16 +342,17 @@ pub struct WalDamaged<'a> {
     pub bytes_skipped: u64,
     pub reason: &'a str,
 }
-impl fmt::Display for WalDamaged<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "wal_damaged segment={} offset={} bytes_skipped={} reason={:?} quarantined=true",
-            file_name(self.segment),
-            self.offset,
-            self.bytes_skipped,
-            self.reason
-        )
+impl Event for WalDamaged<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "wal_damaged",
+            segment = %file_name(self.segment),
+            offset = self.offset,
+            bytes_skipped = self.bytes_skipped,
+            reason = self.reason,
+            quarantined = true
+        );
     }
 }
 
@@ -104,15 +362,16 @@ pub struct WalTornTail<'a> {
     pub offset: u64,
     pub bytes: u64,
 }
-impl fmt::Display for WalTornTail<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "wal_torn_tail segment={} offset={} bytes={} acknowledged=false",
-            file_name(self.segment),
-            self.offset,
-            self.bytes
-        )
+impl Event for WalTornTail<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "wal_torn_tail",
+            segment = %file_name(self.segment),
+            offset = self.offset,
+            bytes = self.bytes,
+            acknowledged = false
+        );
     }
 }
 
@@ -126,20 +385,16 @@ pub struct PipelineFailed<'a> {
     pub stage: &'a str,
     pub error: &'a str,
 }
-impl fmt::Display for PipelineFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pipeline_failed stage={} error={:?}",
-            self.stage, self.error
-        )
+impl Event for PipelineFailed<'_> {
+    fn emit(&self) {
+        event!(ERROR, "pipeline_failed", stage = %self.stage, error = self.error);
     }
 }
 
 pub struct PipelineRecovered;
-impl fmt::Display for PipelineRecovered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pipeline_recovered")
+impl Event for PipelineRecovered {
+    fn emit(&self) {
+        event!(INFO, "pipeline_recovered");
     }
 }
 
@@ -147,22 +402,18 @@ pub struct TlsHandshakeFailed<'a> {
     pub peer: std::net::SocketAddr,
     pub error: &'a str,
 }
-impl fmt::Display for TlsHandshakeFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "tls_handshake_failed peer={} error={:?}",
-            self.peer, self.error
-        )
+impl Event for TlsHandshakeFailed<'_> {
+    fn emit(&self) {
+        event!(WARN, "tls_handshake_failed", peer = %self.peer, error = self.error);
     }
 }
 
 pub struct ShutdownStarted<'a> {
     pub signal: &'a str,
 }
-impl fmt::Display for ShutdownStarted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "shutdown_started signal={}", self.signal)
+impl Event for ShutdownStarted<'_> {
+    fn emit(&self) {
+        event!(INFO, "shutdown_started", signal = %self.signal);
     }
 }
 
@@ -170,27 +421,32 @@ pub struct ShutdownFinished {
     pub last_seq: u64,
     pub open_connections_dropped: usize,
 }
-impl fmt::Display for ShutdownFinished {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "shutdown_finished wal_last_seq={} connections_dropped_after_grace={}",
-            self.last_seq, self.open_connections_dropped
-        )
+impl Event for ShutdownFinished {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "shutdown_finished",
+            wal_last_seq = self.last_seq,
+            connections_dropped_after_grace = self.open_connections_dropped
+        );
     }
 }
 
 pub struct PartitionCompacted<'a> {
     pub report: &'a auditlake_ingest::CompactReport,
 }
-impl fmt::Display for PartitionCompacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Event for PartitionCompacted<'_> {
+    fn emit(&self) {
         let r = self.report;
-        write!(
-            f,
-            "partition_compacted files_before={} files_after={} rows={} bytes_before={} bytes_after={}",
-            r.files_before, r.files_after, r.rows, r.bytes_before, r.bytes_after
-        )
+        event!(
+            INFO,
+            "partition_compacted",
+            files_before = r.files_before,
+            files_after = r.files_after,
+            rows = r.rows,
+            bytes_before = r.bytes_before,
+            bytes_after = r.bytes_after
+        );
     }
 }
 
@@ -198,28 +454,32 @@ pub struct SchedulerStarted {
     pub rules: usize,
     pub sinks: usize,
 }
-impl fmt::Display for SchedulerStarted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "scheduler_started rules={} sinks={}",
-            self.rules, self.sinks
-        )
+impl Event for SchedulerStarted {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "scheduler_started",
+            rules = self.rules,
+            sinks = self.sinks
+        );
     }
 }
 
+/// A scheduled rule's run failed; it is retried after `retry_in_secs`.
 pub struct RuleFailed<'a> {
     pub rule: &'a str,
     pub error: &'a str,
     pub retry_in_secs: i64,
 }
-impl fmt::Display for RuleFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rule_failed rule={} retry_in_secs={} error={:?}",
-            self.rule, self.retry_in_secs, self.error
-        )
+impl Event for RuleFailed<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "rule_failed",
+            rule = %self.rule,
+            retry_in_secs = self.retry_in_secs,
+            error = self.error
+        );
     }
 }
 
@@ -231,17 +491,18 @@ pub struct SuppressionExpired<'a> {
     pub expired_at: chrono::DateTime<chrono::Utc>,
     pub reason: &'a str,
 }
-impl fmt::Display for SuppressionExpired<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "suppression_expired key={} rule={} expired_at={} reason={:?}",
-            self.key,
-            self.rule,
-            self.expired_at
+impl Event for SuppressionExpired<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "suppression_expired",
+            key = %self.key,
+            rule = %self.rule,
+            expired_at = %self
+                .expired_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            self.reason
-        )
+            reason = self.reason
+        );
     }
 }
 
@@ -249,23 +510,29 @@ pub struct SinkFailed<'a> {
     pub sink: &'a str,
     pub error: &'a str,
 }
-impl fmt::Display for SinkFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sink_delivery_failed sink={} error={:?}",
-            self.sink, self.error
-        )
+impl Event for SinkFailed<'_> {
+    fn emit(&self) {
+        event!(WARN, "sink_delivery_failed", sink = %self.sink, error = self.error);
     }
 }
 
+/// Something the Kafka consumer could not do (a flush or commit, a consumer error) or had to
+/// undo (a rewind); librdkafka's own lines arrive through the `log` bridge (target `librdkafka`).
 pub struct KafkaEvent<'a> {
     pub what: &'a str,
     pub detail: &'a str,
+    /// How often this error recurred since it was last logged (repeats are throttled).
+    pub repeated: u64,
 }
-impl fmt::Display for KafkaEvent<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kafka what={:?} detail={:?}", self.what, self.detail)
+impl Event for KafkaEvent<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "kafka",
+            what = self.what,
+            detail = self.detail,
+            repeated = (self.repeated > 0).then_some(self.repeated)
+        );
     }
 }
 
@@ -274,22 +541,25 @@ pub struct PgListening {
     pub tls: bool,
     pub auth: &'static str,
 }
-impl fmt::Display for PgListening {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "postgres_listening addr={} tls={} auth={} read_only=true",
-            self.addr, self.tls, self.auth
-        )
+impl Event for PgListening {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "postgres_listening",
+            addr = %self.addr,
+            tls = self.tls,
+            auth = %self.auth,
+            read_only = true
+        );
     }
 }
 
 pub struct PgAcceptFailed {
     pub error: String,
 }
-impl fmt::Display for PgAcceptFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "postgres_accept_failed error={:?}", self.error)
+impl Event for PgAcceptFailed {
+    fn emit(&self) {
+        event!(WARN, "postgres_accept_failed", error = self.error.as_str());
     }
 }
 
@@ -297,13 +567,14 @@ pub struct PgConnectionFailed {
     pub peer: std::net::SocketAddr,
     pub error: String,
 }
-impl fmt::Display for PgConnectionFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "postgres_connection_failed peer={} error={:?}",
-            self.peer, self.error
-        )
+impl Event for PgConnectionFailed {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "postgres_connection_failed",
+            peer = %self.peer,
+            error = self.error.as_str()
+        );
     }
 }
 
@@ -312,15 +583,15 @@ pub struct ReportWritten<'a> {
     pub path: &'a std::path::Path,
     pub bytes: usize,
 }
-impl fmt::Display for ReportWritten<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "report_written report={} path={} bytes={}",
-            self.report,
-            self.path.display(),
-            self.bytes
-        )
+impl Event for ReportWritten<'_> {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "report_written",
+            report = %self.report,
+            path = %self.path.display(),
+            bytes = self.bytes
+        );
     }
 }
 
@@ -328,13 +599,9 @@ pub struct ReportFailed<'a> {
     pub report: &'a str,
     pub error: &'a str,
 }
-impl fmt::Display for ReportFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "report_failed report={} error={:?}",
-            self.report, self.error
-        )
+impl Event for ReportFailed<'_> {
+    fn emit(&self) {
+        event!(ERROR, "report_failed", report = %self.report, error = self.error);
     }
 }
 
@@ -342,29 +609,30 @@ impl fmt::Display for ReportFailed<'_> {
 pub struct RetentionRun<'a> {
     pub report: &'a auditlake_ingest::lake::retention::RetentionReport,
 }
-impl fmt::Display for RetentionRun<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Event for RetentionRun<'_> {
+    fn emit(&self) {
         let r = self.report;
-        write!(
-            f,
-            "retention_run run_id={} partitions_removed={} rows_removed={} held={} files_deleted={} events_version={} log_version={}",
-            r.run_id,
-            r.expired.len(),
-            r.expired.iter().map(|s| s.rows).sum::<u64>(),
-            r.held.len(),
-            r.vacuumed.len(),
-            r.events_version.map_or("-".into(), |v| v.to_string()),
-            r.log_version.map_or("-".into(), |v| v.to_string()),
-        )
+        // A version is absent (not `-`) when that table was not committed to.
+        event!(
+            INFO,
+            "retention_run",
+            run_id = %r.run_id,
+            partitions_removed = r.expired.len(),
+            rows_removed = r.expired.iter().map(|s| s.rows).sum::<u64>(),
+            held = r.held.len(),
+            files_deleted = r.vacuumed.len(),
+            events_version = r.events_version,
+            log_version = r.log_version
+        );
     }
 }
 
 pub struct RetentionFailed<'a> {
     pub error: &'a str,
 }
-impl fmt::Display for RetentionFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "retention_failed error={:?}", self.error)
+impl Event for RetentionFailed<'_> {
+    fn emit(&self) {
+        event!(ERROR, "retention_failed", error = self.error);
     }
 }
 
@@ -378,19 +646,20 @@ pub struct ObjectSourcePolled<'a> {
     pub held_back: u64,
     pub lag_seconds: f64,
 }
-impl fmt::Display for ObjectSourcePolled<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "object_source_polled source={:?} objects={} bytes={} events={} quarantined={} held_back_bytes={} lag_seconds={:.1}",
-            self.source,
-            self.objects,
-            self.bytes,
-            self.events,
-            self.quarantined,
-            self.held_back,
-            self.lag_seconds
-        )
+impl Event for ObjectSourcePolled<'_> {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "object_source_polled",
+            source = self.source,
+            objects = self.objects,
+            bytes = self.bytes,
+            events = self.events,
+            quarantined = self.quarantined,
+            held_back_bytes = self.held_back,
+            // Tenths of a second are all a lag needs.
+            lag_seconds = (self.lag_seconds * 10.0).round() / 10.0
+        );
     }
 }
 
@@ -398,9 +667,9 @@ impl fmt::Display for ObjectSourcePolled<'_> {
 pub struct ObjectRewritten<'a> {
     pub detail: &'a str,
 }
-impl fmt::Display for ObjectRewritten<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "object_rewritten detail={:?}", self.detail)
+impl Event for ObjectRewritten<'_> {
+    fn emit(&self) {
+        event!(WARN, "object_rewritten", detail = self.detail);
     }
 }
 
@@ -409,13 +678,14 @@ pub struct ObjectSourceFailed<'a> {
     pub source: &'a str,
     pub error: &'a str,
 }
-impl fmt::Display for ObjectSourceFailed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "object_source_failed source={:?} error={:?}",
-            self.source, self.error
-        )
+impl Event for ObjectSourceFailed<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "object_source_failed",
+            source = self.source,
+            error = self.error
+        );
     }
 }
 
@@ -424,12 +694,221 @@ impl fmt::Display for ObjectSourceFailed<'_> {
 pub struct InlineSecret<'a> {
     pub key: &'a str,
 }
-impl fmt::Display for InlineSecret<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "config_inline_secret key={} hint=\"write it as {{ env = \\\"VAR\\\" }} or {{ file = \\\"/path\\\" }} (a Kubernetes Secret)\"",
-            self.key
-        )
+impl Event for InlineSecret<'_> {
+    fn emit(&self) {
+        event!(
+            WARN,
+            "config_inline_secret",
+            key = %self.key,
+            hint = "write it as { env = \"VAR\" } or { file = \"/path\" } (a Kubernetes Secret)"
+        );
+    }
+}
+
+/// The command failed (the binary's `error: …` line, as an event when logs are JSON so that
+/// every stderr line parses).
+pub struct CommandFailed<'a> {
+    pub error: &'a str,
+}
+impl Event for CommandFailed<'_> {
+    fn emit(&self) {
+        event!(ERROR, "command_failed", error = self.error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer into a shared buffer: what the subscriber wrote, line by line.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// The lines `events` writes through the subscriber [`init`] would install.
+    fn capture(format: Format, filter: &str, events: impl FnOnce()) -> Vec<String> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = subscriber(format, parse_filter(filter).unwrap(), move || {
+            writer.clone()
+        });
+        tracing::subscriber::with_default(subscriber, events);
+        buffer.lines()
+    }
+
+    fn damaged() -> WalDamaged<'static> {
+        WalDamaged {
+            segment: std::path::Path::new("/var/wal/00000000000000000007.wal"),
+            offset: 8,
+            bytes_skipped: 120,
+            reason: "checksum mismatch",
+        }
+    }
+
+    fn listening() -> Listening<'static> {
+        Listening {
+            url: "https://0.0.0.0:8443",
+            tls: "mtls",
+            auth: "client-cert",
+        }
+    }
+
+    /// `<time> <LEVEL> <event> key=value …`: the event's name first (greps such as
+    /// `listening url=` keep working), free text quoted, names and numbers bare.
+    #[test]
+    fn a_text_line_is_time_level_event_then_fields() {
+        let lines = capture(Format::Text, "info", || {
+            emit(&listening());
+            emit(&damaged());
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        chrono::DateTime::parse_from_rfc3339(time).unwrap();
+        assert_eq!(
+            rest,
+            // Levels right-aligned to five characters, as tracing's own format does.
+            " INFO listening url=https://0.0.0.0:8443 tls=mtls auth=client-cert"
+        );
+        let (_, rest) = lines[1].split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            " WARN wal_damaged segment=00000000000000000007.wal offset=8 bytes_skipped=120 \
+             reason=\"checksum mismatch\" quarantined=true"
+        );
+    }
+
+    /// One object per line: timestamp, level, target, the event's name, typed fields.
+    #[test]
+    fn a_json_line_has_timestamp_level_target_and_typed_fields() {
+        let lines = capture(Format::Json, "info", || emit(&damaged()));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(r#"{"timestamp":""#),
+            "keys in order: {}",
+            lines[0]
+        );
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "timestamp": line["timestamp"],
+                "level": "WARN",
+                "target": "auditlake",
+                "event": "wal_damaged",
+                "segment": "00000000000000000007.wal",
+                "offset": 8,
+                "bytes_skipped": 120,
+                "reason": "checksum mismatch",
+                "quarantined": true,
+            })
+        );
+        // Absent optional values are left out, not written as a placeholder.
+        let report = auditlake_ingest::lake::retention::RetentionReport {
+            run_id: "01JRUN".into(),
+            run_at: chrono::Utc::now(),
+            dry_run: false,
+            expired: Vec::new(),
+            held: Vec::new(),
+            events_version: None,
+            vacuumed: vec!["part-0.parquet".into()],
+            log_version: Some(4),
+        };
+        let lines = capture(Format::Json, "info", || {
+            emit(&RetentionRun { report: &report })
+        });
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(line["partitions_removed"], 0);
+        assert_eq!(line["files_deleted"], 1);
+        assert_eq!(line["log_version"], 4);
+        assert!(line.get("events_version").is_none(), "{line}");
+    }
+
+    /// The filter is EnvFilter syntax; below its level nothing is written, and the default
+    /// keeps the libraries' `info` out while ours is in.
+    #[test]
+    fn the_filter_selects_levels_and_targets() {
+        let lines = capture(Format::Text, "warn", || {
+            emit(&listening());
+            emit(&damaged());
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(" WARN wal_damaged "), "{lines:?}");
+
+        let lines = capture(Format::Text, DEFAULT_FILTER, || {
+            emit(&listening());
+            tracing::info!(target: "deltalake_core::kernel", "routine chatter");
+            tracing::warn!(target: "deltalake_core::kernel", "something is off");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(" INFO listening "), "{lines:?}");
+        assert!(
+            lines[1].ends_with(" WARN deltalake_core::kernel: something is off"),
+            "{lines:?}"
+        );
+
+        assert!(matches!(
+            parse_filter("info,rdkafka=lots"),
+            Err(LogInitError::Filter { .. })
+        ));
+    }
+
+    /// A library's `log` record (librdkafka's lines come through rdkafka's `log` calls) is a
+    /// line with its own target and message; the bridge's `log.*` metadata is not repeated.
+    #[test]
+    fn log_crate_records_are_bridged_in() {
+        // Global and once per process; other tests in this binary may have installed it.
+        let _ = tracing_log::LogTracer::init();
+        let record = || {
+            tracing_log::log::warn!(
+                target: "librdkafka",
+                "librdkafka: FAIL [thrd:127.0.0.1:1/bootstrap]: Connect to ipv4#127.0.0.1:1 failed"
+            );
+            tracing_log::log::info!(target: "librdkafka", "librdkafka: routine notice");
+        };
+        let lines = capture(Format::Json, DEFAULT_FILTER, record);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 4, "{line}");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["target"], "librdkafka");
+        assert_eq!(
+            line["message"],
+            "librdkafka: FAIL [thrd:127.0.0.1:1/bootstrap]: Connect to ipv4#127.0.0.1:1 failed"
+        );
+
+        let lines = capture(Format::Text, "info", record);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].ends_with(" WARN librdkafka: librdkafka: FAIL [thrd:127.0.0.1:1/bootstrap]: Connect to ipv4#127.0.0.1:1 failed"),
+            "{lines:?}"
+        );
     }
 }

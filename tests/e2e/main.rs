@@ -12,6 +12,7 @@ mod forensics;
 mod ingest;
 mod kafka;
 mod lake;
+mod logs;
 mod objects;
 mod query;
 mod scheduler;
@@ -29,7 +30,9 @@ pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditlake"));
     cmd.env_remove("AUDITLAKE_CONFIG")
         .env_remove("AUDITLAKE_LAKE")
-        .env_remove("AUDITLAKE_CLUSTER");
+        .env_remove("AUDITLAKE_CLUSTER")
+        .env_remove("AUDITLAKE_LOG")
+        .env_remove("AUDITLAKE_LOG_FORMAT");
     cmd
 }
 
