@@ -72,17 +72,7 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<u8> {
     let opts = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
     let inputs: Vec<Input> = args.inputs.iter().map(|a| Input::parse(a)).collect();
 
-    let bar = (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    });
+    let bar = progress_bar(&args);
     let report = ingest(&lake, &inputs, &opts, &|p| {
         if let Some(bar) = &bar {
             if let Some(total) = p.stored_bytes_total {
@@ -107,6 +97,21 @@ pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<u8> {
         EXIT_OK
     } else {
         EXIT_ERROR
+    })
+}
+
+/// A byte progress bar on a terminal, unless the run is quiet or prints JSON.
+fn progress_bar(args: &IngestArgs) -> Option<ProgressBar> {
+    (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
     })
 }
 
@@ -309,17 +314,7 @@ fn run_objects(config: &Config, args: &IngestArgs) -> anyhow::Result<u8> {
             object_source_options(config, url, args.cluster.as_deref(), args.no_redact_secrets)?;
         let mut source =
             ObjectSource::open(&lake, opts).with_context(|| format!("opening the source {url}"))?;
-        let bar = (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-                )
-                .expect("valid template"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
+        let bar = progress_bar(args);
         let polled = source.poll(&pipeline, &stop, &|p| {
             if let Some(bar) = &bar {
                 bar.set_length(p.bytes_total);
