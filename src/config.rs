@@ -360,8 +360,10 @@ pub struct ReportSection {
 pub struct ScheduledReportSection {
     /// Report id (`reports/<name>.toml`).
     pub name: String,
-    /// Cron-like, UTC: `m h dom mon dow` or `@hourly`/`@daily`/`@weekly`/`@monthly`.
+    /// Cron: `m h dom mon dow` (names, `L`, `#`, `W`) or `@hourly`/`@daily`/`@weekly`/`@monthly`.
     pub schedule: String,
+    /// The IANA time zone `schedule` is read in (`Europe/Paris`; default UTC).
+    pub timezone: Option<String>,
     /// How far back each run looks (`24h`, `7d`; default 24h); the window ends at the run time.
     pub window: Option<String>,
     /// Where rendered files go: `<name>-<window end>.<ext>` (created if missing).
@@ -371,6 +373,17 @@ pub struct ScheduledReportSection {
     /// Only these clusters (default all).
     #[serde(default)]
     pub clusters: Vec<String>,
+}
+
+impl ScheduledReportSection {
+    /// `schedule` in `timezone`; errors name the key at fault (`reports[0].timezone`).
+    pub fn schedule(&self, key: &str) -> anyhow::Result<auditlake_report::schedule::Schedule> {
+        use auditlake_report::schedule::{Schedule, ScheduleError};
+        Schedule::parse_in(&self.schedule, self.timezone.as_deref()).map_err(|e| match e {
+            ScheduleError::TimeZone { .. } => anyhow::anyhow!("{key}.timezone: {e}"),
+            _ => anyhow::anyhow!("{key}.schedule: {e}"),
+        })
+    }
 }
 
 /// `[postgres]`: read-only SQL over the PostgreSQL wire protocol.
@@ -750,8 +763,7 @@ impl Config {
         }
         for (i, r) in self.reports.iter().enumerate() {
             let key = format!("reports[{i}]");
-            auditlake_report::schedule::Schedule::parse(&r.schedule)
-                .map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
+            r.schedule(&key)?;
             if let Some(w) = &r.window
                 && auditlake_detect::rule::parse_duration(w).is_none()
             {

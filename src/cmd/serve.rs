@@ -6,7 +6,6 @@ use anyhow::Context;
 use auditlake_detect::SchedulerOptions;
 use auditlake_ingest::PipelineOptions;
 use auditlake_report::ReportFormat;
-use auditlake_report::schedule::Schedule;
 use auditlake_server::alerting::AlertingOptions;
 use auditlake_server::reports::{ReportOptions, ScheduledReport};
 use auditlake_server::sinks::{SinkConfig, SinkKind};
@@ -199,8 +198,7 @@ fn report_options(config: &Config) -> anyhow::Result<Option<ReportOptions>> {
         let key = format!("reports[{i}]");
         let def =
             crate::pack::report(config, None, &r.name).with_context(|| format!("{key}.name"))?;
-        let schedule =
-            Schedule::parse(&r.schedule).map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
+        let schedule = r.schedule(&key)?;
         let window = match &r.window {
             None => TimeDelta::hours(24),
             Some(w) => auditlake_detect::rule::parse_duration(w)

@@ -581,3 +581,87 @@ fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
         "state moved on: {state}"
     );
 }
+
+#[test]
+fn scheduled_reports_take_cron_names_and_a_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
+    let reports = dir.path().join("reports-out");
+    // Hourly on the hour in Kolkata (UTC+05:30), every day by name: :30 past each UTC hour.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nschedule = \"0 * * JAN-DEC SUN-SAT\"\ntimezone = \"Asia/Kolkata\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\nformats = [\"json\"]\n",
+            repo().join("reports").display()
+        ),
+    );
+    let last = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+    std::fs::create_dir_all(lake.join("_state")).unwrap();
+    std::fs::write(
+        lake.join("_state/reports.json"),
+        format!("{{\"secret-access\": \"{}\"}}", last.to_rfc3339()),
+    )
+    .unwrap();
+    // The made-up run is for the latest hh:30 UTC (or the next one, across a boundary).
+    let now = chrono::Utc::now();
+    let half_past = |t: chrono::DateTime<chrono::Utc>| {
+        let t = t - chrono::TimeDelta::minutes(30);
+        t.format("secret-access-%Y%m%dT%H30Z.json").to_string()
+    };
+    let candidates = [half_past(now), half_past(now + chrono::TimeDelta::hours(1))];
+    let server = crate::webhook::Server::start(&config, &lake);
+    let started = Instant::now();
+    while !candidates.iter().any(|c| reports.join(c).exists()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no report named {candidates:?}: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let written: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        written.iter().all(|n| n.ends_with("30Z.json")),
+        "only Kolkata's hours: {written:?}"
+    );
+
+    // Errors name the key and say what is wrong.
+    for (entry, want) in [
+        (
+            "schedule = \"0 8 * * MON-FRI\"\ntimezone = \"Europe/Pariss\"",
+            "reports[0].timezone: \"Europe/Pariss\" is not a time zone",
+        ),
+        (
+            "schedule = \"0 25 * * *\"",
+            "reports[0].schedule: \"0 25 * * *\": hour field \"25\"",
+        ),
+        (
+            "schedule = \"0 0 30 FEB *\"",
+            "reports[0].schedule: \"0 0 30 FEB *\" never fires",
+        ),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(
+            &cfg,
+            format!("[[reports]]\nname = \"secret-access\"\noutput_dir = \"out\"\n{entry}\n"),
+        )
+        .unwrap();
+        let out = bin()
+            .args(["query", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("SELECT 1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{entry}: {err}");
+        assert!(err.contains(want), "{entry}: {err}");
+    }
+}
