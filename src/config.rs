@@ -764,10 +764,8 @@ impl Config {
         for (i, r) in self.reports.iter().enumerate() {
             let key = format!("reports[{i}]");
             r.schedule(&key)?;
-            if let Some(w) = &r.window
-                && auditlake_detect::rule::parse_duration(w).is_none()
-            {
-                bail!("{key}.window = {w:?}: expected a span like 24h or 7d");
+            if let Some(w) = &r.window {
+                span(&format!("{key}.window"), w)?;
             }
             for f in r.formats.iter().flatten() {
                 f.parse::<auditlake_report::ReportFormat>()
@@ -924,10 +922,11 @@ pub fn exposed(storage: &BTreeMap<String, Secret>) -> std::collections::HashMap<
 
 impl Config {}
 
-/// A span (`90m`, `7d`, `0s`) of config key `key`.
-fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
-    auditlake_detect::rule::parse_duration(value)
-        .ok_or_else(|| anyhow::anyhow!("{key} = {value:?}: expected a span like 90m, 12h or 7d"))
+/// A span (`90m`, `1h30m`, `7d`, `0s`) of config key or flag `key`.
+pub(crate) fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
+    auditlake_detect::rule::parse_duration(value).map_err(|e| {
+        anyhow::anyhow!("{key} = {value:?}: {e}; expected a span like 90m, 1h30m or 7d")
+    })
 }
 
 #[cfg(test)]

@@ -201,8 +201,7 @@ fn report_options(config: &Config) -> anyhow::Result<Option<ReportOptions>> {
         let schedule = r.schedule(&key)?;
         let window = match &r.window {
             None => TimeDelta::hours(24),
-            Some(w) => auditlake_detect::rule::parse_duration(w)
-                .with_context(|| format!("{key}.window = {w:?}: expected a span like 24h"))?,
+            Some(w) => crate::config::span(&format!("{key}.window"), w)?,
         };
         let formats = match &r.formats {
             None => vec![ReportFormat::Html],
