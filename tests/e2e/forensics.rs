@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use crate::webhook::{Pki, write_config};
 use crate::*;
 
@@ -512,27 +514,36 @@ fn psql_with_a_client_certificate_over_tls_and_plain_text_refused() {
     );
 }
 
-#[test]
-fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
+/// A lake of the samples and a config with one `[[reports]]` entry for secret-access (`entry`
+/// adds its schedule and formats) whose last run was two hours ago, as if serve had been down.
+fn reports_down_for_two_hours(dir: &Path, entry: &str) -> (PathBuf, PathBuf, DateTime<Utc>) {
+    let lake = dir.join("lake");
     ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
-    let reports = dir.path().join("reports-out");
     let config = write_config(
-        dir.path(),
+        dir,
         &format!(
-            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nschedule = \"@hourly\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\nformats = [\"html\", \"json\"]\n",
+            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\n{entry}\n",
             repo().join("reports").display()
         ),
     );
-    // The last run was two hours ago: the hourly run missed while down is made up at start.
-    let last = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+    let last = Utc::now() - chrono::TimeDelta::hours(2);
     std::fs::create_dir_all(lake.join("_state")).unwrap();
     std::fs::write(
         lake.join("_state/reports.json"),
         format!("{{\"secret-access\": \"{}\"}}", last.to_rfc3339()),
     )
     .unwrap();
+    (lake, config, last)
+}
+
+#[test]
+fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config, last) = reports_down_for_two_hours(
+        dir.path(),
+        "schedule = \"@hourly\"\nformats = [\"html\", \"json\"]",
+    );
+    let reports = dir.path().join("reports-out");
     // The made-up run covers the window ending at the latest whole hour; if the test runs across
     // an hour boundary, that is the next hour (and the new hour's own run may follow).
     let hour =
@@ -585,24 +596,12 @@ fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
 #[test]
 fn scheduled_reports_take_cron_names_and_a_time_zone() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
-    let reports = dir.path().join("reports-out");
     // Hourly on the hour in Kolkata (UTC+05:30), every day by name: :30 past each UTC hour.
-    let config = write_config(
+    let (lake, config, _) = reports_down_for_two_hours(
         dir.path(),
-        &format!(
-            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nschedule = \"0 * * JAN-DEC SUN-SAT\"\ntimezone = \"Asia/Kolkata\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\nformats = [\"json\"]\n",
-            repo().join("reports").display()
-        ),
+        "schedule = \"0 * * JAN-DEC SUN-SAT\"\ntimezone = \"Asia/Kolkata\"\nformats = [\"json\"]",
     );
-    let last = chrono::Utc::now() - chrono::TimeDelta::hours(2);
-    std::fs::create_dir_all(lake.join("_state")).unwrap();
-    std::fs::write(
-        lake.join("_state/reports.json"),
-        format!("{{\"secret-access\": \"{}\"}}", last.to_rfc3339()),
-    )
-    .unwrap();
+    let reports = dir.path().join("reports-out");
     // The made-up run is for the latest hh:30 UTC (or the next one, across a boundary).
     let now = chrono::Utc::now();
     let half_past = |t: chrono::DateTime<chrono::Utc>| {
