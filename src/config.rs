@@ -360,8 +360,10 @@ pub struct ReportSection {
 pub struct ScheduledReportSection {
     /// Report id (`reports/<name>.toml`).
     pub name: String,
-    /// Cron-like, UTC: `m h dom mon dow` or `@hourly`/`@daily`/`@weekly`/`@monthly`.
+    /// Cron: `m h dom mon dow` (names, `L`, `#`, `W`) or `@hourly`/`@daily`/`@weekly`/`@monthly`.
     pub schedule: String,
+    /// The IANA time zone `schedule` is read in (`Europe/Paris`; default UTC).
+    pub timezone: Option<String>,
     /// How far back each run looks (`24h`, `7d`; default 24h); the window ends at the run time.
     pub window: Option<String>,
     /// Where rendered files go: `<name>-<window end>.<ext>` (created if missing).
@@ -371,6 +373,17 @@ pub struct ScheduledReportSection {
     /// Only these clusters (default all).
     #[serde(default)]
     pub clusters: Vec<String>,
+}
+
+impl ScheduledReportSection {
+    /// `schedule` in `timezone`; errors name the key at fault (`reports[0].timezone`).
+    pub fn schedule(&self, key: &str) -> anyhow::Result<auditlake_report::schedule::Schedule> {
+        use auditlake_report::schedule::{Schedule, ScheduleError};
+        Schedule::parse_in(&self.schedule, self.timezone.as_deref()).map_err(|e| match e {
+            ScheduleError::TimeZone { .. } => anyhow::anyhow!("{key}.timezone: {e}"),
+            _ => anyhow::anyhow!("{key}.schedule: {e}"),
+        })
+    }
 }
 
 /// `[postgres]`: read-only SQL over the PostgreSQL wire protocol.
@@ -750,12 +763,9 @@ impl Config {
         }
         for (i, r) in self.reports.iter().enumerate() {
             let key = format!("reports[{i}]");
-            auditlake_report::schedule::Schedule::parse(&r.schedule)
-                .map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
-            if let Some(w) = &r.window
-                && auditlake_detect::rule::parse_duration(w).is_none()
-            {
-                bail!("{key}.window = {w:?}: expected a span like 24h or 7d");
+            r.schedule(&key)?;
+            if let Some(w) = &r.window {
+                span(&format!("{key}.window"), w)?;
             }
             for f in r.formats.iter().flatten() {
                 f.parse::<auditlake_report::ReportFormat>()
@@ -912,10 +922,11 @@ pub fn exposed(storage: &BTreeMap<String, Secret>) -> std::collections::HashMap<
 
 impl Config {}
 
-/// A span (`90m`, `7d`, `0s`) of config key `key`.
-fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
-    auditlake_detect::rule::parse_duration(value)
-        .ok_or_else(|| anyhow::anyhow!("{key} = {value:?}: expected a span like 90m, 12h or 7d"))
+/// A span (`90m`, `1h30m`, `7d`, `0s`) of config key or flag `key`.
+pub(crate) fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {
+    auditlake_detect::rule::parse_duration(value).map_err(|e| {
+        anyhow::anyhow!("{key} = {value:?}: {e}; expected a span like 90m, 1h30m or 7d")
+    })
 }
 
 #[cfg(test)]

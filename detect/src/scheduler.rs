@@ -208,19 +208,10 @@ impl Scheduler {
     }
 
     fn save(&self) -> Result<(), DetectError> {
-        let dir = self.state_path.parent().expect("state file has a parent");
-        std::fs::create_dir_all(dir).map_err(state_err(dir))?;
-        let tmp = self.state_path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.state_path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(state_err(&self.state_path))
+        auditlake_ingest::lake::DurableWrite::new(&self.state_path)
+            .bytes(&bytes)
+            .map_err(|e| DetectError::Store(e.to_string()))
     }
 
     /// Runs every rule that is due at `now`. A failing rule is recorded and retried with

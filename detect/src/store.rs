@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use auditlake_ingest::lake::DurableWrite;
 use auditlake_schemas::findings_schema;
 use chrono::{DateTime, TimeDelta, Utc};
 use parquet::arrow::ArrowWriter;
@@ -210,30 +211,24 @@ impl FindingsStore {
         let findings: Vec<Finding> = changes.iter().map(|c| c.finding.clone()).collect();
         let batch = findings_to_batch(&findings);
         let date = changes[0].finding.detected_at.format("%Y-%m-%d");
-        let dir = self.root.join(format!("date={date}"));
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let name = format!("part-{}.parquet", ulid::Ulid::generate());
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let target = dir.join(&name);
+        let target = self
+            .root
+            .join(format!("date={date}"))
+            .join(format!("part-{}.parquet", ulid::Ulid::generate()));
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("valid level"),
             ))
             .build();
-        let write = || -> Result<(), Box<dyn std::error::Error>> {
-            let file = File::create(&tmp)?;
-            let mut w = ArrowWriter::try_new(file, findings_schema(), Some(props))?;
-            w.write(&batch)?;
-            let file = w.into_inner()?;
-            file.sync_all()?;
-            fs::rename(&tmp, &target)?;
-            File::open(&dir)?.sync_all()?;
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            DetectError::Store(format!("{}: {e}", target.display()))
-        })?;
+        DurableWrite::new(&target)
+            .write(|file| {
+                let mut w = ArrowWriter::try_new(file, findings_schema(), Some(props))
+                    .map_err(std::io::Error::other)?;
+                w.write(&batch).map_err(std::io::Error::other)?;
+                w.into_inner().map_err(std::io::Error::other)?;
+                Ok(())
+            })
+            .map_err(|e| DetectError::Store(e.to_string()))?;
         Ok(Some(target))
     }
 }

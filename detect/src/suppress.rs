@@ -3,7 +3,7 @@
 //! an expiry. An expired suppression stops applying (it is reported once, so it can be
 //! renewed or removed) rather than silencing a rule forever.
 
-use std::net::IpAddr;
+use auditlake_query::udf::CidrSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -59,6 +59,8 @@ pub struct Suppression {
     pub namespace: Option<Pattern>,
     /// CIDRs or addresses; the finding's source address must be in one of them.
     pub source_cidrs: Vec<String>,
+    /// `source_cidrs`, parsed.
+    source_nets: CidrSet,
     pub reason: String,
     pub expires: Option<DateTime<Utc>>,
 }
@@ -73,18 +75,6 @@ pub struct SuppressionSpec {
     pub source_cidrs: Vec<String>,
     pub reason: String,
     pub expires: Option<String>,
-}
-
-fn valid_cidr(s: &str) -> bool {
-    let (addr, bits) = match s.split_once('/') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    };
-    let Ok(ip) = addr.parse::<IpAddr>() else {
-        return false;
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    bits.is_none_or(|b| b.parse::<u32>().is_ok_and(|b| b <= max))
 }
 
 /// `2026-12-31` (the start of that day, UTC) or an RFC 3339 time.
@@ -140,12 +130,8 @@ impl Suppression {
                 ));
             }
         }
-        if let Some(bad) = spec.source_cidrs.iter().find(|c| !valid_cidr(c.trim())) {
-            return Err(err(
-                "source_cidr",
-                format!("{bad:?} is not an address or CIDR (10.0.0.0/8, 2001:db8::/32)"),
-            ));
-        }
+        let source_nets = CidrSet::parse(spec.source_cidrs.iter().map(String::as_str))
+            .map_err(|e| err("source_cidr", e.to_string()))?;
         if spec.reason.trim().is_empty() {
             return Err(err("reason", "say why these findings are benign".into()));
         }
@@ -168,6 +154,7 @@ impl Suppression {
             target: spec.target.map(Pattern::new),
             namespace: spec.namespace.map(Pattern::new),
             source_cidrs: spec.source_cidrs,
+            source_nets,
             reason: spec.reason,
             expires,
         })
@@ -192,12 +179,7 @@ impl Suppression {
             && (self.source_cidrs.is_empty()
                 || f.source_ip
                     .as_deref()
-                    .and_then(|ip| ip.parse::<IpAddr>().ok())
-                    .is_some_and(|ip| {
-                        self.source_cidrs
-                            .iter()
-                            .any(|c| auditlake_query::udf::cidr_contains(c, ip))
-                    }))
+                    .is_some_and(|ip| self.source_nets.contains_str(ip)))
     }
 
     /// `actor=… target=… namespace=… source_cidr=…`: what it matches, for listings.

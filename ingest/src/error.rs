@@ -40,6 +40,14 @@ pub enum IngestError {
         source: std::io::Error,
     },
 
+    /// Writing a whole file with [`crate::lake::DurableWrite`] (lake state, findings, outbox
+    /// entries, reports) failed; the file is as it was.
+    #[error("writing {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("reading existing lake file {path}: {source}")]
     LakeRead {
         path: PathBuf,
@@ -91,6 +99,7 @@ impl IngestError {
             | IngestError::NeedsMigration { .. } => Fault::Caller,
             IngestError::LakeLocked { .. }
             | IngestError::LakeIo { .. }
+            | IngestError::WriteFile { .. }
             | IngestError::LakeRead { .. }
             | IngestError::ParquetWrite { .. }
             | IngestError::WriterPoisoned(_)

@@ -13,6 +13,7 @@ mod svg;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use auditlake_ingest::lake::DurableWrite;
 use auditlake_query::{QueryError, classify};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::RecordBatch;
@@ -595,21 +596,11 @@ pub async fn run_report(
     })
 }
 
-/// Writes `text` to `path` so that a reader sees the old file or the whole new one: a temporary
-/// file in the same directory, fsynced, renamed over `path`, then the directory fsynced so the
-/// rename survives a crash.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+/// Writes a rendered report (or serve's report state) to `path` so that a reader sees the old
+/// file or the whole new one ([`DurableWrite`]). Owner-only (0600), as these files have always
+/// been: a report names who read which secret.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), auditlake_ingest::IngestError> {
+    DurableWrite::new(path).mode(0o600).bytes(text.as_bytes())
 }
 
 /// Plans every query of `def` (after templating) without running it: `auditlake report --check`

@@ -47,9 +47,10 @@ fn load_state(lake: &Path) -> BTreeMap<String, DateTime<Utc>> {
         .collect()
 }
 
-fn save_state(lake: &Path, state: &BTreeMap<String, DateTime<Utc>>) -> std::io::Result<()> {
+fn save_state(lake: &Path, state: &BTreeMap<String, DateTime<Utc>>) -> Result<(), String> {
     let text: BTreeMap<&String, String> = state.iter().map(|(k, v)| (k, v.to_rfc3339())).collect();
-    write_atomically(&state_path(lake), &serde_json::to_string_pretty(&text)?)
+    let json = serde_json::to_string_pretty(&text).expect("a map of strings serializes");
+    write_atomically(&state_path(lake), &json).map_err(|e| e.to_string())
 }
 
 /// The file a run writes: `secret-access-20261130T0000Z.html`.
@@ -87,7 +88,7 @@ pub async fn render_once(
     for &format in &r.formats {
         let text = render(&result, format, None).map_err(|e| e.to_string())?;
         let path = output_file(r, end, format);
-        write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_atomically(&path, &text).map_err(|e| e.to_string())?;
         log::emit(&log::ReportWritten {
             report: &r.def.id,
             path: &path,
@@ -133,7 +134,7 @@ pub async fn run(lake: PathBuf, opts: ReportOptions, mut stop: watch::Receiver<b
                 if let Err(e) = save_state(&lake, &state) {
                     log::emit(&log::ReportFailed {
                         report: &r.def.id,
-                        error: &format!("saving {}: {e}", state_path(&lake).display()),
+                        error: &e,
                     });
                 }
             }

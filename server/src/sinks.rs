@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditlake_detect::{Alerts, Finding};
+use auditlake_ingest::lake::{DurableWrite, fsync_dir};
 use serde_json::{Value, json};
 
 /// Kinds of sink.
@@ -174,10 +175,6 @@ fn key_of(file_name: &str) -> Option<&str> {
         .map(|(_, key)| key)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
 impl Outbox {
     pub fn new(lake: &Path, sinks: Vec<SinkConfig>) -> std::io::Result<Outbox> {
         let root = lake.join("_state").join("outbox");
@@ -285,16 +282,12 @@ impl Alerts for Outbox {
                     continue;
                 }
                 let name = format!("{:020}-{suffix}", f.detected_at.timestamp_micros());
-                let tmp = pending.join(format!(".{name}.tmp"));
                 let body = serde_json::to_vec(&finding_json(f)).expect("finding serializes");
-                let write = || -> std::io::Result<()> {
-                    use std::io::Write;
-                    let mut file = fs::File::create(&tmp)?;
-                    file.write_all(&body)?;
-                    file.sync_all()?;
-                    fs::rename(&tmp, pending.join(&name))
-                };
-                write().map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+                // One directory fsync for the batch, below.
+                DurableWrite::new(&pending.join(&name))
+                    .defer_dir_sync()
+                    .bytes(&body)
+                    .map_err(|e| format!("outbox: {e}"))?;
                 self.known
                     .lock()
                     .expect("outbox index")
@@ -304,7 +297,7 @@ impl Alerts for Outbox {
                 wrote = true;
             }
             if wrote {
-                sync_dir(&pending).map_err(|e| format!("outbox {}: {e}", pending.display()))?;
+                fsync_dir(&pending).map_err(|e| format!("outbox: {e}"))?;
                 self.enqueued[&s.name].notify_one();
             }
         }

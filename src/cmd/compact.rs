@@ -16,10 +16,7 @@ pub fn run(config: &Config, args: CompactArgs) -> anyhow::Result<u8> {
     let ingest = ingest_options(config, None, false)?;
     let mut opts = config.compact_options(ingest.writer);
     if let Some(span) = &args.min_age {
-        match auditlake_detect::rule::parse_duration(span) {
-            Some(d) => opts.min_age_secs = d.num_seconds(),
-            None => bail!("--min-age {span}: expected a span like 90m, 2h or 0s"),
-        }
+        opts.min_age_secs = crate::config::span("--min-age", span)?.num_seconds();
     }
     let started = std::time::Instant::now();
     let r = compact_lake(&lake, &opts, chrono::Utc::now().timestamp_micros())?;

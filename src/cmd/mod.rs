@@ -24,15 +24,15 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::ScopeArgs;
 
-/// RFC 3339, or a span back from now (`90m`, `24h`, `7d`).
+/// RFC 3339, or a span back from now (`90m`, `1h30m`, `24h`, `7d`).
 pub(crate) fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
     }
     match auditlake_detect::rule::parse_duration(s) {
-        Some(span) => Ok(now - span),
-        None => bail!(
-            "--{flag} {s}: expected an RFC 3339 time (2026-11-20T10:00:00Z) or a span like 24h"
+        Ok(span) => Ok(now - span),
+        Err(e) => bail!(
+            "--{flag} {s}: expected an RFC 3339 time (2026-11-20T10:00:00Z) or a span like 24h or 1h30m ({e})"
         ),
     }
 }

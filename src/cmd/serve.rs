@@ -6,7 +6,6 @@ use anyhow::Context;
 use auditlake_detect::SchedulerOptions;
 use auditlake_ingest::PipelineOptions;
 use auditlake_report::ReportFormat;
-use auditlake_report::schedule::Schedule;
 use auditlake_server::alerting::AlertingOptions;
 use auditlake_server::reports::{ReportOptions, ScheduledReport};
 use auditlake_server::sinks::{SinkConfig, SinkKind};
@@ -199,12 +198,10 @@ fn report_options(config: &Config) -> anyhow::Result<Option<ReportOptions>> {
         let key = format!("reports[{i}]");
         let def =
             crate::pack::report(config, None, &r.name).with_context(|| format!("{key}.name"))?;
-        let schedule =
-            Schedule::parse(&r.schedule).map_err(|e| anyhow::anyhow!("{key}.schedule: {e}"))?;
+        let schedule = r.schedule(&key)?;
         let window = match &r.window {
             None => TimeDelta::hours(24),
-            Some(w) => auditlake_detect::rule::parse_duration(w)
-                .with_context(|| format!("{key}.window = {w:?}: expected a span like 24h"))?,
+            Some(w) => crate::config::span(&format!("{key}.window"), w)?,
         };
         let formats = match &r.formats {
             None => vec![ReportFormat::Html],

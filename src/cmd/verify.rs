@@ -16,10 +16,8 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
             Some(super::parse_time("--since", since, chrono::Utc::now())?.timestamp_millis());
     }
     if let Some(grace) = &args.grace {
-        match auditlake_detect::rule::parse_duration(grace) {
-            Some(d) if d.num_seconds() >= 0 => opts.grace_secs = d.num_seconds() as u64,
-            _ => bail!("--grace {grace}: expected a span like 15m, 1h or 0s"),
-        }
+        let d = crate::config::span("--grace", grace)?;
+        opts.grace_secs = d.num_seconds().max(0) as u64;
     }
     let started = std::time::Instant::now();
     let report = verify(&lake, &opts)?;

@@ -846,7 +846,7 @@ reason = "the payments on-call debugs api pods"
     for (entry, want) in [
         (
             "rule = \"deployment-patched\"\nactor = \"x\"\nsource_cidr = [\"10.0.0.0/33\"]\nreason = \"r\"",
-            "config `detect.suppressions[0].source_cidr`: \"10.0.0.0/33\" is not an address or CIDR",
+            "config `detect.suppressions[0].source_cidr`: \"10.0.0.0/33\" is not an IP address or CIDR",
         ),
         (
             "rule = \"no-such-rule\"\nactor = \"x\"\nreason = \"r\"",

@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use crate::webhook::{Pki, write_config};
 use crate::*;
 
@@ -512,27 +514,36 @@ fn psql_with_a_client_certificate_over_tls_and_plain_text_refused() {
     );
 }
 
-#[test]
-fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
+/// A lake of the samples and a config with one `[[reports]]` entry for secret-access (`entry`
+/// adds its schedule and formats) whose last run was two hours ago, as if serve had been down.
+fn reports_down_for_two_hours(dir: &Path, entry: &str) -> (PathBuf, PathBuf, DateTime<Utc>) {
+    let lake = dir.join("lake");
     ingest(&lake, "prod-eu", &[&repo().join("samples/audit.log")]);
-    let reports = dir.path().join("reports-out");
     let config = write_config(
-        dir.path(),
+        dir,
         &format!(
-            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nschedule = \"@hourly\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\nformats = [\"html\", \"json\"]\n",
+            "[report]\nreports_dir = \"{}\"\n\n[[reports]]\nname = \"secret-access\"\nwindow = \"36500d\"\noutput_dir = \"reports-out\"\n{entry}\n",
             repo().join("reports").display()
         ),
     );
-    // The last run was two hours ago: the hourly run missed while down is made up at start.
-    let last = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+    let last = Utc::now() - chrono::TimeDelta::hours(2);
     std::fs::create_dir_all(lake.join("_state")).unwrap();
     std::fs::write(
         lake.join("_state/reports.json"),
         format!("{{\"secret-access\": \"{}\"}}", last.to_rfc3339()),
     )
     .unwrap();
+    (lake, config, last)
+}
+
+#[test]
+fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, config, last) = reports_down_for_two_hours(
+        dir.path(),
+        "schedule = \"@hourly\"\nformats = [\"html\", \"json\"]",
+    );
+    let reports = dir.path().join("reports-out");
     // The made-up run covers the window ending at the latest whole hour; if the test runs across
     // an hour boundary, that is the next hour (and the new hour's own run may follow).
     let hour =
@@ -580,4 +591,76 @@ fn serve_renders_scheduled_reports_and_makes_up_a_missed_run() {
         !state.contains(&last.to_rfc3339()),
         "state moved on: {state}"
     );
+}
+
+#[test]
+fn scheduled_reports_take_cron_names_and_a_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Hourly on the hour in Kolkata (UTC+05:30), every day by name: :30 past each UTC hour.
+    let (lake, config, _) = reports_down_for_two_hours(
+        dir.path(),
+        "schedule = \"0 * * JAN-DEC SUN-SAT\"\ntimezone = \"Asia/Kolkata\"\nformats = [\"json\"]",
+    );
+    let reports = dir.path().join("reports-out");
+    // The made-up run is for the latest hh:30 UTC (or the next one, across a boundary).
+    let now = chrono::Utc::now();
+    let half_past = |t: chrono::DateTime<chrono::Utc>| {
+        let t = t - chrono::TimeDelta::minutes(30);
+        t.format("secret-access-%Y%m%dT%H30Z.json").to_string()
+    };
+    let candidates = [half_past(now), half_past(now + chrono::TimeDelta::hours(1))];
+    let server = crate::webhook::Server::start(&config, &lake);
+    let started = Instant::now();
+    while !candidates.iter().any(|c| reports.join(c).exists()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no report named {candidates:?}: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let written: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        written.iter().all(|n| n.ends_with("30Z.json")),
+        "only Kolkata's hours: {written:?}"
+    );
+
+    // Errors name the key and say what is wrong.
+    for (entry, want) in [
+        (
+            "schedule = \"0 8 * * MON-FRI\"\ntimezone = \"Europe/Pariss\"",
+            "reports[0].timezone: \"Europe/Pariss\" is not a time zone",
+        ),
+        (
+            "schedule = \"0 25 * * *\"",
+            "reports[0].schedule: \"0 25 * * *\": hour field \"25\"",
+        ),
+        (
+            "schedule = \"0 0 30 FEB *\"",
+            "reports[0].schedule: \"0 0 30 FEB *\" never fires",
+        ),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(
+            &cfg,
+            format!("[[reports]]\nname = \"secret-access\"\noutput_dir = \"out\"\n{entry}\n"),
+        )
+        .unwrap();
+        let out = bin()
+            .args(["query", "--lake"])
+            .arg(&lake)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("SELECT 1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{entry}: {err}");
+        assert!(err.contains(want), "{entry}: {err}");
+    }
 }

@@ -118,3 +118,54 @@ fn schema_command_prints_the_description() {
         format!("{}\n{}", read("audit_events.md"), read("findings.md"))
     );
 }
+
+#[test]
+fn cidr_lists_and_compound_spans() {
+    let (_dir, lake) = sample_lake();
+    // IPv4, IPv6 and IPv4-mapped IPv6 against one constant list.
+    let rows = query(
+        &lake,
+        "SELECT ip_in_cidrs(ip, make_array('10.0.0.0/8', '2001:db8::/32', '198.51.100.7')) AS hit
+         FROM (VALUES ('10.1.2.3'), ('::ffff:10.1.2.3'), ('2001:db8::9'), ('198.51.100.7'), ('8.8.8.8')) AS t(ip)",
+    );
+    let hits: Vec<bool> = rows.iter().map(|r| r["hit"].as_bool().unwrap()).collect();
+    assert_eq!(hits, [true, true, true, true, false]);
+    // A bad literal is an error naming it, not a silent "no match".
+    let out = run(bin().args(["query", "--lake"]).arg(&lake).arg(
+        "SELECT count(*) FROM audit_events WHERE ip_in_cidrs(source_ip, make_array('10.0.0.0/8', '10.0.0.0/33'))",
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // (Filter pushdown into the Parquet scan quotes DataFusion's message with Debug.)
+    assert!(
+        err.contains("ip_in_cidrs: ")
+            && err.contains("10.0.0.0/33")
+            && err.contains("is not an IP address or CIDR"),
+        "{err}"
+    );
+
+    // Spans: compound ones are accepted, a bare number says what is missing.
+    let since = |span: &str| {
+        run(bin()
+            .args([
+                "timeline",
+                "--user",
+                "dave@example.com",
+                "--since",
+                span,
+                "--lake",
+            ])
+            .arg(&lake))
+    };
+    let all = since("36500d");
+    assert!(all.status.success(), "{all:?}");
+    let compound = since("1h30m");
+    assert!(compound.status.success(), "{compound:?}");
+    let bare = since("90");
+    assert_eq!(bare.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        err.contains("--since 90") && err.contains("time unit needed"),
+        "{err}"
+    );
+}

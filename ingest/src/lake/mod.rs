@@ -398,25 +398,7 @@ impl Lake {
     /// directory; on object storage one PUT (atomic: readers see the old or the new document).
     pub fn write_state(&self, name: &str, bytes: &[u8]) -> Result<()> {
         match &self.location.remote {
-            None => {
-                let target = self.state_dir().join(name);
-                let dir = target.parent().unwrap_or(&target).to_path_buf();
-                create_dir_durable(&dir)?;
-                let tmp = dir.join(format!(".{}.tmp", ulid::Ulid::generate()));
-                let written = (|| {
-                    let mut f = File::create(&tmp)?;
-                    f.write_all(bytes)?;
-                    f.sync_all()
-                })();
-                if let Err(e) = written {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(IngestError::LakeIo {
-                        path: tmp,
-                        source: e,
-                    });
-                }
-                commit_file(&tmp, &target)
-            }
+            None => DurableWrite::new(&self.state_dir().join(name)).bytes(bytes),
             Some(remote) => {
                 let path = state_object(remote, name);
                 let payload = bytes::Bytes::copy_from_slice(bytes);
@@ -581,6 +563,104 @@ pub fn commit_file(tmp: &Path, target: &Path) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Writes a whole file under a final name so that a reader, or the machine after a crash, sees
+/// the old file (or none) or the complete new one, never a part: the one place every crate
+/// writes a state document, a findings file, an outbox entry or a report.
+///
+/// `fill` writes a hidden temporary file in the target's directory (`.<name>.<ulid>.tmp`), which
+/// is fsynced and renamed over the target (atomic on one filesystem); then the directory is
+/// fsynced so the rename survives a crash. The directory is created (durably) if missing. A
+/// failure or a panic before the rename removes the temporary file and leaves the target as it
+/// was.
+#[derive(Debug, Clone, Copy)]
+pub struct DurableWrite<'a> {
+    target: &'a Path,
+    mode: u32,
+    sync_dir: bool,
+}
+
+impl<'a> DurableWrite<'a> {
+    pub fn new(target: &'a Path) -> DurableWrite<'a> {
+        DurableWrite {
+            target,
+            mode: 0o666,
+            sync_dir: true,
+        }
+    }
+
+    /// Permission bits of the new file, before the umask (default 0o666, as `File::create`).
+    pub fn mode(self, mode: u32) -> Self {
+        DurableWrite { mode, ..self }
+    }
+
+    /// Leaves the directory fsync to the caller, who renames several files into one directory
+    /// and then calls [`fsync_dir`] once (until then a crash may lose the renames, not the data).
+    pub fn defer_dir_sync(self) -> Self {
+        DurableWrite {
+            sync_dir: false,
+            ..self
+        }
+    }
+
+    pub fn bytes(self, bytes: &[u8]) -> Result<()> {
+        self.write(|f| f.write_all(bytes))
+    }
+
+    pub fn write(self, fill: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = self.target;
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(IngestError::Internal(format!(
+                "{} is not a file path",
+                target.display()
+            )));
+        };
+        // `report.html` in the working directory: its parent is "".
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        create_dir_durable(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            ulid::Ulid::generate()
+        ));
+        /// Removes the temporary file unless it was renamed (on an error or a panic in `fill`).
+        struct Pending<'p>(Option<&'p Path>);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                if let Some(tmp) = self.0 {
+                    let _ = fs::remove_file(tmp);
+                }
+            }
+        }
+        let mut pending = Pending(None);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.mode)
+            .open(&tmp)
+            .map_err(IngestError::lake_io(&tmp))?;
+        pending.0 = Some(&tmp);
+        let failed = |source| IngestError::WriteFile {
+            path: target.to_path_buf(),
+            source,
+        };
+        fill(&mut file)
+            .and_then(|()| file.sync_all())
+            .map_err(failed)?;
+        drop(file);
+        fs::rename(&tmp, target).map_err(failed)?;
+        pending.0 = None;
+        if self.sync_dir {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
 /// Size and SHA-256 (hex) of a file, read in 1 MiB blocks.
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
@@ -639,6 +719,75 @@ pub fn list_parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    use super::DurableWrite;
+
+    /// The names in `dir`, sorted (temporary files included).
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_durable_write_is_whole_or_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/state.json");
+        // Fails half-way, before the rename: no target, no temporary file left.
+        let err = DurableWrite::new(&target)
+            .write(|f| {
+                use std::io::Write;
+                f.write_all(b"{\"half\":")?;
+                Err(std::io::Error::other("disk full"))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(!target.exists());
+        assert_eq!(names(&dir.path().join("sub")), Vec::<String>::new());
+
+        DurableWrite::new(&target).bytes(b"old").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        // A failure replacing it leaves the old file whole…
+        let _ = DurableWrite::new(&target).write(|f| {
+            use std::io::Write;
+            f.write_all(b"new but unfinished")?;
+            Err(std::io::Error::other("killed"))
+        });
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        // …and so does a panic in the writer (the temporary file goes too).
+        let panicked = std::panic::catch_unwind(|| {
+            DurableWrite::new(&target).write(|f| {
+                use std::io::Write;
+                f.write_all(b"new")?;
+                panic!("writer crashed")
+            })
+        });
+        assert!(panicked.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(names(&dir.path().join("sub")), ["state.json"]);
+
+        DurableWrite::new(&target).bytes(b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(names(&dir.path().join("sub")), ["state.json"]);
+    }
+
+    #[test]
+    fn a_durable_write_keeps_the_mode_asked_for() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("report.html");
+        DurableWrite::new(&private)
+            .mode(0o600)
+            .defer_dir_sync()
+            .bytes(b"<html>")
+            .unwrap();
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        super::fsync_dir(dir.path()).unwrap();
+    }
+
     #[test]
     fn a_lake_debug_prints_no_credential() {
         let storage = std::collections::HashMap::from([
