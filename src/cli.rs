@@ -72,6 +72,9 @@ pub enum Command {
     /// Check the lake's tamper evidence: walk the commit hash chain and re-hash every data file
     /// (exit 0 intact, 1 with the list of what was modified, deleted or injected, 2 on error).
     Verify(VerifyArgs),
+    /// Verify the lake, then sign its head with an ed25519 key ([seal] key) and print the seal:
+    /// kept outside the bucket, it lets `verify --seal` show deleted or rewritten newest commits.
+    Seal(SealArgs),
     /// Remove whole partitions past their cluster's retention period ([retention]; legal holds
     /// keep a cluster), delete files removed longer ago than the vacuum grace, and record both
     /// in the `retention_log` table.
@@ -184,9 +187,38 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "SPAN")]
     pub grace: Option<String>,
 
+    /// A seal from `auditlake seal` (repeatable): each sealed commit must still be in the log
+    /// with the same bytes. Its signature is checked with --public-key.
+    #[arg(long, value_name = "FILE")]
+    pub seal: Vec<PathBuf>,
+
+    /// The ed25519 public key (64 hex digits) seals must be signed with [config: seal.public_key]
+    #[arg(long, value_name = "HEX")]
+    pub public_key: Option<String>,
+
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    #[command(flatten)]
+    pub lake: LakeArg,
+
+    /// The ed25519 private key: a file as --generate-key writes it [config: seal.key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Write a new private key to FILE (created with mode 0600, never overwritten; `-` prints
+    /// it), print its public key, and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    pub generate_key: Option<PathBuf>,
+
+    /// Re-hash only files committed since this time before sealing (RFC 3339, or a span such as
+    /// `24h`); the commit chain is always walked whole.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,10 @@ pub struct Config {
     pub compaction: CompactionSection,
     /// `[retention]`: how long events are kept (forever when absent).
     pub retention: Option<RetentionSection>,
+    /// `[seal]`: the key `auditlake seal` signs the chain head with, and the public key
+    /// `auditlake verify --seal` checks seals against.
+    #[serde(default)]
+    pub seal: SealSection,
     /// `[scheduler]`: scheduled detections in `serve` (on when the section is present).
     pub scheduler: Option<SchedulerSection>,
     /// `[kafka]`: consume audit events from Kafka topics in `serve`.
@@ -287,8 +291,20 @@ pub struct RetentionSection {
     pub holds: Vec<HoldSection>,
     /// Removed files are deleted from storage once this long gone (default `7d`).
     pub vacuum_grace: Option<String>,
-    /// How often `serve` runs retention (default `1h`; `0s` turns the job off).
+    /// How often `serve` runs retention and the vacuum (default `1h`, also without
+    /// `[retention]`; `0s` turns the job off).
     pub interval: Option<String>,
+}
+
+/// `[seal]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealSection {
+    /// The ed25519 private key (hex PKCS#8 from `auditlake seal --generate-key`): a secret,
+    /// `{ file = "/var/run/secrets/auditlake-seal/key" }` or `{ env = "VAR" }`.
+    pub key: Option<Secret>,
+    /// The public key seals are checked against (64 hex digits; not secret).
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -575,6 +591,9 @@ impl Config {
             })
         }
         let mut out: Vec<_> = map("lake.storage", &mut self.lake.storage).collect();
+        if let Some(key) = &mut self.seal.key {
+            out.push(("seal.key".into(), Some("key".into()), key));
+        }
         if let Some(k) = &mut self.kafka {
             out.extend(map("kafka.properties", &mut k.properties));
         }
@@ -870,12 +889,11 @@ impl Config {
         Ok(policy)
     }
 
-    /// How often `serve` runs retention; `None` when it should not (no `[retention]`, or `0s`).
+    /// How often `serve` runs retention and the vacuum; `None` when it should not (`0s`). It
+    /// runs without `[retention]` too: nothing expires then, but the files compaction replaced
+    /// are deleted once `vacuum_grace` has passed, and only this job deletes them.
     pub fn retention_interval(&self) -> anyhow::Result<Option<std::time::Duration>> {
-        let Some(r) = &self.retention else {
-            return Ok(None);
-        };
-        let every = match &r.interval {
+        let every = match self.retention.as_ref().and_then(|r| r.interval.as_ref()) {
             Some(s) => span("retention.interval", s)?,
             None => chrono::TimeDelta::hours(1),
         };

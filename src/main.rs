@@ -78,6 +78,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Rules { command } => cmd::rules::run(&config, command),
         cli::Command::Compact(args) => cmd::compact::run(&config, args),
         cli::Command::Verify(args) => cmd::verify::run(&config, args),
+        cli::Command::Seal(args) => cmd::verify::seal(&config, args),
         cli::Command::Migrate(args) => cmd::verify::migrate(&config, args),
         cli::Command::Retention(args) => cmd::retention::run(&config, args),
         cli::Command::Serve(args) => cmd::serve::run(&config, args),

@@ -6,8 +6,11 @@
 //! the small files and adds the merged ones: a reader's snapshot has either every old file or
 //! every new one. Concurrent appends to the same partition do not conflict with it; a
 //! concurrent compaction or retention run that removed one of the inputs first does, and this
-//! one is abandoned (its published files deleted). The replaced files are deleted after the
-//! commit. Staging lives under `_state`, not `_tmp`, because a lake writer that reopens (serve's
+//! one is abandoned (its published files deleted). The replaced files stay in storage after the
+//! commit, out of the table, until the vacuum deletes them once `retention.vacuum_grace` has
+//! passed (`auditlake retention`, serve's retention job): a query planned on the snapshot before
+//! the compaction, or a replica that has not yet read the new commit, can still read them, and
+//! their deletion is recorded in `retention_log` like every other. Staging lives under `_state`, not `_tmp`, because a lake writer that reopens (serve's
 //! recovery) cleans `_tmp` and must not pull a file from under a running merge.
 //!
 //! The merge also **re-checks the dedup key** `(audit_id, stage)`: two writers on one table
@@ -516,8 +519,9 @@ pub fn prepare(
     }
 }
 
-/// Phase 2: one Delta commit removes the merged inputs and adds their replacement; then the
-/// inputs are deleted. Abandoned (its outputs deleted) when an input left the table meanwhile.
+/// Phase 2: one Delta commit removes the merged inputs and adds their replacement. The inputs
+/// are left to the vacuum (see the module comment). Abandoned (its outputs deleted) when an input
+/// left the table meanwhile.
 pub fn finish(lake: &Lake, prepared: Prepared) -> Result<CompactReport> {
     let Prepared {
         partition,
@@ -533,16 +537,8 @@ pub fn finish(lake: &Lake, prepared: Prepared) -> Result<CompactReport> {
         "duplicates_removed": report.duplicates_removed,
     });
     let added: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
-    match lake
-        .events()
-        .commit("compact", detail, outputs, inputs.clone())
-    {
-        Ok(Some(_)) => {
-            for f in &inputs {
-                lake.delete_data(&f.path)?;
-            }
-            Ok(report)
-        }
+    match lake.events().commit("compact", detail, outputs, inputs) {
+        Ok(Some(_)) => Ok(report),
         Ok(None) => {
             for p in &added {
                 let _ = lake.delete_data(p);

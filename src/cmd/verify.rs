@@ -1,10 +1,14 @@
 //! `auditlake verify` (tamper evidence) and `auditlake migrate` (Hive lake → Delta table).
 
-use anyhow::bail;
-use auditlake_ingest::lake::migrate::migrate as migrate_lake;
-use auditlake_ingest::lake::verify::{VerifyOptions, verify};
+use std::io::Read as _;
+use std::path::Path;
 
-use crate::cli::{MigrateArgs, VerifyArgs};
+use anyhow::{Context as _, bail};
+use auditlake_ingest::lake::migrate::migrate as migrate_lake;
+use auditlake_ingest::lake::seal::{MAX_SEAL_BYTES, SealKey, open_seal};
+use auditlake_ingest::lake::verify::{VerifyOptions, VerifyReport, verify};
+
+use crate::cli::{MigrateArgs, SealArgs, VerifyArgs};
 use crate::config::Config;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 
@@ -18,6 +22,19 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
     if let Some(grace) = &args.grace {
         let d = crate::config::span("--grace", grace)?;
         opts.grace_secs = d.num_seconds().max(0) as u64;
+    }
+    if !args.seal.is_empty() {
+        let Some(public) = args.public_key.as_ref().or(config.seal.public_key.as_ref()) else {
+            bail!(
+                "--seal needs the public key its signature is checked with: --public-key HEX or [seal] public_key (the key the seal carries is not trusted)"
+            );
+        };
+        for path in &args.seal {
+            let text = read_seal(path)?;
+            let seal =
+                open_seal(&text, public).with_context(|| format!("seal {}", path.display()))?;
+            opts.seals.push(seal.payload);
+        }
     }
     let started = std::time::Instant::now();
     let report = verify(&lake, &opts)?;
@@ -40,13 +57,12 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
                 "live_files": report.live_files,
                 "files_hashed": report.files_hashed,
                 "bytes_hashed": report.bytes_hashed,
+                "seals_checked": opts.seals.len(),
                 "problems": problems,
             })
         );
     } else {
-        for p in &report.problems {
-            println!("{}: {} — {}", p.kind.label(), p.object, p.detail);
-        }
+        print_problems(&report);
         eprintln!(
             "{}: {} commits (head {} sha256 {}), {} live files, {} re-hashed ({:.1} MB) in {:.1} s: {}",
             lake.display(),
@@ -69,6 +85,98 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FINDINGS
     })
+}
+
+/// A seal file, read only up to the size a seal can have.
+fn read_seal(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("seal {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_SEAL_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("seal {}", path.display()))?;
+    if text.len() as u64 > MAX_SEAL_BYTES {
+        bail!(
+            "seal {}: larger than {} KiB, not a seal",
+            path.display(),
+            MAX_SEAL_BYTES >> 10
+        );
+    }
+    Ok(text)
+}
+
+fn print_problems(report: &VerifyReport) {
+    for p in &report.problems {
+        println!("{}: {} — {}", p.kind.label(), p.object, p.detail);
+    }
+}
+
+/// `auditlake seal`: verify, then sign the heads and print the seal (one JSON line on stdout).
+pub fn seal(config: &Config, args: SealArgs) -> anyhow::Result<u8> {
+    if let Some(out) = &args.generate_key {
+        let (private, public) = SealKey::generate()?;
+        if out.as_os_str() == "-" {
+            println!("{private}");
+        } else {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("--generate-key {}", out.display()))?;
+            writeln!(file, "{private}")
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("--generate-key {}", out.display()))?;
+            eprintln!(
+                "wrote a new ed25519 seal key to {} (keep it secret, e.g. in a Kubernetes Secret)",
+                out.display()
+            );
+        }
+        eprintln!("public key (give it to whoever checks seals: verify --public-key):");
+        eprintln!("{public}");
+        return Ok(EXIT_OK);
+    }
+    let key = match (&args.key, &config.seal.key) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--key {}: {e}", path.display()))?;
+            SealKey::from_text(&text).with_context(|| format!("--key {}", path.display()))?
+        }
+        (None, Some(secret)) => SealKey::from_text(secret.expose()).context("seal.key")?,
+        (None, None) => bail!(
+            "no seal key: --key FILE or [seal] key (make one with `auditlake seal --generate-key FILE`)"
+        ),
+    };
+    let lake = config.lake(args.lake.lake.as_deref())?;
+    let mut opts = VerifyOptions::default();
+    if let Some(since) = &args.since {
+        opts.since_ms =
+            Some(super::parse_time("--since", since, chrono::Utc::now())?.timestamp_millis());
+    }
+    let report = verify(&lake, &opts)?;
+    if !report.intact() {
+        // A seal vouches for the lake: never sign one that fails verification.
+        print_problems(&report);
+        eprintln!(
+            "{}: {} problems; not sealed",
+            lake.display(),
+            report.problems.len()
+        );
+        return Ok(EXIT_FINDINGS);
+    }
+    let seal = key.seal(&lake.display(), report.heads.clone(), chrono::Utc::now());
+    println!("{}", serde_json::to_string(&seal)?);
+    for h in &report.heads {
+        eprintln!(
+            "sealed {} version {} sha256 {} with key {}",
+            h.table,
+            h.version,
+            h.sha256,
+            key.key_id()
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 pub fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<u8> {

@@ -52,6 +52,27 @@ fn compaction_merges_small_files_without_changing_a_row() {
             .arg(&lake),
     );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The replaced files stay on disk, out of the table, for the vacuum.
+    assert_eq!(
+        parquet_count(&lake.join("audit_events")),
+        files_before + hours
+    );
+    assert_eq!(
+        query(&lake, fingerprint),
+        before,
+        "compaction changed the rows"
+    );
+    // The vacuum deletes them once the grace period has passed (here: none), and records it.
+    let config = dir.path().join("vacuum.toml");
+    std::fs::write(&config, "[retention]\nvacuum_grace = \"0s\"\n").unwrap();
+    let out = run_ok(
+        bin()
+            .args(["retention", "--json", "--config"])
+            .arg(&config)
+            .arg("--lake")
+            .arg(&lake),
+    );
+    let vacuum: serde_json::Value = serde_json::from_str(&out).unwrap();
     let files_after = parquet_count(&lake.join("audit_events"));
     // The report covers the partitions it compacted (a partition with fewer small files than
     // `min_small_files` is left as it is).
@@ -59,9 +80,19 @@ fn compaction_merges_small_files_without_changing_a_row() {
         report["files_before"].as_u64().unwrap() - report["files_after"].as_u64().unwrap();
     assert_eq!(removed as usize, files_before - files_after, "{report}");
     assert_eq!(
-        files_after, hours,
-        "one file per partition after compaction"
+        vacuum["vacuumed"].as_array().unwrap().len(),
+        files_before,
+        "{vacuum}"
     );
+    assert_eq!(
+        files_after, hours,
+        "one file per partition after compaction and vacuum"
+    );
+    let logged = query(
+        &lake,
+        "SELECT sum(files) AS n FROM retention_log WHERE action = 'vacuum'",
+    );
+    assert_eq!(logged[0]["n"].as_u64(), Some(files_before as u64));
     assert_eq!(
         query(&lake, fingerprint),
         before,

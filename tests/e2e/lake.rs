@@ -1119,3 +1119,204 @@ fn verify_reports_a_forged_commit_and_survives_a_hostile_one() {
         "{report}"
     );
 }
+
+/// `auditlake seal` on `lake` with the key file: (exit code, stdout, stderr).
+fn seal(lake: &Path, key: &Path) -> (i32, String, String) {
+    let out = run(bin()
+        .arg("seal")
+        .arg("--key")
+        .arg(key)
+        .arg("--lake")
+        .arg(lake));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_seal_shows_deleted_and_rewritten_newest_commits_the_chain_alone_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = std::fs::read_to_string(repo().join("samples/audit.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // Three ingests: three commits, so the newest can be deleted and the chain still walks.
+    for (i, chunk) in lines.chunks(lines.len().div_ceil(3)).enumerate() {
+        let path = dir.path().join(format!("slice-{i}.log"));
+        std::fs::write(&path, chunk.join("\n")).unwrap();
+        ingest(&lake, "prod", &[&path]);
+    }
+
+    // A key: the private half in a 0600 file, the public half printed.
+    let key = dir.path().join("seal.key");
+    let out = run(bin().arg("seal").arg("--generate-key").arg(&key));
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let public = stderr.lines().last().unwrap().trim().to_owned();
+    assert_eq!(public.len(), 64, "{stderr}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let private = std::fs::read_to_string(&key).unwrap().trim().to_owned();
+    // Never overwritten.
+    let again = run(bin().arg("seal").arg("--generate-key").arg(&key));
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&key).unwrap().trim(), private);
+
+    let (code, seal_json, stderr) = seal(&lake, &key);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!seal_json.contains(&private) && !stderr.contains(&private));
+    let sealed: serde_json::Value = serde_json::from_str(seal_json.trim()).unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_str(sealed["payload"].as_str().unwrap()).unwrap();
+    let head = &payload["heads"][0];
+    assert_eq!(head["table"], "audit_events");
+    let (_, plain) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(head["version"], plain["head_version"]);
+    assert_eq!(head["sha256"], plain["head_sha256"]);
+    let seal_file = dir.path().join("seal.json");
+    std::fs::write(&seal_file, &seal_json).unwrap();
+    let with_seal = |lake: &Path| {
+        verify(
+            lake.to_str().unwrap(),
+            &[
+                "--seal",
+                seal_file.to_str().unwrap(),
+                "--public-key",
+                &public,
+            ],
+        )
+    };
+    let (code, report) = with_seal(&lake);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["seals_checked"], 1);
+
+    // More commits after the seal are fine.
+    ingest(&lake, "staging", &[&repo().join("samples/audit.log")]);
+    assert_eq!(with_seal(&lake).0, 0);
+    let newest = plain["head_version"].as_u64().unwrap();
+    let commit = |lake: &Path, v: u64| lake.join(format!("audit_events/_delta_log/{v:020}.json"));
+
+    // The sealed commit and the one after it deleted: the chain alone sees nothing wrong.
+    let truncated = dir.path().join("truncated");
+    copy_dir(&lake, &truncated);
+    std::fs::remove_file(commit(&truncated, newest + 1)).unwrap();
+    std::fs::remove_file(commit(&truncated, newest)).unwrap();
+    let (code, report) = verify(truncated.to_str().unwrap(), &["--grace", "0s"]);
+    assert_eq!(
+        problems(&report)
+            .iter()
+            .filter(|(k, _)| k.contains("commit"))
+            .count(),
+        0,
+        "the chain alone: {report} (code {code})"
+    );
+    let (code, report) = with_seal(&truncated);
+    assert_eq!(code, 1, "{report}");
+    let name = format!("_delta_log/{newest:020}.json");
+    assert!(
+        problems(&report).contains(&("missing commit".into(), name.clone())),
+        "{report}"
+    );
+
+    // The sealed (then newest) commit rewritten, in a lake sealed at its head.
+    let rewritten = dir.path().join("rewritten");
+    copy_dir(&lake, &rewritten);
+    std::fs::remove_file(commit(&rewritten, newest + 1)).unwrap();
+    let bytes = std::fs::read_to_string(commit(&rewritten, newest)).unwrap();
+    let forged = bytes.replacen("\"timestamp\":1", "\"timestamp\":2", 1);
+    assert_ne!(forged, bytes);
+    std::fs::write(commit(&rewritten, newest), forged).unwrap();
+    let (code, report) = verify(rewritten.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "the chain alone cannot see it: {report}");
+    let (code, report) = with_seal(&rewritten);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        problems(&report).contains(&("rewritten commit".into(), name)),
+        "{report}"
+    );
+
+    // Seals that are not to be trusted are errors (exit 2), never a pass.
+    let (other_key, other_public) = {
+        let k = dir.path().join("other.key");
+        let out = run(bin().arg("seal").arg("--generate-key").arg(&k));
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        (k, e.lines().last().unwrap().trim().to_owned())
+    };
+    let (_, forged_seal, _) = seal(&lake, &other_key);
+    let forged_file = dir.path().join("forged.json");
+    std::fs::write(&forged_file, forged_seal).unwrap();
+    for (file, key, says) in [
+        (&forged_file, public.as_str(), "does not verify"),
+        (&seal_file, other_public.as_str(), "does not verify"),
+        (&seal_file, "not-hex", "64 hex digits"),
+    ] {
+        let out = run(bin()
+            .args(["verify", "--lake"])
+            .arg(&lake)
+            .arg("--seal")
+            .arg(file)
+            .args(["--public-key", key]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let altered = dir.path().join("altered.json");
+    std::fs::write(
+        &altered,
+        seal_json.replace(&format!("\\\"version\\\":{newest}"), "\\\"version\\\":0"),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read_to_string(&altered).unwrap(), seal_json);
+    let out = run(bin()
+        .args(["verify", "--lake"])
+        .arg(&lake)
+        .arg("--seal")
+        .arg(&altered)
+        .args(["--public-key", &public]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(bin()
+        .args(["verify", "--lake"])
+        .arg(&lake)
+        .arg("--seal")
+        .arg(&seal_file));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--public-key"));
+
+    // A damaged lake is never sealed.
+    let damaged = dir.path().join("damaged");
+    copy_dir(&lake, &damaged);
+    let file = &data_files(&damaged)[0];
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(file, bytes).unwrap();
+    let (code, stdout, stderr) = seal(&damaged, &key);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stdout.contains("modified file") && !stdout.contains("payload"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("not sealed"), "{stderr}");
+
+    // The key from the environment through [seal] key; it appears in no output.
+    let config = dir.path().join("seal.toml");
+    std::fs::write(&config, "[seal]\nkey = { env = \"TEST_SEAL_KEY\" }\n").unwrap();
+    let out = run(bin()
+        .arg("seal")
+        .arg("--config")
+        .arg(&config)
+        .arg("--lake")
+        .arg(&lake)
+        .env("TEST_SEAL_KEY", &private));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains(&private));
+    }
+}

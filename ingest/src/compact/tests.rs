@@ -294,12 +294,76 @@ fn a_row_two_writers_both_committed_is_kept_once_by_compaction() {
     let report = compact_now(&lake);
     assert_eq!(report.duplicates_removed, 50);
     assert_eq!(rows_and_sorted(&lake), (200, true));
-    for f in ["part-replica.parquet"] {
-        assert!(
-            !partition_dir(&lake).join(f).exists(),
-            "replaced files are deleted"
-        );
-    }
+    assert!(
+        !table_files(&lake)
+            .iter()
+            .any(|f| f.ends_with("part-replica.parquet")),
+        "the replica's copy left the table"
+    );
+}
+
+/// Files on disk in the test partition.
+fn files_on_disk(lake: &Lake) -> std::collections::BTreeSet<PathBuf> {
+    fs::read_dir(partition_dir(lake))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[test]
+fn replaced_files_stay_readable_until_the_vacuum_deletes_and_records_them() {
+    use crate::lake::retention::{self, RetentionPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    write_flushed(&lake, &["a", "b", "c", "d"]);
+    // A query planned before the compaction holds these paths.
+    let planned = table_files(&lake);
+    assert_eq!(planned.len(), 4);
+    compact_now(&lake);
+    let merged = table_files(&lake);
+    assert_eq!(merged.len(), 1);
+    assert!(!planned.contains(&merged[0]));
+    // ... and can still read every one of them after the compaction committed.
+    let rows: usize = planned
+        .iter()
+        .map(|f| {
+            read_file(f)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(rows, 200, "the old snapshot's files are still whole");
+    assert_eq!(files_on_disk(&lake).len(), 5);
+
+    // Within the grace period the vacuum keeps them.
+    let policy = RetentionPolicy::default();
+    let report = retention::run(&lake, &policy, false, chrono::Utc::now()).unwrap();
+    assert!(report.vacuumed.is_empty(), "{:?}", report.vacuumed);
+    assert_eq!(files_on_disk(&lake).len(), 5);
+
+    // Past it they are deleted, only they, and the deletion is recorded.
+    let policy = RetentionPolicy {
+        vacuum_grace: chrono::TimeDelta::zero(),
+        ..RetentionPolicy::default()
+    };
+    let dry = retention::run(&lake, &policy, true, chrono::Utc::now()).unwrap();
+    assert_eq!(dry.vacuumed.len(), 4);
+    assert_eq!(files_on_disk(&lake).len(), 5, "a dry run deletes nothing");
+    let report = retention::run(&lake, &policy, false, chrono::Utc::now()).unwrap();
+    assert_eq!(report.vacuumed.len(), 4, "{:?}", report.vacuumed);
+    assert!(report.expired.is_empty());
+    assert_eq!(
+        files_on_disk(&lake).into_iter().collect::<Vec<_>>(),
+        merged,
+        "only the merged file is left"
+    );
+    assert!(
+        report.log_version.is_some(),
+        "the deletion is in retention_log"
+    );
+    assert_eq!(rows_and_sorted(&lake), (200, true));
 }
 
 #[test]
@@ -307,6 +371,7 @@ fn a_compaction_whose_input_was_removed_meanwhile_is_abandoned_and_leaves_nothin
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
     write_flushed(&lake, &["a", "b", "c", "d"]);
+    let inputs = table_files(&lake);
     let opts = CompactOptions {
         min_age_secs: 0,
         ..CompactOptions::default()
@@ -321,6 +386,13 @@ fn a_compaction_whose_input_was_removed_meanwhile_is_abandoned_and_leaves_nothin
     let err = finish(&lake, second).unwrap_err().to_string();
     assert!(err.contains("abandoned"), "{err}");
     assert_eq!(rows_and_sorted(&lake), (200, true));
-    let on_disk = fs::read_dir(partition_dir(&lake)).unwrap().count();
-    assert_eq!(on_disk, 1, "the loser's merged file is deleted");
+    // On disk: the merged file and the four it replaced (left to the vacuum); the loser's
+    // merged file is deleted.
+    let mut expected: std::collections::BTreeSet<PathBuf> = inputs.into_iter().collect();
+    expected.extend(table_files(&lake));
+    assert_eq!(
+        files_on_disk(&lake),
+        expected,
+        "the loser's merged file is deleted"
+    );
 }

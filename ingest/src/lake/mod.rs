@@ -17,6 +17,7 @@ pub mod cache;
 pub mod delta;
 pub mod migrate;
 pub mod retention;
+pub mod seal;
 pub mod store;
 pub mod verify;
 

@@ -292,21 +292,28 @@ fn vacuum(lake: &Lake, grace: TimeDelta, dry_run: bool) -> Result<Vec<String>> {
     let store = lake.events().table_store()?;
     let location = lake.events().url().to_string();
     block_on(async {
-        for rel in &candidates {
+        let mut deleted = Vec::with_capacity(candidates.len());
+        for rel in candidates {
             let path = object_store::path::Path::from(rel.as_str());
+            let failed = |source| IngestError::Storage {
+                location: format!("{location}{rel}"),
+                source: Box::new(source),
+            };
+            // Replicas all run the vacuum: a file another run deleted first is its to record
+            // (S3 answers a DELETE of a missing key with success, so ask first).
+            match store.head(&path).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(source) => return Err(failed(source)),
+            }
             match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(IngestError::Storage {
-                        location: format!("{location}{rel}"),
-                        source: Box::new(source),
-                    });
-                }
+                Ok(()) => deleted.push(rel),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(failed(source)),
             }
         }
-        Ok(())
-    })?;
-    Ok(candidates)
+        Ok(deleted)
+    })
 }
 
 /// The partition of a data file's path (`cluster=c/date=d/hour=h/part-….parquet`).

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::Lake;
 use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
+use super::seal::{SealPayload, SealedHead};
 use super::store::block_on;
 use crate::error::{IngestError, Result};
 
@@ -36,6 +37,9 @@ pub struct VerifyOptions {
     pub since_ms: Option<i64>,
     /// Files no commit names are reported only when older than this (seconds).
     pub grace_secs: u64,
+    /// Seals whose signature has been checked: each sealed commit must still be there, with the
+    /// bytes it had.
+    pub seals: Vec<SealPayload>,
 }
 
 impl Default for VerifyOptions {
@@ -43,6 +47,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             since_ms: None,
             grace_secs: 900,
+            seals: Vec::new(),
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     /// Commits of `audit_events` that removed expired partitions.
     pub retention_commits: u64,
+    /// The head of each table (what `auditlake seal` signs).
+    pub heads: Vec<SealedHead>,
     pub problems: Vec<Problem>,
 }
 
@@ -121,17 +128,54 @@ struct Live {
 pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
     let table = |t: &super::LakeTable, required| -> Result<Option<VerifyReport>> {
         let store = t.table_store()?;
-        block_on(verify_store(
+        let name = t.kind().dir();
+        let claims: Vec<Claim> = opts
+            .seals
+            .iter()
+            .flat_map(|s| {
+                s.heads.iter().filter(|h| h.table == name).map(|h| Claim {
+                    version: h.version,
+                    sha256: &h.sha256,
+                    sealed_at: &s.sealed_at,
+                })
+            })
+            .collect();
+        let mut report = block_on(verify_store(
             store.as_ref(),
             t.url().as_str(),
             opts,
+            &claims,
             required,
-        ))
+        ))?;
+        if let Some(r) = &mut report {
+            if let (Some(version), Some(sha256)) = (r.head_version, r.head_sha256.clone()) {
+                r.heads.push(SealedHead {
+                    table: name.to_owned(),
+                    version,
+                    sha256,
+                });
+            }
+        } else if let Some(c) = claims.first() {
+            // A sealed table that is gone entirely.
+            return Ok(Some(VerifyReport {
+                problems: vec![Problem {
+                    kind: ProblemKind::MissingCommit,
+                    object: "_delta_log/".into(),
+                    detail: format!(
+                        "the table is gone, but the seal of {} recorded version {}",
+                        c.sealed_at, c.version
+                    ),
+                }],
+                ..VerifyReport::default()
+            }));
+        }
+        Ok(report)
     };
     let mut report = table(lake.events(), true)?.expect("a required table reports");
     let log_dir = lake.retention_log().kind().dir();
     match table(lake.retention_log(), false)? {
         Some(log) => {
+            report.heads.extend(log.heads);
             report.commits += log.commits;
             report.live_files += log.live_files;
             report.files_hashed += log.files_hashed;
@@ -165,11 +209,19 @@ fn storage(location: &str, path: &str) -> impl FnOnce(object_store::Error) -> In
     }
 }
 
+/// What a seal says of one table.
+struct Claim<'a> {
+    version: u64,
+    sha256: &'a str,
+    sealed_at: &'a str,
+}
+
 /// `Ok(None)` when the store holds nothing at all and the table is not `required`.
 async fn verify_store(
     store: &dyn ObjectStore,
     location: &str,
     opts: &VerifyOptions,
+    claims: &[Claim<'_>],
     required: bool,
 ) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
@@ -246,6 +298,20 @@ async fn verify_store(
             .map_err(storage(location, &name))?;
         report.commits += 1;
         let sha = hex::encode(Sha256::digest(&bytes));
+        for c in claims
+            .iter()
+            .filter(|c| c.version == version && c.sha256 != sha)
+        {
+            problem(
+                &mut report,
+                ProblemKind::RewrittenCommit,
+                name.clone(),
+                format!(
+                    "its SHA-256 is {sha}, but the seal of {} recorded {}",
+                    c.sealed_at, c.sha256
+                ),
+            );
+        }
         let mut link: Option<String> = None;
         let mut commit_ms = 0i64;
         let mut actions = Vec::new();
@@ -328,6 +394,18 @@ async fn verify_store(
         prev_sha = Some((version, sha));
     }
     report.head_sha256 = prev_sha.map(|(_, s)| s);
+    // Commits deleted from the end of the log leave no gap for the walk to see; a seal does.
+    for c in claims.iter().filter(|c| c.version > head) {
+        problem(
+            &mut report,
+            ProblemKind::MissingCommit,
+            format!("_delta_log/{:020}.json", c.version),
+            format!(
+                "the seal of {} recorded version {}, but the log ends at version {head}: its newest commits were deleted",
+                c.sealed_at, c.version
+            ),
+        );
+    }
     report.live_files = live.len() as u64;
 
     let mut live_sorted: Vec<(&String, &Live)> = live.iter().collect();
