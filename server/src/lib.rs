@@ -116,7 +116,10 @@ async fn retention_job(
         .await;
         match outcome {
             Ok(Ok(report)) => {
-                if !report.expired.is_empty() || !report.vacuumed.is_empty() {
+                if !report.expired.is_empty()
+                    || !report.vacuumed.is_empty()
+                    || !report.recovered.is_empty()
+                {
                     log::emit(&log::RetentionRun { report: &report });
                 }
             }

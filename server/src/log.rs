@@ -621,6 +621,7 @@ impl Event for RetentionRun<'_> {
             rows_removed = r.expired.iter().map(|s| s.rows).sum::<u64>(),
             held = r.held.len(),
             files_deleted = r.vacuumed.len(),
+            runs_recovered = r.recovered.len(),
             events_version = r.events_version,
             log_version = r.log_version
         );
@@ -834,6 +835,7 @@ mod tests {
             events_version: None,
             vacuumed: vec!["part-0.parquet".into()],
             log_version: Some(4),
+            recovered: Vec::new(),
         };
         let lines = capture(Format::Json, "info", || {
             emit(&RetentionRun { report: &report })

@@ -52,10 +52,16 @@ fn report_json(lake: &str, r: &RetentionReport) -> Value {
         "events_version": r.events_version,
         "vacuumed": r.vacuumed,
         "log_version": r.log_version,
+        "recovered": r.recovered,
     })
 }
 
 fn print_report(lake: &str, r: &RetentionReport) {
+    for run in &r.recovered {
+        println!(
+            "recorded run {run} in retention_log from its commit (it had died before its own record)"
+        );
+    }
     let would = if r.dry_run { "would remove" } else { "removed" };
     for s in &r.expired {
         println!(

@@ -245,6 +245,32 @@ impl LakeTable {
         result
     }
 
+    /// The latest version (`None` before the first commit).
+    pub fn head_version(&self) -> Result<Option<i64>> {
+        let table = self.take_latest()?;
+        let version = table.version();
+        self.put_back(table);
+        Ok(version.map(|v| v as i64))
+    }
+
+    /// The bytes of one commit file (`None` when there is no such version).
+    pub fn commit_bytes(&self, version: i64) -> Result<Option<bytes::Bytes>> {
+        let store = self.table_store()?;
+        let name = format!("_delta_log/{version:020}.json");
+        let path = object_store::path::Path::from(name.as_str());
+        block_on(async {
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|source| IngestError::Storage {
+            location: format!("{}{name}", self.url),
+            source: Box::new(source),
+        })
+    }
+
     /// Every file of the latest snapshot.
     pub fn all_files(&self) -> Result<Vec<TableFile>> {
         let table = self.take_latest()?;

@@ -13,8 +13,10 @@
 //! (delta-rs plans it: files the table no longer names, removed or never committed, older than
 //! the grace period; the deletion is ours, so no vacuum commit unlinked from the chain is
 //! written) → the `retention_log` rows. A crash after the commit but before the log append
-//! leaves the commit's own record (which names the run, every partition and rule); the rows of
-//! that run are then missing from `retention_log`, never wrong.
+//! leaves the commit's own record (which names the run, every partition and rule); the next run
+//! first **reconciles**: it reads the commits made since the last reconciled version
+//! (`_state/retention.json`), and appends the rows of every retention commit whose run is missing
+//! from `retention_log`, rebuilt from the commit (its time, partitions, rules and version).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use parquet::arrow::ArrowWriter;
 use serde_json::json;
 
 use super::Lake;
-use super::delta::{ACTION_RETENTION, NewFile, TableFile, sha256_hex};
+use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_DETAIL, NewFile, TableFile, sha256_hex};
 use super::store::block_on;
 use crate::error::{IngestError, Result};
 use auditlake_schemas::{CLUSTER, DATE, HOUR};
@@ -122,6 +124,9 @@ pub struct RetentionReport {
     pub vacuumed: Vec<String>,
     /// The `retention_log` version holding this run's rows.
     pub log_version: Option<i64>,
+    /// Earlier runs whose removal was committed but whose rows never reached `retention_log`
+    /// (the run died in between): recorded now, from their commits.
+    pub recovered: Vec<String>,
 }
 
 pub const LOG_RUN_ID: &str = "run_id";
@@ -233,10 +238,14 @@ pub fn run(
         events_version: None,
         vacuumed: Vec::new(),
         log_version: None,
+        recovered: Vec::new(),
     };
     // No table yet: nothing to expire, and a retention run must not create one.
     if !lake.events().exists()? {
         return Ok(report);
+    }
+    if !dry_run {
+        report.recovered = reconcile(lake, Utc::now() - RECONCILE_AFTER)?;
     }
     for attempt in 1..=MAX_PLAN_ATTEMPTS {
         let p = plan(lake.events().all_files()?, policy, now);
@@ -331,6 +340,150 @@ fn partition_of(rel: &str) -> (Option<String>, Option<String>, Option<String>) {
         }
     }
     out
+}
+
+/// The state document of the reconciliation.
+const RECONCILED: &str = "retention.json";
+
+/// A retention commit younger than this may belong to a run still vacuuming before its append
+/// (another replica's): it is left for a later reconciliation.
+const RECONCILE_AFTER: TimeDelta = TimeDelta::hours(1);
+
+/// Records, from their commits, retention runs that removed partitions but died before their
+/// `retention_log` append. Reads only the commits made since the last reconciled version, up to
+/// the first one made after `settled` (runs in flight).
+fn reconcile(lake: &Lake, settled: DateTime<Utc>) -> Result<Vec<String>> {
+    let from = lake
+        .read_state(RECONCILED)?
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["reconciled_version"].as_i64())
+        .map_or(0, |v| v + 1);
+    let Some(head) = lake.events().head_version()? else {
+        return Ok(Vec::new());
+    };
+    let mut runs = Vec::new();
+    let mut reconciled = from - 1;
+    'commits: for version in from..=head {
+        // A missing or unreadable commit is verify's to report; nothing to rebuild from it.
+        let Some(bytes) = lake.events().commit_bytes(version)? else {
+            reconciled = version;
+            continue;
+        };
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            let info = &action["commitInfo"];
+            let made = info["timestamp"]
+                .as_i64()
+                .and_then(DateTime::from_timestamp_millis);
+            if made.is_some_and(|t| t > settled) {
+                break 'commits;
+            }
+            if info[INFO_ACTION].as_str() == Some(ACTION_RETENTION)
+                && let Some(run) = run_from_commit(info, version)
+            {
+                runs.push(run);
+            }
+        }
+        reconciled = version;
+    }
+    let mut recovered = Vec::new();
+    if !runs.is_empty() {
+        let logged = logged_runs(lake)?;
+        for run in runs.into_iter().filter(|r| !logged.contains(&r.run_id)) {
+            append_log(lake, &run)?;
+            recovered.push(run.run_id);
+        }
+    }
+    if reconciled >= from {
+        lake.write_state(
+            RECONCILED,
+            json!({ "reconciled_version": reconciled })
+                .to_string()
+                .as_bytes(),
+        )?;
+    }
+    Ok(recovered)
+}
+
+/// A retention run as its commit recorded it (`commitInfo`: run id, partitions, rules).
+fn run_from_commit(info: &serde_json::Value, version: i64) -> Option<RetentionReport> {
+    let detail = &info[INFO_DETAIL];
+    let run_id = detail["run_id"].as_str()?.to_owned();
+    let run_at = DateTime::from_timestamp_millis(info["timestamp"].as_i64()?)?;
+    let expired = detail["expired"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            Some(PartitionSummary {
+                cluster: p["cluster"].as_str()?.to_owned(),
+                date: p["date"].as_str()?.to_owned(),
+                hour: p["hour"].as_str()?.to_owned(),
+                files: p["files"].as_u64()?,
+                rows: p["rows"].as_u64()?,
+                bytes: p["bytes"].as_u64()?,
+                rule: p["rule"].as_str()?.to_owned(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(RetentionReport {
+        run_id,
+        run_at,
+        dry_run: false,
+        expired,
+        held: Vec::new(),
+        events_version: Some(version),
+        vacuumed: Vec::new(),
+        log_version: None,
+        recovered: Vec::new(),
+    })
+}
+
+/// The run ids `retention_log` holds expire rows of.
+fn logged_runs(lake: &Lake) -> Result<std::collections::HashSet<String>> {
+    use arrow::array::Array as _;
+    let mut out = std::collections::HashSet::new();
+    if !lake.retention_log().exists()? {
+        return Ok(out);
+    }
+    let store = lake.retention_log().table_store()?;
+    for file in lake.retention_log().all_files()? {
+        let location = format!("{}{}", lake.retention_log().url(), file.path);
+        let bytes = block_on(async {
+            store
+                .get(&object_store::path::Path::from(file.path.as_str()))
+                .await?
+                .bytes()
+                .await
+        })
+        .map_err(|source| IngestError::Storage {
+            location: location.clone(),
+            source: Box::new(source),
+        })?;
+        let read_err =
+            |e: parquet::errors::ParquetError| IngestError::Internal(format!("{location}: {e}"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(read_err)?;
+        for batch in reader {
+            let batch = batch.map_err(|e| IngestError::Internal(format!("{location}: {e}")))?;
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+            };
+            let (Some(ids), Some(actions)) = (col(LOG_RUN_ID), col("action")) else {
+                continue;
+            };
+            for i in 0..batch.num_rows() {
+                if !ids.is_null(i) && actions.value(i) == "expire" {
+                    out.insert(ids.value(i).to_owned());
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Appends the run's rows to `retention_log` as one Parquet file and one commit.
@@ -539,5 +692,130 @@ mod tests {
             )
         );
         assert_eq!(partition_of("part-1.parquet"), (None, None, None));
+    }
+
+    /// A lake with 40 events of cluster prod in 2026-01-05 10:00.
+    fn lake_with_events(dir: &std::path::Path) -> Lake {
+        use crate::decode::{DecodeOptions, Decoder, SourcePosition};
+        let lake = Lake::new(dir);
+        let mut d = Decoder::new(DecodeOptions::new("prod"));
+        for i in 0..40 {
+            let line = format!(
+                r#"{{"auditID":"e-{i}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"u"}},"objectRef":{{"resource":"pods"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-01-05T10:{i:02}:00.000000Z"}}"#
+            );
+            d.decode(line.as_bytes(), &SourcePosition::default());
+        }
+        let mut w =
+            crate::writer::LakeWriter::open(&lake, crate::WriterOptions::default()).unwrap();
+        for b in d.take().batches {
+            w.write(b).unwrap();
+        }
+        w.flush().unwrap();
+        lake
+    }
+
+    type LogRow = (String, String, String, String, String, i64, String, i64);
+
+    /// retention_log's rows: run, action, cluster, date, hour, rows, rule, events version.
+    fn log_rows(lake: &Lake) -> Vec<LogRow> {
+        use arrow::array::AsArray as _;
+        use arrow::datatypes::Int64Type;
+        let mut out = Vec::new();
+        for f in lake.retention_log().all_files().unwrap() {
+            let file =
+                std::fs::File::open(lake.root().join("retention_log").join(&f.path)).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                let t = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+                let n = |c: &str| {
+                    b.column_by_name(c)
+                        .unwrap()
+                        .as_primitive::<Int64Type>()
+                        .clone()
+                };
+                let (run, action, cluster, date, hour, rule) = (
+                    t("run_id"),
+                    t("action"),
+                    t("cluster"),
+                    t("date"),
+                    t("hour"),
+                    t("rule"),
+                );
+                let (rows, version) = (n("rows"), n("events_version"));
+                for i in 0..b.num_rows() {
+                    out.push((
+                        run.value(i).to_owned(),
+                        action.value(i).to_owned(),
+                        cluster.value(i).to_owned(),
+                        date.value(i).to_owned(),
+                        hour.value(i).to_owned(),
+                        rows.value(i),
+                        rule.value(i).to_owned(),
+                        version.value(i),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_run_that_died_between_its_commit_and_its_log_append_is_recorded_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake_with_events(dir.path());
+        let policy = RetentionPolicy {
+            days: Some(30),
+            ..RetentionPolicy::default()
+        };
+        // What `run` commits, without the append that follows (the process died in between).
+        let p = plan(lake.events().all_files().unwrap(), &policy, Utc::now());
+        assert_eq!(p.expired.len(), 1);
+        let detail = json!({
+            "run_id": "01DIED",
+            "expired": p.expired.iter().map(|s| json!({
+                "cluster": s.cluster, "date": s.date, "hour": s.hour,
+                "files": s.files, "rows": s.rows, "bytes": s.bytes, "rule": s.rule,
+            })).collect::<Vec<_>>(),
+        });
+        let version = lake
+            .events()
+            .commit(ACTION_RETENTION, detail, Vec::new(), p.removes)
+            .unwrap()
+            .unwrap();
+        assert!(logged_runs(&lake).unwrap().is_empty());
+
+        // A run in flight (its commit younger than the cutoff) is left alone ...
+        let hour_ago = Utc::now() - TimeDelta::hours(1);
+        assert!(reconcile(&lake, hour_ago).unwrap().is_empty());
+        assert!(!lake.retention_log().exists().unwrap());
+        // ... and recorded once it is settled, from its commit: partition, rows, rule, version.
+        assert_eq!(reconcile(&lake, Utc::now()).unwrap(), vec!["01DIED"]);
+        assert!(logged_runs(&lake).unwrap().contains("01DIED"));
+        let rows = log_rows(&lake);
+        assert_eq!(
+            rows,
+            vec![(
+                "01DIED".to_string(),
+                "expire".to_string(),
+                "prod".to_string(),
+                "2026-01-05".to_string(),
+                "10".to_string(),
+                40,
+                "retention.days = 30".to_string(),
+                version,
+            )]
+        );
+        // Once: neither a second reconciliation nor a full run records it again.
+        assert!(reconcile(&lake, Utc::now()).unwrap().is_empty());
+        let report = run(&lake, &policy, false, Utc::now()).unwrap();
+        assert!(report.recovered.is_empty() && report.expired.is_empty());
+        assert_eq!(log_rows(&lake).len(), 1);
+        let verified = crate::lake::verify::verify(&lake, &Default::default()).unwrap();
+        assert!(verified.intact(), "{:?}", verified.problems);
     }
 }
