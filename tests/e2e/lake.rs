@@ -512,6 +512,68 @@ print(json.dumps({{"events": events, "expired_rows": int(log.filter(pl.col("acti
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // A seal of the bucket covers both tables: deleting retention_log's newest commit (the
+    // record of what retention removed) is invisible to the chain, and named with the seal.
+    let key = dir.path().join("seal.key");
+    let out = run(bin().arg("seal").arg("--generate-key").arg(&key));
+    let public = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut sealer = s3.bin();
+    let seal = run_ok(
+        sealer
+            .arg("seal")
+            .arg("--key")
+            .arg(&key)
+            .args(["--lake", url]),
+    );
+    let seal_file = dir.path().join("seal.json");
+    std::fs::write(&seal_file, &seal).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(
+        serde_json::from_str::<serde_json::Value>(&seal).unwrap()["payload"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let log_head = payload["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["table"] == "retention_log")
+        .expect("retention_log is sealed")["version"]
+        .as_u64()
+        .unwrap();
+    let with_seal = |s3: &S3Server| {
+        let mut v = s3.bin();
+        run(v
+            .args(["verify", "--json", "--lake", url, "--seal"])
+            .arg(&seal_file)
+            .args(["--public-key", &public]))
+    };
+    assert_eq!(with_seal(&s3).status.code(), Some(0));
+    let script = format!(
+        r#"
+import boto3
+s3 = boto3.client("s3", endpoint_url="{ep}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+s3.delete_object(Bucket="evidence", Key="lakes/prod/retention_log/_delta_log/{log_head:020}.json")
+"#,
+        ep = s3.endpoint
+    );
+    run_ok(Command::new("python3").args(["-c", &script]));
+    let out = with_seal(&s3);
+    assert_eq!(out.status.code(), Some(1));
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        problems(&after).contains(&(
+            "missing commit".to_owned(),
+            format!("retention_log/_delta_log/{log_head:020}.json")
+        )),
+        "{after}"
+    );
 }
 
 /// `auditlake retention --json` with a config: the report.
