@@ -241,7 +241,7 @@ fn shell_runs_multi_line_statements_and_describes_tables() {
     assert!(!stdout.contains("not run"), "\\q stops: {stdout}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -250,7 +250,7 @@ fn free_port() -> u16 {
 }
 
 /// `auditlake pg` in the background, until dropped.
-fn start_pg(config: &Path, lake: &Path, port: u16) -> KillOnDrop {
+pub(crate) fn start_pg(config: &Path, lake: &Path, port: u16) -> KillOnDrop {
     // Owned before waiting: if it never listens, the failing test still stops it.
     let child = KillOnDrop(
         bin()
@@ -287,7 +287,7 @@ fn psql(conninfo: &str, password: Option<&str>, sql: &str) -> std::process::Outp
     cmd.output().expect("run psql")
 }
 
-fn have_psql() -> bool {
+pub(crate) fn have_psql() -> bool {
     let ok = std::process::Command::new("psql")
         .arg("--version")
         .output()

@@ -9,6 +9,7 @@ mod deploy;
 mod detect;
 mod duckdb;
 mod forensics;
+mod grafana;
 mod ingest;
 mod kafka;
 mod lake;
