@@ -1382,3 +1382,80 @@ fn a_seal_shows_deleted_and_rewritten_newest_commits_the_chain_alone_cannot() {
         assert!(!String::from_utf8_lossy(stream).contains(&private));
     }
 }
+
+/// Every Delta reader starts from the newest checkpoint, not from the commits: a checkpoint
+/// rewritten to leave a file out hides its rows from all of them. The commits alone do not
+/// show it; verify compares each checkpoint with the log at its version.
+#[test]
+fn verify_names_a_checkpoint_rewritten_to_hide_a_file() {
+    if s3_tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = std::fs::read_to_string(repo().join("samples/audit.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    for (i, chunk) in lines.chunks(lines.len().div_ceil(3)).enumerate() {
+        let path = dir.path().join(format!("slice-{i}.log"));
+        std::fs::write(&path, chunk.join("\n")).unwrap();
+        ingest(&lake, "prod", &[&path]);
+    }
+    let count = || query(&lake, "SELECT count(*) AS n FROM audit_events")[0]["n"].as_i64();
+    let rows = count();
+    // A checkpoint as delta-rs writes one (auditlake's writers make one every 100 commits).
+    let table = lake.join("audit_events");
+    let script = format!(
+        "import deltalake; t = deltalake.DeltaTable('{}'); t.create_checkpoint(); print(t.version())",
+        table.display()
+    );
+    let version: u64 = run_ok(Command::new("python3").args(["-c", &script]))
+        .trim()
+        .parse()
+        .unwrap();
+    let checkpoint = format!("_delta_log/{version:020}.checkpoint.parquet");
+    assert!(table.join(&checkpoint).is_file());
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "an honest checkpoint passes: {report}");
+
+    // The checkpoint rewritten without its first file's add.
+    let script = format!(
+        r#"
+import pyarrow.parquet as pq, pyarrow.compute as pc
+p = '{}'
+t = pq.read_table(p)
+adds = [i for i, a in enumerate(t.column('add').to_pylist()) if a is not None]
+victim = t.column('add').to_pylist()[adds[0]]['path']
+keep = [i for i in range(t.num_rows) if i != adds[0]]
+pq.write_table(t.take(keep), p)
+print(victim)
+"#,
+        table.join(&checkpoint).display()
+    );
+    let victim = run_ok(Command::new("python3").args(["-c", &script]));
+    let victim = victim.trim();
+    assert!(
+        count() < rows,
+        "readers no longer see the hidden file's rows"
+    );
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        problems(&report),
+        [("rewritten checkpoint".to_owned(), checkpoint.clone())],
+        "{report}"
+    );
+    let detail = report["problems"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("leaves out 1 of them") && detail.contains(victim),
+        "{detail}"
+    );
+
+    // Not a checkpoint at all.
+    std::fs::write(table.join(&checkpoint), b"PAR1 garbage").unwrap();
+    let (code, report) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        problems(&report),
+        [("rewritten checkpoint".to_owned(), checkpoint)]
+    );
+}

@@ -70,6 +70,9 @@ pub enum ProblemKind {
     UnhashedFile,
     /// A data file in the table's directories that no commit names.
     InjectedFile,
+    /// A checkpoint whose files differ from the log's at its version: every Delta reader starts
+    /// from the newest checkpoint, so a forged one hides or adds files for all of them.
+    RewrittenCheckpoint,
 }
 
 impl ProblemKind {
@@ -83,6 +86,7 @@ impl ProblemKind {
             ProblemKind::MissingFile => "missing file",
             ProblemKind::UnhashedFile => "unhashed file",
             ProblemKind::InjectedFile => "injected file",
+            ProblemKind::RewrittenCheckpoint => "rewritten checkpoint",
         }
     }
 }
@@ -226,6 +230,8 @@ async fn verify_store(
 ) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
     let mut commits: BTreeMap<u64, (StorePath, u64)> = BTreeMap::new();
+    // Checkpoint parts per version (one file, or `.checkpoint.<i>.<n>.parquet` parts).
+    let mut checkpoints: BTreeMap<u64, Vec<(StorePath, u64)>> = BTreeMap::new();
     let mut data_objects: Vec<(String, i64)> = Vec::new();
     let mut listing = store.list(None);
     while let Some(meta) = listing.next().await {
@@ -237,6 +243,13 @@ async fn verify_store(
                 .filter(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
             {
                 commits.insert(v.parse().expect("20 digits"), (meta.location, meta.size));
+            } else if let Some((v, _)) = name.split_once(".checkpoint.").filter(|(v, rest)| {
+                v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()) && rest.ends_with("parquet")
+            }) {
+                checkpoints
+                    .entry(v.parse().expect("20 digits"))
+                    .or_default()
+                    .push((meta.location, meta.size));
             }
         } else if path.ends_with(".parquet") && !path.starts_with('_') {
             data_objects.push((path, meta.last_modified.timestamp()));
@@ -392,8 +405,21 @@ async fn verify_store(
             }
         }
         prev_sha = Some((version, sha));
+        if let Some(parts) = checkpoints.get(&version) {
+            check_checkpoint(store, location, version, parts, &live, &mut report).await?;
+        }
     }
     report.head_sha256 = prev_sha.map(|(_, s)| s);
+    for (&version, parts) in checkpoints.range(head + 1..) {
+        for (path, _) in parts {
+            problem(
+                &mut report,
+                ProblemKind::RewrittenCheckpoint,
+                path.to_string(),
+                format!("a checkpoint of version {version}, beyond the log's head {head}"),
+            );
+        }
+    }
     // Commits deleted from the end of the log leave no gap for the walk to see; a seal does.
     for c in claims.iter().filter(|c| c.version > head) {
         problem(
@@ -474,6 +500,119 @@ async fn verify_store(
 }
 
 /// Delta paths are URL-encoded (`hour=05` stays, `cluster=a b` would be `a%20b`).
+/// Compares a checkpoint's files (its `add` rows) with the live files the log gives at its
+/// version, naming the checkpoint and what it hides or adds.
+async fn check_checkpoint(
+    store: &dyn ObjectStore,
+    location: &str,
+    version: u64,
+    parts: &[(StorePath, u64)],
+    live: &HashMap<String, Live>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    use arrow::array::{Array as _, AsArray as _};
+    let object = parts
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut named: HashSet<String> = HashSet::new();
+    for (path, size) in parts {
+        let name = path.to_string();
+        if *size > MAX_COMMIT_BYTES {
+            report.problems.push(Problem {
+                kind: ProblemKind::RewrittenCheckpoint,
+                object: name,
+                detail: format!("{size} bytes: larger than any checkpoint auditlake reads"),
+            });
+            return Ok(());
+        }
+        let bytes = store
+            .get(path)
+            .await
+            .map_err(storage(location, &name))?
+            .bytes()
+            .await
+            .map_err(storage(location, &name))?;
+        let unreadable = |e: &dyn std::fmt::Display| Problem {
+            kind: ProblemKind::RewrittenCheckpoint,
+            object: name.clone(),
+            detail: format!("not a readable checkpoint: {e}"),
+        };
+        let reader =
+            match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problems.push(unreadable(&e));
+                    return Ok(());
+                }
+            };
+        for batch in reader {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    report.problems.push(unreadable(&e));
+                    return Ok(());
+                }
+            };
+            let Some(add) = batch.column_by_name("add").and_then(|c| c.as_struct_opt()) else {
+                continue;
+            };
+            let Some(paths) = add
+                .column_by_name("path")
+                .and_then(|c| c.as_string_opt::<i32>())
+            else {
+                report
+                    .problems
+                    .push(unreadable(&"add.path is not a string column"));
+                return Ok(());
+            };
+            for i in 0..add.len() {
+                if add.is_valid(i) && paths.is_valid(i) {
+                    named.insert(decode_path(paths.value(i)));
+                }
+            }
+        }
+    }
+    let mut hidden: Vec<&String> = live.keys().filter(|p| !named.contains(*p)).collect();
+    let mut added: Vec<&String> = named.iter().filter(|p| !live.contains_key(*p)).collect();
+    if hidden.is_empty() && added.is_empty() {
+        return Ok(());
+    }
+    hidden.sort();
+    added.sort();
+    let sample = |v: &[&String]| {
+        v.iter()
+            .take(3)
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut detail = format!("at version {version} the log has {} files", live.len());
+    if !hidden.is_empty() {
+        detail += &format!(
+            "; the checkpoint leaves out {} of them ({}), so Delta readers do not see them",
+            hidden.len(),
+            sample(&hidden)
+        );
+    }
+    if !added.is_empty() {
+        detail += &format!(
+            "; it names {} files the log does not ({})",
+            added.len(),
+            sample(&added)
+        );
+    }
+    report.problems.push(Problem {
+        kind: ProblemKind::RewrittenCheckpoint,
+        object,
+        detail,
+    });
+    Ok(())
+}
+
 fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()
