@@ -196,6 +196,11 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "HEX")]
     pub public_key: Option<String>,
 
+    /// Start at the newest checkpoint a --seal vouches for instead of at version 0: the walk
+    /// then costs the commits since that seal, not the table's whole history.
+    #[arg(long, requires = "seal")]
+    pub from_seal: bool,
+
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -219,6 +224,11 @@ pub struct SealArgs {
     /// `24h`); the commit chain is always walked whole.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
+
+    /// Verify from the previous seal (kept in the lake, `_state/seal.json`, and checked with this
+    /// key) rather than from version 0; without one, or if it does not verify, from version 0.
+    #[arg(long)]
+    pub incremental: bool,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
                 open_seal(&text, public).with_context(|| format!("seal {}", path.display()))?;
             opts.seals.push(seal.payload);
         }
+        opts.from_seal = args.from_seal;
     }
     let started = std::time::Instant::now();
     let report = verify(&lake, &opts)?;
@@ -58,6 +59,7 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
                 "files_hashed": report.files_hashed,
                 "bytes_hashed": report.bytes_hashed,
                 "seals_checked": opts.seals.len(),
+                "walked_from": report.walked_from.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "problems": problems,
             })
         );
@@ -86,6 +88,9 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
         EXIT_FINDINGS
     })
 }
+
+/// The newest seal, in the lake's `_state/`.
+const LATEST_SEAL: &str = "seal.json";
 
 /// A seal file, read only up to the size a seal can have.
 fn read_seal(path: &Path) -> anyhow::Result<String> {
@@ -154,6 +159,22 @@ pub fn seal(config: &Config, args: SealArgs) -> anyhow::Result<u8> {
         opts.since_ms =
             Some(super::parse_time("--since", since, chrono::Utc::now())?.timestamp_millis());
     }
+    if args.incremental {
+        // The previous seal, checked with this key's own public half: a planted one is refused
+        // and the whole log is walked.
+        match lake.read_state(LATEST_SEAL)? {
+            Some(bytes) => match open_seal(&String::from_utf8_lossy(&bytes), &key.public_hex()) {
+                Ok(previous) => {
+                    opts.seals.push(previous.payload);
+                    opts.from_seal = true;
+                }
+                Err(e) => eprintln!(
+                    "warning: the lake's last seal ({LATEST_SEAL}) is not usable ({e}); verifying from version 0"
+                ),
+            },
+            None => eprintln!("no earlier seal in the lake; verifying from version 0"),
+        }
+    }
     let report = verify(&lake, &opts)?;
     if !report.intact() {
         // A seal vouches for the lake: never sign one that fails verification.
@@ -166,14 +187,23 @@ pub fn seal(config: &Config, args: SealArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_FINDINGS);
     }
     let seal = key.seal(&lake.display(), report.heads.clone(), chrono::Utc::now());
-    println!("{}", serde_json::to_string(&seal)?);
+    let text = serde_json::to_string(&seal)?;
+    println!("{text}");
+    // Kept in the lake too, for the next --incremental run (its worth is its signature: whoever
+    // can write the bucket can delete it, never forge it).
+    lake.write_state(LATEST_SEAL, text.as_bytes())?;
     for h in &report.heads {
         eprintln!(
-            "sealed {} version {} sha256 {} with key {}",
+            "sealed {} version {} sha256 {} with key {} (walked from version {})",
             h.table,
             h.version,
             h.sha256,
-            key.key_id()
+            key.key_id(),
+            report
+                .walked_from
+                .iter()
+                .find(|(t, _)| *t == h.table)
+                .map_or(0, |(_, v)| *v)
         );
     }
     Ok(EXIT_OK)

@@ -1459,3 +1459,174 @@ print(victim)
         [("rewritten checkpoint".to_owned(), checkpoint)]
     );
 }
+
+/// A seal records the newest checkpoint that agrees with the log; `verify --from-seal` starts
+/// there, so its cost is the commits since, not the table's history. What it trusts (history
+/// before the checkpoint) is what the seal vouched for; a changed checkpoint is named and the
+/// whole log walked.
+#[test]
+fn verify_from_a_seal_walks_only_the_commits_after_its_checkpoint() {
+    if s3_tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = std::fs::read_to_string(repo().join("samples/audit.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let slices: Vec<PathBuf> = lines
+        .chunks(lines.len().div_ceil(5))
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = dir.path().join(format!("slice-{i}.log"));
+            std::fs::write(&path, chunk.join("\n")).unwrap();
+            path
+        })
+        .collect();
+    for s in &slices[..3] {
+        ingest(&lake, "prod", &[s]);
+    }
+    let table = lake.join("audit_events");
+    let script = format!(
+        "import deltalake; t = deltalake.DeltaTable('{}'); t.create_checkpoint(); print(t.version())",
+        table.display()
+    );
+    let checkpoint: u64 = run_ok(Command::new("python3").args(["-c", &script]))
+        .trim()
+        .parse()
+        .unwrap();
+
+    let key = dir.path().join("seal.key");
+    let out = run(bin().arg("seal").arg("--generate-key").arg(&key));
+    let public = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let seal = |extra: &[&str]| {
+        let out = run(bin()
+            .arg("seal")
+            .arg("--key")
+            .arg(&key)
+            .arg("--lake")
+            .arg(&lake)
+            .args(extra));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (first, stderr) = seal(&["--incremental"]);
+    assert!(stderr.contains("no earlier seal"), "{stderr}");
+    assert!(stderr.contains("walked from version 0"), "{stderr}");
+    let payload: serde_json::Value = serde_json::from_str(
+        serde_json::from_str::<serde_json::Value>(&first).unwrap()["payload"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["heads"][0]["checkpoint"]["version"], checkpoint);
+    let seal_file = dir.path().join("seal.json");
+    std::fs::write(&seal_file, &first).unwrap();
+
+    for s in &slices[3..] {
+        ingest(&lake, "prod", &[s]);
+    }
+    let from_seal = |lake: &Path| {
+        verify(
+            lake.to_str().unwrap(),
+            &[
+                "--seal",
+                seal_file.to_str().unwrap(),
+                "--public-key",
+                &public,
+                "--from-seal",
+            ],
+        )
+    };
+    let (code, report) = from_seal(&lake);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["walked_from"]["audit_events"], checkpoint,
+        "{report}"
+    );
+    let head = report["head_version"].as_u64().unwrap();
+    assert_eq!(report["commits"], head - checkpoint + 1, "{report}");
+    let (_, full) = verify(lake.to_str().unwrap(), &[]);
+    assert_eq!(full["live_files"], report["live_files"]);
+    assert_eq!(full["head_sha256"], report["head_sha256"]);
+
+    // The next incremental seal starts from the one the lake keeps.
+    let (_, stderr) = seal(&["--incremental"]);
+    assert!(
+        stderr.contains(&format!("walked from version {checkpoint}")),
+        "{stderr}"
+    );
+
+    // History before the checkpoint rewritten: the seal vouched for it, so a walk from the
+    // seal does not read it; the full walk (run it periodically) names it.
+    let old = dir.path().join("old-history");
+    copy_dir(&lake, &old);
+    let first_commit = old.join("audit_events/_delta_log/00000000000000000001.json");
+    let bytes = std::fs::read_to_string(&first_commit).unwrap();
+    std::fs::write(
+        &first_commit,
+        bytes.replacen("\"timestamp\":1", "\"timestamp\":2", 1),
+    )
+    .unwrap();
+    assert_eq!(from_seal(&old).0, 0);
+    let (code, report) = verify(old.to_str().unwrap(), &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        problems(&report)
+            .iter()
+            .any(|(k, o)| k == "rewritten commit" && o.ends_with("00000000000000000001.json")),
+        "{report}"
+    );
+
+    // The sealed checkpoint changed: named, and the whole log is walked.
+    let forged = dir.path().join("forged-checkpoint");
+    copy_dir(&lake, &forged);
+    let cp = forged.join(format!(
+        "audit_events/_delta_log/{checkpoint:020}.checkpoint.parquet"
+    ));
+    let script = format!(
+        r#"
+import pyarrow.parquet as pq
+t = pq.read_table('{}')
+adds = [i for i, a in enumerate(t.column('add').to_pylist()) if a is not None]
+pq.write_table(t.take([i for i in range(t.num_rows) if i != adds[0]]), '{}')
+"#,
+        cp.display(),
+        cp.display()
+    );
+    run_ok(Command::new("python3").args(["-c", &script]));
+    let (code, report) = from_seal(&forged);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["walked_from"]["audit_events"], 0, "{report}");
+    assert!(
+        problems(&report)
+            .iter()
+            .any(|(k, _)| k == "rewritten checkpoint"),
+        "{report}"
+    );
+
+    // A seal planted in the lake, signed by another key: not used.
+    let other = dir.path().join("other.key");
+    run(bin().arg("seal").arg("--generate-key").arg(&other));
+    let planted = run(bin()
+        .arg("seal")
+        .arg("--key")
+        .arg(&other)
+        .arg("--lake")
+        .arg(&lake));
+    assert!(planted.status.success());
+    let (_, stderr) = seal(&["--incremental"]);
+    assert!(stderr.contains("not usable"), "{stderr}");
+    assert!(stderr.contains("walked from version 0"), "{stderr}");
+}

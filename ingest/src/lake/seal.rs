@@ -49,6 +49,18 @@ pub struct SealedHead {
     pub version: u64,
     /// SHA-256 (hex) of that version's commit file.
     pub sha256: String,
+    /// The newest checkpoint at or before `version`, found to agree with the log: a later
+    /// `verify --from-seal` starts there instead of at version 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<SealedCheckpoint>,
+}
+
+/// A checkpoint as sealed: its version and the SHA-256 of its bytes (of its parts, in name
+/// order, for a multi-part checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedCheckpoint {
+    pub version: u64,
+    pub sha256: String,
 }
 
 /// What is signed.
@@ -181,6 +193,7 @@ mod tests {
             table: "audit_events".into(),
             version: 41,
             sha256: "ab".repeat(32),
+            checkpoint: None,
         }]
     }
 

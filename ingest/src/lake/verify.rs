@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::Lake;
 use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
-use super::seal::{SealPayload, SealedHead};
+use super::seal::{SealPayload, SealedCheckpoint, SealedHead};
 use super::store::block_on;
 use crate::error::{IngestError, Result};
 
@@ -40,6 +40,10 @@ pub struct VerifyOptions {
     /// Seals whose signature has been checked: each sealed commit must still be there, with the
     /// bytes it had.
     pub seals: Vec<SealPayload>,
+    /// Start each table's walk at the newest checkpoint a seal vouches for (its bytes must still
+    /// hash to what the seal recorded) instead of at version 0: the cost of `verify` then grows
+    /// with the commits since the seal, not with the table's age.
+    pub from_seal: bool,
 }
 
 impl Default for VerifyOptions {
@@ -48,6 +52,7 @@ impl Default for VerifyOptions {
             since_ms: None,
             grace_secs: 900,
             seals: Vec::new(),
+            from_seal: false,
         }
     }
 }
@@ -112,7 +117,11 @@ pub struct VerifyReport {
     pub retention_commits: u64,
     /// The head of each table (what `auditlake seal` signs).
     pub heads: Vec<SealedHead>,
+    /// The version the walk started at (0, or a sealed checkpoint's with `from_seal`), per table.
+    pub walked_from: Vec<(String, u64)>,
     pub problems: Vec<Problem>,
+    /// The newest checkpoint found to agree with the log (what a seal records).
+    pub(super) good_checkpoint: Option<SealedCheckpoint>,
 }
 
 impl VerifyReport {
@@ -141,6 +150,7 @@ pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
                     version: h.version,
                     sha256: &h.sha256,
                     sealed_at: &s.sealed_at,
+                    checkpoint: h.checkpoint.as_ref(),
                 })
             })
             .collect();
@@ -153,12 +163,19 @@ pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
         ))?;
         if let Some(r) = &mut report {
             if let (Some(version), Some(sha256)) = (r.head_version, r.head_sha256.clone()) {
+                let checkpoint = r.good_checkpoint.take();
                 r.heads.push(SealedHead {
                     table: name.to_owned(),
                     version,
                     sha256,
+                    checkpoint,
                 });
             }
+            let from = std::mem::take(&mut r.walked_from);
+            r.walked_from = from
+                .into_iter()
+                .map(|(_, v)| (name.to_owned(), v))
+                .collect();
         } else if let Some(c) = claims.first() {
             // A sealed table that is gone entirely.
             return Ok(Some(VerifyReport {
@@ -180,6 +197,7 @@ pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
     match table(lake.retention_log(), false)? {
         Some(log) => {
             report.heads.extend(log.heads);
+            report.walked_from.extend(log.walked_from);
             report.commits += log.commits;
             report.live_files += log.live_files;
             report.files_hashed += log.files_hashed;
@@ -218,6 +236,7 @@ struct Claim<'a> {
     version: u64,
     sha256: &'a str,
     sealed_at: &'a str,
+    checkpoint: Option<&'a SealedCheckpoint>,
 }
 
 /// `Ok(None)` when the store holds nothing at all and the table is not `required`.
@@ -276,7 +295,52 @@ async fn verify_store(
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut ever_named: HashSet<String> = HashSet::new();
     let mut prev_sha: Option<(u64, String)> = None;
-    for version in 0..=head {
+    // With `from_seal`: the newest sealed checkpoint whose bytes are still what the seal
+    // recorded gives the live files at its version; the walk starts there. Files older than that
+    // seal (less the grace) were checked for injection by the verify that made it.
+    let mut first = 0;
+    let mut injected_after: Option<i64> = None;
+    let sealed_start = claims
+        .iter()
+        .filter(|_| opts.from_seal)
+        .filter_map(|c| c.checkpoint.map(|cp| (cp, c.sealed_at)))
+        .filter(|(cp, _)| cp.version <= head)
+        .max_by_key(|(cp, _)| cp.version);
+    if let Some((cp, sealed_at)) = sealed_start {
+        let object = format!("_delta_log/{:020}.checkpoint.parquet", cp.version);
+        match checkpoints.get(&cp.version) {
+            None => problem(
+                &mut report,
+                ProblemKind::RewrittenCheckpoint,
+                object,
+                format!(
+                    "the checkpoint the seal of {sealed_at} recorded is gone; the whole log was walked instead"
+                ),
+            ),
+            Some(parts) => match read_checkpoint(store, location, parts).await? {
+                Ok(cp_files) if cp_files.sha256 == cp.sha256 => {
+                    ever_named = cp_files.named;
+                    live = cp_files.live;
+                    first = cp.version;
+                    injected_after = chrono::DateTime::parse_from_rfc3339(sealed_at)
+                        .ok()
+                        .map(|t| t.timestamp() - opts.grace_secs as i64);
+                }
+                Ok(cp_files) => problem(
+                    &mut report,
+                    ProblemKind::RewrittenCheckpoint,
+                    object,
+                    format!(
+                        "its SHA-256 is {}, but the seal of {sealed_at} recorded {}; the whole log was walked instead",
+                        cp_files.sha256, cp.sha256
+                    ),
+                ),
+                Err(p) => report.problems.push(p),
+            },
+        }
+    }
+    report.walked_from = vec![(String::new(), first)];
+    for version in first..=head {
         let name = format!("_delta_log/{version:020}.json");
         let Some((path, size)) = commits.get(&version) else {
             problem(
@@ -324,6 +388,12 @@ async fn verify_store(
                     c.sealed_at, c.sha256
                 ),
             );
+        }
+        if first > 0 && version == first {
+            // The sealed checkpoint holds this commit's state; its hash is vouched for by the
+            // links of the commits after it, up to the sealed head.
+            prev_sha = Some((version, sha));
+            continue;
         }
         let mut link: Option<String> = None;
         let mut commit_ms = 0i64;
@@ -484,7 +554,10 @@ async fn verify_store(
     let cutoff = chrono::Utc::now().timestamp() - opts.grace_secs as i64;
     data_objects.sort();
     for (path, modified) in data_objects {
-        if !ever_named.contains(&path) && modified <= cutoff {
+        if !ever_named.contains(&path)
+            && modified <= cutoff
+            && injected_after.is_none_or(|after| modified >= after)
+        {
             problem(
                 &mut report,
                 ProblemKind::InjectedFile,
@@ -500,32 +573,43 @@ async fn verify_store(
 }
 
 /// Delta paths are URL-encoded (`hour=05` stays, `cluster=a b` would be `a%20b`).
-/// Compares a checkpoint's files (its `add` rows) with the live files the log gives at its
-/// version, naming the checkpoint and what it hides or adds.
-async fn check_checkpoint(
+/// What a checkpoint says: the live files (with the hash and time their `add` recorded), every
+/// path it names (adds and tombstones), and the SHA-256 of its bytes.
+struct CheckpointFiles {
+    live: HashMap<String, Live>,
+    named: HashSet<String>,
+    sha256: String,
+}
+
+/// Reads a checkpoint's parts. `Ok(Err(problem))` when it is not a readable checkpoint.
+async fn read_checkpoint(
     store: &dyn ObjectStore,
     location: &str,
-    version: u64,
     parts: &[(StorePath, u64)],
-    live: &HashMap<String, Live>,
-    report: &mut VerifyReport,
-) -> Result<()> {
+) -> Result<std::result::Result<CheckpointFiles, Problem>> {
     use arrow::array::{Array as _, AsArray as _};
-    let object = parts
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut named: HashSet<String> = HashSet::new();
+    use arrow::datatypes::Int64Type;
+    let mut parts: Vec<&(StorePath, u64)> = parts.iter().collect();
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = CheckpointFiles {
+        live: HashMap::new(),
+        named: HashSet::new(),
+        sha256: String::new(),
+    };
+    let mut hasher = Sha256::new();
     for (path, size) in parts {
         let name = path.to_string();
-        if *size > MAX_COMMIT_BYTES {
-            report.problems.push(Problem {
+        let bad = |detail: String| {
+            Ok(Err(Problem {
                 kind: ProblemKind::RewrittenCheckpoint,
-                object: name,
-                detail: format!("{size} bytes: larger than any checkpoint auditlake reads"),
-            });
-            return Ok(());
+                object: name.clone(),
+                detail,
+            }))
+        };
+        if *size > MAX_COMMIT_BYTES {
+            return bad(format!(
+                "{size} bytes: larger than any checkpoint auditlake reads"
+            ));
         }
         let bytes = store
             .get(path)
@@ -534,29 +618,30 @@ async fn check_checkpoint(
             .bytes()
             .await
             .map_err(storage(location, &name))?;
-        let unreadable = |e: &dyn std::fmt::Display| Problem {
-            kind: ProblemKind::RewrittenCheckpoint,
-            object: name.clone(),
-            detail: format!("not a readable checkpoint: {e}"),
-        };
+        hasher.update(&bytes);
         let reader =
             match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
             {
                 Ok(r) => r,
-                Err(e) => {
-                    report.problems.push(unreadable(&e));
-                    return Ok(());
-                }
+                Err(e) => return bad(format!("not a readable checkpoint: {e}")),
             };
         for batch in reader {
             let batch = match batch {
                 Ok(b) => b,
-                Err(e) => {
-                    report.problems.push(unreadable(&e));
-                    return Ok(());
-                }
+                Err(e) => return bad(format!("not a readable checkpoint: {e}")),
             };
+            if let Some(remove) = batch
+                .column_by_name("remove")
+                .and_then(|c| c.as_struct_opt())
+                && let Some(paths) = remove
+                    .column_by_name("path")
+                    .and_then(|c| c.as_string_opt::<i32>())
+            {
+                for i in (0..remove.len()).filter(|&i| remove.is_valid(i) && paths.is_valid(i)) {
+                    out.named.insert(decode_path(paths.value(i)));
+                }
+            }
             let Some(add) = batch.column_by_name("add").and_then(|c| c.as_struct_opt()) else {
                 continue;
             };
@@ -564,25 +649,74 @@ async fn check_checkpoint(
                 .column_by_name("path")
                 .and_then(|c| c.as_string_opt::<i32>())
             else {
-                report
-                    .problems
-                    .push(unreadable(&"add.path is not a string column"));
-                return Ok(());
+                return bad("not a readable checkpoint: add.path is not a string column".into());
             };
-            for i in 0..add.len() {
-                if add.is_valid(i) && paths.is_valid(i) {
-                    named.insert(decode_path(paths.value(i)));
-                }
+            let tags = add.column_by_name("tags").and_then(|c| c.as_map_opt());
+            let times = add
+                .column_by_name("modificationTime")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>());
+            for i in (0..add.len()).filter(|&i| add.is_valid(i) && paths.is_valid(i)) {
+                let p = decode_path(paths.value(i));
+                let sha256 = tags.filter(|m| m.is_valid(i)).and_then(|m| {
+                    let entries = m.value(i);
+                    let keys = entries.column(0).as_string_opt::<i32>()?;
+                    let values = entries.column(1).as_string_opt::<i32>()?;
+                    (0..entries.len())
+                        .find(|&j| keys.value(j) == TAG_SHA256 && values.is_valid(j))
+                        .map(|j| values.value(j).to_owned())
+                });
+                let added_ms = times.filter(|t| t.is_valid(i)).map_or(0, |t| t.value(i));
+                out.named.insert(p.clone());
+                out.live.insert(p, Live { sha256, added_ms });
             }
         }
     }
-    let mut hidden: Vec<&String> = live.keys().filter(|p| !named.contains(*p)).collect();
-    let mut added: Vec<&String> = named.iter().filter(|p| !live.contains_key(*p)).collect();
-    if hidden.is_empty() && added.is_empty() {
+    out.sha256 = hex::encode(hasher.finalize());
+    Ok(Ok(out))
+}
+
+/// Compares a checkpoint's files (its `add` rows) with the live files the log gives at its
+/// version, naming the checkpoint and what it hides, adds or re-hashes. A checkpoint that agrees
+/// is the report's `good_checkpoint` (the newest such).
+async fn check_checkpoint(
+    store: &dyn ObjectStore,
+    location: &str,
+    version: u64,
+    parts: &[(StorePath, u64)],
+    live: &HashMap<String, Live>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let object = parts
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let checkpoint = match read_checkpoint(store, location, parts).await? {
+        Ok(c) => c,
+        Err(problem) => {
+            report.problems.push(problem);
+            return Ok(());
+        }
+    };
+    let named = &checkpoint.live;
+    let mut hidden: Vec<&String> = live.keys().filter(|p| !named.contains_key(*p)).collect();
+    let mut added: Vec<&String> = named.keys().filter(|p| !live.contains_key(*p)).collect();
+    // A file the checkpoint names with another hash than the log's add recorded.
+    let mut rehashed: Vec<&String> = named
+        .iter()
+        .filter(|(p, f)| live.get(*p).is_some_and(|l| l.sha256 != f.sha256))
+        .map(|(p, _)| p)
+        .collect();
+    if hidden.is_empty() && added.is_empty() && rehashed.is_empty() {
+        report.good_checkpoint = Some(SealedCheckpoint {
+            version,
+            sha256: checkpoint.sha256,
+        });
         return Ok(());
     }
     hidden.sort();
     added.sort();
+    rehashed.sort();
     let sample = |v: &[&String]| {
         v.iter()
             .take(3)
@@ -603,6 +737,13 @@ async fn check_checkpoint(
             "; it names {} files the log does not ({})",
             added.len(),
             sample(&added)
+        );
+    }
+    if !rehashed.is_empty() {
+        detail += &format!(
+            "; it records another SHA-256 for {} ({})",
+            rehashed.len(),
+            sample(&rehashed)
         );
     }
     report.problems.push(Problem {
