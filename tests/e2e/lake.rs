@@ -422,7 +422,8 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     let on_s3 = findings(url);
     assert!(!on_s3.is_empty());
     assert_eq!(on_s3, findings(local.to_str().unwrap()));
-    // Storing findings on an object-storage lake is refused, not written to a staging directory.
+    // Stored findings of an object-storage lake go to the bucket (not a staging directory) and
+    // the findings table reads them from there.
     let mut store = s3.bin();
     let out = run(store.args([
         "detect",
@@ -432,8 +433,34 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
         "--lake",
         url,
     ]));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("as retro-hunt in s3://evidence/lakes/prod/findings"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut q = s3.bin();
+    let stored: std::collections::BTreeSet<String> = run_ok(q.args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        url,
+        "SELECT rule_id, actor, target, origin FROM findings",
+    ]))
+    .lines()
+    .map(|l| {
+        let f: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(f["origin"], "retro-hunt");
+        format!("{} | {} | {}", f["rule_id"], f["actor"], f["target"])
+    })
+    .collect();
+    assert_eq!(stored, on_s3);
 
     // Tamper evidence on the bucket: intact, then a rewritten object is named.
     let mut v = s3.bin();
