@@ -175,7 +175,10 @@ fn load_state(lake: &Lake) -> Result<State, DetectError> {
         .map_err(|e| DetectError::Store(e.to_string()))?
     {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            DetectError::Store(format!("{}: {e}", lake.location_of(&Lake::state_rel(STATE_DOC))))
+            DetectError::Store(format!(
+                "{}: {e}",
+                lake.location_of(&Lake::state_rel(STATE_DOC))
+            ))
         }),
         None => Ok(State::default()),
     }
@@ -526,7 +529,8 @@ mod tests {
                     .to_utc(),
             ..SchedulerOptions::default()
         };
-        let mut s = Scheduler::open(&Lake::new(lake.path()), rules, detector, opts.clone()).unwrap();
+        let mut s =
+            Scheduler::open(&Lake::new(lake.path()), rules, detector, opts.clone()).unwrap();
         let alerts = Recorded::default();
         let now = Utc::now();
         let report = s.tick(now, &alerts, &Quiet).await;

@@ -270,8 +270,12 @@ mod tests {
     fn new_updated_and_known_findings_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store =
-            FindingsStore::open(&Lake::new(dir.path()), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut store = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         let changes = store.reconcile(
             vec![finding("a", "mallory", "secrets x/db", 1, 1)],
             "scheduled",
@@ -297,8 +301,12 @@ mod tests {
         assert!(!more[0].is_new && more[0].finding.revision == 2);
         store.write(&more).unwrap();
         // After a restart the store still knows both revisions.
-        let mut reopened =
-            FindingsStore::open(&Lake::new(dir.path()), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut reopened = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         assert!(
             reopened
                 .reconcile(
@@ -371,8 +379,12 @@ mod tests {
     fn findings_sharing_actor_or_target_within_the_window_form_one_incident() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store =
-            FindingsStore::open(&Lake::new(dir.path()), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut store = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         let c = store.reconcile(
             vec![
                 finding("a", "mallory", "secrets x/db", 1, 1),

@@ -89,7 +89,11 @@ pub const LEASE_NAME: &str = "scheduler.lease";
 
 /// Keeps `lease` taken or renewed every third of its TTL until `stop`, then gives it up. Nothing
 /// to do on a local lake (one process holds it by the writer lock).
-pub fn keep_lease(lake: &Lake, lease: Arc<Lease>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+pub fn keep_lease(
+    lake: &Lake,
+    lease: Arc<Lease>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     if !lake.is_remote() {
         return None;
     }

@@ -295,8 +295,11 @@ impl Outbox {
 
     /// Where a pending file is, for messages.
     pub fn describe(&self, sink: &str, pending: &str) -> String {
-        self.lake
-            .location_of(&Lake::state_rel(&outbox_name(sink, "pending", Some(pending))))
+        self.lake.location_of(&Lake::state_rel(&outbox_name(
+            sink,
+            "pending",
+            Some(pending),
+        )))
     }
 
     /// Removes `sent/` records older than `keep`.
@@ -635,7 +638,10 @@ pub async fn delivery_loop(
             let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
                 observer.failed(
                     &sink.name,
-                    &format!("{}: not JSON; moved aside", outbox.describe(&sink.name, &name)),
+                    &format!(
+                        "{}: not JSON; moved aside",
+                        outbox.describe(&sink.name, &name)
+                    ),
                 );
                 let _ = outbox.mark_bad(&sink.name, &name);
                 continue;

@@ -440,7 +440,8 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("as retro-hunt in s3://evidence/lakes/prod/findings"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("as retro-hunt in s3://evidence/lakes/prod/findings"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -1183,7 +1184,9 @@ fn s3_scheduler_config(dir: &Path) -> std::path::PathBuf {
              [[sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"{sink}\"\n",
             rules = repo().join("rules").display(),
             lookback = (chrono::Utc::now()
-                - chrono::DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z").unwrap().to_utc())
+                - chrono::DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z")
+                    .unwrap()
+                    .to_utc())
             .num_minutes(),
             sink = dir.join("alerts.jsonl").display()
         ),
@@ -1294,13 +1297,14 @@ fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() 
     let state: serde_json::Value =
         serde_json::from_str(&objects["alerts/_state/scheduler.json"]).unwrap();
     let watermark = |state: &serde_json::Value, rule: &str| {
-        chrono::DateTime::parse_from_rfc3339(
-            state["rules"][rule]["watermark"].as_str().unwrap(),
-        )
-        .unwrap()
+        chrono::DateTime::parse_from_rfc3339(state["rules"][rule]["watermark"].as_str().unwrap())
+            .unwrap()
     };
     let w1 = watermark(&state, "privileged-role-binding");
-    assert!(w1 > chrono::Utc::now() - chrono::TimeDelta::minutes(5), "{state}");
+    assert!(
+        w1 > chrono::Utc::now() - chrono::TimeDelta::minutes(5),
+        "{state}"
+    );
     let sent = objects
         .keys()
         .filter(|k| k.starts_with("alerts/_state/outbox/file/sent/"))
@@ -1391,14 +1395,7 @@ fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() 
     let store = || {
         let mut cmd = s3.bin();
         let out = run(cmd.args([
-            "detect",
-            "--store",
-            "--format",
-            "json",
-            "--since",
-            "30d",
-            "--lake",
-            url,
+            "detect", "--store", "--format", "json", "--since", "30d", "--lake", url,
         ]));
         assert!(
             matches!(out.status.code(), Some(0) | Some(1)),
@@ -1517,5 +1514,9 @@ fn two_scheduler_replicas_on_one_bucket_take_turns_through_the_lease() {
         .into_iter()
         .map(|(_, (n, target))| (target, n))
         .collect();
-    assert_eq!(got, [("pods/exec shop/pod-2".to_owned(), 1)], "alice's not again");
+    assert_eq!(
+        got,
+        [("pods/exec shop/pod-2".to_owned(), 1)],
+        "alice's not again"
+    );
 }

@@ -293,7 +293,11 @@ mod tests {
     #[test]
     fn a_local_lake_is_always_held() {
         let dir = tempfile::tempdir().unwrap();
-        let lease = Lease::new(&Lake::new(dir.path()), "scheduler.lease", Duration::from_secs(1));
+        let lease = Lease::new(
+            &Lake::new(dir.path()),
+            "scheduler.lease",
+            Duration::from_secs(1),
+        );
         assert!(lease.held());
         assert_eq!(lease.refresh().unwrap(), LeaseStatus::Held);
         assert!(!dir.path().join("_state").exists(), "nothing written");

@@ -122,7 +122,12 @@ impl Lake {
                         source,
                     })?;
                 drop(file);
-                upload(remote, &tmp, object_path(remote, rel), self.location_of(rel))
+                upload(
+                    remote,
+                    &tmp,
+                    object_path(remote, rel),
+                    self.location_of(rel),
+                )
             }
         }
     }
@@ -157,7 +162,10 @@ impl Lake {
                     .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
                 if let Err(source) = written {
                     let _ = fs::remove_file(&tmp);
-                    return Err(IngestError::WriteFile { path: target, source });
+                    return Err(IngestError::WriteFile {
+                        path: target,
+                        source,
+                    });
                 }
                 // `link` refuses an existing target, unlike `rename`.
                 let linked = fs::hard_link(&tmp, &target);
@@ -168,7 +176,10 @@ impl Lake {
                         Ok(true)
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                    Err(source) => Err(IngestError::WriteFile { path: target, source }),
+                    Err(source) => Err(IngestError::WriteFile {
+                        path: target,
+                        source,
+                    }),
                 }
             }
             Some(remote) => {
@@ -195,12 +206,10 @@ impl Lake {
                     Err(e) => Err(IngestError::LakeIo { path, source: e }),
                 }
             }
-            Some(remote) => {
-                match store::block_on(remote.store.delete(&object_path(remote, rel))) {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(self.storage_err(rel)(e)),
-                }
-            }
+            Some(remote) => match store::block_on(remote.store.delete(&object_path(remote, rel))) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.storage_err(rel)(e)),
+            },
         }
     }
 
@@ -242,10 +251,9 @@ impl Lake {
             }
             Some(remote) => {
                 let prefix = object_path(remote, dir);
-                let listed: Vec<object_store::ObjectMeta> = store::block_on(async {
-                    remote.store.list(Some(&prefix)).try_collect().await
-                })
-                .map_err(self.storage_err(dir))?;
+                let listed: Vec<object_store::ObjectMeta> =
+                    store::block_on(async { remote.store.list(Some(&prefix)).try_collect().await })
+                        .map_err(self.storage_err(dir))?;
                 listed
                     .into_iter()
                     .filter_map(|meta| {
@@ -375,9 +383,14 @@ mod tests {
         for lake in &lakes {
             let what = lake.display();
             assert_eq!(lake.read_file("_state/a.json").unwrap(), None, "{what}");
-            assert!(lake.create_state("outbox/s/pending/1.json", b"one").unwrap());
             assert!(
-                !lake.create_state("outbox/s/pending/1.json", b"other").unwrap(),
+                lake.create_state("outbox/s/pending/1.json", b"one")
+                    .unwrap()
+            );
+            assert!(
+                !lake
+                    .create_state("outbox/s/pending/1.json", b"other")
+                    .unwrap(),
                 "{what}: a second create loses"
             );
             assert_eq!(
@@ -386,7 +399,8 @@ mod tests {
                     .unwrap(),
                 &b"one"[..]
             );
-            lake.create_state("outbox/s/pending/2.json", b"two").unwrap();
+            lake.create_state("outbox/s/pending/2.json", b"two")
+                .unwrap();
             let names = |dir: &str| -> Vec<String> {
                 lake.list_state(dir)
                     .unwrap()
@@ -406,7 +420,8 @@ mod tests {
             assert!(names("outbox/s/sent").is_empty());
 
             lake.write_state("scheduler.json", b"{}").unwrap();
-            lake.write_state("scheduler.json", b"{\"rules\":{}}").unwrap();
+            lake.write_state("scheduler.json", b"{\"rules\":{}}")
+                .unwrap();
             assert_eq!(
                 lake.read_state("scheduler.json").unwrap().unwrap(),
                 b"{\"rules\":{}}"
@@ -436,8 +451,8 @@ mod tests {
     fn remote_side_files_live_in_the_bucket_under_the_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(object_store::memory::InMemory::new());
-        let lake = Lake::open_with_store("s3://bucket/lake", store.clone(), Some(dir.path()))
-            .unwrap();
+        let lake =
+            Lake::open_with_store("s3://bucket/lake", store.clone(), Some(dir.path())).unwrap();
         lake.write_state("scheduler.json", b"{}").unwrap();
         lake.create_state("outbox/s/pending/1.json", b"x").unwrap();
         lake.write_file("findings/date=2026-11-22/part-1.parquet", |f| {

@@ -369,7 +369,11 @@ async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
         .collect();
     assert_eq!(failed.len(), 2, "the payload and its reason");
     // Restarting the outbox still knows every key: nothing is queued again.
-    let reopened = Outbox::new(&Lake::new(dir.path()), vec![sink("hook", SinkKind::Stdout, "info")]).unwrap();
+    let reopened = Outbox::new(
+        &Lake::new(dir.path()),
+        vec![sink("hook", SinkKind::Stdout, "info")],
+    )
+    .unwrap();
     reopened.enqueue(&findings).unwrap();
     assert!(reopened.pending("hook").unwrap().is_empty());
 }
@@ -386,7 +390,10 @@ fn the_outbox_of_an_object_store_lake_is_shared_through_the_bucket() {
     };
     let sinks = || vec![sink("hook", SinkKind::Stdout, "info")];
     let a = Outbox::new(&replica(), sinks()).unwrap();
-    assert!(!a.is_active(), "a replica delivers only once it holds the lease");
+    assert!(
+        !a.is_active(),
+        "a replica delivers only once it holds the lease"
+    );
     let f = [finding("a", "critical"), finding("b", "medium")];
     a.enqueue(&f).unwrap();
     assert_eq!(a.pending("hook").unwrap().len(), 2);
