@@ -232,9 +232,14 @@ pub async fn start(
                     last_prune = std::time::Instant::now();
                 }
             }
-            let until_due = (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+            // A standby replica's watermarks are stale (the holder moves them): it only checks
+            // the lease again after a tick.
+            let until_due = match held {
+                true => (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO),
+                false => tick,
+            };
             let sleep = tokio::time::sleep(until_due.min(tick).max(Duration::from_millis(50)));
             tokio::pin!(sleep);
             loop {
