@@ -1,7 +1,8 @@
 //! The scheduler of `auditlake serve`: runs each active rule on its `schedule` over
 //! `[watermark − lateness, now − settle)` in event time, records findings in the store, hands new
-//! ones to the alert outbox and then advances the rule's watermark, persisted in
-//! `<lake>/_state/scheduler.json`.
+//! ones to the alert outbox and then advances the rule's watermark, persisted in the lake's state
+//! document `scheduler.json` ([`Lake::write_state`]: `<lake>/_state/scheduler.json` on disk, or
+//! the same key in the lake's bucket, where a replica that takes over the scheduler finds it).
 //!
 //! Order of effects per run — alerts enqueued (durable, keyed by finding id + revision), findings
 //! written, watermark saved — makes every crash point safe: a run interrupted before the
@@ -12,8 +13,9 @@
 //! new revision, not a new alert.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use auditlake_ingest::Lake;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -161,28 +163,36 @@ pub struct Scheduler {
     detector: Detector,
     store: FindingsStore,
     state: State,
-    state_path: PathBuf,
+    lake: Lake,
 }
 
-fn state_err(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |e| DetectError::Store(format!("{}: {e}", path.display()))
+/// The state document of the scheduler (under `_state/`).
+pub const STATE_DOC: &str = "scheduler.json";
+
+fn load_state(lake: &Lake) -> Result<State, DetectError> {
+    match lake
+        .read_state(STATE_DOC)
+        .map_err(|e| DetectError::Store(e.to_string()))?
+    {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            DetectError::Store(format!(
+                "{}: {e}",
+                lake.location_of(&Lake::state_rel(STATE_DOC))
+            ))
+        }),
+        None => Ok(State::default()),
+    }
 }
 
 impl Scheduler {
     /// `rules` are the active rules with their parameters; `detector` wraps a session over the lake.
     pub fn open(
-        lake: &Path,
+        lake: &Lake,
         rules: Vec<(Rule, Params)>,
         detector: Detector,
         opts: SchedulerOptions,
     ) -> Result<Scheduler, DetectError> {
-        let state_path = lake.join("_state").join("scheduler.json");
-        let state = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| DetectError::Store(format!("{}: {e}", state_path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(state_err(&state_path)(e)),
-        };
+        let state = load_state(lake)?;
         let store = FindingsStore::open(lake, opts.dedup_horizon, opts.incident_window)?;
         Ok(Scheduler {
             rules,
@@ -190,8 +200,20 @@ impl Scheduler {
             detector,
             store,
             state,
-            state_path,
+            lake: lake.clone(),
         })
+    }
+
+    /// Re-reads the watermarks and the recent findings from the lake: after this process takes
+    /// the scheduler over from another replica, which moved both on meanwhile.
+    pub fn reload(&mut self) -> Result<(), DetectError> {
+        self.state = load_state(&self.lake)?;
+        self.store = FindingsStore::open(
+            &self.lake,
+            self.opts.dedup_horizon,
+            self.opts.incident_window,
+        )?;
+        Ok(())
     }
 
     pub fn rule_state(&self, id: &str) -> Option<&RuleState> {
@@ -209,8 +231,8 @@ impl Scheduler {
 
     fn save(&self) -> Result<(), DetectError> {
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
-        auditlake_ingest::lake::DurableWrite::new(&self.state_path)
-            .bytes(&bytes)
+        self.lake
+            .write_state(STATE_DOC, &bytes)
             .map_err(|e| DetectError::Store(e.to_string()))
     }
 
@@ -412,7 +434,7 @@ fn record(
 /// Runs a retro-hunt's findings through the store (marked `retro-hunt`) so they are queryable
 /// beside scheduled ones and never duplicate them. Returns the changes written.
 pub fn store_retro_hunt(
-    lake: &Path,
+    lake: &Lake,
     found: Vec<Finding>,
     opts: &SchedulerOptions,
 ) -> Result<Vec<Change>, DetectError> {
@@ -425,6 +447,7 @@ pub fn store_retro_hunt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::sync::Mutex;
 
     use crate::fixtures::fixture_lake;
@@ -506,7 +529,8 @@ mod tests {
                     .to_utc(),
             ..SchedulerOptions::default()
         };
-        let mut s = Scheduler::open(lake.path(), rules, detector, opts.clone()).unwrap();
+        let mut s =
+            Scheduler::open(&Lake::new(lake.path()), rules, detector, opts.clone()).unwrap();
         let alerts = Recorded::default();
         let now = Utc::now();
         let report = s.tick(now, &alerts, &Quiet).await;
@@ -539,7 +563,7 @@ mod tests {
             .unwrap();
         let detector = Detector::new(ctx).await.unwrap();
         let mut s = Scheduler::open(
-            lake.path(),
+            &Lake::new(lake.path()),
             vec![(good.clone(), params(&good))],
             detector,
             opts,
@@ -602,7 +626,7 @@ mod tests {
         };
         let params = rule.params.clone();
         let mut s = Scheduler::open(
-            lake.path(),
+            &Lake::new(lake.path()),
             vec![(rule, params)],
             Detector::new(ctx).await.unwrap(),
             opts,

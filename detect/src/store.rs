@@ -1,5 +1,6 @@
 //! The findings store: `<lake>/findings/date=YYYY-MM-DD/part-<ulid>.parquet`, one row per
-//! finding *revision*. It decides what is new (alert), what is a repeat with more evidence
+//! finding *revision*, on local disk or in the lake's bucket (the files go through
+//! [`Lake`]'s side-file operations). It decides what is new (alert), what is a repeat with more evidence
 //! (a new revision, no alert) and what was already known (nothing), and groups findings into
 //! incidents.
 //!
@@ -8,11 +9,9 @@
 //! same hits found again get the same `finding_id` (hash of the dedup key) and are not new.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
 
-use auditlake_ingest::lake::DurableWrite;
+use auditlake_ingest::Lake;
+use auditlake_ingest::lake::FINDINGS_DIR;
 use auditlake_schemas::findings_schema;
 use chrono::{DateTime, TimeDelta, Utc};
 use parquet::arrow::ArrowWriter;
@@ -49,62 +48,59 @@ pub struct Change {
 }
 
 pub struct FindingsStore {
-    root: PathBuf,
+    lake: Lake,
     index: HashMap<String, Known>,
     incidents: Vec<OpenIncident>,
     incident_window: TimeDelta,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |e| DetectError::Store(format!("{}: {e}", path.display()))
-}
-
-fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DetectError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(dir)(e)),
-    };
-    for entry in entries {
-        let p = entry.map_err(io(dir))?.path();
-        if p.is_dir() {
-            parquet_files(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    Ok(())
+/// The `date=` partition of a findings file (`date=YYYY-MM-DD/part-….parquet`), if it has one.
+fn partition_date(name: &str) -> Option<&str> {
+    name.split('/').find_map(|part| part.strip_prefix("date="))
 }
 
 impl FindingsStore {
-    /// Reads back findings detected in the last `horizon` (longer than any rule's dedup window).
+    /// Reads back findings detected in the last `horizon` (longer than any rule's dedup window)
+    /// from the lake's findings, local files or objects in the bucket alike.
     pub fn open(
-        lake: &Path,
+        lake: &Lake,
         horizon: TimeDelta,
         incident_window: TimeDelta,
     ) -> Result<Self, DetectError> {
-        let root = lake.join("findings");
-        let mut files = Vec::new();
-        parquet_files(&root, &mut files)?;
-        files.sort();
+        let store_err = |e: auditlake_ingest::IngestError| DetectError::Store(e.to_string());
         let cutoff = Utc::now() - horizon;
+        // A file's rows were all detected on its partition's date: older days are skipped unread.
+        let first_day = (cutoff - TimeDelta::days(1)).format("%Y-%m-%d").to_string();
+        let files: Vec<String> = lake
+            .list_files(FINDINGS_DIR)
+            .map_err(store_err)?
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| n.ends_with(".parquet"))
+            .filter(|n| partition_date(n).is_none_or(|d| d >= first_day.as_str()))
+            .collect();
         let mut store = FindingsStore {
-            root,
+            lake: lake.clone(),
             index: HashMap::new(),
             incidents: Vec::new(),
             incident_window,
         };
         let mut stored = Vec::new();
-        for path in files {
-            let file = File::open(&path).map_err(io(&path))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        for name in files {
+            let rel = format!("{FINDINGS_DIR}/{name}");
+            let where_ = lake.location_of(&rel);
+            // Listed a moment ago, gone now: nothing removes findings, so only a race with a
+            // hand-made cleanup; skip it.
+            let Some(bytes) = lake.read_file(&rel).map_err(store_err)? else {
+                continue;
+            };
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
-                .map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
+                .map_err(|e| DetectError::Store(format!("{where_}: {e}")))?;
             for batch in reader {
-                let batch =
-                    batch.map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
+                let batch = batch.map_err(|e| DetectError::Store(format!("{where_}: {e}")))?;
                 let found = findings_from_batch(&batch)
-                    .map_err(|e| DetectError::Store(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| DetectError::Store(format!("{where_}: {e}")))?;
                 stored.extend(found.into_iter().filter(|f| f.detected_at >= cutoff));
             }
         }
@@ -203,25 +199,27 @@ impl FindingsStore {
         out
     }
 
-    /// Writes the changes as one Parquet file, durably (temp name, fsync, rename, fsync dir).
-    pub fn write(&self, changes: &[Change]) -> Result<Option<PathBuf>, DetectError> {
+    /// Writes the changes as one Parquet file, `findings/date=<detected>/part-<ulid>.parquet`:
+    /// durably in place on a local lake (temp name, fsync, rename, fsync dir), encoded in the
+    /// staging directory and uploaded whole on an object-store lake. Returns where it went.
+    pub fn write(&self, changes: &[Change]) -> Result<Option<String>, DetectError> {
         if changes.is_empty() {
             return Ok(None);
         }
         let findings: Vec<Finding> = changes.iter().map(|c| c.finding.clone()).collect();
         let batch = findings_to_batch(&findings);
         let date = changes[0].finding.detected_at.format("%Y-%m-%d");
-        let target = self
-            .root
-            .join(format!("date={date}"))
-            .join(format!("part-{}.parquet", ulid::Ulid::generate()));
+        let rel = format!(
+            "{FINDINGS_DIR}/date={date}/part-{}.parquet",
+            ulid::Ulid::generate()
+        );
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(3).expect("valid level"),
             ))
             .build();
-        DurableWrite::new(&target)
-            .write(|file| {
+        self.lake
+            .write_file(&rel, |file| {
                 let mut w = ArrowWriter::try_new(file, findings_schema(), Some(props))
                     .map_err(std::io::Error::other)?;
                 w.write(&batch).map_err(std::io::Error::other)?;
@@ -229,7 +227,7 @@ impl FindingsStore {
                 Ok(())
             })
             .map_err(|e| DetectError::Store(e.to_string()))?;
-        Ok(Some(target))
+        Ok(Some(self.lake.location_of(&rel)))
     }
 }
 
@@ -272,8 +270,12 @@ mod tests {
     fn new_updated_and_known_findings_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store =
-            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut store = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         let changes = store.reconcile(
             vec![finding("a", "mallory", "secrets x/db", 1, 1)],
             "scheduled",
@@ -299,8 +301,12 @@ mod tests {
         assert!(!more[0].is_new && more[0].finding.revision == 2);
         store.write(&more).unwrap();
         // After a restart the store still knows both revisions.
-        let mut reopened =
-            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut reopened = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         assert!(
             reopened
                 .reconcile(
@@ -318,12 +324,67 @@ mod tests {
         assert_eq!(grown[0].finding.revision, 3);
     }
 
+    /// On an object-store lake the file goes to the bucket, and another process on the same
+    /// bucket (a restarted or another replica) recognises what was stored.
+    #[test]
+    fn findings_of_an_object_store_lake_are_in_the_bucket_and_read_back() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Arc::new(object_store::memory::InMemory::new());
+        let open = || {
+            Lake::open_with_store("s3://evidence/lake", bucket.clone(), Some(dir.path())).unwrap()
+        };
+        let now = Utc::now();
+        let writer = open();
+        let mut store =
+            FindingsStore::open(&writer, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let changes = store.reconcile(
+            vec![finding("a", "mallory", "secrets x/db", 1, 1)],
+            "retro-hunt",
+            now,
+        );
+        let written = store.write(&changes).unwrap().unwrap();
+        let date = now.format("%Y-%m-%d");
+        assert!(
+            written.starts_with(&format!("s3://evidence/lake/findings/date={date}/part-")),
+            "{written}"
+        );
+        let lake = open();
+        let files = lake.list_files(FINDINGS_DIR).unwrap();
+        assert_eq!(files.len(), 1);
+        // Encoded in the writer's staging directory, which it left empty.
+        assert_eq!(std::fs::read_dir(writer.tmp_dir()).unwrap().count(), 0);
+        let mut reopened =
+            FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        assert!(
+            reopened
+                .reconcile(
+                    vec![finding("a", "mallory", "secrets x/db", 1, 1)],
+                    "scheduled",
+                    now
+                )
+                .is_empty(),
+            "the same finding is known after a reopen"
+        );
+        // A file from a day past the horizon is not even read.
+        lake.write_file("findings/date=2020-01-01/part-0.parquet", |f| {
+            use std::io::Write;
+            f.write_all(b"not parquet")
+        })
+        .unwrap();
+        FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+    }
+
     #[test]
     fn findings_sharing_actor_or_target_within_the_window_form_one_incident() {
         let dir = tempfile::tempdir().unwrap();
         let now = Utc::now();
-        let mut store =
-            FindingsStore::open(dir.path(), TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        let mut store = FindingsStore::open(
+            &Lake::new(dir.path()),
+            TimeDelta::days(7),
+            TimeDelta::hours(1),
+        )
+        .unwrap();
         let c = store.reconcile(
             vec![
                 finding("a", "mallory", "secrets x/db", 1, 1),

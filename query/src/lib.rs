@@ -39,7 +39,8 @@ pub const AUDIT_EVENTS_TABLE: &str = "audit_events";
 pub const RETENTION_LOG_TABLE: &str = "retention_log";
 /// The whole lake, when `audit_events` is restricted to a [`Scope`].
 pub const UNSCOPED_AUDIT_EVENTS_TABLE: &str = "audit_events_unscoped";
-/// Every stored revision of every finding (`<lake>/findings/date=…/*.parquet`).
+/// Every stored revision of every finding (`<lake>/findings/date=…/*.parquet`, on disk or in
+/// the lake's bucket).
 pub const FINDINGS_HISTORY_TABLE: &str = "findings_history";
 /// The latest revision of each finding.
 pub const FINDINGS_TABLE: &str = "findings";
@@ -196,17 +197,35 @@ pub async fn open_lake_at(
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);
     register_audit_events(&ctx, lake, &opts.scope).await?;
-    register_findings(&ctx, lake.root(), &opts.scope).await?;
+    register_findings(&ctx, lake, &opts.scope).await?;
     register_retention_log(&ctx, lake).await?;
     views::register_views(&ctx).await?;
     Ok(ctx)
 }
 
-fn lake_dir(lake: &Path, name: &str) -> Result<ListingTableUrl, QueryError> {
-    let dir = lake.join(name);
+/// Where the findings table lists its files: the local findings directory, or the findings
+/// prefix in the lake's bucket (whose store is registered with the session for that bucket, built
+/// with the same settings and credentials as the lake's own).
+fn findings_url(ctx: &SessionContext, lake: &Lake) -> Result<ListingTableUrl, QueryError> {
+    let io = |e: auditlake_ingest::IngestError| {
+        QueryError::Execution(DataFusionError::External(Box::new(e)))
+    };
+    if let Some((store, _prefix)) = lake.remote_store() {
+        let url = lake.findings_url();
+        let bucket = url::Url::parse(&format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ))
+        .map_err(|e| QueryError::Execution(DataFusionError::External(Box::new(e))))?;
+        ctx.runtime_env().register_object_store(&bucket, store);
+        return ListingTableUrl::parse(url.as_str()).map_err(QueryError::Execution);
+    }
     // Tables exist before anything was written, so queries and rule checks plan.
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
+    let dir = lake
+        .local_findings_dir()
+        .map_err(io)?
+        .expect("a local lake has a findings directory");
     let dir = dir
         .canonicalize()
         .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
@@ -216,13 +235,13 @@ fn lake_dir(lake: &Path, name: &str) -> Result<ListingTableUrl, QueryError> {
 /// `findings_history` (every revision), `findings` (latest revision per finding) and `incidents`.
 async fn register_findings(
     ctx: &SessionContext,
-    lake: &Path,
+    lake: &Lake,
     scope: &Scope,
 ) -> Result<(), QueryError> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(DATE.to_owned(), DataType::Utf8)]);
-    let config = ListingTableConfig::new(lake_dir(lake, "findings")?)
+    let config = ListingTableConfig::new(findings_url(ctx, lake)?)
         .with_listing_options(options)
         .with_schema(findings_schema());
     let table = ListingTable::try_new(config)

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use auditlake_detect::{Detector, Params, Rule, Scheduler, SchedulerOptions};
 use auditlake_ingest::Lake;
-use auditlake_query::{SessionOptions, open_lake};
+use auditlake_ingest::lake::Lease;
+use auditlake_ingest::lake::lease::LeaseStatus;
+use auditlake_query::{SessionOptions, open_lake_at};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -79,21 +81,83 @@ pub struct AlertingOptions {
     pub tick: Duration,
 }
 
-/// Starts the scheduler and the sinks' delivery tasks; they stop when `stop` turns true.
+/// The scheduler's lease on an object-store lake (`_state/scheduler.lease`): how long one
+/// renewal holds it, and so how long the replicas wait before taking over from a dead holder.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+/// The lease's name under `_state/`.
+pub const LEASE_NAME: &str = "scheduler.lease";
+
+/// Keeps `lease` taken or renewed every third of its TTL until `stop`, then gives it up. Nothing
+/// to do on a local lake (one process holds it by the writer lock).
+pub fn keep_lease(
+    lake: &Lake,
+    lease: Arc<Lease>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if !lake.is_remote() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut was: Option<LeaseStatus> = None;
+        loop {
+            let l = lease.clone();
+            match tokio::task::spawn_blocking(move || l.refresh()).await {
+                Ok(Ok(status)) => {
+                    if was.as_ref() != Some(&status) {
+                        match &status {
+                            LeaseStatus::Held => log::emit(&log::LeaseTaken {
+                                holder: lease.holder(),
+                            }),
+                            LeaseStatus::HeldBy { holder, expires_at } => {
+                                if !matches!(&was, Some(LeaseStatus::HeldBy { holder: h, .. }) if h == holder)
+                                {
+                                    log::emit(&log::LeaseHeldElsewhere { holder, expires_at })
+                                }
+                            }
+                        }
+                    }
+                    was = Some(status);
+                }
+                Ok(Err(e)) => log::emit(&log::LeaseFailed {
+                    error: &e.to_string(),
+                }),
+                Err(e) => log::emit(&log::LeaseFailed {
+                    error: &e.to_string(),
+                }),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(lease.ttl() / 3) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                let l = lease.clone();
+                let _ = tokio::task::spawn_blocking(move || l.release()).await;
+                return;
+            }
+        }
+    }))
+}
+
+/// Starts the scheduler and the sinks' delivery tasks; they stop when `stop` turns true. On an
+/// object-store lake they work only while this replica holds `lease` (see [`keep_lease`]); when
+/// it takes the lease over, the scheduler re-reads the watermarks and findings and the outbox
+/// the keys, which the previous holder moved on.
 pub async fn start(
     lake: &Lake,
     opts: AlertingOptions,
     metrics: Arc<Metrics>,
     mut stream: Option<mpsc::Receiver<Vec<RecordBatch>>>,
     stop: watch::Receiver<bool>,
+    lease: Arc<Lease>,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
-    let root = lake.root().to_path_buf();
-    let outbox = Arc::new(Outbox::new(&root, opts.sinks.clone()).map_err(|source| {
-        ServerError::ConfigFile {
-            path: root.join("_state/outbox"),
-            source,
-        }
-    })?);
+    let outbox = {
+        let (lake, sinks) = (lake.clone(), opts.sinks.clone());
+        tokio::task::spawn_blocking(move || Outbox::new(&lake, sinks))
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .map_err(|e| ServerError::Internal(format!("opening the alert outbox: {e}")))?
+    };
+    let outbox = Arc::new(outbox);
     let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
     let mut tasks = Vec::new();
     for sink in opts.sinks.clone() {
@@ -105,7 +169,7 @@ pub async fn start(
             stop.clone(),
         )));
     }
-    let ctx = open_lake(&root, &opts.session)
+    let ctx = open_lake_at(lake, &opts.session)
         .await
         .map_err(|e| ServerError::Internal(format!("opening the lake for detections: {e}")))?;
     let detector = Detector::new(ctx)
@@ -116,29 +180,66 @@ pub async fn start(
         opts.sinks.iter().map(|sink| sink.name.as_str()),
     );
     let rules = opts.rules.len();
-    let mut scheduler = Scheduler::open(&root, opts.rules, detector, opts.scheduler)
-        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut scheduler = {
+        let lake = lake.clone();
+        tokio::task::spawn_blocking(move || {
+            Scheduler::open(&lake, opts.rules, detector, opts.scheduler)
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+    };
     log::emit(&log::SchedulerStarted {
         rules,
         sinks: opts.sinks.len(),
     });
     let tick = opts.tick;
     let mut stop_sched = stop.clone();
+    // What the scheduler and the outbox were loaded with is current at start.
+    let mut was_held = lease.held();
+    outbox.set_active(was_held);
     tasks.push(tokio::spawn(async move {
         let mut last_prune = std::time::Instant::now();
         loop {
             if *stop_sched.borrow() {
                 return;
             }
-            let now = chrono::Utc::now();
-            scheduler.tick(now, outbox.as_ref(), metrics.as_ref()).await;
-            if last_prune.elapsed() > Duration::from_secs(3600) {
-                outbox.prune_sent(Duration::from_secs(7 * 86400));
-                last_prune = std::time::Instant::now();
+            let held = lease.held();
+            if held && !was_held {
+                // Taken over: the previous holder moved watermarks, findings and the outbox on.
+                let reloaded = scheduler
+                    .reload()
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| outbox.reload().map_err(|e| e.to_string()));
+                if let Err(e) = reloaded {
+                    log::emit(&log::LeaseFailed {
+                        error: &format!("taking over the scheduler: {e}"),
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = stop_sched.changed() => {}
+                    }
+                    continue;
+                }
             }
-            let until_due = (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+            outbox.set_active(held);
+            was_held = held;
+            if held {
+                let now = chrono::Utc::now();
+                scheduler.tick(now, outbox.as_ref(), metrics.as_ref()).await;
+                if last_prune.elapsed() > Duration::from_secs(3600) {
+                    outbox.prune_sent(Duration::from_secs(7 * 86400));
+                    last_prune = std::time::Instant::now();
+                }
+            }
+            // A standby replica's watermarks are stale (the holder moves them): it only checks
+            // the lease again after a tick.
+            let until_due = match held {
+                true => (scheduler.next_due(chrono::Utc::now()) - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO),
+                false => tick,
+            };
             let sleep = tokio::time::sleep(until_due.min(tick).max(Duration::from_millis(50)));
             tokio::pin!(sleep);
             loop {
@@ -153,7 +254,13 @@ pub async fn start(
                                 events.extend(more);
                             }
                         }
-                        scheduler.stream(events, outbox.as_ref(), metrics.as_ref()).await;
+                        if lease.held() && was_held {
+                            scheduler.stream(events, outbox.as_ref(), metrics.as_ref()).await;
+                        } else {
+                            // Not the scheduler's replica: the holder's scheduled run covers
+                            // these events.
+                            metrics.streaming_batches_skipped.inc();
+                        }
                     }
                 }
             }

@@ -230,13 +230,37 @@ pub async fn serve(
     }
     let pipeline = Arc::new(pipeline);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = match opts.alerting.clone() {
-        Some(a) => {
-            alerting::start(&opts.lake, a, metrics.clone(), stream_rx, stop_rx.clone()).await?
-        }
-        None => Vec::new(),
-    };
-    let mut background = background;
+    // The scheduler, its alert delivery and the scheduled reports run in one replica of those
+    // sharing an object-store lake: the one holding this lease (always this process locally).
+    let lease = Arc::new(auditlake_ingest::lake::Lease::new(
+        &opts.lake,
+        alerting::LEASE_NAME,
+        alerting::LEASE_TTL,
+    ));
+    let mut background = Vec::new();
+    if opts.lake.is_remote() && (opts.alerting.is_some() || opts.reports.is_some()) {
+        // A first attempt now, so a replica that gets the lease runs its rules at once.
+        let l = lease.clone();
+        let _ = tokio::task::spawn_blocking(move || l.refresh()).await;
+        background.extend(alerting::keep_lease(
+            &opts.lake,
+            lease.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(a) = opts.alerting.clone() {
+        background.extend(
+            alerting::start(
+                &opts.lake,
+                a,
+                metrics.clone(),
+                stream_rx,
+                stop_rx.clone(),
+                lease.clone(),
+            )
+            .await?,
+        );
+    }
     if let Some(pg_opts) = &opts.postgres {
         let ctx = auditlake_query::open_lake_at(&opts.lake, &SessionOptions::default())
             .await
@@ -261,8 +285,9 @@ pub async fn serve(
     }
     if let Some(r) = opts.reports.clone() {
         background.push(tokio::spawn(reports::run(
-            opts.lake.root().to_path_buf(),
+            opts.lake.clone(),
             r,
+            lease.clone(),
             stop_rx.clone(),
         )));
     }

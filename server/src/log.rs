@@ -465,6 +465,44 @@ impl Event for SchedulerStarted {
     }
 }
 
+/// This replica took the scheduler's lease of an object-store lake: it runs the rules, delivers
+/// alerts and renders scheduled reports until it stops or loses the lease.
+pub struct LeaseTaken<'a> {
+    pub holder: &'a str,
+}
+impl Event for LeaseTaken<'_> {
+    fn emit(&self) {
+        event!(INFO, "lease_taken", holder = %self.holder);
+    }
+}
+
+/// Another replica holds the scheduler's lease (or took it over): this one stands by.
+pub struct LeaseHeldElsewhere<'a> {
+    pub holder: &'a str,
+    pub expires_at: &'a str,
+}
+impl Event for LeaseHeldElsewhere<'_> {
+    fn emit(&self) {
+        event!(
+            INFO,
+            "lease_held_elsewhere",
+            holder = %self.holder,
+            expires_at = %self.expires_at
+        );
+    }
+}
+
+/// Renewing the scheduler's lease failed (the store unreachable); the lease runs out by itself
+/// if this goes on.
+pub struct LeaseFailed<'a> {
+    pub error: &'a str,
+}
+impl Event for LeaseFailed<'_> {
+    fn emit(&self) {
+        event!(WARN, "lease_failed", error = self.error);
+    }
+}
+
 /// A scheduled rule's run failed; it is retried after `retry_in_secs`.
 pub struct RuleFailed<'a> {
     pub rule: &'a str,

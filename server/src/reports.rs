@@ -1,13 +1,18 @@
 //! Scheduled reports in `serve` (`[[reports]]`): each fires on its cron-like schedule, renders
 //! the window that ends at the fire time, and writes `<output_dir>/<id>-<end>.<ext>` atomically.
-//! The last window each report covered is kept in `<lake>/_state/reports.json`, so a run missed
-//! while the service was down is made up (once, for the latest missed time) when it starts.
+//! The last window each report covered is kept in the lake's state document `reports.json`
+//! (`<lake>/_state/reports.json`, or that key in the lake's bucket), so a run missed while the
+//! service was down is made up (once, for the latest missed time) when it starts. On an
+//! object-store lake only the replica holding the scheduler's lease renders.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use auditlake_query::{Scope, SessionOptions, open_lake};
+use auditlake_ingest::Lake;
+use auditlake_ingest::lake::Lease;
+use auditlake_query::{Scope, SessionOptions, open_lake_at};
 use auditlake_report::schedule::Schedule;
 use auditlake_report::{
     ReportDef, ReportFormat, ReportWindow, render, run_report, write_atomically,
@@ -33,13 +38,13 @@ pub struct ReportOptions {
     pub session: SessionOptions,
 }
 
-fn state_path(lake: &Path) -> PathBuf {
-    lake.join("_state").join("reports.json")
-}
+/// The state document (under `_state/`).
+const STATE_DOC: &str = "reports.json";
 
-fn load_state(lake: &Path) -> BTreeMap<String, DateTime<Utc>> {
-    std::fs::read(state_path(lake))
+fn load_state(lake: &Lake) -> BTreeMap<String, DateTime<Utc>> {
+    lake.read_state(STATE_DOC)
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok())
         .unwrap_or_default()
         .into_iter()
@@ -47,10 +52,11 @@ fn load_state(lake: &Path) -> BTreeMap<String, DateTime<Utc>> {
         .collect()
 }
 
-fn save_state(lake: &Path, state: &BTreeMap<String, DateTime<Utc>>) -> Result<(), String> {
+fn save_state(lake: &Lake, state: &BTreeMap<String, DateTime<Utc>>) -> Result<(), String> {
     let text: BTreeMap<&String, String> = state.iter().map(|(k, v)| (k, v.to_rfc3339())).collect();
     let json = serde_json::to_string_pretty(&text).expect("a map of strings serializes");
-    write_atomically(&state_path(lake), &json).map_err(|e| e.to_string())
+    lake.write_state(STATE_DOC, json.as_bytes())
+        .map_err(|e| e.to_string())
 }
 
 /// The file a run writes: `secret-access-20261130T0000Z.html`.
@@ -65,7 +71,7 @@ pub fn output_file(r: &ScheduledReport, end: DateTime<Utc>, format: ReportFormat
 
 /// Renders `r` for the window ending at `end` in each of its formats.
 pub async fn render_once(
-    lake: &Path,
+    lake: &Lake,
     r: &ScheduledReport,
     end: DateTime<Utc>,
     session: &SessionOptions,
@@ -80,7 +86,7 @@ pub async fn render_once(
         scope,
         ..session.clone()
     };
-    let ctx = open_lake(lake, &opts).await.map_err(|e| e.to_string())?;
+    let ctx = open_lake_at(lake, &opts).await.map_err(|e| e.to_string())?;
     let result = run_report(&ctx, &r.def, window)
         .await
         .map_err(|e| e.to_string())?;
@@ -113,29 +119,39 @@ fn latest_due(s: &Schedule, after: DateTime<Utc>, now: DateTime<Utc>) -> Option<
     due
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(lake: PathBuf, opts: ReportOptions, mut stop: watch::Receiver<bool>) {
+/// Runs until `stop` turns true; renders only while this process holds `lease` (always on a
+/// local lake).
+pub async fn run(
+    lake: Lake,
+    opts: ReportOptions,
+    lease: Arc<Lease>,
+    mut stop: watch::Receiver<bool>,
+) {
     let started = Utc::now();
-    let mut state = load_state(&lake);
     loop {
         let now = Utc::now();
-        for r in &opts.reports {
-            // First start: begin from now (no backlog of reports nobody asked for yet).
-            let last = state.get(&r.def.id).copied().unwrap_or(started);
-            if let Some(end) = latest_due(&r.schedule, last, now) {
-                if let Err(e) = render_once(&lake, r, end, &opts.session).await {
-                    log::emit(&log::ReportFailed {
-                        report: &r.def.id,
-                        error: &e,
-                    });
-                }
-                // A failing report is not retried in a loop: the next fire time tries again.
-                state.insert(r.def.id.clone(), end);
-                if let Err(e) = save_state(&lake, &state) {
-                    log::emit(&log::ReportFailed {
-                        report: &r.def.id,
-                        error: &e,
-                    });
+        if lease.held() {
+            // Re-read each time: on an object-store lake another replica may have rendered
+            // while it held the lease.
+            let mut state = load_state(&lake);
+            for r in &opts.reports {
+                // First start: begin from now (no backlog of reports nobody asked for yet).
+                let last = state.get(&r.def.id).copied().unwrap_or(started);
+                if let Some(end) = latest_due(&r.schedule, last, now) {
+                    if let Err(e) = render_once(&lake, r, end, &opts.session).await {
+                        log::emit(&log::ReportFailed {
+                            report: &r.def.id,
+                            error: &e,
+                        });
+                    }
+                    // A failing report is not retried in a loop: the next fire time tries again.
+                    state.insert(r.def.id.clone(), end);
+                    if let Err(e) = save_state(&lake, &state) {
+                        log::emit(&log::ReportFailed {
+                            report: &r.def.id,
+                            error: &e,
+                        });
+                    }
                 }
             }
         }

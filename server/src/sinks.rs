@@ -3,18 +3,22 @@
 //! `<lake>/_state/outbox/<sink>/pending/<detected µs>-<finding_id>-r<revision>.json` holds each
 //! finding a sink still has to receive; a delivery task per sink sends them oldest first, with
 //! retries and exponential backoff, and moves each one to `sent/` only after the sink confirmed
-//! it (2xx). A sink that is down loses nothing: its findings wait on disk, across restarts. Every
+//! it (2xx). A sink that is down loses nothing: its findings wait in the lake, across restarts.
+//! On an object-store lake the outbox is objects in the lake's bucket (enqueue = put-if-absent,
+//! sent = copy to `sent/` + delete), so when the replica running the scheduler dies, the replica
+//! that takes its lease over delivers what it left pending. Every
 //! payload carries the idempotency key `<finding_id>-r<revision>` (also the `Idempotency-Key`
 //! header), so a receiver can recognise the rare re-delivery after a crash between its 2xx and
 //! our move to `sent/`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auditlake_detect::{Alerts, Finding};
-use auditlake_ingest::lake::{DurableWrite, fsync_dir};
+use auditlake_ingest::{IngestError, Lake};
 use serde_json::{Value, json};
 
 /// Kinds of sink.
@@ -155,9 +159,9 @@ pub fn falco_payload(f: &Finding) -> Value {
     })
 }
 
-/// The durable outbox: one directory per sink.
+/// The durable outbox: one directory per sink, in the lake's state (`_state/outbox/<sink>/…`).
 pub struct Outbox {
-    root: PathBuf,
+    lake: Lake,
     sinks: Vec<SinkConfig>,
     /// Wakes a sink's delivery task when something was enqueued for it (no polling delay on the
     /// alert path; `notify_one` keeps the wake-up if the task is busy).
@@ -165,6 +169,9 @@ pub struct Outbox {
     /// Idempotency keys pending or sent, per sink (loaded from the directories on start): a
     /// repeated enqueue is recognised without listing `sent/`.
     known: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+    /// Whether this process delivers: always on a local lake; on an object-store lake only while
+    /// it holds the scheduler's lease (one replica delivers, no alert goes out twice at once).
+    active: AtomicBool,
 }
 
 /// `<detected µs>-<finding_id>-r<rev>.json` → `<finding_id>-r<rev>`.
@@ -175,82 +182,138 @@ fn key_of(file_name: &str) -> Option<&str> {
         .map(|(_, key)| key)
 }
 
+/// The state name of a sink's outbox directory (`outbox/<sink>/<which>`), or of a file in it.
+fn outbox_name(sink: &str, which: &str, file: Option<&str>) -> String {
+    match file {
+        Some(f) => format!("outbox/{sink}/{which}/{f}"),
+        None => format!("outbox/{sink}/{which}"),
+    }
+}
+
 impl Outbox {
-    pub fn new(lake: &Path, sinks: Vec<SinkConfig>) -> std::io::Result<Outbox> {
-        let root = lake.join("_state").join("outbox");
-        let mut known = std::collections::HashMap::new();
-        for s in &sinks {
-            let mut keys = std::collections::HashSet::new();
-            for which in ["pending", "sent", "failed"] {
-                let dir = root.join(&s.name).join(which);
-                fs::create_dir_all(&dir)?;
-                for e in fs::read_dir(&dir)?.flatten() {
-                    if let Some(k) = e.file_name().to_str().and_then(key_of) {
-                        keys.insert(k.to_owned());
-                    }
-                }
-            }
-            known.insert(s.name.clone(), keys);
-        }
-        Ok(Outbox {
-            root,
-            known: std::sync::Mutex::new(known),
+    pub fn new(lake: &Lake, sinks: Vec<SinkConfig>) -> Result<Outbox, IngestError> {
+        let outbox = Outbox {
+            lake: lake.clone(),
+            known: std::sync::Mutex::default(),
             enqueued: sinks
                 .iter()
                 .map(|s| (s.name.clone(), tokio::sync::Notify::new()))
                 .collect(),
             sinks,
-        })
+            active: AtomicBool::new(!lake.is_remote()),
+        };
+        outbox.reload()?;
+        Ok(outbox)
+    }
+
+    /// Re-reads which keys are pending, sent or failed (after taking over from another replica,
+    /// which enqueued and delivered meanwhile).
+    pub fn reload(&self) -> Result<(), IngestError> {
+        let mut known = std::collections::HashMap::new();
+        for s in &self.sinks {
+            let mut keys = std::collections::HashSet::new();
+            for entry in self.lake.list_state(&format!("outbox/{}", s.name))? {
+                let file = entry.name.rsplit('/').next().unwrap_or(&entry.name);
+                if let Some(k) = key_of(file) {
+                    keys.insert(k.to_owned());
+                }
+            }
+            known.insert(s.name.clone(), keys);
+        }
+        *self.known.lock().expect("outbox index") = known;
+        Ok(())
     }
 
     pub fn sinks(&self) -> &[SinkConfig] {
         &self.sinks
     }
 
-    fn dir(&self, sink: &str, which: &str) -> PathBuf {
-        self.root.join(sink).join(which)
+    /// Whether this process delivers now.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
     }
 
-    /// Findings waiting for `sink`, oldest first.
-    pub fn pending(&self, sink: &str) -> std::io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.dir(sink, "pending"))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        Ok(files)
+    /// Starts or stops delivery (the scheduler's lease was taken or lost). Taking over wakes the
+    /// delivery tasks: the previous holder may have left findings pending.
+    pub fn set_active(&self, active: bool) {
+        if self.active.swap(active, Ordering::Relaxed) != active && active {
+            for n in self.enqueued.values() {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Findings waiting for `sink`, oldest first: their file names in `pending/`.
+    pub fn pending(&self, sink: &str) -> Result<Vec<String>, IngestError> {
+        Ok(self
+            .lake
+            .list_state(&outbox_name(sink, "pending", None))?
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| !n.contains('/') && n.ends_with(".json"))
+            .collect())
+    }
+
+    /// The stored JSON of a pending finding; `None` when it is gone (delivered by another task).
+    pub fn read_pending(&self, sink: &str, name: &str) -> Result<Option<Vec<u8>>, IngestError> {
+        self.lake
+            .read_state(&outbox_name(sink, "pending", Some(name)))
     }
 
     /// Moves a delivered finding to `sent/` (kept so a repeated enqueue of its key is ignored).
-    pub fn mark_sent(&self, sink: &str, pending: &Path) -> std::io::Result<()> {
-        let name = pending.file_name().expect("outbox file has a name");
-        fs::rename(pending, self.dir(sink, "sent").join(name))
+    pub fn mark_sent(&self, sink: &str, pending: &str) -> Result<(), IngestError> {
+        self.lake.rename_state(
+            &outbox_name(sink, "pending", Some(pending)),
+            &outbox_name(sink, "sent", Some(pending)),
+        )
     }
 
     /// Moves a finding the sink refused for good (HTTP 4xx) to `failed/`, with the reason beside it.
-    pub fn mark_failed(&self, sink: &str, pending: &Path, reason: &str) -> std::io::Result<()> {
-        let name = pending.file_name().expect("outbox file has a name");
-        let failed = self.dir(sink, "failed");
-        fs::create_dir_all(&failed)?;
-        fs::write(failed.join(name).with_extension("reason"), reason)?;
-        fs::rename(pending, failed.join(name))
+    pub fn mark_failed(&self, sink: &str, pending: &str, reason: &str) -> Result<(), IngestError> {
+        let reason_name = format!(
+            "{}.reason",
+            pending.strip_suffix(".json").unwrap_or(pending)
+        );
+        self.lake.write_state(
+            &outbox_name(sink, "failed", Some(&reason_name)),
+            reason.as_bytes(),
+        )?;
+        self.lake.rename_state(
+            &outbox_name(sink, "pending", Some(pending)),
+            &outbox_name(sink, "failed", Some(pending)),
+        )
+    }
+
+    /// Sets aside a pending file that is not JSON (`.bad`: no longer pending, kept to look at).
+    pub fn mark_bad(&self, sink: &str, pending: &str) -> Result<(), IngestError> {
+        let bad = format!("{}.bad", pending.strip_suffix(".json").unwrap_or(pending));
+        self.lake.rename_state(
+            &outbox_name(sink, "pending", Some(pending)),
+            &outbox_name(sink, "pending", Some(&bad)),
+        )
+    }
+
+    /// Where a pending file is, for messages.
+    pub fn describe(&self, sink: &str, pending: &str) -> String {
+        self.lake.location_of(&Lake::state_rel(&outbox_name(
+            sink,
+            "pending",
+            Some(pending),
+        )))
     }
 
     /// Removes `sent/` records older than `keep`.
     pub fn prune_sent(&self, keep: Duration) {
         for s in &self.sinks {
-            for e in fs::read_dir(self.dir(&s.name, "sent"))
-                .into_iter()
-                .flatten()
-                .flatten()
+            for e in self
+                .lake
+                .list_state(&outbox_name(&s.name, "sent", None))
+                .unwrap_or_default()
             {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > keep));
-                if old {
-                    let _ = fs::remove_file(e.path());
+                if e.modified.elapsed().is_ok_and(|age| age > keep) {
+                    let _ = self
+                        .lake
+                        .delete_state(&outbox_name(&s.name, "sent", Some(&e.name)));
                 }
             }
         }
@@ -264,7 +327,6 @@ fn key_suffix(f: &Finding) -> String {
 impl Alerts for Outbox {
     fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
         for s in &self.sinks {
-            let pending = self.dir(&s.name, "pending");
             let mut wrote = false;
             for f in findings {
                 if severity_rank(&f.severity) < severity_rank(&s.min_severity) {
@@ -283,10 +345,9 @@ impl Alerts for Outbox {
                 }
                 let name = format!("{:020}-{suffix}", f.detected_at.timestamp_micros());
                 let body = serde_json::to_vec(&finding_json(f)).expect("finding serializes");
-                // One directory fsync for the batch, below.
-                DurableWrite::new(&pending.join(&name))
-                    .defer_dir_sync()
-                    .bytes(&body)
+                // If absent: a key another process already queued stays as it was.
+                self.lake
+                    .create_state(&outbox_name(&s.name, "pending", Some(&name)), &body)
                     .map_err(|e| format!("outbox: {e}"))?;
                 self.known
                     .lock()
@@ -297,7 +358,6 @@ impl Alerts for Outbox {
                 wrote = true;
             }
             if wrote {
-                fsync_dir(&pending).map_err(|e| format!("outbox: {e}"))?;
                 self.enqueued[&s.name].notify_one();
             }
         }
@@ -548,32 +608,54 @@ pub async fn delivery_loop(
         if *stop.borrow() {
             return;
         }
-        let pending = outbox.pending(&sink.name).unwrap_or_default();
+        if !outbox.is_active() {
+            // Another replica holds the scheduler's lease and delivers.
+            tokio::select! {
+                _ = outbox.enqueued[&sink.name].notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let pending = {
+            let outbox = outbox.clone();
+            let name = sink.name.clone();
+            tokio::task::spawn_blocking(move || outbox.pending(&name))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
         observer.outbox_depth(&sink.name, pending.len());
         let mut failed = false;
-        for path in pending {
-            if *stop.borrow() {
-                return;
+        for name in pending {
+            if *stop.borrow() || !outbox.is_active() {
+                break;
             }
-            let Ok(bytes) = fs::read(&path) else { continue };
+            let Ok(Some(bytes)) = outbox.read_pending(&sink.name, &name) else {
+                continue;
+            };
             let Ok(stored) = serde_json::from_slice::<Value>(&bytes) else {
                 observer.failed(
                     &sink.name,
-                    &format!("{}: not JSON; moved aside", path.display()),
+                    &format!(
+                        "{}: not JSON; moved aside",
+                        outbox.describe(&sink.name, &name)
+                    ),
                 );
-                let _ = fs::rename(&path, path.with_extension("bad"));
+                let _ = outbox.mark_bad(&sink.name, &name);
                 continue;
             };
             match deliver(&transport, &sink, &stored).await {
                 Ok(()) => {
-                    let _ = outbox.mark_sent(&sink.name, &path);
+                    let _ = outbox.mark_sent(&sink.name, &name);
                     observer.delivered(&sink.name);
                     backoff = Duration::from_secs(1);
                 }
                 // One payload the sink will never take must not hold up the others.
                 Err(DeliveryError::Rejected(e)) => {
                     observer.failed(&sink.name, &format!("{e}; moved to failed/"));
-                    let _ = outbox.mark_failed(&sink.name, &path, &e);
+                    let _ = outbox.mark_failed(&sink.name, &name, &e);
                 }
                 Err(e) => {
                     observer.failed(&sink.name, &e.to_string());

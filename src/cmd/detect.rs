@@ -86,14 +86,10 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         );
     }
     if args.store {
-        if lake.is_remote() {
-            anyhow::bail!(
-                "--store on an object-storage lake is not supported yet: findings are stored in a local lake (run detect without --store, or on a local lake)"
-            );
-        }
-        let lake = lake.root();
+        // Local lake: files under <lake>/findings; object-store lake: objects under the same
+        // prefix in the bucket.
         let changes = auditlake_detect::scheduler::store_retro_hunt(
-            lake,
+            &lake,
             findings.clone(),
             &auditlake_detect::SchedulerOptions::default(),
         )?;
@@ -101,7 +97,7 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         eprintln!(
             "recorded {new} new and {} updated finding(s) as retro-hunt in {}",
             changes.len() - new,
-            lake.join("findings").display()
+            lake.location_of(auditlake_ingest::lake::FINDINGS_DIR)
         );
         for f in &mut findings {
             f.origin = "retro-hunt".into();

@@ -29,20 +29,8 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
                 lake.display()
             );
         }
-        // Findings, the scheduler's watermarks, sink outboxes and report state are still local
-        // files under the lake directory.
-        for (key, set) in [
-            ("[scheduler]", config.scheduler.is_some()),
-            ("[[reports]]", !config.reports.is_empty()),
-        ] {
-            if set {
-                anyhow::bail!(
-                    "{key}: not supported yet with an object-store lake ({}): findings and their state are still stored on local disk; run `auditlake detect --lake {}` from a job, or leave {key} out",
-                    lake.display(),
-                    lake.display()
-                );
-            }
-        }
+        // Findings, the scheduler's watermarks, sink outboxes and report state live in the
+        // bucket beside the table; the replica holding `_state/scheduler.lease` runs them.
     }
     // Paths from flags are relative to the working directory, from the config file to the file.
     let path = |flag: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>| {

@@ -422,7 +422,8 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     let on_s3 = findings(url);
     assert!(!on_s3.is_empty());
     assert_eq!(on_s3, findings(local.to_str().unwrap()));
-    // Storing findings on an object-storage lake is refused, not written to a staging directory.
+    // Stored findings of an object-storage lake go to the bucket (not a staging directory) and
+    // the findings table reads them from there.
     let mut store = s3.bin();
     let out = run(store.args([
         "detect",
@@ -432,8 +433,35 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
         "--lake",
         url,
     ]));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("as retro-hunt in s3://evidence/lakes/prod/findings"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut q = s3.bin();
+    let stored: std::collections::BTreeSet<String> = run_ok(q.args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        url,
+        "SELECT rule_id, actor, target, origin FROM findings",
+    ]))
+    .lines()
+    .map(|l| {
+        let f: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(f["origin"], "retro-hunt");
+        format!("{} | {} | {}", f["rule_id"], f["actor"], f["target"])
+    })
+    .collect();
+    assert_eq!(stored, on_s3);
 
     // Tamper evidence on the bucket: intact, then a rewritten object is named.
     let mut v = s3.bin();
@@ -1629,4 +1657,377 @@ pq.write_table(t.take([i for i in range(t.num_rows) if i != adds[0]]), '{}')
     let (_, stderr) = seal(&["--incremental"]);
     assert!(stderr.contains("not usable"), "{stderr}");
     assert!(stderr.contains("walked from version 0"), "{stderr}");
+}
+
+/// The objects under `prefix` in `bucket` of `s3`: key → body (as text).
+fn bucket_objects(
+    s3: &S3Server,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let script = format!(
+        r#"
+import boto3, json
+s3 = boto3.client("s3", endpoint_url="{ep}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+out = {{}}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket="{bucket}", Prefix="{prefix}"):
+    for o in page.get("Contents", []):
+        out[o["Key"]] = s3.get_object(Bucket="{bucket}", Key=o["Key"])["Body"].read().decode("utf-8", "replace")
+print(json.dumps(out))
+"#,
+        ep = s3.endpoint
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// A serve config for an object-store lake: its own write-ahead log, the repo's rules, a
+/// `[scheduler]` over two rules and a file sink `alerts.jsonl` in `dir`.
+fn s3_scheduler_config(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    crate::webhook::write_config(
+        dir,
+        &format!(
+            "[webhook]\nwal_dir = \"wal\"\nflush_interval_secs = 0.2\n[compaction]\ninterval_secs = 0\n\
+             [detect]\nrules_dir = \"{rules}\"\n\
+             [scheduler]\nrules = [\"privileged-role-binding\", \"exec-into-pod\"]\nschedule_secs = 1\ntick_secs = 0.2\nsettle_secs = 0\n\
+             streaming = false\n# The sample events are from 2026-11-20.\ninitial_lookback_minutes = {lookback}\n\
+             [[sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"{sink}\"\n",
+            rules = repo().join("rules").display(),
+            lookback = (chrono::Utc::now()
+                - chrono::DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z")
+                    .unwrap()
+                    .to_utc())
+            .num_minutes(),
+            sink = dir.join("alerts.jsonl").display()
+        ),
+    )
+}
+
+/// Ingests `events` (JSON lines) into the lake at `url`.
+fn ingest_lines(s3: &S3Server, url: &str, dir: &Path, name: &str, events: &[String]) {
+    let file = dir.join(name);
+    std::fs::write(&file, events.join("\n") + "\n").unwrap();
+    let mut cmd = s3.bin();
+    run_ok(
+        cmd.args(["ingest", "--lake", url, "--cluster", "prod"])
+            .arg(&file),
+    );
+}
+
+fn wait_until(what: &str, log: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "timed out waiting for {what}\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `serve` with `[scheduler]` on an `s3://` lake: the findings, the watermarks, the outbox and
+/// the lease are objects in the bucket; the findings table reads them back; a restart neither
+/// stores nor alerts anything twice and resumes from the stored watermarks; `detect --store`
+/// writes to the same findings.
+#[test]
+fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() {
+    use crate::scheduler::{delivered, exec_event};
+    use crate::webhook::Server;
+
+    if s3_tools().is_none() {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket("evidence");
+    let url = "s3://evidence/alerts";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = s3.bin();
+    run_ok(
+        cmd.args(["ingest", "--lake", url, "--cluster", "prod"])
+            .arg(repo().join("samples/audit.log")),
+    );
+    let config = s3_scheduler_config(&dir.path().join("replica"));
+    let sink = dir.path().join("replica/alerts.jsonl");
+    let findings_sql = "SELECT rule_id, actor, target, origin, revision, finding_id FROM findings ORDER BY rule_id, target";
+    let findings = || -> Vec<serde_json::Value> {
+        let mut q = s3.bin();
+        run_ok(q.args(["query", "--format", "json", "--lake", url, findings_sql]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let pending = || {
+        bucket_objects(&s3, "evidence", "alerts/_state/outbox/file/pending/")
+            .keys()
+            .filter(|k| k.ends_with(".json"))
+            .count()
+    };
+
+    // Run 1: the sample's cluster-admin binding by dave is found, stored in the bucket, alerted.
+    let server = Server::start_with(s3.bin(), &config, Path::new(url));
+    wait_until(
+        "the first findings to be delivered",
+        || server.log(),
+        || !delivered(&sink).is_empty() && pending() == 0,
+    );
+    let first = findings();
+    let binding: Vec<&serde_json::Value> = first
+        .iter()
+        .filter(|f| f["rule_id"] == "privileged-role-binding")
+        .collect();
+    assert_eq!(binding.len(), 1, "{first:?}");
+    assert_eq!(binding[0]["actor"], "dave@example.com");
+    assert_eq!(binding[0]["target"], "clusterrolebindings backup-operator");
+    assert_eq!(binding[0]["origin"], "scheduled");
+    assert!(
+        first
+            .iter()
+            .all(|f| ["privileged-role-binding", "exec-into-pod"]
+                .contains(&f["rule_id"].as_str().unwrap())),
+        "{first:?}"
+    );
+    wait_until(
+        "every finding to be delivered",
+        || server.log(),
+        || delivered(&sink).len() == first.len() && pending() == 0,
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lease_taken"), "{log}");
+
+    // In the bucket: the findings' Parquet files, the watermarks, the delivered outbox and the
+    // released lease; nothing of it under a local lake directory.
+    let objects = bucket_objects(&s3, "evidence", "alerts/");
+    let parquet: Vec<&String> = objects
+        .keys()
+        .filter(|k| k.starts_with("alerts/findings/date=") && k.ends_with(".parquet"))
+        .collect();
+    assert!(!parquet.is_empty(), "{:?}", objects.keys());
+    let state: serde_json::Value =
+        serde_json::from_str(&objects["alerts/_state/scheduler.json"]).unwrap();
+    let watermark = |state: &serde_json::Value, rule: &str| {
+        chrono::DateTime::parse_from_rfc3339(state["rules"][rule]["watermark"].as_str().unwrap())
+            .unwrap()
+    };
+    let w1 = watermark(&state, "privileged-role-binding");
+    assert!(
+        w1 > chrono::Utc::now() - chrono::TimeDelta::minutes(5),
+        "{state}"
+    );
+    let sent = objects
+        .keys()
+        .filter(|k| k.starts_with("alerts/_state/outbox/file/sent/"))
+        .count();
+    assert_eq!(sent, first.len());
+    let lease: serde_json::Value =
+        serde_json::from_str(&objects["alerts/_state/scheduler.lease"]).unwrap();
+    assert!(
+        lease["expires_at"].as_str().unwrap().starts_with("1970-"),
+        "released on shutdown: {lease}"
+    );
+
+    // Between the runs: an exec into a pod from the sample's day (older than the stored
+    // watermark minus the lateness: the schedule has covered that time) and one a minute ago.
+    ingest_lines(
+        &s3,
+        url,
+        dir.path(),
+        "more.jsonl",
+        &[
+            exec_event(
+                "old-1",
+                "mallory@example.com",
+                "pod-old",
+                chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+                    .unwrap()
+                    .to_utc(),
+            ),
+            exec_event(
+                "new-1",
+                "erin@example.com",
+                "pod-new",
+                chrono::Utc::now() - chrono::TimeDelta::minutes(1),
+            ),
+        ],
+    );
+
+    // Run 2 (a restart): resumes from the watermarks in the bucket, so only erin's exec is new.
+    let server = Server::start_with(s3.bin(), &config, Path::new(url));
+    wait_until(
+        "erin's finding to be delivered",
+        || server.log(),
+        || delivered(&sink).len() == first.len() + 1 && pending() == 0,
+    );
+    // A few more passes over the same windows.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let second = findings();
+    assert_eq!(second.len(), first.len() + 1, "{second:?}");
+    let erin: Vec<&serde_json::Value> = second
+        .iter()
+        .filter(|f| f["actor"] == "erin@example.com")
+        .collect();
+    assert_eq!(erin.len(), 1, "{second:?}");
+    assert_eq!(erin[0]["rule_id"], "exec-into-pod");
+    assert_eq!(erin[0]["target"], "pods/exec shop/pod-new");
+    assert!(
+        second.iter().all(|f| f["actor"] != "mallory@example.com"),
+        "the restart re-read time before its stored watermark: {second:?}"
+    );
+    // Every finding stored once (one revision), every alert delivered once.
+    let mut history = s3.bin();
+    let ids = run_ok(history.args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        url,
+        "SELECT finding_id, count(*) AS n FROM findings_history GROUP BY finding_id",
+    ]));
+    let counts: Vec<serde_json::Value> = ids
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(counts.len(), second.len());
+    assert!(counts.iter().all(|c| c["n"] == 1), "{counts:?}");
+    let got = delivered(&sink);
+    assert!(got.values().all(|(n, _)| *n == 1), "{got:?}");
+    let state: serde_json::Value = serde_json::from_str(
+        &bucket_objects(&s3, "evidence", "alerts/_state/scheduler.json")
+            ["alerts/_state/scheduler.json"],
+    )
+    .unwrap();
+    assert!(watermark(&state, "exec-into-pod") > w1, "{state}");
+
+    // detect --store on the same lake: the binding is already known, nothing stored twice.
+    let store = || {
+        let mut cmd = s3.bin();
+        let out = run(cmd.args([
+            "detect", "--store", "--format", "json", "--since", "30d", "--lake", url,
+        ]));
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first_store = store();
+    assert!(
+        first_store.contains("as retro-hunt in s3://evidence/alerts/findings"),
+        "{first_store}"
+    );
+    let again = store();
+    assert!(
+        again.contains("recorded 0 new and 0 updated finding(s)"),
+        "{again}"
+    );
+    let after = findings();
+    let binding: Vec<&serde_json::Value> = after
+        .iter()
+        .filter(|f| f["rule_id"] == "privileged-role-binding")
+        .collect();
+    assert_eq!(binding.len(), 1, "{after:?}");
+    assert_eq!(binding[0]["origin"], "scheduled", "known, so not re-stored");
+}
+
+/// Two `serve` replicas with `[scheduler]` on one bucket: one holds the lease and runs the rules
+/// and delivers; when it is killed, the other takes over after the lease expires and picks up
+/// where it left off, without alerting anything twice.
+#[test]
+fn two_scheduler_replicas_on_one_bucket_take_turns_through_the_lease() {
+    use crate::scheduler::{delivered, exec_event};
+    use crate::webhook::Server;
+
+    if s3_tools().is_none() {
+        return;
+    }
+    let s3 = S3Server::start();
+    s3.create_bucket("evidence");
+    let url = "s3://evidence/replicas";
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    ingest_lines(
+        &s3,
+        url,
+        dir.path(),
+        "first.jsonl",
+        &[exec_event(
+            "r-1",
+            "alice@example.com",
+            "pod-1",
+            now - chrono::TimeDelta::minutes(2),
+        )],
+    );
+    let configs = [
+        s3_scheduler_config(&dir.path().join("a")),
+        s3_scheduler_config(&dir.path().join("b")),
+    ];
+    let sinks = [
+        dir.path().join("a/alerts.jsonl"),
+        dir.path().join("b/alerts.jsonl"),
+    ];
+    let a = Server::start_with(s3.bin(), &configs[0], Path::new(url));
+    let b = Server::start_with(s3.bin(), &configs[1], Path::new(url));
+    let both = || delivered(&sinks[0]).len() + delivered(&sinks[1]).len();
+    wait_until(
+        "alice's finding",
+        || format!("{}\n{}", a.log(), b.log()),
+        || both() == 1,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(both(), 1, "delivered by one replica only");
+    let (holder, standby, standby_sink) = match (
+        a.log().contains("lease_taken"),
+        b.log().contains("lease_taken"),
+    ) {
+        (true, false) => (a, b, &sinks[1]),
+        (false, true) => (b, a, &sinks[0]),
+        other => panic!(
+            "exactly one replica holds the lease: {other:?}\n{}\n{}",
+            a.log(),
+            b.log()
+        ),
+    };
+    assert!(
+        standby.log().contains("lease_held_elsewhere"),
+        "{}",
+        standby.log()
+    );
+    holder.kill9();
+    // bob's exec arrives while nobody runs the rules; the standby takes the lease once it
+    // expires (30 s), re-reads the watermarks and finds it.
+    ingest_lines(
+        &s3,
+        url,
+        dir.path(),
+        "second.jsonl",
+        &[exec_event(
+            "r-2",
+            "bob@example.com",
+            "pod-2",
+            chrono::Utc::now() - chrono::TimeDelta::minutes(1),
+        )],
+    );
+    wait_until(
+        "bob's finding from the standby",
+        || standby.log(),
+        || delivered(standby_sink).len() == 1,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (status, log) = standby.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lease_taken"), "{log}");
+    let got: Vec<(String, usize)> = delivered(standby_sink)
+        .into_iter()
+        .map(|(_, (n, target))| (target, n))
+        .collect();
+    assert_eq!(
+        got,
+        [("pods/exec shop/pod-2".to_owned(), 1)],
+        "alice's not again"
+    );
 }

@@ -10,7 +10,12 @@ use crate::webhook::{Server, plain_client, runtime};
 use crate::*;
 
 /// An allowed `kubectl exec` into `pod` by `user` at `t`.
-fn exec_event(id: &str, user: &str, pod: &str, t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn exec_event(
+    id: &str,
+    user: &str,
+    pod: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> String {
     let t = t.format("%Y-%m-%dT%H:%M:%S%.6fZ");
     format!(
         r#"{{"level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/pods/{pod}/exec?command=sh&container=app&stdin=true&tty=true","verb":"create","user":{{"username":"{user}","groups":["developers"]}},"sourceIPs":["10.0.12.7"],"userAgent":"kubectl/v1.31.2","objectRef":{{"resource":"pods","namespace":"shop","name":"{pod}","apiVersion":"v1","subresource":"exec"}},"responseStatus":{{"metadata":{{}},"code":101}},"requestReceivedTimestamp":"{t}","stageTimestamp":"{t}","annotations":{{"authorization.k8s.io/decision":"allow"}}}}"#
@@ -37,7 +42,7 @@ fn post(rt: &tokio::runtime::Runtime, server: &Server, events: &[String]) {
 /// Delivered findings in the file sink: idempotency key → how often it arrived. The sink may be
 /// appending while this reads, so only complete lines (ending in a newline) count; a complete
 /// line that is not JSON is a real defect and fails.
-fn delivered(path: &Path) -> BTreeMap<String, (usize, String)> {
+pub(crate) fn delivered(path: &Path) -> BTreeMap<String, (usize, String)> {
     let mut out: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let bytes = std::fs::read(path).unwrap_or_default();
     let complete = &bytes[..bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)];

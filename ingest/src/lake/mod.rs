@@ -6,18 +6,26 @@
 //! <lake>/audit_events/_delta_log/NNNNNNNNNNNNNNNNNNNN.json   the table's commits (the truth)
 //! <lake>/audit_events/cluster=<c>/date=YYYY-MM-DD/hour=HH/part-<ulid>.parquet
 //! <lake>/_quarantine/date=YYYY-MM-DD/quarantine-<ulid>.jsonl
-//! <lake>/_state/writer.lock
+//! <lake>/findings/date=YYYY-MM-DD/part-<ulid>.parquet        one row per finding revision
+//! <lake>/_state/writer.lock                                  local lakes only
+//! <lake>/_state/scheduler.json, reports.json, checkpoints     state documents
+//! <lake>/_state/scheduler.lease                              object-store lakes only
+//! <lake>/_state/outbox/<sink>/{pending,sent,failed}/…json    alerts to deliver
 //! <lake>/_tmp/                      files being written (never read by queries)
 //! ```
 //!
-//! On object storage the same layout lives under the URL's prefix; `_tmp/` and `_state/` are a
-//! local staging directory of the process (files are uploaded whole, then committed).
+//! On object storage the same layout lives under the URL's prefix, `_state/` included (shared by
+//! every replica); `_tmp/` is a local staging directory of the process (files are encoded there,
+//! uploaded whole, then committed). The side files (state, outbox, findings) are read and
+//! written only through [`side`] and [`lease`].
 
 pub mod cache;
 pub mod delta;
+pub mod lease;
 pub mod migrate;
 pub mod retention;
 pub mod seal;
+pub mod side;
 pub mod store;
 pub mod verify;
 
@@ -35,6 +43,8 @@ use crate::decode::{MICROS_PER_HOUR, PartitionKey};
 use crate::error::{IngestError, Result};
 use crate::time::partition_date_hour;
 pub use delta::{LakeTable, NewFile, TableFile, TableKind};
+pub use lease::Lease;
+pub use side::{FINDINGS_DIR, LakeEntry};
 
 pub const AUDIT_EVENTS_DIR: &str = "audit_events";
 pub const RETENTION_LOG_DIR: &str = "retention_log";
@@ -126,8 +136,6 @@ fn table(kind: TableKind, lake_url: &Url, storage: &HashMap<String, String>) -> 
     LakeTable::new(kind, url, storage.clone())
 }
 
-/// Uploads a local file to `path`, streamed: one PUT up to 10 MB, a multipart upload above,
-/// never the whole file in memory. `location` names it in errors.
 fn state_object(remote: &Remote, name: &str) -> object_store::path::Path {
     name.split('/')
         .fold(remote.prefix.clone().join(STATE_DIR), |p, part| {
@@ -135,6 +143,8 @@ fn state_object(remote: &Remote, name: &str) -> object_store::path::Path {
         })
 }
 
+/// Uploads a local file to `path`, streamed: one PUT up to 10 MB, a multipart upload above,
+/// never the whole file in memory. `location` names it in errors.
 fn upload(
     remote: &Remote,
     local: &Path,
@@ -196,6 +206,26 @@ impl Lake {
         }
         let url = store::parse_lake_url(spec)?;
         let store = store::build_store(&url, storage)?;
+        Lake::remote(url, store, storage, staging_base)
+    }
+
+    /// An object-store lake on a store built by the caller (tests: an in-memory store). Its
+    /// Delta tables are opened through the registered factories, not through `store`.
+    pub fn open_with_store(
+        spec: &str,
+        store: Arc<dyn object_store::ObjectStore>,
+        staging_base: Option<&Path>,
+    ) -> Result<Self> {
+        let url = store::parse_lake_url(spec)?;
+        Lake::remote(url, store, &HashMap::new(), staging_base)
+    }
+
+    fn remote(
+        url: Url,
+        store: Arc<dyn object_store::ObjectStore>,
+        storage: &HashMap<String, String>,
+        staging_base: Option<&Path>,
+    ) -> Result<Self> {
         let staging = Staging::create(
             &staging_base
                 .map(Path::to_path_buf)

@@ -51,7 +51,7 @@ fn sink(name: &str, kind: SinkKind, min: &str) -> SinkConfig {
 fn the_outbox_keeps_each_key_once_and_filters_by_severity() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::new(
-        dir.path(),
+        &Lake::new(dir.path()),
         vec![
             sink("all", SinkKind::Stdout, "info"),
             sink("pager", SinkKind::Stdout, "high"),
@@ -208,7 +208,7 @@ async fn a_sink_that_fails_then_recovers_receives_every_finding_exactly_once_in_
 
     let dir = tempfile::tempdir().unwrap();
     let hook = sink("hook", SinkKind::Webhook { url }, "info");
-    let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
+    let outbox = Arc::new(Outbox::new(&Lake::new(dir.path()), vec![hook.clone()]).unwrap());
     let mut findings: Vec<Finding> = (0..4).map(|i| finding(&format!("f{i}"), "high")).collect();
     for (i, f) in findings.iter_mut().enumerate() {
         f.detected_at += chrono::TimeDelta::seconds(i as i64);
@@ -272,7 +272,7 @@ async fn a_kafka_sink_produces_each_finding_once_with_its_key() {
         },
         "info",
     );
-    let outbox = Arc::new(Outbox::new(dir.path(), vec![kafka.clone()]).unwrap());
+    let outbox = Arc::new(Outbox::new(&Lake::new(dir.path()), vec![kafka.clone()]).unwrap());
     let findings: Vec<Finding> = (0..3).map(|i| finding(&format!("k{i}"), "high")).collect();
     outbox.enqueue(&findings).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -331,7 +331,7 @@ async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let hook = sink("hook", SinkKind::Webhook { url }, "info");
-    let outbox = Arc::new(Outbox::new(dir.path(), vec![hook.clone()]).unwrap());
+    let outbox = Arc::new(Outbox::new(&Lake::new(dir.path()), vec![hook.clone()]).unwrap());
     let mut findings = vec![
         finding("good1", "high"),
         finding("bad", "high"),
@@ -369,7 +369,71 @@ async fn a_payload_the_sink_rejects_for_good_is_set_aside_and_the_rest_flows() {
         .collect();
     assert_eq!(failed.len(), 2, "the payload and its reason");
     // Restarting the outbox still knows every key: nothing is queued again.
-    let reopened = Outbox::new(dir.path(), vec![sink("hook", SinkKind::Stdout, "info")]).unwrap();
+    let reopened = Outbox::new(
+        &Lake::new(dir.path()),
+        vec![sink("hook", SinkKind::Stdout, "info")],
+    )
+    .unwrap();
     reopened.enqueue(&findings).unwrap();
     assert!(reopened.pending("hook").unwrap().is_empty());
+}
+
+/// On an object-store lake the outbox is objects in the bucket: what one replica enqueued and
+/// did not deliver is pending for the replica that takes over, and a key either one delivered is
+/// not queued again.
+#[test]
+fn the_outbox_of_an_object_store_lake_is_shared_through_the_bucket() {
+    let staging = tempfile::tempdir().unwrap();
+    let bucket = Arc::new(object_store::memory::InMemory::new());
+    let replica = || {
+        Lake::open_with_store("s3://evidence/lake", bucket.clone(), Some(staging.path())).unwrap()
+    };
+    let sinks = || vec![sink("hook", SinkKind::Stdout, "info")];
+    let a = Outbox::new(&replica(), sinks()).unwrap();
+    assert!(
+        !a.is_active(),
+        "a replica delivers only once it holds the lease"
+    );
+    let f = [finding("a", "critical"), finding("b", "medium")];
+    a.enqueue(&f).unwrap();
+    assert_eq!(a.pending("hook").unwrap().len(), 2);
+    // A dies; B starts on the same bucket and finds both pending.
+    let b = Outbox::new(&replica(), sinks()).unwrap();
+    let pending = b.pending("hook").unwrap();
+    assert_eq!(pending.len(), 2);
+    let body: Value =
+        serde_json::from_slice(&b.read_pending("hook", &pending[0]).unwrap().unwrap()).unwrap();
+    assert_eq!(body["finding_id"], f[0].finding_id);
+    b.mark_sent("hook", &pending[0]).unwrap();
+    b.mark_failed("hook", &pending[1], "HTTP 422").unwrap();
+    assert!(b.pending("hook").unwrap().is_empty());
+    // Enqueued again by either replica (a repeated run): nothing new is pending.
+    b.enqueue(&f).unwrap();
+    a.reload().unwrap();
+    a.enqueue(&f).unwrap();
+    assert!(a.pending("hook").unwrap().is_empty());
+    let lake = replica();
+    let names: Vec<String> = lake
+        .list_state("outbox/hook")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("failed/{}", pending[1]),
+            format!(
+                "failed/{}.reason",
+                pending[1].strip_suffix(".json").unwrap()
+            ),
+            format!("sent/{}", pending[0]),
+        ]
+    );
+    // Pruning removes old sent records only.
+    b.prune_sent(Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(5));
+    b.prune_sent(Duration::ZERO);
+    assert!(lake.list_state("outbox/hook/sent").unwrap().is_empty());
+    assert_eq!(lake.list_state("outbox/hook/failed").unwrap().len(), 2);
 }
