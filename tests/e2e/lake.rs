@@ -280,6 +280,15 @@ impl S3Server {
         cmd
     }
 
+    /// `auditlake query --format json` over the lake at `url`: the rows.
+    pub(crate) fn query(&self, url: &str, sql: &str) -> Vec<serde_json::Value> {
+        let mut q = self.bin();
+        run_ok(q.args(["query", "--format", "json", "--lake", url, sql]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     fn env(&self, cmd: &mut Command) {
         cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -324,19 +333,10 @@ fn an_s3_lake_holds_the_real_log_exactly_and_other_engines_read_the_same_table()
     let second = ingest_s3();
     assert_eq!(second["rows_written"], 0, "{second}");
 
-    let mut q = s3.bin();
-    let out = run_ok(q.args([
-        "query",
-        "--format",
-        "json",
-        "--lake",
+    let rows = s3.query(
         url,
         "SELECT count(*) AS n, count(DISTINCT audit_id) AS ids FROM audit_events",
-    ]));
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    );
     assert_eq!(rows[0]["n"], 1132);
 
     // delta-rs's Python package and Polars read the same table from the same server.
@@ -374,19 +374,10 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
     ] {
         assert!(columns.contains(&c), "{c} in {columns:?}");
     }
-    let mut panics = s3.bin();
-    let ours = run_ok(panics.args([
-        "query",
-        "--format",
-        "json",
-        "--lake",
+    let ours = s3.query(
         url,
         "SELECT count(*) AS n FROM audit_events WHERE stage = 'Panic'",
-    ]));
-    let ours: Vec<serde_json::Value> = ours
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    );
     assert_eq!(other["polars_panics"], ours[0]["n"]);
 
     // The detection pack reads the S3 lake as it reads a local one: the same findings.
@@ -445,22 +436,14 @@ print(json.dumps({{"rows": a.num_rows, "columns": a.column_names, "polars_rows":
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut q = s3.bin();
-    let stored: std::collections::BTreeSet<String> = run_ok(q.args([
-        "query",
-        "--format",
-        "json",
-        "--lake",
-        url,
-        "SELECT rule_id, actor, target, origin FROM findings",
-    ]))
-    .lines()
-    .map(|l| {
-        let f: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(f["origin"], "retro-hunt");
-        format!("{} | {} | {}", f["rule_id"], f["actor"], f["target"])
-    })
-    .collect();
+    let stored: std::collections::BTreeSet<String> = s3
+        .query(url, "SELECT rule_id, actor, target, origin FROM findings")
+        .into_iter()
+        .map(|f| {
+            assert_eq!(f["origin"], "retro-hunt");
+            format!("{} | {} | {}", f["rule_id"], f["actor"], f["target"])
+        })
+        .collect();
     assert_eq!(stored, on_s3);
 
     // Tamper evidence on the bucket: intact, then a rewritten object is named.
@@ -1005,13 +988,7 @@ fn two_serve_replicas_on_one_s3_table_keep_every_acknowledged_event_when_one_is_
         assert!(status.success(), "{log}");
     }
 
-    let counts = |sql: &str| -> Vec<serde_json::Value> {
-        let mut q = s3.bin();
-        run_ok(q.args(["query", "--format", "json", "--lake", url, sql]))
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let counts = |sql: &str| s3.query(url, sql);
     let in_lake = |sql: &str| -> BTreeMap<String, i64> {
         counts(sql)
             .iter()
@@ -1751,13 +1728,7 @@ fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() 
     let config = s3_scheduler_config(&dir.path().join("replica"));
     let sink = dir.path().join("replica/alerts.jsonl");
     let findings_sql = "SELECT rule_id, actor, target, origin, revision, finding_id FROM findings ORDER BY rule_id, target";
-    let findings = || -> Vec<serde_json::Value> {
-        let mut q = s3.bin();
-        run_ok(q.args(["query", "--format", "json", "--lake", url, findings_sql]))
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let findings = || s3.query(url, findings_sql);
     let pending = || {
         bucket_objects(&s3, "evidence", "alerts/_state/outbox/file/pending/")
             .keys()
@@ -1878,19 +1849,10 @@ fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() 
         "the restart re-read time before its stored watermark: {second:?}"
     );
     // Every finding stored once (one revision), every alert delivered once.
-    let mut history = s3.bin();
-    let ids = run_ok(history.args([
-        "query",
-        "--format",
-        "json",
-        "--lake",
+    let counts = s3.query(
         url,
         "SELECT finding_id, count(*) AS n FROM findings_history GROUP BY finding_id",
-    ]));
-    let counts: Vec<serde_json::Value> = ids
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    );
     assert_eq!(counts.len(), second.len());
     assert!(counts.iter().all(|c| c["n"] == 1), "{counts:?}");
     let got = delivered(&sink);

@@ -402,27 +402,9 @@ impl Lake {
     /// bucket for an object-store lake (shared by every process that writes the lake). `None`
     /// when it does not exist yet.
     pub fn read_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match &self.location.remote {
-            None => {
-                let path = self.state_dir().join(name);
-                match fs::read(&path) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(IngestError::LakeIo { path, source: e }),
-                }
-            }
-            Some(remote) => {
-                let path = state_object(remote, name);
-                match store::block_on(async { remote.store.get(&path).await?.bytes().await }) {
-                    Ok(bytes) => Ok(Some(bytes.to_vec())),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(source) => Err(IngestError::Storage {
-                        location: format!("{}{STATE_DIR}/{name}", self.location.url),
-                        source: Box::new(source),
-                    }),
-                }
-            }
-        }
+        Ok(self
+            .read_file(&format!("{STATE_DIR}/{name}"))?
+            .map(|b| b.to_vec()))
     }
 
     /// Replaces a state document whole and durably: temp file, fsync, rename, fsync the

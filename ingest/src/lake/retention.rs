@@ -325,8 +325,11 @@ fn vacuum(lake: &Lake, grace: TimeDelta, dry_run: bool) -> Result<Vec<String>> {
     })
 }
 
+/// (cluster, date, hour) of a data file, each absent when its path does not say it.
+type Partition = (Option<String>, Option<String>, Option<String>);
+
 /// The partition of a data file's path (`cluster=c/date=d/hour=h/part-….parquet`).
-fn partition_of(rel: &str) -> (Option<String>, Option<String>, Option<String>) {
+fn partition_of(rel: &str) -> Partition {
     let mut out = (None, None, None);
     for part in rel.split('/') {
         if let Some((k, v)) = part.split_once('=') {
@@ -514,8 +517,7 @@ fn append_log(lake: &Lake, report: &RetentionReport) -> Result<Option<i64>> {
             events_version: report.events_version,
         })
         .collect();
-    let mut vacuumed: BTreeMap<(Option<String>, Option<String>, Option<String>), i64> =
-        BTreeMap::new();
+    let mut vacuumed: BTreeMap<Partition, i64> = BTreeMap::new();
     for rel in &report.vacuumed {
         *vacuumed.entry(partition_of(rel)).or_default() += 1;
     }

@@ -239,6 +239,22 @@ struct Claim<'a> {
     checkpoint: Option<&'a SealedCheckpoint>,
 }
 
+/// One object whole (a commit or a checkpoint: bounded by the caller).
+async fn get_whole(
+    store: &dyn ObjectStore,
+    location: &str,
+    path: &StorePath,
+    name: &str,
+) -> Result<bytes::Bytes> {
+    store
+        .get(path)
+        .await
+        .map_err(storage(location, name))?
+        .bytes()
+        .await
+        .map_err(storage(location, name))
+}
+
 /// `Ok(None)` when the store holds nothing at all and the table is not `required`.
 async fn verify_store(
     store: &dyn ObjectStore,
@@ -366,13 +382,7 @@ async fn verify_store(
             prev_sha = None;
             continue;
         }
-        let bytes = store
-            .get(path)
-            .await
-            .map_err(storage(location, &name))?
-            .bytes()
-            .await
-            .map_err(storage(location, &name))?;
+        let bytes = get_whole(store, location, path, &name).await?;
         report.commits += 1;
         let sha = hex::encode(Sha256::digest(&bytes));
         for c in claims
@@ -466,12 +476,14 @@ async fn verify_store(
                         added_ms: commit_ms,
                     },
                 );
-            } else if let Some(remove) = action.get("remove") {
-                if let Some(p) = remove.get("path").and_then(Value::as_str) {
-                    let p = decode_path(p);
-                    ever_named.insert(p.clone());
-                    live.remove(&p);
-                }
+            } else if let Some(p) = action
+                .get("remove")
+                .and_then(|r| r.get("path"))
+                .and_then(Value::as_str)
+            {
+                let p = decode_path(p);
+                ever_named.insert(p.clone());
+                live.remove(&p);
             }
         }
         prev_sha = Some((version, sha));
@@ -611,13 +623,7 @@ async fn read_checkpoint(
                 "{size} bytes: larger than any checkpoint auditlake reads"
             ));
         }
-        let bytes = store
-            .get(path)
-            .await
-            .map_err(storage(location, &name))?
-            .bytes()
-            .await
-            .map_err(storage(location, &name))?;
+        let bytes = get_whole(store, location, path, &name).await?;
         hasher.update(&bytes);
         let reader =
             match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
