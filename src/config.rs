@@ -209,6 +209,10 @@ pub struct SchedulerSection {
     pub schedule_secs: Option<i64>,
     /// Run rules marked `streaming = true` on each batch as it arrives (default true).
     pub streaming: Option<bool>,
+    /// On an object-store lake, how long one renewal of the scheduler's lease holds it (default
+    /// `30s`, at least `3s`): the failover time when the replica running the scheduler dies.
+    /// Renewed every third of it, so a store slower than that loses the lease.
+    pub lease_ttl: Option<String>,
 }
 
 /// `[kafka]` of `auditlake serve`: a consumer group whose offsets follow durability.
@@ -613,7 +617,20 @@ impl Config {
         out
     }
 
+    /// The scheduler's lease TTL (`[scheduler] lease_ttl`).
+    pub fn lease_ttl(&self) -> anyhow::Result<std::time::Duration> {
+        let Some(s) = self.scheduler.as_ref().and_then(|s| s.lease_ttl.as_ref()) else {
+            return Ok(auditlake_server::alerting::LEASE_TTL);
+        };
+        let ttl = span("scheduler.lease_ttl", s)?;
+        if ttl < chrono::TimeDelta::seconds(3) {
+            bail!("scheduler.lease_ttl = {s:?}: at least 3s (it is renewed every third of it)");
+        }
+        Ok(ttl.to_std().expect("positive"))
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        self.lease_ttl()?;
         self.retention_policy()?;
         self.retention_interval()?;
         for (key, level) in [
@@ -968,6 +985,27 @@ mod tests {
         );
         assert_eq!(config.sinks.len(), 1);
         assert_eq!(config.sinks[0].kind, "stdout");
+    }
+
+    #[test]
+    fn the_scheduler_lease_ttl_defaults_to_30s_and_a_bad_one_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = |text: &str| Config::parse_at(text, dir.path()).map(|c| c.lease_ttl().unwrap());
+        assert_eq!(ttl("").unwrap(), std::time::Duration::from_secs(30));
+        assert_eq!(
+            ttl("[scheduler]\n").unwrap(),
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            ttl("[scheduler]\nlease_ttl = '1m'\n").unwrap(),
+            std::time::Duration::from_secs(60)
+        );
+        for bad in ["'1s'", "'soon'"] {
+            let err = ttl(&format!("[scheduler]\nlease_ttl = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("scheduler.lease_ttl"), "{err}");
+        }
     }
 
     /// Every secret-valued key takes the env/file forms; `Debug` of the whole config shows no

@@ -82,7 +82,8 @@ pub struct AlertingOptions {
 }
 
 /// The scheduler's lease on an object-store lake (`_state/scheduler.lease`): how long one
-/// renewal holds it, and so how long the replicas wait before taking over from a dead holder.
+/// renewal holds it by default (`[scheduler] lease_ttl`), and so how long the replicas wait
+/// before taking over from a dead holder.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 /// The lease's name under `_state/`.
 pub const LEASE_NAME: &str = "scheduler.lease";

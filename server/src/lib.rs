@@ -68,6 +68,9 @@ pub struct ServeOptions {
     pub reports: Option<reports::ReportOptions>,
     /// Retention (`[retention]`) and how often it runs.
     pub retention: Option<(auditlake_ingest::lake::retention::RetentionPolicy, Duration)>,
+    /// How long one renewal of the scheduler's lease holds it on an object-store lake
+    /// (`[scheduler] lease_ttl`): replicas take over from a dead holder after this.
+    pub lease_ttl: Duration,
 }
 
 /// What one client may hold of the webhook: a slow or silent sender costs a bounded amount.
@@ -235,7 +238,7 @@ pub async fn serve(
     let lease = Arc::new(auditlake_ingest::lake::Lease::new(
         &opts.lake,
         alerting::LEASE_NAME,
-        alerting::LEASE_TTL,
+        opts.lease_ttl,
     ));
     let mut background = Vec::new();
     if opts.lake.is_remote() && (opts.alerting.is_some() || opts.reports.is_some()) {

@@ -120,6 +120,7 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .as_ref()
             .map(|_| crate::cmd::pg::pg_options(config, None)),
         reports: report_options(config)?,
+        lease_ttl: config.lease_ttl()?,
         retention: config
             .retention_interval()?
             .map(|every| Ok::<_, anyhow::Error>((config.retention_policy()?, every)))

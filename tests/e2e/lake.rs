@@ -1668,6 +1668,7 @@ fn s3_scheduler_config(dir: &Path) -> std::path::PathBuf {
             "[webhook]\nwal_dir = \"wal\"\nflush_interval_secs = 0.2\n[compaction]\ninterval_secs = 0\n\
              [detect]\nrules_dir = \"{rules}\"\n\
              [scheduler]\nrules = [\"privileged-role-binding\", \"exec-into-pod\"]\nschedule_secs = 1\ntick_secs = 0.2\nsettle_secs = 0\n\
+             lease_ttl = \"6s\"\n\
              streaming = false\n# The sample events are from 2026-11-20.\ninitial_lookback_minutes = {lookback}\n\
              [[sinks]]\nname = \"file\"\ntype = \"file\"\npath = \"{sink}\"\n",
             rules = repo().join("rules").display(),
@@ -1961,7 +1962,7 @@ fn two_scheduler_replicas_on_one_bucket_take_turns_through_the_lease() {
     );
     holder.kill9();
     // bob's exec arrives while nobody runs the rules; the standby takes the lease once it
-    // expires (30 s), re-reads the watermarks and finds it.
+    // expires (`lease_ttl`, 6 s here), re-reads the watermarks and finds it.
     ingest_lines(
         &s3,
         url,
