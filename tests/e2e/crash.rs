@@ -21,16 +21,22 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>, other: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn kill_9_mid_ingest_leaves_only_complete_files_and_a_rerun_completes_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("big.log");
+/// A generated log big enough to kill an ingest of it midway: its path and its event count.
+fn big_log(dir: &Path) -> (PathBuf, i64) {
+    let log = dir.join("big.log");
     run_ok(
         bin()
             .args(["generate", "--events", "120000", "--seed", "3", "--out"])
             .arg(&log),
     );
     let events = std::fs::read_to_string(&log).unwrap().lines().count() as i64;
+    (log, events)
+}
+
+#[test]
+fn kill_9_mid_ingest_leaves_only_complete_files_and_a_rerun_completes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, events) = big_log(dir.path());
     let lake = dir.path().join("lake");
     // Small files so that many commits happen before the kill.
     let cfg = dir.path().join("auditlake.toml");
@@ -111,13 +117,7 @@ fn kill_9_mid_ingest_to_s3_leaves_complete_commits_and_a_rerun_completes_exactly
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("big.log");
-    run_ok(
-        bin()
-            .args(["generate", "--events", "120000", "--seed", "3", "--out"])
-            .arg(&log),
-    );
-    let events = std::fs::read_to_string(&log).unwrap().lines().count() as i64;
+    let (log, events) = big_log(dir.path());
     let s3 = S3Server::start();
     s3.create_bucket("crash");
     let url = "s3://crash/lake";

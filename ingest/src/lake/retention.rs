@@ -450,20 +450,14 @@ fn logged_runs(lake: &Lake) -> Result<std::collections::HashSet<String>> {
     if !lake.retention_log().exists()? {
         return Ok(out);
     }
-    let store = lake.retention_log().table_store()?;
-    for file in lake.retention_log().all_files()? {
-        let location = format!("{}{}", lake.retention_log().url(), file.path);
-        let bytes = block_on(async {
-            store
-                .get(&object_store::path::Path::from(file.path.as_str()))
-                .await?
-                .bytes()
-                .await
-        })
-        .map_err(|source| IngestError::Storage {
-            location: location.clone(),
-            source: Box::new(source),
-        })?;
+    let table = lake.retention_log();
+    for file in table.all_files()? {
+        let location = format!("{}{}", table.url(), file.path);
+        let bytes = lake
+            .read_file(&format!("{}/{}", table.kind().dir(), file.path))?
+            .ok_or_else(|| {
+                IngestError::Internal(format!("{location}: named by the log, not in storage"))
+            })?;
         let read_err =
             |e: parquet::errors::ParquetError| IngestError::Internal(format!("{location}: {e}"));
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
