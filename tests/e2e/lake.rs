@@ -1331,6 +1331,17 @@ fn a_seal_shows_deleted_and_rewritten_newest_commits_the_chain_alone_cannot() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(says), "{err}");
     }
+    // A "seal" far larger than one can be is refused without being read whole.
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, "[".repeat(1 << 20)).unwrap();
+    let out = run(bin()
+        .args(["verify", "--lake"])
+        .arg(&lake)
+        .arg("--seal")
+        .arg(&huge)
+        .args(["--public-key", &public]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a seal"));
     let altered = dir.path().join("altered.json");
     std::fs::write(
         &altered,
