@@ -1,23 +1,20 @@
-//! The findings store: `<lake>/findings/date=YYYY-MM-DD/part-<ulid>.parquet`, one row per
-//! finding *revision*, on local disk or in the lake's bucket (the files go through
-//! [`Lake`]'s side-file operations). It decides what is new (alert), what is a repeat with more evidence
+//! The findings store: the lake's `findings` Delta table
+//! (`<lake>/findings/date=YYYY-MM-DD/part-<ulid>.parquet`, one row per finding *revision*), on
+//! local disk or in the lake's bucket, hash-chained and verified like `audit_events`. It decides what is new (alert), what is a repeat with more evidence
 //! (a new revision, no alert) and what was already known (nothing), and groups findings into
 //! incidents.
 //!
-//! The files are the index: on open, recent findings are read back, so a restart (or a crash
+//! The table is the index: on open, recent findings are read back, so a restart (or a crash
 //! between sending an alert and recording the finding) recognises every finding it stored — the
 //! same hits found again get the same `finding_id` (hash of the dedup key) and are not new.
 
 use std::collections::{HashMap, HashSet};
 
 use auditlake_ingest::Lake;
-use auditlake_ingest::lake::FINDINGS_DIR;
-use auditlake_schemas::findings_schema;
+use auditlake_ingest::lake::{Append, FINDINGS_DIR, TableKind, migrate};
+use auditlake_schemas::DATE;
 use chrono::{DateTime, TimeDelta, Utc};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::DetectError;
 use crate::finding::{Finding, findings_from_batch, findings_to_batch};
@@ -54,31 +51,33 @@ pub struct FindingsStore {
     incident_window: TimeDelta,
 }
 
-/// The `date=` partition of a findings file (`date=YYYY-MM-DD/part-….parquet`), if it has one.
-fn partition_date(name: &str) -> Option<&str> {
-    name.split('/').find_map(|part| part.strip_prefix("date="))
-}
-
 impl FindingsStore {
     /// Reads back findings detected in the last `horizon` (longer than any rule's dedup window)
-    /// from the lake's findings, local files or objects in the bucket alike.
+    /// from the lake's `findings` table: the files its snapshot names, on local disk or in the
+    /// bucket alike.
     pub fn open(
         lake: &Lake,
         horizon: TimeDelta,
         incident_window: TimeDelta,
     ) -> Result<Self, DetectError> {
         let store_err = |e: auditlake_ingest::IngestError| DetectError::Store(e.to_string());
+        // Findings an earlier version wrote as bare files: a table started beside them would
+        // hide them from every reader (and from this index), so refuse until migrated.
+        if migrate::findings_need_migration(lake).map_err(store_err)? {
+            return Err(DetectError::Store(format!(
+                "{} holds findings written before they became a Delta table: run `auditlake migrate --lake {}` first",
+                lake.location_of(FINDINGS_DIR),
+                lake.display()
+            )));
+        }
         let cutoff = Utc::now() - horizon;
         // A file's rows were all detected on its partition's date: older days are skipped unread.
         let first_day = (cutoff - TimeDelta::days(1)).format("%Y-%m-%d").to_string();
-        let files: Vec<String> = lake
-            .list_files(FINDINGS_DIR)
-            .map_err(store_err)?
-            .into_iter()
-            .map(|e| e.name)
-            .filter(|n| n.ends_with(".parquet"))
-            .filter(|n| partition_date(n).is_none_or(|d| d >= first_day.as_str()))
-            .collect();
+        let files = if lake.findings().exists().map_err(store_err)? {
+            lake.findings().all_files().map_err(store_err)?
+        } else {
+            Vec::new()
+        };
         let mut store = FindingsStore {
             lake: lake.clone(),
             index: HashMap::new(),
@@ -86,14 +85,19 @@ impl FindingsStore {
             incident_window,
         };
         let mut stored = Vec::new();
-        for name in files {
-            let rel = format!("{FINDINGS_DIR}/{name}");
-            let where_ = lake.location_of(&rel);
-            // Listed a moment ago, gone now: nothing removes findings, so only a race with a
-            // hand-made cleanup; skip it.
-            let Some(bytes) = lake.read_file(&rel).map_err(store_err)? else {
+        for file in files {
+            if file.partition_value(DATE) < first_day.as_str() {
                 continue;
-            };
+            }
+            let rel = format!("{FINDINGS_DIR}/{}", file.path);
+            let where_ = lake.location_of(&rel);
+            // A file the snapshot names is never deleted (findings are kept), so a missing one
+            // is damage: say so rather than forget the findings it held.
+            let bytes = lake.read_file(&rel).map_err(store_err)?.ok_or_else(|| {
+                DetectError::Store(format!(
+                    "{where_}: named by the findings table but missing (run `auditlake verify`)"
+                ))
+            })?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
                 .map_err(|e| DetectError::Store(format!("{where_}: {e}")))?;
@@ -199,35 +203,42 @@ impl FindingsStore {
         out
     }
 
-    /// Writes the changes as one Parquet file, `findings/date=<detected>/part-<ulid>.parquet`:
-    /// durably in place on a local lake (temp name, fsync, rename, fsync dir), encoded in the
-    /// staging directory and uploaded whole on an object-store lake. Returns where it went.
+    /// Appends the changes to the `findings` table as one Parquet file,
+    /// `findings/date=<detected>/part-<ulid>.parquet`, and one commit: the file is made durable
+    /// (local) or uploaded whole (object store) before the commit names it, and writers on many
+    /// replicas commit concurrently through Delta's optimistic concurrency. Returns where the
+    /// file went.
     pub fn write(&self, changes: &[Change]) -> Result<Option<String>, DetectError> {
         if changes.is_empty() {
             return Ok(None);
         }
         let findings: Vec<Finding> = changes.iter().map(|c| c.finding.clone()).collect();
         let batch = findings_to_batch(&findings);
-        let date = changes[0].finding.detected_at.format("%Y-%m-%d");
-        let rel = format!(
-            "{FINDINGS_DIR}/date={date}/part-{}.parquet",
-            ulid::Ulid::generate()
-        );
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
-            ))
-            .build();
-        self.lake
-            .write_file(&rel, |file| {
-                let mut w = ArrowWriter::try_new(file, findings_schema(), Some(props))
-                    .map_err(std::io::Error::other)?;
-                w.write(&batch).map_err(std::io::Error::other)?;
-                w.into_inner().map_err(std::io::Error::other)?;
-                Ok(())
-            })
+        let date = changes[0]
+            .finding
+            .detected_at
+            .format("%Y-%m-%d")
+            .to_string();
+        let origins: std::collections::BTreeSet<&str> =
+            changes.iter().map(|c| c.finding.origin.as_str()).collect();
+        let (_, location) = self
+            .lake
+            .append(
+                TableKind::Findings,
+                Append {
+                    rel: format!("{DATE}={date}/part-{}.parquet", ulid::Ulid::generate()),
+                    partition: HashMap::from([(DATE.to_owned(), Some(date))]),
+                    batch: &batch,
+                    action: "findings",
+                    detail: serde_json::json!({
+                        "findings": changes.len(),
+                        "new": changes.iter().filter(|c| c.is_new).count(),
+                        "origin": origins,
+                    }),
+                },
+            )
             .map_err(|e| DetectError::Store(e.to_string()))?;
-        Ok(Some(self.lake.location_of(&rel)))
+        Ok(Some(location))
     }
 }
 
@@ -324,16 +335,13 @@ mod tests {
         assert_eq!(grown[0].finding.revision, 3);
     }
 
-    /// On an object-store lake the file goes to the bucket, and another process on the same
-    /// bucket (a restarted or another replica) recognises what was stored.
+    /// Another process on the same lake (a restarted or another replica) recognises what was
+    /// stored, and partitions past the horizon are not read. (On a bucket: e2e
+    /// `lake::scheduled_findings_of_an_s3_lake…`, which needs the S3 server process.)
     #[test]
-    fn findings_of_an_object_store_lake_are_in_the_bucket_and_read_back() {
-        use std::sync::Arc;
+    fn findings_are_read_back_by_another_process_and_old_days_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let bucket = Arc::new(object_store::memory::InMemory::new());
-        let open = || {
-            Lake::open_with_store("s3://evidence/lake", bucket.clone(), Some(dir.path())).unwrap()
-        };
+        let open = || Lake::new(dir.path());
         let now = Utc::now();
         let writer = open();
         let mut store =
@@ -346,14 +354,14 @@ mod tests {
         let written = store.write(&changes).unwrap().unwrap();
         let date = now.format("%Y-%m-%d");
         assert!(
-            written.starts_with(&format!("s3://evidence/lake/findings/date={date}/part-")),
+            written.contains(&format!("findings/date={date}/part-")),
             "{written}"
         );
         let lake = open();
-        let files = lake.list_files(FINDINGS_DIR).unwrap();
+        let files = lake.findings().all_files().unwrap();
         assert_eq!(files.len(), 1);
-        // Encoded in the writer's staging directory, which it left empty.
-        assert_eq!(std::fs::read_dir(writer.tmp_dir()).unwrap().count(), 0);
+        assert_eq!(files[0].partition_value(DATE), date.to_string());
+        assert_eq!(files[0].rows, Some(1));
         let mut reopened =
             FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
         assert!(
@@ -366,13 +374,102 @@ mod tests {
                 .is_empty(),
             "the same finding is known after a reopen"
         );
-        // A file from a day past the horizon is not even read.
-        lake.write_file("findings/date=2020-01-01/part-0.parquet", |f| {
+        // A file of a day past the horizon is not even read (this one would fail to decode).
+        let old = "date=2020-01-01/part-0.parquet";
+        lake.write_file(&format!("{FINDINGS_DIR}/{old}"), |f| {
             use std::io::Write;
             f.write_all(b"not parquet")
         })
         .unwrap();
+        lake.findings()
+            .commit(
+                "findings",
+                serde_json::Value::Null,
+                vec![auditlake_ingest::lake::NewFile {
+                    path: old.into(),
+                    partition: HashMap::from([(DATE.to_owned(), Some("2020-01-01".into()))]),
+                    size: 11,
+                    rows: 1,
+                    sha256: auditlake_ingest::lake::delta::sha256_hex(b"not parquet"),
+                }],
+                Vec::new(),
+            )
+            .unwrap();
         FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+    }
+
+    /// Every write is a commit of the hash-chained table: `verify` re-hashes findings files
+    /// like event files, and the store refuses to forget a file the table names.
+    #[test]
+    fn findings_are_verified_and_a_missing_file_is_an_error_not_forgotten() {
+        use auditlake_ingest::lake::verify::{ProblemKind, VerifyOptions, verify};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        let now = Utc::now();
+        let mut store =
+            FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1)).unwrap();
+        for (id, minute) in [("a", 1), ("b", 2)] {
+            let changes = store.reconcile(
+                vec![finding(id, "mallory", "secrets x/db", minute, 1)],
+                "scheduled",
+                now,
+            );
+            store.write(&changes).unwrap();
+        }
+        // create + two appends
+        assert_eq!(lake.findings().head_version().unwrap(), Some(2));
+        lake.events().all_files().unwrap();
+        let intact = verify(&lake, &VerifyOptions::default()).unwrap();
+        assert!(intact.problems.is_empty(), "{:?}", intact.problems);
+        assert!(
+            intact
+                .heads
+                .iter()
+                .any(|h| h.table == "findings" && h.version == 2)
+        );
+
+        let files = lake.findings().all_files().unwrap();
+        let victim = dir.path().join(FINDINGS_DIR).join(&files[0].path);
+        let mut bytes = std::fs::read(&victim).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last / 2] ^= 1;
+        std::fs::write(&victim, &bytes).unwrap();
+        let report = verify(&lake, &VerifyOptions::default()).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert_eq!(report.problems[0].kind, ProblemKind::ModifiedFile);
+        assert_eq!(
+            report.problems[0].object,
+            format!("{FINDINGS_DIR}/{}", files[0].path)
+        );
+
+        std::fs::remove_file(&victim).unwrap();
+        let err = FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&files[0].path) && err.contains("missing"),
+            "{err}"
+        );
+    }
+
+    /// Bare findings files an earlier version wrote: a table started beside them would hide
+    /// them, so the store refuses and names the command that adopts them.
+    #[test]
+    fn findings_written_before_the_table_existed_must_be_migrated_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(dir.path());
+        lake.write_file("findings/date=2026-11-22/part-0.parquet", |f| {
+            use std::io::Write;
+            f.write_all(b"PAR1")
+        })
+        .unwrap();
+        let err = FindingsStore::open(&lake, TimeDelta::days(7), TimeDelta::hours(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("auditlake migrate"), "{err}");
+        assert!(!lake.findings().exists().unwrap(), "nothing was created");
     }
 
     #[test]

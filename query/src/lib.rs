@@ -17,13 +17,9 @@ use auditlake_ingest::Lake;
 use auditlake_ingest::lake::TableKind;
 use std::sync::Arc;
 
-use auditlake_schemas::{DATE, FINDING_COLUMNS, findings_schema};
-use datafusion::arrow::datatypes::DataType;
+use auditlake_schemas::FINDING_COLUMNS;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -162,7 +158,10 @@ pub async fn open_lake_at(
     if !lake.is_remote() && !lake.root().is_dir() {
         return Err(QueryError::LakeNotFound(lake.root().to_path_buf()));
     }
-    if auditlake_ingest::lake::migrate::needs_migration(lake) {
+    // A table read beside files an earlier version wrote would hide them: refuse, naming the fix.
+    let findings_unmigrated = auditlake_ingest::lake::migrate::findings_need_migration(lake)
+        .map_err(|e| QueryError::Execution(DataFusionError::External(Box::new(e))))?;
+    if auditlake_ingest::lake::migrate::needs_migration(lake) || findings_unmigrated {
         return Err(QueryError::NeedsMigration(lake.display()));
     }
     let mut config = SessionConfig::new()
@@ -203,57 +202,20 @@ pub async fn open_lake_at(
     Ok(ctx)
 }
 
-/// Where the findings table lists its files: the local findings directory, or the findings
-/// prefix in the lake's bucket (whose store is registered with the session for that bucket, built
-/// with the same settings and credentials as the lake's own).
-fn findings_url(ctx: &SessionContext, lake: &Lake) -> Result<ListingTableUrl, QueryError> {
-    let io = |e: auditlake_ingest::IngestError| {
-        QueryError::Execution(DataFusionError::External(Box::new(e)))
-    };
-    if let Some((store, _prefix)) = lake.remote_store() {
-        let url = lake.findings_url();
-        let bucket = url::Url::parse(&format!(
-            "{}://{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        ))
-        .map_err(|e| QueryError::Execution(DataFusionError::External(Box::new(e))))?;
-        ctx.runtime_env().register_object_store(&bucket, store);
-        return ListingTableUrl::parse(url.as_str()).map_err(QueryError::Execution);
-    }
-    // Tables exist before anything was written, so queries and rule checks plan.
-    let dir = lake
-        .local_findings_dir()
-        .map_err(io)?
-        .expect("a local lake has a findings directory");
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| QueryError::Execution(DataFusionError::IoError(e)))?;
-    ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)
-}
-
 /// `findings_history` (every revision), `findings` (latest revision per finding) and `incidents`.
 async fn register_findings(
     ctx: &SessionContext,
     lake: &Lake,
     scope: &Scope,
 ) -> Result<(), QueryError> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![(DATE.to_owned(), DataType::Utf8)]);
-    let config = ListingTableConfig::new(findings_url(ctx, lake)?)
-        .with_listing_options(options)
-        .with_schema(findings_schema());
-    let table = ListingTable::try_new(config)
-        .map_err(QueryError::Execution)?
-        .with_cache(statistics_cache(ctx));
+    // The table's snapshot, never a listing: a findings file no commit names (an upload in
+    // flight, a crashed writer's orphan) is not a finding.
+    let table = live_table(lake.findings(), TableKind::Findings).await?;
     if scope.is_everything() {
-        ctx.register_table(FINDINGS_HISTORY_TABLE, Arc::new(table))
+        ctx.register_table(FINDINGS_HISTORY_TABLE, table)
             .map_err(QueryError::Execution)?;
     } else {
-        let all = ctx
-            .read_table(Arc::new(table))
-            .map_err(QueryError::Execution)?;
+        let all = ctx.read_table(table).map_err(QueryError::Execution)?;
         ctx.register_table("findings_history_unscoped", all.into_view())
             .map_err(QueryError::Execution)?;
         let sql = format!(
@@ -284,14 +246,6 @@ async fn register_findings(
     register_view(ctx, INCIDENTS_TABLE, &incidents).await
 }
 
-/// The session's cache of per-file statistics. Without it every query re-reads every footer
-/// of the lake while planning (~20 ms of a 25 ms query on a million events).
-fn statistics_cache(
-    ctx: &SessionContext,
-) -> Option<Arc<datafusion::execution::cache::cache_manager::FileStatisticsCache>> {
-    ctx.runtime_env().cache_manager.get_file_statistic_cache()
-}
-
 pub(crate) async fn register_view(
     ctx: &SessionContext,
     name: &str,
@@ -307,17 +261,25 @@ pub(crate) async fn register_view(
     Ok(())
 }
 
-/// `retention_log`: what retention removed and vacuum deleted (empty until the first run).
-async fn register_retention_log(ctx: &SessionContext, lake: &Lake) -> Result<(), QueryError> {
-    let log = lake.retention_log();
-    let table = delta_table::LiveDeltaTable::new(
-        log.url().clone(),
-        log.options().clone(),
-        delta_table::read_schema(TableKind::RetentionLog)
+/// A live view of one of the lake's small tables (`findings`, `retention_log`): read as its
+/// latest snapshot at each scan, no rows before its first commit.
+async fn live_table(
+    table: &auditlake_ingest::lake::LakeTable,
+    kind: TableKind,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    Ok(Arc::new(delta_table::LiveDeltaTable::new(
+        table.url().clone(),
+        table.options().clone(),
+        delta_table::read_schema(kind)
             .await
             .map_err(QueryError::Execution)?,
-    );
-    ctx.register_table(RETENTION_LOG_TABLE, Arc::new(table))
+    )))
+}
+
+/// `retention_log`: what retention removed and vacuum deleted (empty until the first run).
+async fn register_retention_log(ctx: &SessionContext, lake: &Lake) -> Result<(), QueryError> {
+    let table = live_table(lake.retention_log(), TableKind::RetentionLog).await?;
+    ctx.register_table(RETENTION_LOG_TABLE, table)
         .map_err(QueryError::Execution)?;
     Ok(())
 }

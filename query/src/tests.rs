@@ -2,7 +2,7 @@ use super::*;
 use auditlake_ingest::{IngestOptions, Input, Lake, ingest};
 use auditlake_schemas::audit_events_file_schema;
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 
 const POD: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"p1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"create","user":{"username":"alice","groups":["devs"]},"sourceIPs":["203.0.113.9"],"objectRef":{"resource":"pods","namespace":"default","name":"web","apiVersion":"v1"},"responseStatus":{"code":201},"requestObject":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web"},"spec":{"hostNetwork":true,"containers":[{"name":"web","image":"nginx:1.25"}]}},"requestReceivedTimestamp":"2026-11-22T05:10:00.000000Z","stageTimestamp":"2026-11-22T05:10:00.100000Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by RoleBinding \"devs\""}}"#;
 

@@ -183,12 +183,36 @@ pub const FINDING_COLUMNS: &[ColumnDef] = &[
     ),
 ];
 
-/// Arrow schema of `findings`.
+/// The partition column of the `findings` Delta table: not inside the files, but in their
+/// directory names (`date=YYYY-MM-DD/…`) and in each `add` action.
+pub const FINDINGS_PARTITION_COLUMN_DEFS: &[ColumnDef] = &[col(
+    crate::DATE,
+    T::Utf8,
+    false,
+    "findings store: path `date=YYYY-MM-DD`",
+    "UTC date of `detected_at`: the partition a finding revision is stored in. Filter on it to prune whole directories.",
+)];
+
+/// Arrow schema of a `findings` data file (the partition column is in its path).
 pub fn findings_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Arc::new(Schema::new(
             FINDING_COLUMNS
                 .iter()
+                .map(ColumnDef::field)
+                .collect::<Vec<_>>(),
+        ))
+    });
+    SCHEMA.clone()
+}
+
+/// Schema of the `findings` Delta table as queries see it: the file columns, then `date`.
+pub fn findings_table_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(
+            FINDING_COLUMNS
+                .iter()
+                .chain(FINDINGS_PARTITION_COLUMN_DEFS)
                 .map(ColumnDef::field)
                 .collect::<Vec<_>>(),
         ))
@@ -207,6 +231,11 @@ pub fn findings_markdown() -> String {
         "Schema version {FINDINGS_SCHEMA_VERSION}. One row per finding: the evidence events of one rule, \
          for one cluster, grouping key and dedup bucket (see `rules/README.md`).\n\n"
     ));
-    crate::push_column_table(&mut out, FINDING_COLUMNS.iter());
+    crate::push_column_table(
+        &mut out,
+        FINDING_COLUMNS
+            .iter()
+            .chain(FINDINGS_PARTITION_COLUMN_DEFS.iter()),
+    );
     out
 }

@@ -55,6 +55,10 @@ pub fn run(config: &Config, args: VerifyArgs) -> anyhow::Result<u8> {
                 "commits": report.commits,
                 "head_version": report.head_version,
                 "head_sha256": report.head_sha256,
+                // Every table's head (audit_events, findings, retention_log): what a seal signs.
+                "heads": report.heads.iter().map(|h| serde_json::json!({
+                    "table": h.table, "version": h.version, "sha256": h.sha256,
+                })).collect::<Vec<_>>(),
                 "live_files": report.live_files,
                 "files_hashed": report.files_hashed,
                 "bytes_hashed": report.bytes_hashed,
@@ -215,18 +219,38 @@ pub fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<u8> {
         bail!("no lake at {}", lake.display());
     }
     let r = migrate_lake(&lake)?;
-    if r.already_delta {
-        eprintln!("{} is already a Delta table; nothing to do", lake.display());
-    } else {
-        eprintln!(
-            "{}: {} files ({} rows, {:.1} MB) added to the Delta log{}",
-            lake.display(),
-            r.files,
-            r.rows,
-            r.bytes as f64 / 1e6,
-            r.version
-                .map_or(String::new(), |v| format!(" as version {v}"))
-        );
-    }
+    let said =
+        |table: &str, already: bool, files: usize, rows: u64, bytes: u64, version: Option<i64>| {
+            if already {
+                eprintln!(
+                    "{table} of {} is already a Delta table; nothing to do",
+                    lake.display()
+                );
+            } else {
+                eprintln!(
+                    "{table} of {}: {files} files ({rows} rows, {:.1} MB) added to the Delta log{}",
+                    lake.display(),
+                    bytes as f64 / 1e6,
+                    version.map_or(String::new(), |v| format!(" as version {v}"))
+                );
+            }
+        };
+    said(
+        "audit_events",
+        r.already_delta,
+        r.files,
+        r.rows,
+        r.bytes,
+        r.version,
+    );
+    let f = &r.findings;
+    said(
+        "findings",
+        f.already_delta,
+        f.files,
+        f.rows,
+        f.bytes,
+        f.version,
+    );
     Ok(EXIT_OK)
 }

@@ -161,8 +161,17 @@ fn migrate_turns_a_parquet_lake_into_a_delta_table_with_the_same_rows_once() {
     ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
     let rows = count(&lake, "audit_events");
     assert!(rows > 0);
-    // What an earlier version left: the same Hive directories of Parquet, no log.
+    let out = run(bin()
+        .current_dir(repo())
+        .args(["detect", "--store", "--lake"])
+        .arg(&lake));
+    assert_eq!(out.status.code(), Some(1), "findings exist");
+    let findings_sql = "SELECT finding_id, revision, rule_id, actor, target, date FROM findings_history ORDER BY finding_id, revision";
+    let findings = query(&lake, findings_sql);
+    assert!(!findings.is_empty());
+    // What an earlier version left: the same Hive directories of Parquet, no logs.
     std::fs::remove_dir_all(lake.join("audit_events/_delta_log")).unwrap();
+    std::fs::remove_dir_all(lake.join("findings/_delta_log")).unwrap();
     let out = run(bin().args([
         "query",
         "--lake",
@@ -192,8 +201,16 @@ fn migrate_turns_a_parquet_lake_into_a_delta_table_with_the_same_rows_once() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert_eq!(count(&lake, "audit_events"), rows);
+    assert_eq!(
+        query(&lake, findings_sql),
+        findings,
+        "the same findings, every revision"
+    );
     assert_eq!(verify(lake.to_str().unwrap(), &[]).0, 0);
     let log = std::fs::read_dir(lake.join("audit_events/_delta_log"))
+        .unwrap()
+        .count();
+    let findings_log = std::fs::read_dir(lake.join("findings/_delta_log"))
         .unwrap()
         .count();
     let second = run(bin().args(["migrate", "--lake", lake.to_str().unwrap()]));
@@ -205,6 +222,13 @@ fn migrate_turns_a_parquet_lake_into_a_delta_table_with_the_same_rows_once() {
             .count(),
         log,
         "a second run commits nothing"
+    );
+    assert_eq!(
+        std::fs::read_dir(lake.join("findings/_delta_log"))
+            .unwrap()
+            .count(),
+        findings_log,
+        "nor to the findings"
     );
     // And ingestion carries on, deduplicating against the migrated files.
     let again = ingest(&lake, "prod", &[&repo().join("samples/audit.log")]);
@@ -1906,6 +1930,38 @@ fn scheduled_findings_of_an_s3_lake_live_in_the_bucket_once_and_are_delivered() 
         .collect();
     assert_eq!(binding.len(), 1, "{after:?}");
     assert_eq!(binding[0]["origin"], "scheduled", "known, so not re-stored");
+
+    // The findings are a Delta table: delta-rs's Python reader sees the same revisions, and
+    // `verify` walks its hash chain with the others.
+    let history = s3.query(
+        url,
+        "SELECT finding_id, revision, date FROM findings_history ORDER BY finding_id, revision",
+    );
+    let script = format!(
+        r#"
+import json, polars as pl
+opts = {{"AWS_ENDPOINT_URL": "{ep}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}}
+t = pl.read_delta("{url}/findings", storage_options=opts).sort(["finding_id", "revision"])
+print(json.dumps(t.select(["finding_id", "revision", "date"]).to_dicts()))
+"#,
+        ep = s3.endpoint
+    );
+    let out = run_ok(Command::new("python3").args(["-c", &script]));
+    let other: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(other, history);
+    let mut v = s3.bin();
+    let out = run(v.args(["verify", "--json", "--lake", url]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["table"] == "findings"),
+        "{report}"
+    );
 }
 
 /// Two `serve` replicas with `[scheduler]` on one bucket: one holds the lease and runs the rules

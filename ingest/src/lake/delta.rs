@@ -1,4 +1,5 @@
-//! The `audit_events` Delta table: its log is the lake's single source of truth.
+//! The lake's Delta tables (`audit_events`, `findings`, `retention_log`): their logs are the
+//! lake's single source of truth.
 //!
 //! A file is part of the lake when an `add` action in a commit names it, and stops being part of
 //! it with a `remove` — never because it sits in a directory. So a writer that dies between
@@ -28,7 +29,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use auditlake_schemas::{CLUSTER, DATE, HOUR, PARTITION_COLUMNS, audit_events_table_schema};
+use auditlake_schemas::{
+    CLUSTER, DATE, HOUR, PARTITION_COLUMNS, audit_events_table_schema, findings_table_schema,
+};
 
 use super::store::{block_on, register_remote_schemes};
 use crate::error::{IngestError, Result};
@@ -55,6 +58,9 @@ pub enum TableKind {
     /// What retention removed and vacuum deleted, one row per partition (see
     /// [`super::retention`]): evidence of every deletion, queryable as `retention_log`.
     RetentionLog,
+    /// One row per finding revision, partitioned by the UTC date it was detected (written by
+    /// detect's findings store, read as `findings_history`, `findings` and `incidents`).
+    Findings,
 }
 
 impl TableKind {
@@ -63,6 +69,7 @@ impl TableKind {
         match self {
             TableKind::AuditEvents => super::AUDIT_EVENTS_DIR,
             TableKind::RetentionLog => super::RETENTION_LOG_DIR,
+            TableKind::Findings => super::FINDINGS_DIR,
         }
     }
 
@@ -70,6 +77,7 @@ impl TableKind {
         match self {
             TableKind::AuditEvents => "Kubernetes audit events (auditlake)",
             TableKind::RetentionLog => "What retention removed and vacuum deleted (auditlake)",
+            TableKind::Findings => "What the detection rules found, every revision (auditlake)",
         }
     }
 
@@ -77,6 +85,7 @@ impl TableKind {
         match self {
             TableKind::AuditEvents => &PARTITION_COLUMNS,
             TableKind::RetentionLog => &[],
+            TableKind::Findings => &[DATE],
         }
     }
 
@@ -84,6 +93,7 @@ impl TableKind {
         match self {
             TableKind::AuditEvents => audit_events_table_schema(),
             TableKind::RetentionLog => super::retention::retention_log_schema(),
+            TableKind::Findings => findings_table_schema(),
         }
     }
 }

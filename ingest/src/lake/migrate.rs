@@ -4,11 +4,19 @@
 //! row count, so the migrated lake verifies like one written as Delta from the start. A second
 //! run finds the table and changes nothing; a run interrupted after the table was created but
 //! before the files were added (the table is still empty) adds them on the next run.
+//!
+//! Two tables are migrated: `audit_events` (local lakes: earlier versions wrote only those) and
+//! `findings`, whose bare `findings/date=…/part-….parquet` files earlier versions wrote on local
+//! disk and in buckets alike.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{AUDIT_EVENTS_DIR, Lake, NewFile, hash_file};
+use auditlake_schemas::DATE;
+
+use super::delta::sha256_hex;
+use super::{AUDIT_EVENTS_DIR, FINDINGS_DIR, Lake, NewFile, hash_file};
 use crate::error::{IngestError, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +27,19 @@ pub struct MigrateReport {
     pub rows: u64,
     pub bytes: u64,
     /// The commit that added the files.
+    pub version: Option<i64>,
+    /// The same for the `findings` table.
+    pub findings: TableMigration,
+}
+
+/// What migrating one table did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableMigration {
+    /// The table already existed with files (or there was nothing to adopt): nothing was done.
+    pub already_delta: bool,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
     pub version: Option<i64>,
 }
 
@@ -37,6 +58,80 @@ pub fn needs_migration(lake: &Lake) -> bool {
             .flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with("cluster="))
     })
+}
+
+/// Whether the lake holds findings files but no `findings` table: a store or a reader would
+/// start or read an empty table beside them, hiding every finding, so both refuse until it is
+/// migrated. On object storage: one listing of the table's log, and one of `findings/` when
+/// there is no table.
+pub fn findings_need_migration(lake: &Lake) -> Result<bool> {
+    if lake.findings().exists()? {
+        return Ok(false);
+    }
+    Ok(!legacy_findings(lake)?.is_empty())
+}
+
+/// The bare findings files (`date=YYYY-MM-DD/part-….parquet`, relative to `findings/`).
+fn legacy_findings(lake: &Lake) -> Result<Vec<super::LakeEntry>> {
+    Ok(lake
+        .list_files(FINDINGS_DIR)?
+        .into_iter()
+        .filter(|e| e.name.ends_with(".parquet") && !e.name.starts_with("_delta_log/"))
+        .collect())
+}
+
+/// Adopts the bare findings files into a new `findings` table (one commit), unless the table
+/// already holds files.
+fn migrate_findings(lake: &Lake) -> Result<TableMigration> {
+    let table = lake.findings();
+    if table.exists()? && !table.all_files()?.is_empty() {
+        return Ok(TableMigration {
+            already_delta: true,
+            ..TableMigration::default()
+        });
+    }
+    let mut out = TableMigration::default();
+    let mut adds = Vec::new();
+    for entry in legacy_findings(lake)? {
+        let rel = format!("{FINDINGS_DIR}/{}", entry.name);
+        let location = lake.location_of(&rel);
+        let Some(date) = entry
+            .name
+            .split('/')
+            .find_map(|p| p.strip_prefix(&format!("{DATE}=")))
+        else {
+            return Err(IngestError::Internal(format!(
+                "{location}: a findings file outside a `{DATE}=` directory; move it or remove it, then migrate again"
+            )));
+        };
+        let bytes = lake
+            .read_file(&rel)?
+            .ok_or_else(|| IngestError::Internal(format!("{location}: listed, then gone")))?;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .map_err(|source| IngestError::LakeRead {
+                path: location.clone().into(),
+                source,
+            })?;
+        let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+        out.files += 1;
+        out.rows += rows;
+        out.bytes += bytes.len() as u64;
+        adds.push(NewFile {
+            path: entry.name.clone(),
+            partition: HashMap::from([(DATE.to_owned(), Some(date.to_owned()))]),
+            size: bytes.len() as u64,
+            rows,
+            sha256: sha256_hex(&bytes),
+        });
+    }
+    if adds.is_empty() {
+        out.already_delta = true;
+        return Ok(out);
+    }
+    let detail = serde_json::json!({ "files": out.files, "rows": out.rows });
+    out.version = table.commit("migrate", detail, adds, Vec::new())?;
+    Ok(out)
 }
 
 /// The legacy data files: `audit_events/cluster=*/date=*/hour=*/*.parquet`, sorted.
@@ -88,23 +183,31 @@ fn row_count(path: &Path) -> Result<u64> {
     Ok(u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
 }
 
-/// Migrates a local lake. Takes the writer lock: nothing may write while the log is made.
+/// Migrates a lake: `audit_events` of a local lake (taking the writer lock: nothing may write
+/// while the log is made), and the findings of any lake.
 pub fn migrate(lake: &Lake) -> Result<MigrateReport> {
     if lake.is_remote() {
-        return Err(IngestError::LakeLocation {
-            value: lake.display(),
-            reason: "migrate converts local lakes (earlier versions wrote only those)".into(),
+        // Object-store lakes were Delta from their first version; only findings predate that.
+        return Ok(MigrateReport {
+            already_delta: true,
+            findings: migrate_findings(lake)?,
+            ..MigrateReport::default()
         });
     }
     let _lock = lake.lock_writer()?;
+    let findings = migrate_findings(lake)?;
     let fresh = !lake.audit_events_dir().join("_delta_log").is_dir();
     if !fresh && !lake.events().all_files()?.is_empty() {
         return Ok(MigrateReport {
             already_delta: true,
+            findings,
             ..MigrateReport::default()
         });
     }
-    let mut report = MigrateReport::default();
+    let mut report = MigrateReport {
+        findings,
+        ..MigrateReport::default()
+    };
     let mut adds = Vec::new();
     for (path, rel, [cluster, date, hour]) in legacy_files(&lake.root().join(AUDIT_EVENTS_DIR))? {
         let (size, sha256) = hash_file(&path)?;

@@ -6,7 +6,8 @@
 //! <lake>/audit_events/_delta_log/NNNNNNNNNNNNNNNNNNNN.json   the table's commits (the truth)
 //! <lake>/audit_events/cluster=<c>/date=YYYY-MM-DD/hour=HH/part-<ulid>.parquet
 //! <lake>/_quarantine/date=YYYY-MM-DD/quarantine-<ulid>.jsonl
-//! <lake>/findings/date=YYYY-MM-DD/part-<ulid>.parquet        one row per finding revision
+//! <lake>/findings/_delta_log/…, date=YYYY-MM-DD/part-<ulid>.parquet   one row per finding revision
+//! <lake>/retention_log/_delta_log/…, part-<ulid>.parquet      what retention and vacuum deleted
 //! <lake>/_state/writer.lock                                  local lakes only
 //! <lake>/_state/scheduler.json, reports.json, checkpoints     state documents
 //! <lake>/_state/scheduler.lease                              object-store lakes only
@@ -16,9 +17,10 @@
 //!
 //! On object storage the same layout lives under the URL's prefix, `_state/` included (shared by
 //! every replica); `_tmp/` is a local staging directory of the process (files are encoded there,
-//! uploaded whole, then committed). The side files (state, outbox, findings) are read and
+//! uploaded whole, then committed). The side files (state, outbox) are read and
 //! written only through [`side`] and [`lease`].
 
+pub mod append;
 pub mod cache;
 pub mod delta;
 pub mod lease;
@@ -42,12 +44,15 @@ use url::Url;
 use crate::decode::{MICROS_PER_HOUR, PartitionKey};
 use crate::error::{IngestError, Result};
 use crate::time::partition_date_hour;
+pub use append::Append;
 pub use delta::{LakeTable, NewFile, TableFile, TableKind};
 pub use lease::Lease;
-pub use side::{FINDINGS_DIR, LakeEntry};
+pub use side::LakeEntry;
 
 pub const AUDIT_EVENTS_DIR: &str = "audit_events";
 pub const RETENTION_LOG_DIR: &str = "retention_log";
+/// The `findings` table's directory under the lake root.
+pub const FINDINGS_DIR: &str = "findings";
 pub const QUARANTINE_DIR: &str = "_quarantine";
 pub const STATE_DIR: &str = "_state";
 pub const TMP_DIR: &str = "_tmp";
@@ -66,6 +71,7 @@ struct Location {
     remote: Option<Remote>,
     events: LakeTable,
     retention_log: LakeTable,
+    findings: LakeTable,
     /// An object-store lake's local staging directory, removed when the last handle goes.
     _staging: Option<Staging>,
 }
@@ -181,6 +187,7 @@ impl Lake {
             location: Arc::new(Location {
                 events: table(TableKind::AuditEvents, &url, &HashMap::new()),
                 retention_log: table(TableKind::RetentionLog, &url, &HashMap::new()),
+                findings: table(TableKind::Findings, &url, &HashMap::new()),
                 url,
                 remote: None,
                 _staging: None,
@@ -245,6 +252,7 @@ impl Lake {
                 }),
                 events: table(TableKind::AuditEvents, &url, storage),
                 retention_log: table(TableKind::RetentionLog, &url, storage),
+                findings: table(TableKind::Findings, &url, storage),
                 url,
             }),
         })
@@ -281,6 +289,11 @@ impl Lake {
     /// The `retention_log` table: what retention removed and vacuum deleted.
     pub fn retention_log(&self) -> &LakeTable {
         &self.location.retention_log
+    }
+
+    /// The `findings` table: one row per finding revision, written by detect's findings store.
+    pub fn findings(&self) -> &LakeTable {
+        &self.location.findings
     }
 
     /// `cluster=c/date=YYYY-MM-DD/hour=HH`, the partition's directory inside the table.

@@ -25,12 +25,11 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use object_store::ObjectStoreExt as _;
-use parquet::arrow::ArrowWriter;
 use serde_json::json;
 
-use super::Lake;
-use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_DETAIL, NewFile, TableFile, sha256_hex};
+use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_DETAIL, TableFile};
 use super::store::block_on;
+use super::{Append, Lake, TableKind};
 use crate::error::{IngestError, Result};
 use auditlake_schemas::{CLUSTER, DATE, HOUR};
 
@@ -560,47 +559,17 @@ fn append_log(lake: &Lake, report: &RetentionReport) -> Result<Option<i64>> {
         ],
     )
     .map_err(|e| IngestError::Internal(format!("retention_log batch: {e}")))?;
-    let rel = format!("part-{}.parquet", ulid::Ulid::generate());
-    let location = format!("{}{rel}", lake.retention_log().url());
-    let mut bytes = Vec::new();
-    {
-        let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), None).map_err(|source| {
-            IngestError::ParquetWrite {
-                path: location.clone().into(),
-                source,
-            }
-        })?;
-        w.write(&batch)
-            .and_then(|_| w.close().map(|_| ()))
-            .map_err(|source| IngestError::ParquetWrite {
-                path: location.clone().into(),
-                source,
-            })?;
-    }
-    let file = NewFile {
-        path: rel.clone(),
-        partition: Default::default(),
-        size: bytes.len() as u64,
-        rows: n as u64,
-        sha256: sha256_hex(&bytes),
-    };
-    // The log table is created by its first append (its directory too, for a local lake).
-    if !lake.retention_log().exists()? {
-        lake.retention_log().all_files()?;
-    }
-    let store = lake.retention_log().table_store()?;
-    block_on(store.put(&object_store::path::Path::from(rel.as_str()), bytes.into())).map_err(
-        |source| IngestError::Storage {
-            location,
-            source: Box::new(source),
+    let (version, _) = lake.append(
+        TableKind::RetentionLog,
+        Append {
+            rel: format!("part-{}.parquet", ulid::Ulid::generate()),
+            partition: Default::default(),
+            batch: &batch,
+            action: "retention-log",
+            detail: json!({ "run_id": report.run_id }),
         },
     )?;
-    lake.retention_log().commit(
-        "retention-log",
-        json!({ "run_id": report.run_id }),
-        vec![file],
-        Vec::new(),
-    )
+    Ok(version)
 }
 
 #[cfg(test)]

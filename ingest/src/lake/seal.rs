@@ -44,7 +44,7 @@ pub enum SealError {
 /// One table's head as sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedHead {
-    /// `audit_events` or `retention_log`.
+    /// `audit_events`, `findings` or `retention_log`.
     pub table: String,
     pub version: u64,
     /// SHA-256 (hex) of that version's commit file.

@@ -1,7 +1,8 @@
 //! The lake's side files: everything outside its Delta tables that the other crates keep in the
 //! lake — state documents (`_state/scheduler.json`, `_state/reports.json`), the alert outbox
-//! (`_state/outbox/<sink>/{pending,sent,failed}/…`) and the findings
-//! (`findings/date=YYYY-MM-DD/part-<ulid>.parquet`).
+//! (`_state/outbox/<sink>/{pending,sent,failed}/…`). The data files of the small Delta tables
+//! (`findings`, `retention_log`) are written through [`Lake::write_file`] too, then committed
+//! (see [`super::append`]).
 //!
 //! Every operation takes a path relative to the lake root and works the same on a local lake
 //! (files, written durably: temp file, fsync, rename, fsync the directory) and on an
@@ -18,7 +19,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -27,9 +28,6 @@ use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
 use super::{DurableWrite, Lake, Remote, create_dir_durable, fsync_dir, store, upload};
 use crate::error::{IngestError, Result};
-
-/// The findings directory under the lake root (`findings/date=YYYY-MM-DD/part-<ulid>.parquet`).
-pub const FINDINGS_DIR: &str = "findings";
 
 /// One file of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,25 +299,6 @@ impl Lake {
     pub fn list_state(&self, dir: &str) -> Result<Vec<LakeEntry>> {
         self.list_files(&Lake::state_rel(dir))
     }
-
-    /// Where the findings live, for the query session: `<lake URL>findings/`.
-    pub fn findings_url(&self) -> url::Url {
-        self.location
-            .url
-            .join(&format!("{FINDINGS_DIR}/"))
-            .expect("findings URL")
-    }
-
-    /// The local findings directory of a local lake (created, so a listing table over it plans
-    /// before anything was written); `None` for an object-store lake.
-    pub fn local_findings_dir(&self) -> Result<Option<PathBuf>> {
-        if self.is_remote() {
-            return Ok(None);
-        }
-        let dir = self.root.join(FINDINGS_DIR);
-        fs::create_dir_all(&dir).map_err(IngestError::lake_io(&dir))?;
-        Ok(Some(dir))
-    }
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<LakeEntry>) -> Result<()> {
@@ -361,6 +340,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<LakeEntry>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::FINDINGS_DIR;
     use object_store::ObjectStore as _;
     use std::sync::Arc;
 
@@ -444,7 +424,10 @@ mod tests {
                 assert_eq!(fs::read_dir(lake.tmp_dir()).unwrap().count(), 0);
             }
         }
-        assert!(lakes[1].findings_url().as_str() == "s3://bucket/lake/findings/");
+        assert_eq!(
+            lakes[1].findings().url().as_str(),
+            "s3://bucket/lake/findings/"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `auditlake verify`: proves the lake is what its writers committed, or names what is not.
 //!
-//! Walks the `audit_events` commit log from version 0: versions must be contiguous, and each
-//! commit's `auditlake.prevCommitSha256` must equal the SHA-256 of the commit file before it, so
+//! Walks each table's commit log (`audit_events`, `findings`, `retention_log`) from version 0:
+//! versions must be contiguous, and each commit's `auditlake.prevCommitSha256` must equal the SHA-256 of the commit file before it, so
 //! a rewritten or deleted commit breaks the chain where it happened. Replaying the log gives the
 //! live files with the SHA-256 their `add` recorded; each is re-hashed (streamed, never held in
 //! memory). Data files in the table's directories that no commit ever named are reported as
@@ -20,10 +20,10 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::Lake;
 use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
 use super::seal::{SealPayload, SealedCheckpoint, SealedHead};
 use super::store::block_on;
+use super::{Lake, TableKind};
 use crate::error::{IngestError, Result};
 
 /// Commit files above this size are reported, never read (a migration of 100,000 files writes
@@ -135,8 +135,8 @@ struct Live {
     added_ms: i64,
 }
 
-/// Verifies the lake's `audit_events` table, and its `retention_log` table when retention has
-/// run (problems there are named `retention_log/…`). Errors only when a table cannot be read at
+/// Verifies the lake's `audit_events` table, and its `retention_log` and `findings` tables when
+/// they exist (problems there are named `retention_log/…`, `findings/…`). Errors only when a table cannot be read at
 /// all. Head, version and hash are those of `audit_events`.
 pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
     let table = |t: &super::LakeTable, required| -> Result<Option<VerifyReport>> {
@@ -193,32 +193,36 @@ pub fn verify(lake: &Lake, opts: &VerifyOptions) -> Result<VerifyReport> {
         Ok(report)
     };
     let mut report = table(lake.events(), true)?.expect("a required table reports");
-    let log_dir = lake.retention_log().kind().dir();
-    match table(lake.retention_log(), false)? {
-        Some(log) => {
-            report.heads.extend(log.heads);
-            report.walked_from.extend(log.walked_from);
-            report.commits += log.commits;
-            report.live_files += log.live_files;
-            report.files_hashed += log.files_hashed;
-            report.bytes_hashed += log.bytes_hashed;
-            report
-                .problems
-                .extend(log.problems.into_iter().map(|p| Problem {
-                    object: format!("{log_dir}/{}", p.object),
-                    ..p
-                }));
+    for side in [lake.retention_log(), lake.findings()] {
+        let dir = side.kind().dir();
+        match table(side, false)? {
+            Some(more) => {
+                report.heads.extend(more.heads);
+                report.walked_from.extend(more.walked_from);
+                report.commits += more.commits;
+                report.live_files += more.live_files;
+                report.files_hashed += more.files_hashed;
+                report.bytes_hashed += more.bytes_hashed;
+                report
+                    .problems
+                    .extend(more.problems.into_iter().map(|p| Problem {
+                        object: format!("{dir}/{}", p.object),
+                        ..p
+                    }));
+            }
+            // Deleting the record of deletions is itself a deletion to report.
+            None if side.kind() == TableKind::RetentionLog && report.retention_commits > 0 => {
+                report.problems.push(Problem {
+                    kind: ProblemKind::MissingCommit,
+                    object: format!("{dir}/_delta_log/"),
+                    detail: format!(
+                        "audit_events has {} retention commits but the retention_log table is gone",
+                        report.retention_commits
+                    ),
+                })
+            }
+            None => {}
         }
-        // Deleting the record of deletions is itself a deletion to report.
-        None if report.retention_commits > 0 => report.problems.push(Problem {
-            kind: ProblemKind::MissingCommit,
-            object: format!("{log_dir}/_delta_log/"),
-            detail: format!(
-                "audit_events has {} retention commits but the retention_log table is gone",
-                report.retention_commits
-            ),
-        }),
-        None => {}
     }
     Ok(report)
 }
