@@ -155,7 +155,13 @@ pub struct TickReport {
     pub rules_failed: usize,
     pub new_findings: usize,
     pub updated_findings: usize,
+    /// The tick stopped early because the [`Scheduler::set_guard`] guard said this process may
+    /// no longer run rules (its lease ran out mid-tick).
+    pub stopped: bool,
 }
+
+/// Whether this process may still run rules (serve: whether it still holds the scheduler lease).
+pub type Guard = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 pub struct Scheduler {
     rules: Vec<(Rule, Params)>,
@@ -164,6 +170,7 @@ pub struct Scheduler {
     store: FindingsStore,
     state: State,
     lake: Lake,
+    guard: Option<Guard>,
 }
 
 /// The state document of the scheduler (under `_state/`).
@@ -201,7 +208,19 @@ impl Scheduler {
             store,
             state,
             lake: lake.clone(),
+            guard: None,
         })
+    }
+
+    /// Asked before each rule of a tick: once it says no, the tick stops. A replica whose lease
+    /// ran out while a long tick was running must not go on storing findings and alerting beside
+    /// the replica that took over (which would find the same findings new in its own index).
+    pub fn set_guard(&mut self, guard: Guard) {
+        self.guard = Some(guard);
+    }
+
+    fn may_run(&self) -> bool {
+        self.guard.as_ref().is_none_or(|still| still())
     }
 
     /// Re-reads the watermarks and the recent findings from the lake: after this process takes
@@ -246,6 +265,10 @@ impl Scheduler {
     ) -> TickReport {
         let mut report = TickReport::default();
         for i in 0..self.rules.len() {
+            if !self.may_run() {
+                report.stopped = true;
+                break;
+            }
             let id = self.rules[i].0.id.clone();
             let state = self
                 .state
@@ -267,6 +290,12 @@ impl Scheduler {
             let result = self
                 .run_rule(i, state.watermark, until, now, alerts, observer)
                 .await;
+            if result.is_err() && !self.may_run() {
+                // Lost the lease while the rule ran: its results were not kept, and the
+                // replica that holds the lease now owns the watermark.
+                report.stopped = true;
+                break;
+            }
             let schedule = self.rules[i].0.schedule;
             let entry = self.state.rules.get_mut(&id).expect("inserted above");
             entry.last_run = Some(now);
@@ -380,6 +409,10 @@ impl Scheduler {
             .run(rule, params, &window)
             .await
             .map_err(|e| e.to_string())?;
+        // A query can run for minutes: checked again before anything is stored or alerted.
+        if !self.may_run() {
+            return Err("no longer the scheduler's replica (lease lost during the run)".into());
+        }
         let found = suppress(&mut self.opts.suppressions, found, now, observer);
         record(&mut self.store, found, "scheduled", now, alerts)
     }
@@ -573,6 +606,33 @@ mod tests {
         let report = s.tick(later, &alerts, &Quiet).await;
         assert_eq!((report.rules_run, report.new_findings), (1, 0));
         assert_eq!(alerts.0.lock().unwrap().len(), 2);
+
+        // Once the guard says no (the lease ran out), a due rule is not run, its watermark and
+        // schedule stay where they were.
+        let before = s.rule_state("exec-into-pod").unwrap().clone();
+        s.set_guard(std::sync::Arc::new(|| false));
+        let report = s.tick(later + TimeDelta::hours(1), &alerts, &Quiet).await;
+        assert!(report.stopped);
+        assert_eq!((report.rules_run, report.rules_failed), (0, 0));
+        let after = s.rule_state("exec-into-pod").unwrap();
+        assert_eq!(
+            (after.watermark, after.next_run, after.last_run),
+            (before.watermark, before.next_run, before.last_run)
+        );
+        // Lost while the rule's query ran (the guard allows the start, not the store): nothing
+        // stored or alerted, the watermark not moved.
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        s.set_guard(std::sync::Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        }));
+        let report = s.tick(later + TimeDelta::hours(1), &alerts, &Quiet).await;
+        assert!(report.stopped);
+        assert_eq!(report.rules_run, 0);
+        assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        assert_eq!(alerts.0.lock().unwrap().len(), 2);
+        let after = s.rule_state("exec-into-pod").unwrap();
+        assert_eq!(after.watermark, before.watermark);
     }
 
     #[derive(Default)]

@@ -199,6 +199,8 @@ pub async fn start(
     // What the scheduler and the outbox were loaded with is current at start.
     let mut was_held = lease.held();
     outbox.set_active(was_held);
+    let guarded = lease.clone();
+    scheduler.set_guard(Arc::new(move || guarded.held()));
     tasks.push(tokio::spawn(async move {
         let mut last_prune = std::time::Instant::now();
         loop {
