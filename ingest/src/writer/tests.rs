@@ -1,7 +1,17 @@
 use super::*;
 use crate::decode::{DecodeOptions, Decoder, SourcePosition};
-use arrow::array::AsArray;
+use arrow::array::{AsArray, TimestampMicrosecondArray};
+use auditlake_schemas::{
+    AUDIT_EVENTS_SCHEMA_VERSION, AUDIT_ID, NAME, POD_PRIVILEGED, REQUEST_OBJECT,
+    REQUEST_RECEIVED_AT, REQUEST_URI, RESOURCE, RESPONSE_OBJECT, SCHEMA_VERSION_KEY, SOURCE_IP,
+    STAGE_AT, SUBRESOURCE, USER_NAME, VERB,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::ColumnPath;
+use std::fs::File;
+use std::path::PathBuf;
 
 /// An event at `2026-11-22T<hour>:<minute>:<second>Z`.
 fn event(id: &str, hour: u32, minute: u32, second: u32) -> String {

@@ -34,36 +34,33 @@
 //! when they loaded the partition; a re-delivery that reaches both may land twice until the
 //! partition's compaction, which re-checks the key.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
+//! Here: options, buffers and row-group cutting, open files and commits; the dedup index is in
+//! [`dedup`], Parquet encoding (shared with compaction) in [`encode`], the encoder threads in
+//! [`pool`].
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{filter_record_batch, interleave_record_batch};
 use arrow::record_batch::RecordBatch;
-use auditlake_schemas::{
-    AUDIT_EVENTS_SCHEMA_VERSION, AUDIT_ID, EXEC_CONTAINER, IMPERSONATED_USER_NAME, NAME, NAMESPACE,
-    POD_HOST_IPC, POD_HOST_NETWORK, POD_HOST_PID, POD_PRIVILEGED, REQUEST_OBJECT,
-    REQUEST_RECEIVED_AT, REQUEST_URI, RESOURCE, RESPONSE_CODE, RESPONSE_OBJECT, ROLE_REF_KIND,
-    ROLE_REF_NAME, SCHEMA_VERSION_KEY, SOURCE_IP, STAGE, STAGE_AT, SUBRESOURCE, USER_NAME, VERB,
-    audit_events_file_schema,
-};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
-use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
 
-use crate::decode::{DecodedBatch, PartitionKey, dedup_key};
+use crate::decode::{DecodedBatch, PartitionKey};
 use crate::error::{IngestError, Result};
-use crate::lake::{DataFile, Lake, NewFile, WriterLock, clean_tmp, create_dir_durable};
+use crate::lake::{Lake, NewFile, WriterLock, clean_tmp, create_dir_durable};
+
+mod dedup;
+mod encode;
+mod pool;
+
+use dedup::KeySet;
+pub use dedup::{KeyHashes, load_partition_keys};
+pub use encode::SORTED_BY_KEY;
+use encode::*;
+pub(crate) use encode::{EncodedRowGroup, RowGroupFile, encode_row_group, rows_by_time};
+pub(crate) use pool::release_freed_memory;
+use pool::*;
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -159,109 +156,6 @@ struct OpenFile {
     appended: usize,
     /// Encoded row groups that finished before an earlier one, waiting for their turn.
     pending: BTreeMap<usize, EncodedRowGroup>,
-}
-
-/// A row group's encoded column chunks, ready to be appended to its file.
-pub(crate) struct EncodedRowGroup {
-    chunks: Vec<ArrowColumnChunk>,
-}
-
-/// An `audit_events` Parquet file written row group by row group (each encoded by
-/// [`encode_row_group`], possibly on another thread). The caller makes it visible.
-pub(crate) struct RowGroupFile {
-    writer: SerializedFileWriter<File>,
-    path: PathBuf,
-}
-
-impl RowGroupFile {
-    pub(crate) fn create(path: PathBuf, opts: &WriterOptions) -> Result<Self> {
-        let file = File::create(&path).map_err(IngestError::lake_io(&path))?;
-        // File-level properties (key-value metadata); each row group's columns are encoded
-        // with properties of their own (bloom filters sized to their values).
-        let props = writer_properties(opts, &[], opts.row_group_rows)?;
-        let (writer, _) = ArrowWriter::try_new(file, audit_events_file_schema(), Some(props))
-            .and_then(ArrowWriter::into_serialized_writer)
-            .map_err(|source| IngestError::ParquetWrite {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(RowGroupFile { writer, path })
-    }
-
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    pub(crate) fn append(&mut self, rg: EncodedRowGroup) -> Result<()> {
-        let parquet_err = |source| IngestError::ParquetWrite {
-            path: self.path.clone(),
-            source,
-        };
-        let mut group = self.writer.next_row_group().map_err(parquet_err)?;
-        for chunk in rg.chunks {
-            chunk.append_to_row_group(&mut group).map_err(parquet_err)?;
-        }
-        group.close().map_err(parquet_err)?;
-        Ok(())
-    }
-
-    /// Writes the footer and fsyncs. Returns the file's size.
-    pub(crate) fn finish(self) -> Result<u64> {
-        let RowGroupFile { writer, path } = self;
-        let file = writer
-            .into_inner()
-            .map_err(|source| IngestError::ParquetWrite {
-                path: path.clone(),
-                source,
-            })?;
-        file.sync_all().map_err(IngestError::lake_io(&path))?;
-        Ok(file.metadata().map_err(IngestError::lake_io(&path))?.len())
-    }
-}
-
-/// Dedup key hashes. std's SipHash on a million inserts per million events cost ~3 % of the
-/// ingest's CPU; foldhash is several times faster and still seeded per process.
-pub type KeyHashes = HashSet<u128, foldhash::fast::RandomState>;
-
-struct KeySet {
-    keys: KeyHashes,
-    last_use: u64,
-}
-
-struct EncodeJob {
-    partition: PartitionKey,
-    batches: Vec<RecordBatch>,
-    target: String,
-    tmp: PathBuf,
-}
-
-/// One row group of an open file: `order` lists the (batch, row) pairs in `stage_at` order
-/// (`None`: the batches are in order as they are).
-struct RowGroupJob {
-    partition: PartitionKey,
-    file_id: u64,
-    index: usize,
-    batches: Vec<RecordBatch>,
-    order: Option<Vec<(usize, usize)>>,
-    tmp: PathBuf,
-}
-
-enum Job {
-    /// A whole file (late rows), committed by the encoder thread.
-    File(EncodeJob),
-    RowGroup(RowGroupJob),
-}
-
-enum Encoded {
-    File(Result<CommittedFile>),
-    /// The encoder panicked (a bug); the message of the panic.
-    Panicked(String),
-    RowGroup {
-        partition: PartitionKey,
-        file_id: u64,
-        index: usize,
-        result: Result<EncodedRowGroup>,
-    },
 }
 
 pub struct LakeWriter {
@@ -488,57 +382,6 @@ impl LakeWriter {
         }
     }
 
-    /// Returns a mask of rows whose key is new (None = all new), inserting the new keys.
-    fn dedup(&mut self, partition: &PartitionKey, keys: &[u128]) -> Result<Option<BooleanArray>> {
-        if !self.key_sets.contains_key(partition) {
-            let loaded = load_partition_keys(&self.lake, partition)?;
-            self.cached_keys += loaded.len();
-            self.key_sets.insert(
-                partition.clone(),
-                KeySet {
-                    keys: loaded,
-                    last_use: 0,
-                },
-            );
-        }
-        let set = self.key_sets.get_mut(partition).expect("inserted above");
-        set.last_use = self.clock;
-        let before = set.keys.len();
-        let mut mask: Option<Vec<bool>> = None;
-        for (i, k) in keys.iter().enumerate() {
-            let fresh = set.keys.insert(*k);
-            match (&mut mask, fresh) {
-                (Some(m), f) => m.push(f),
-                (None, false) => {
-                    let mut m = vec![true; i];
-                    m.push(false);
-                    mask = Some(m);
-                }
-                (None, true) => {}
-            }
-        }
-        self.cached_keys += set.keys.len() - before;
-        Ok(mask.map(BooleanArray::from))
-    }
-
-    /// Drops the key sets of idle partitions (no buffered rows) while over the cache bound.
-    fn evict_key_sets(&mut self) {
-        while self.cached_keys > self.opts.max_cached_keys {
-            let victim = self
-                .key_sets
-                .iter()
-                .filter(|(k, _)| {
-                    !self.buffers.contains_key(*k) && !self.open_files.contains_key(*k)
-                })
-                .min_by_key(|(_, s)| s.last_use)
-                .map(|(k, _)| k.clone());
-            let Some(victim) = victim else { break };
-            if let Some(set) = self.key_sets.remove(&victim) {
-                self.cached_keys -= set.keys.len();
-            }
-        }
-    }
-
     /// Turns a partition's buffer into a row group of its open file (opening one if needed).
     /// With `hold_back`, the latest eighth of the rows stays buffered for the next row group, so
     /// rows that arrive a little out of order still fit after the watermark. Rows older than the
@@ -719,61 +562,6 @@ impl LakeWriter {
         self.submit(Job::File(job))
     }
 
-    /// Queues a job, first waiting for one to finish when the pool is busy (bounds memory).
-    fn submit(&mut self, job: Job) -> Result<()> {
-        while self.in_flight >= self.opts.encoder_threads.max(1) {
-            self.receive_one()?;
-        }
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| IngestError::Internal("writer closed".into()))?;
-        jobs.send(job)
-            .map_err(|_| IngestError::Internal("encoder threads exited".into()))?;
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    fn collect_finished(&mut self, wait_all: bool) -> Result<()> {
-        if wait_all {
-            while self.in_flight > 0 {
-                self.receive_one()?;
-            }
-        } else {
-            while let Ok(res) = self.results.try_recv() {
-                self.in_flight -= 1;
-                self.accept_result(res)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn receive_one(&mut self) -> Result<()> {
-        let res = self
-            .results
-            .recv()
-            .map_err(|_| IngestError::Internal("encoder threads exited".into()))?;
-        self.in_flight -= 1;
-        self.accept_result(res)
-    }
-
-    fn accept_result(&mut self, done: Encoded) -> Result<()> {
-        let appended = match done {
-            Encoded::File(Ok(file)) => self.accept_committed(file),
-            Encoded::File(Err(e)) => Err(e),
-            Encoded::Panicked(what) => Err(IngestError::Internal(format!(
-                "a Parquet encoder thread panicked: {what}"
-            ))),
-            Encoded::RowGroup {
-                partition,
-                file_id,
-                index,
-                result,
-            } => result.and_then(|rg| self.append_row_group(&partition, file_id, index, rg)),
-        };
-        appended.map_err(|e| self.poison(e))
-    }
-
     fn accept_committed(&mut self, file: CommittedFile) -> Result<()> {
         self.stats.rows_committed += file.rows as u64;
         self.stats.files_committed += 1;
@@ -852,72 +640,6 @@ impl Drop for LakeWriter {
     }
 }
 
-/// Reads the dedup keys of a partition's committed files (only the two key columns).
-pub fn load_partition_keys(lake: &Lake, partition: &PartitionKey) -> Result<KeyHashes> {
-    let mut keys = KeyHashes::default();
-    let (date, hour) =
-        crate::time::partition_date_hour(partition.hour * crate::decode::MICROS_PER_HOUR);
-    for file in lake
-        .events()
-        .partition_files(&partition.cluster, &date, &hour)?
-    {
-        let path = PathBuf::from(&file.path);
-        match lake.read_data(&file.path)? {
-            DataFile::Local(f) => add_file_keys(f, &path, &mut keys)?,
-            DataFile::Remote(b) => add_file_keys(b, &path, &mut keys)?,
-        }
-    }
-    Ok(keys)
-}
-
-/// Adds the dedup keys of one file (only its two key columns are read).
-fn add_file_keys<R: parquet::file::reader::ChunkReader + 'static>(
-    data: R,
-    path: &std::path::Path,
-    keys: &mut KeyHashes,
-) -> Result<()> {
-    let read_err = |source| IngestError::LakeRead {
-        path: path.to_path_buf(),
-        source,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(read_err)?;
-    let schema = builder.parquet_schema();
-    let leaves: Vec<usize> = [AUDIT_ID, STAGE]
-        .iter()
-        .map(|name| {
-            (0..schema.num_columns())
-                .find(|&i| schema.column(i).path().string() == *name)
-                .ok_or_else(|| IngestError::LakeRead {
-                    path: path.to_path_buf(),
-                    source: parquet::errors::ParquetError::General(format!("no column {name}")),
-                })
-        })
-        .collect::<Result<_>>()?;
-    let mask = ProjectionMask::leaves(schema, leaves);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(read_err)?;
-    for batch in reader {
-        let batch = batch?;
-        let ids = string_column(&batch, AUDIT_ID)?;
-        let stages = string_column(&batch, STAGE)?;
-        keys.reserve(batch.num_rows());
-        for i in 0..batch.num_rows() {
-            keys.insert(dedup_key(ids.value(i), stages.value(i)));
-        }
-    }
-    Ok(())
-}
-
-fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| IngestError::Internal(format!("column {name} is not a string column")))
-}
-
 /// The partition written longest ago, of (partition, last write) pairs.
 fn least_recent<'a>(items: impl Iterator<Item = (&'a PartitionKey, u64)>) -> Option<PartitionKey> {
     items.min_by_key(|&(_, at)| at).map(|(k, _)| k.clone())
@@ -928,297 +650,6 @@ const COMMIT_EVERY_FILES: usize = 8;
 
 /// Partitions with a file open at once; beyond it the least recently written is committed.
 const MAX_OPEN_FILES: usize = 64;
-
-/// File key-value metadata naming the column the rows are sorted by.
-pub const SORTED_BY_KEY: &str = "auditlake.sorted_by";
-
-/// False-positive rate of the bloom filters: a 5% miss costs one needless row-group read, and the
-/// filters stay ~40% smaller than at 1%.
-const BLOOM_FPP: f64 = 0.05;
-
-/// Columns stored without zstd: the small columns that queries filter on, whose pages are
-/// already compact (bit-packed dictionary indices of low-cardinality strings, run lengths of
-/// mostly-null or boolean columns, `stage_at`'s delta-packed sorted times), so zstd shrank them
-/// little: 0.7 MB of 48 MB per million events, all together. Reading them compressed cost a
-/// decompression per page and, in parquet 59, a zstd context pair created per column chunk
-/// read; on 1M events, stored plain made Q1 of the benchmark 21 → 16 ms and Q2 13 → 10 ms.
-const FILTER_COLUMNS_STORED_PLAIN: &[&str] = &[
-    RESOURCE,
-    SUBRESOURCE,
-    VERB,
-    NAMESPACE,
-    USER_NAME,
-    STAGE_AT,
-    RESPONSE_CODE,
-    POD_PRIVILEGED,
-    POD_HOST_NETWORK,
-    POD_HOST_PID,
-    POD_HOST_IPC,
-    ROLE_REF_KIND,
-    ROLE_REF_NAME,
-    EXEC_CONTAINER,
-    IMPERSONATED_USER_NAME,
-];
-
-/// Parquet properties of an `audit_events` file holding `batches` in row groups of
-/// `rows_per_group` rows.
-fn writer_properties(
-    opts: &WriterOptions,
-    batches: &[RecordBatch],
-    rows_per_group: usize,
-) -> Result<WriterProperties> {
-    let zstd = |level: i32| {
-        ZstdLevel::try_new(level)
-            .map(Compression::ZSTD)
-            .map_err(|e| IngestError::Internal(format!("zstd level {level}: {e}")))
-    };
-    let (compression, bulk_compression) = (zstd(opts.zstd_level)?, zstd(opts.bulk_zstd_level)?);
-    let mut builder = WriterProperties::builder()
-        .set_compression(compression)
-        // Pages of up to 8 MiB (still at most 20k rows) give zstd more of the repetitive JSON
-        // bodies to match against; measured 0.3 MB less per million events.
-        .set_data_page_size_limit(8 << 20)
-        .set_max_row_group_row_count(Some(opts.row_group_rows))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        // Rows are sorted by `stage_at`, but Parquet's `sorting_columns` would make DataFusion
-        // claim that order for the scan, and then it splits scans only by file count, never a
-        // large file by bytes: with an hour in one large file and the next in a small one, one
-        // core read everything (Q1 of the benchmark 54 → 75 ms). The order is recorded in our
-        // own key instead.
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(
-                SCHEMA_VERSION_KEY.to_owned(),
-                AUDIT_EVENTS_SCHEMA_VERSION.to_owned(),
-            ),
-            KeyValue::new(SORTED_BY_KEY.to_owned(), STAGE_AT.to_owned()),
-        ]))
-        .set_created_by(format!("auditlake {}", env!("CARGO_PKG_VERSION")));
-    // Unique per row: a dictionary would only be built to be thrown away.
-    for col in [
-        AUDIT_ID,
-        REQUEST_OBJECT,
-        RESPONSE_OBJECT,
-        STAGE_AT,
-        REQUEST_RECEIVED_AT,
-    ] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(col), false);
-    }
-    // Rows are sorted by `stage_at`: its deltas of a few milliseconds pack into a few bits.
-    // `request_received_at` is not sorted in that order (long requests were received earlier),
-    // and its deltas jump back and forth; plain + zstd measured 1.5 MB per million events
-    // against 2.1 MB delta-encoded.
-    builder = builder
-        .set_column_encoding(ColumnPath::from(STAGE_AT), Encoding::DELTA_BINARY_PACKED)
-        .set_column_encoding(ColumnPath::from(REQUEST_RECEIVED_AT), Encoding::PLAIN);
-    for col in [REQUEST_OBJECT, RESPONSE_OBJECT, REQUEST_URI] {
-        builder = builder.set_column_compression(ColumnPath::from(col), bulk_compression);
-    }
-    // Audit IDs are random hex: nothing for a deeper match search to find, only the entropy
-    // coding gains. zstd 1 makes them both smaller and cheaper than 3 does (measured on 1M
-    // events: 10.2 against 11.5 MB for the generator's IDs, 19.8 against 20.7 MB for uuid4s).
-    builder = builder.set_column_compression(ColumnPath::from(AUDIT_ID), zstd(1)?);
-    for &col in FILTER_COLUMNS_STORED_PLAIN {
-        builder = builder.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
-    }
-    // Min/max of JSON bodies prune nothing, and computing them compares every body with the
-    // running min and max.
-    for col in [REQUEST_OBJECT, RESPONSE_OBJECT] {
-        builder =
-            builder.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
-    }
-    // Bloom filters on the lookup columns, sized to the distinct values actually present
-    // (a filter sized for a million values on a column with forty users wastes megabytes).
-    let per_group = rows_per_group.max(1);
-    for col in [AUDIT_ID, USER_NAME, NAME, SOURCE_IP] {
-        let ndv = if col == AUDIT_ID {
-            per_group
-        } else {
-            distinct_strings(batches, col).min(per_group)
-        };
-        builder = builder
-            .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
-            .set_column_bloom_filter_fpp(ColumnPath::from(col), BLOOM_FPP)
-            .set_column_bloom_filter_max_ndv(ColumnPath::from(col), ndv.max(16) as u64);
-    }
-    Ok(builder.build())
-}
-
-fn distinct_strings(batches: &[RecordBatch], col: &str) -> usize {
-    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
-    for b in batches {
-        if let Some(a) = b
-            .column_by_name(col)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        {
-            seen.extend(a.iter().flatten());
-        }
-    }
-    seen.len()
-}
-
-/// Hands memory freed by the allocator back to the OS when the process holds more than
-/// [`TRIM_ABOVE_RSS`]. glibc keeps freed memory in per-thread arenas: decoder and encoder threads
-/// each free a file's worth of Arrow buffers per file, and the process held ~2× its live heap
-/// (heaptrack: 234 MB live at the peak of a 300k-event ingest). Trimming after every file cost
-/// 40 % more time (the pages are faulted in and zeroed again), so only above the mark.
-pub(crate) fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if resident_bytes().is_some_and(|rss| rss > TRIM_ABOVE_RSS) {
-        // SAFETY: malloc_trim only releases free pages of glibc's own heaps; it touches no
-        // live allocation and is thread-safe.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-    }
-}
-
-/// Above this resident size the encoder threads return freed memory to the OS.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_ABOVE_RSS: u64 = 384 << 20;
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn resident_bytes() -> Option<u64> {
-    // `/proc/self/statm`: size resident shared text lib data dt, in pages.
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
-}
-
-/// Sorts the rows by `stage_at`, writes them to a temp file, fsyncs it and renames it into its
-/// partition. Runs on an encoder thread.
-fn encode_and_commit(lake: &Lake, job: EncodeJob, opts: &WriterOptions) -> Result<CommittedFile> {
-    let (rows, bytes) = encode_file(&job.batches, opts, &job.tmp)?;
-    let add = lake.publish(&job.tmp, &job.target, &job.partition, rows as u64)?;
-    Ok(CommittedFile {
-        path: job.target,
-        partition: job.partition,
-        rows,
-        bytes,
-        add,
-    })
-}
-
-/// Writes `batches`, sorted by `stage_at`, as one `audit_events` Parquet file at `path` and
-/// fsyncs it. Returns (rows, bytes). The caller makes it visible (rename, directory exchange).
-pub(crate) fn encode_file(
-    batches: &[RecordBatch],
-    opts: &WriterOptions,
-    path: &std::path::Path,
-) -> Result<(usize, u64)> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let props = writer_properties(opts, batches, rows.min(opts.row_group_rows))?;
-    let parquet_err = |source| IngestError::ParquetWrite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(IngestError::lake_io(path))?;
-    let mut writer =
-        ArrowWriter::try_new(file, audit_events_file_schema(), Some(props)).map_err(parquet_err)?;
-    match sort_order(batches)? {
-        None => {
-            for b in batches {
-                writer.write(b).map_err(parquet_err)?;
-            }
-        }
-        Some(order) => {
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            for chunk in order.chunks(8192) {
-                let sorted = interleave_record_batch(&refs, chunk)?;
-                writer.write(&sorted).map_err(parquet_err)?;
-            }
-        }
-    }
-    let file = writer.into_inner().map_err(parquet_err)?;
-    file.sync_all().map_err(IngestError::lake_io(path))?;
-    let bytes = file.metadata().map_err(IngestError::lake_io(path))?.len();
-    Ok((rows, bytes))
-}
-
-/// The (batch, row) order that sorts the rows by `stage_at`, or `None` if already sorted.
-fn sort_order(batches: &[RecordBatch]) -> Result<Option<Vec<(usize, usize)>>> {
-    let (rows, in_order) = rows_by_time(batches)?;
-    Ok((!in_order).then(|| rows.into_iter().map(|(_, b, r)| (b, r)).collect()))
-}
-
-/// Every row as (`stage_at`, batch, row), sorted by time (stable), and whether the rows were
-/// already in that order.
-/// A row by its time: (`stage_at`, batch, row).
-pub(crate) type TimedRow = (i64, usize, usize);
-
-pub(crate) fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<TimedRow>, bool)> {
-    let mut times: Vec<TimedRow> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for (bi, b) in batches.iter().enumerate() {
-        let col = b
-            .column_by_name(STAGE_AT)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| IngestError::Internal("stage_at is not a µs timestamp".into()))?;
-        for (ri, t) in col.values().iter().enumerate() {
-            times.push((*t, bi, ri));
-        }
-    }
-    let in_order = times.windows(2).all(|w| w[0].0 <= w[1].0);
-    if !in_order {
-        times.sort_by_key(|&(t, _, _)| t);
-    }
-    Ok((times, in_order))
-}
-
-/// Encodes one row group (the rows of `batches` in `order`) into column chunks, to be appended
-/// to its file by the writer thread. Runs on an encoder thread.
-pub(crate) fn encode_row_group(
-    batches: &[RecordBatch],
-    order: Option<&[(usize, usize)]>,
-    opts: &WriterOptions,
-    path: &std::path::Path,
-) -> Result<EncodedRowGroup> {
-    let parquet_err = |source| IngestError::ParquetWrite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let rows = order.map_or_else(
-        || batches.iter().map(RecordBatch::num_rows).sum(),
-        <[_]>::len,
-    );
-    let props = Arc::new(writer_properties(opts, batches, rows)?);
-    let schema = audit_events_file_schema();
-    let descr = ArrowSchemaConverter::new()
-        .convert(&schema)
-        .map_err(|e| IngestError::Internal(format!("schema conversion: {e}")))?;
-    // The row group's own properties: the file writer's factory would size every row group's
-    // bloom filters alike.
-    #[allow(deprecated)]
-    let mut writers = parquet::arrow::arrow_writer::get_column_writers(&descr, &props, &schema)
-        .map_err(parquet_err)?;
-    let mut write = |batch: &RecordBatch| -> Result<()> {
-        let mut leaves_writers = writers.iter_mut();
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            for leaf in compute_leaves(field, column).map_err(parquet_err)? {
-                leaves_writers
-                    .next()
-                    .ok_or_else(|| IngestError::Internal("a column without a writer".into()))?
-                    .write(&leaf)
-                    .map_err(parquet_err)?;
-            }
-        }
-        Ok(())
-    };
-    match order {
-        None => batches.iter().try_for_each(&mut write)?,
-        Some(order) => {
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            for chunk in order.chunks(8192) {
-                write(&interleave_record_batch(&refs, chunk)?)?;
-            }
-        }
-    }
-    let chunks = writers
-        .into_iter()
-        .map(|w| w.close().map_err(parquet_err))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(EncodedRowGroup { chunks })
-}
 
 #[cfg(test)]
 mod tests;
