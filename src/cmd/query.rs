@@ -12,7 +12,13 @@ use crate::{EXIT_ERROR, EXIT_OK};
 
 /// Session options from the config file.
 pub fn session_options(config: &Config) -> SessionOptions {
-    let mut opts = SessionOptions::default();
+    let mut opts = SessionOptions {
+        // Checked when the config was loaded (an unloaded default config names no engine).
+        engine: config
+            .engine(None)
+            .expect("query.engine is checked when the config is loaded"),
+        ..SessionOptions::default()
+    };
     if let Some(n) = config.query.target_partitions {
         opts.target_partitions = n;
     }
@@ -24,10 +30,14 @@ pub fn session_options(config: &Config) -> SessionOptions {
 
 pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
+    let opts = SessionOptions {
+        engine: config.engine(args.engine.engine.as_deref())?,
+        ..session_options(config)
+    };
     let rt = super::runtime()?;
     let mut timings = Vec::new();
     let result = rt.block_on(async {
-        let ctx = open_lake_at(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &opts).await?;
         let mut last = Vec::new();
         for _ in 0..args.repeat {
             let started = Instant::now();
