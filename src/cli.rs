@@ -318,6 +318,9 @@ pub struct ReportArgs {
     pub lake: LakeArg,
 
     #[command(flatten)]
+    pub engine: EngineArg,
+
+    #[command(flatten)]
     pub scope: ScopeArgs,
 
     /// md, html, json or csv [default: md, or from --out's extension]
@@ -520,6 +523,9 @@ pub enum RulesCommand {
 pub struct DetectArgs {
     #[command(flatten)]
     pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub engine: EngineArg,
 
     #[command(flatten)]
     pub rules: RulesDirArg,

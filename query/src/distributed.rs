@@ -172,7 +172,13 @@ pub(crate) fn client_state(
 ) -> Result<SessionState> {
     let url = Engine::scheduler_url(host, port);
     let codec: Arc<dyn LogicalExtensionCodec> = Arc::new(LakeCodec::client());
-    let config = config.upgrade_for_ballista();
+    // The static planner: with Ballista 55's adaptive planner (its default) a job whose
+    // executor is killed mid-stage never finishes — the lost stages are rolled back, then the
+    // surviving executor's status update finds no active stage and the job waits forever.
+    // The static planner re-runs the lost tasks and completes (the e2e kill test).
+    let config = config
+        .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false);
     let planner = ClusterPlanner {
         inner: BallistaQueryPlanner::with_extension(
             url.clone(),
@@ -226,8 +232,14 @@ pub(crate) fn check_distributable(plan: &LogicalPlan, functions: &HashSet<String
         if let LogicalPlan::TableScan(scan) = node {
             let provider = source_as_provider(&scan.source)?;
             if provider.downcast_ref::<LiveDeltaTable>().is_none() {
+                // A view over a table read with `read_table` scans `?table?`: name its files.
+                let files = provider
+                    .downcast_ref::<datafusion::datasource::listing::ListingTable>()
+                    .and_then(|t| t.table_paths().first())
+                    .map(|p| format!(" (the files under {p})"))
+                    .unwrap_or_default();
                 problem = Some(format!(
-                    "table `{}` is not one of the lake's Delta tables (audit_events, retention_log) and cannot be read by the Ballista cluster; run this query with the local engine (--engine local)",
+                    "table `{}`{files} is not one of the lake's Delta tables (audit_events, retention_log) and cannot be read by the Ballista cluster; run this query with the local engine (--engine local)",
                     scan.table_name
                 ));
                 return Ok(TreeNodeRecursion::Stop);

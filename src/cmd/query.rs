@@ -55,7 +55,13 @@ pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
             eprintln!("error: {e}");
             return Ok(EXIT_ERROR);
         }
-        Err(e) => return Err(e).context("query failed"),
+        Err(e) => {
+            return Err(e).with_context(|| match &opts.engine {
+                auditlake_query::Engine::Local => "query failed".to_owned(),
+                // A cluster that went away must not read like a local I/O error.
+                engine => format!("query failed on the cluster at {engine}"),
+            });
+        }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
