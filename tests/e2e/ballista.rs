@@ -269,8 +269,13 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
         "a refused COPY wrote objects"
     );
 
-    // kill -9 one executor during a query: it completes on the other, or fails clearly.
-    let heavy = QUERIES[3].1;
+    // kill -9 one executor during a query: it completes on the other, or fails clearly. A
+    // self-join by event key shuffles both sides (2-3 s here); the kill lands while the scan
+    // stages run, so the lost executor holds running tasks and finished shuffle output.
+    let heavy = "SELECT a.user_name, a.verb, count(*) AS n, max(b.stage_at) AS last \
+                 FROM audit_events a JOIN audit_events b \
+                 ON a.audit_id = b.audit_id AND a.stage = b.stage AND a.cluster = b.cluster \
+                 GROUP BY 1, 2 ORDER BY n DESC, 1, 2";
     let local = rows(&s3, lake, "local", heavy);
     let query = s3
         .bin()
@@ -288,7 +293,7 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(700));
     let victim = cluster.executors.remove(0);
     drop(victim); // SIGKILL (Child::kill), then reaped.
     // A job that never finishes is the failure this guards against: give up after a minute.
