@@ -587,6 +587,17 @@ pub struct BallistaSchedulerArgs {
     /// Seconds between two checks for lost executors
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub expire_interval: u64,
+
+    /// How tasks reach executors: `push` (the scheduler launches them) or `pull` (executors poll
+    /// for them); executors must be started with the same
+    #[arg(long, value_enum, default_value_t = TaskScheduling::Push)]
+    pub scheduling: TaskScheduling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskScheduling {
+    Push,
+    Pull,
 }
 
 #[derive(Debug, Args)]
@@ -618,6 +629,10 @@ pub struct BallistaExecutorArgs {
     /// Tasks run at once [default: the machine's cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub vcores: Option<u32>,
+
+    /// How tasks reach this executor: as the scheduler's --scheduling
+    #[arg(long, value_enum, default_value_t = TaskScheduling::Push)]
+    pub scheduling: TaskScheduling,
 
     /// Seconds between heartbeats to the scheduler (keep well below its --executor-timeout)
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]

@@ -17,8 +17,15 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::EXIT_OK;
-use crate::cli::{BallistaCommand, BallistaExecutorArgs, BallistaSchedulerArgs};
+use crate::cli::{BallistaCommand, BallistaExecutorArgs, BallistaSchedulerArgs, TaskScheduling};
 use crate::config::{Config, exposed};
+
+fn policy(scheduling: TaskScheduling) -> ballista_core::config::TaskSchedulingPolicy {
+    match scheduling {
+        TaskScheduling::Push => ballista_core::config::TaskSchedulingPolicy::PushStaged,
+        TaskScheduling::Pull => ballista_core::config::TaskSchedulingPolicy::PullStaged,
+    }
+}
 
 pub fn run(config: &Config, command: BallistaCommand) -> anyhow::Result<u8> {
     match command {
@@ -55,6 +62,7 @@ fn scheduler(config: &Config, args: BallistaSchedulerArgs) -> anyhow::Result<u8>
             .external_host
             .clone()
             .unwrap_or_else(|| args.listen.ip().to_string()),
+        scheduling_policy: policy(args.scheduling),
         executor_timeout_seconds: args.executor_timeout,
         expire_dead_executor_interval_seconds: args.expire_interval,
         override_session_builder: Some(Arc::new(move |config: SessionConfig| {
@@ -127,6 +135,7 @@ fn executor(config: &Config, args: BallistaExecutorArgs) -> anyhow::Result<u8> {
             |n| n as usize,
         ),
         work_dir: Some(work_dir_str),
+        task_scheduling_policy: policy(args.scheduling),
         executor_heartbeat_interval_seconds: args.heartbeat_interval,
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
