@@ -436,6 +436,9 @@ pub struct QuerySection {
     pub cache_dir: Option<PathBuf>,
     /// Bound of that cache in MiB; 0 turns it off (default 1024).
     pub cache_mb: Option<u64>,
+    /// Where queries, detections and reports run: `local` (default) or
+    /// `ballista://HOST:PORT`, the scheduler of an `auditlake ballista` cluster.
+    pub engine: Option<String>,
 }
 
 impl Config {
@@ -630,6 +633,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.engine(None)?;
         self.lease_ttl()?;
         self.retention_policy()?;
         self.retention_interval()?;
@@ -955,7 +959,17 @@ pub fn exposed(storage: &BTreeMap<String, Secret>) -> std::collections::HashMap<
         .collect()
 }
 
-impl Config {}
+impl Config {
+    /// The query engine: `--engine` (`flag`) over `[query] engine`, local by default.
+    pub fn engine(&self, flag: Option<&str>) -> anyhow::Result<auditlake_query::Engine> {
+        let (key, value) = match (flag, &self.query.engine) {
+            (Some(v), _) => ("--engine", v),
+            (None, Some(v)) => ("query.engine", v.as_str()),
+            (None, None) => return Ok(auditlake_query::Engine::Local),
+        };
+        auditlake_query::Engine::parse(value).with_context(|| key.to_owned())
+    }
+}
 
 /// A span (`90m`, `1h30m`, `7d`, `0s`) of config key or flag `key`.
 pub(crate) fn span(key: &str, value: &str) -> anyhow::Result<chrono::TimeDelta> {

@@ -85,6 +85,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Report(args) => cmd::report::run(&config, args),
         cli::Command::Shell(args) => cmd::shell::run(&config, args),
         cli::Command::Timeline(args) => cmd::timeline::run(&config, args),
+        cli::Command::Ballista { command } => cmd::ballista::run(&config, command),
         cli::Command::Pg(args) => cmd::pg::run(&config, args),
         cli::Command::BenchWebhook(args) => cmd::bench_webhook::run(args),
         cli::Command::Schema(args) => cmd::schema::run(args),

@@ -27,6 +27,9 @@ pub struct LiveDeltaTable {
     options: std::collections::HashMap<String, String>,
     table: Mutex<Option<DeltaTable>>,
     schema: SchemaRef,
+    /// Scans are a plain Parquet scan of the snapshot's files instead of delta-rs' own scan:
+    /// how the table is read on a Ballista scheduler (see [`crate::distributed`]).
+    plain_parquet: bool,
 }
 
 impl std::fmt::Debug for LiveDeltaTable {
@@ -54,7 +57,21 @@ impl LiveDeltaTable {
             options,
             table: Mutex::new(None),
             schema,
+            plain_parquet: false,
         }
+    }
+
+    /// The table's URL (`…/audit_events/`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Scans become a plain Parquet scan (DataFusion's `DataSourceExec`) of exactly the files of
+    /// the latest snapshot. delta-rs' own scan plan has no wire form, DataFusion's Parquet scan
+    /// has one that Ballista ships to executors as is; executors then need an object store only.
+    pub fn with_plain_parquet_scan(mut self) -> Self {
+        self.plain_parquet = true;
+        self
     }
 
     /// The table at its latest version, or `None` while no writer has created it.
@@ -116,6 +133,18 @@ impl TableProvider for LiveDeltaTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         };
+        if self.plain_parquet {
+            return parquet_scan(
+                &table,
+                &self.url,
+                &self.schema,
+                state,
+                projection,
+                filters,
+                limit,
+            )
+            .await;
+        }
         table.update_datafusion_session(state).map_err(external)?;
         let scan = table.table_provider().build().await?;
         if scan.schema().fields() != self.schema.fields() {
@@ -128,6 +157,179 @@ impl TableProvider for LiveDeltaTable {
         }
         scan.scan(state, projection, filters, limit).await
     }
+}
+
+/// Reader features whose files a plain Parquet scan reads as they are: none changes what a
+/// data file's bytes mean (column mapping, deletion vectors and type widening do, and are
+/// refused by [`check_plain_readable`]).
+const PLAIN_READER_FEATURES: [&str; 4] = [
+    "timestampNtz",
+    "timestampWithoutTimezone",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+];
+
+/// Refuses a table whose files a plain Parquet scan would misread. auditlake's tables use none
+/// of these features; another tool could turn one on.
+fn check_plain_readable(table: &DeltaTable, url: &Url) -> Result<()> {
+    let snapshot = table.snapshot().map_err(external)?;
+    let protocol = snapshot.protocol();
+    let refuse = |what: &str| {
+        Err(DataFusionError::NotImplemented(format!(
+            "the Delta table at {url} uses {what}, which the distributed (Ballista) scan cannot read: query it with the local engine"
+        )))
+    };
+    if protocol.min_reader_version() == 2 {
+        return refuse("column mapping (reader version 2)");
+    }
+    for feature in protocol.reader_features().unwrap_or_default() {
+        let name: &str = feature.as_ref();
+        if !PLAIN_READER_FEATURES.contains(&name) {
+            return refuse(&format!("the reader feature `{name}`"));
+        }
+    }
+    Ok(())
+}
+
+/// The files of `table`'s snapshot as one Parquet scan producing `schema` (projected): file
+/// columns from the files, partition columns from the log's partition values. Files whose
+/// partition values fail a filter on partition columns only are left out.
+async fn parquet_scan(
+    table: &DeltaTable,
+    url: &Url,
+    schema: &SchemaRef,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::{DFSchema, ScalarValue};
+    use datafusion::config::TableParquetOptions;
+    use datafusion::datasource::listing::PartitionedFile;
+    use datafusion::datasource::listing::helpers::{
+        expr_applicable_for_cols, filter_partitioned_file,
+    };
+    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::datasource::table_schema::TableSchema;
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    use datafusion::object_store::path::Path as StorePath;
+    use futures::TryStreamExt;
+
+    check_plain_readable(table, url)?;
+    let snapshot = table.snapshot().map_err(external)?;
+    let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+    // Partition columns come after the file columns in a file scan; `order[i]` is where
+    // column `i` of `schema` is in that order.
+    let (part_idx, file_idx): (Vec<usize>, Vec<usize>) =
+        (0..schema.fields().len()).partition(|&i| partition_cols.contains(schema.field(i).name()));
+    if part_idx.len() != partition_cols.len() {
+        return Err(DataFusionError::Execution(format!(
+            "the Delta table at {url} is partitioned by {partition_cols:?}, not all of which auditlake reads: the table was changed by another tool"
+        )));
+    }
+    let mut order = vec![0; schema.fields().len()];
+    for (pos, &i) in file_idx.iter().chain(&part_idx).enumerate() {
+        order[i] = pos;
+    }
+    let file_schema = Arc::new(schema.project(&file_idx)?);
+    let part_fields: Vec<_> = part_idx
+        .iter()
+        .map(|&i| schema.fields()[i].clone())
+        .collect();
+    let part_schema = DFSchema::try_from(arrow::datatypes::Schema::new(part_fields.clone()))?;
+    let part_names: Vec<&str> = part_fields.iter().map(|f| f.name().as_str()).collect();
+    let part_filters: Vec<Expr> = filters
+        .iter()
+        .filter(|f| !part_names.is_empty() && expr_applicable_for_cols(&part_names, f))
+        .cloned()
+        .collect();
+
+    let table_path =
+        StorePath::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let mut files = Vec::new();
+    let views: Vec<_> = snapshot
+        .snapshot()
+        .file_views(&table.log_store(), None)
+        .try_collect()
+        .await
+        .map_err(external)?;
+    for view in views {
+        if view.deletion_vector_descriptor().is_some() {
+            return Err(DataFusionError::NotImplemented(format!(
+                "the Delta table at {url} has deletion vectors, which the distributed (Ballista) scan cannot apply: query it with the local engine"
+            )));
+        }
+        let values = view.partition_values_map();
+        let partition_values = part_fields
+            .iter()
+            .map(|f| match values.get(f.name()).cloned().flatten() {
+                Some(v) => ScalarValue::try_from_string(v, f.data_type()),
+                None => ScalarValue::try_from(f.data_type()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rel = view.path();
+        let mut file = PartitionedFile::new(String::new(), view.size().max(0) as u64)
+            .with_partition_values(partition_values);
+        file.object_meta.location = StorePath::from_iter(
+            table_path
+                .parts()
+                .chain(StorePath::from(rel.as_ref()).parts()),
+        );
+        if let Some(file) = filter_partitioned_file(file, &part_filters, &part_schema)? {
+            files.push(file);
+        }
+    }
+    if files.is_empty() {
+        let schema = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema.clone(),
+        };
+        return Ok(Arc::new(EmptyExec::new(schema)));
+    }
+    // Largest first onto the least loaded group: groups of similar bytes, one per partition.
+    files.sort_by(|a, b| {
+        b.object_meta
+            .size
+            .cmp(&a.object_meta.size)
+            .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+    });
+    let groups_n = state.config().target_partitions().max(1).min(files.len());
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_n];
+    for file in files {
+        let least = groups
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one group");
+        least.0 += file.object_meta.size;
+        least.1.push(file);
+    }
+    let store_url = if url.scheme() == "file" {
+        ObjectStoreUrl::local_filesystem()
+    } else {
+        ObjectStoreUrl::parse(format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ))?
+    };
+    let table_schema = TableSchema::builder(file_schema)
+        .with_table_partition_cols(part_fields)
+        .build();
+    let source = ParquetSource::new(table_schema).with_table_parquet_options(TableParquetOptions {
+        global: state.config_options().execution.parquet.clone(),
+        ..Default::default()
+    });
+    let projection: Vec<usize> = match projection {
+        Some(p) => p.iter().map(|&i| order[i]).collect(),
+        None => order.clone(),
+    };
+    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+        .with_file_groups(groups.into_iter().map(|(_, f)| FileGroup::new(f)).collect())
+        .with_projection_indices(Some(projection))?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
 }
 
 /// The schema scans of one of the lake's tables produce: that of an empty table made the same

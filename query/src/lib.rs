@@ -4,6 +4,7 @@
 
 mod date_trunc;
 mod delta_table;
+pub mod distributed;
 mod filter_order;
 pub mod output;
 pub mod readonly;
@@ -24,6 +25,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use distributed::Engine;
 pub use output::{OutputFormat, write_batches};
 pub use views::VIEWS;
 
@@ -93,6 +95,8 @@ pub struct SessionOptions {
     pub pushdown_filters: bool,
     /// Restricts every table and view to a time window and clusters (reports, `--since`).
     pub scope: Scope,
+    /// Where queries run: here, or on a Ballista cluster ([`distributed`]).
+    pub engine: Engine,
 }
 
 impl Default for SessionOptions {
@@ -101,6 +105,7 @@ impl Default for SessionOptions {
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             pushdown_filters: true,
             scope: Scope::default(),
+            engine: Engine::Local,
         }
     }
 }
@@ -189,9 +194,16 @@ pub async fn open_lake_at(
         .with_object_list_cache_limit(0)
         .build_arc()
         .map_err(QueryError::Execution)?;
-    let mut ctx = SessionContext::new_with_state(readonly::guard(
-        SessionContext::new_with_config_rt(config, runtime).state(),
-    ));
+    let state = match &opts.engine {
+        Engine::Local => {
+            readonly::guard(SessionContext::new_with_config_rt(config, runtime).state())
+        }
+        Engine::Ballista { host, port } => distributed::client_state(config, runtime, host, *port)
+            .map_err(QueryError::Execution)?,
+    };
+    // Functions are registered after the state is built: the Ballista upgrade replaces the
+    // whole function map.
+    let mut ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(filter_order::OrderFiltersBySelectivity));
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Execution)?;
     udf::register(&ctx);

@@ -22,19 +22,28 @@ use ipnet::{IpNet, Ipv4Net};
 
 /// Registers every helper on `ctx`.
 pub fn register(ctx: &SessionContext) {
-    for f in [
+    for udf in udfs() {
+        ctx.register_udf(udf);
+    }
+}
+
+/// Every helper, and the `date_trunc` that replaces DataFusion's (same name, signature and
+/// results; plain arithmetic on the lake's UTC timestamps). One list for local sessions and the
+/// Ballista cluster's.
+pub fn udfs() -> Vec<ScalarUDF> {
+    let mut udfs: Vec<ScalarUDF> = [
         Helper::StartsWithAny,
         Helper::ImageRepos,
         Helper::IpInCidrs,
         Helper::IsPublicIp,
-    ] {
-        ctx.register_udf(ScalarUDF::new_from_impl(HelperUdf::new(f)));
-    }
-    // Replaces DataFusion's `date_trunc` (same name, signature and results) with one that is
-    // plain arithmetic on the lake's UTC timestamps.
-    ctx.register_udf(ScalarUDF::new_from_impl(
+    ]
+    .into_iter()
+    .map(|f| ScalarUDF::new_from_impl(HelperUdf::new(f)))
+    .collect();
+    udfs.push(ScalarUDF::new_from_impl(
         crate::date_trunc::UtcDateTrunc::new(),
     ));
+    udfs
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -31,10 +31,14 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
     } = load_pack(config, &args.rules)?;
     warn_expired(&mut suppressions, now);
     let lake = config.lake(args.lake.lake.as_deref())?;
+    let opts = auditlake_query::SessionOptions {
+        engine: config.engine(args.engine.engine.as_deref())?,
+        ..session_options(config)
+    };
     let started = Instant::now();
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let ctx = open_lake_at(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &opts).await?;
         let detector = Detector::new(ctx).await?;
         let mut findings: Vec<Finding> = Vec::new();
         let mut ran = 0;

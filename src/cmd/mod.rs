@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod ballista;
 pub mod bench_webhook;
 pub mod compact;
 pub mod detect;

@@ -12,7 +12,13 @@ use crate::{EXIT_ERROR, EXIT_OK};
 
 /// Session options from the config file.
 pub fn session_options(config: &Config) -> SessionOptions {
-    let mut opts = SessionOptions::default();
+    let mut opts = SessionOptions {
+        // Checked when the config was loaded (an unloaded default config names no engine).
+        engine: config
+            .engine(None)
+            .expect("query.engine is checked when the config is loaded"),
+        ..SessionOptions::default()
+    };
     if let Some(n) = config.query.target_partitions {
         opts.target_partitions = n;
     }
@@ -24,10 +30,14 @@ pub fn session_options(config: &Config) -> SessionOptions {
 
 pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
+    let opts = SessionOptions {
+        engine: config.engine(args.engine.engine.as_deref())?,
+        ..session_options(config)
+    };
     let rt = super::runtime()?;
     let mut timings = Vec::new();
     let result = rt.block_on(async {
-        let ctx = open_lake_at(&lake, &session_options(config)).await?;
+        let ctx = open_lake_at(&lake, &opts).await?;
         let mut last = Vec::new();
         for _ in 0..args.repeat {
             let started = Instant::now();
@@ -45,7 +55,13 @@ pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
             eprintln!("error: {e}");
             return Ok(EXIT_ERROR);
         }
-        Err(e) => return Err(e).context("query failed"),
+        Err(e) => {
+            return Err(e).with_context(|| match &opts.engine {
+                auditlake_query::Engine::Local => "query failed".to_owned(),
+                // A cluster that went away must not read like a local I/O error.
+                engine => format!("query failed on the cluster at {engine}"),
+            });
+        }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -71,6 +71,7 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope,
+        engine: config.engine(args.engine.engine.as_deref())?,
         ..session_options(config)
     };
     let rt = super::runtime()?;

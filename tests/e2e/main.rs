@@ -1,6 +1,7 @@
 //! End-to-end tests: they drive the real `auditlake` binary, as a user would.
 //! One test binary (each one links the whole DataFusion stack).
 
+mod ballista;
 mod cli;
 mod compact;
 mod crash;

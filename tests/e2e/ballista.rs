@@ -1,0 +1,421 @@
+//! Issue 20: a Ballista cluster of the binary's own scheduler and two executors, on loopback,
+//! over a lake on the S3-protocol server (moto). Every process reads the bucket with its own
+//! environment; nothing but plans and results crosses between them.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::forensics::free_port;
+use crate::lake::{S3Server, s3_tools};
+use crate::{KillOnDrop, repo, run, run_ok, wait_for_port};
+
+/// Loss detection in seconds instead of minutes, so the kill test is quick.
+const HEARTBEAT: &str = "1";
+const EXECUTOR_TIMEOUT: &str = "5";
+const EXPIRE_INTERVAL: &str = "1";
+
+struct Cluster {
+    scheduler: KillOnDrop,
+    executors: Vec<KillOnDrop>,
+    engine: String,
+    logs: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start(s3: &S3Server, lake: &str, logs: &Path) -> Cluster {
+        let port = free_port();
+        let log = |name: &str| {
+            Stdio::from(std::fs::File::create(logs.join(format!("{name}.log"))).unwrap())
+        };
+        let scheduler = KillOnDrop(
+            s3.bin()
+                .args(["ballista", "scheduler", "--lake", lake, "--listen"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["--executor-timeout", EXECUTOR_TIMEOUT])
+                .args(["--expire-interval", EXPIRE_INTERVAL])
+                .stdout(Stdio::null())
+                .stderr(log("scheduler"))
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(port, Duration::from_secs(60), "ballista scheduler");
+        let engine = format!("ballista://127.0.0.1:{port}");
+        let mut executors = Vec::new();
+        for i in 0..2 {
+            let (flight, grpc) = (free_port(), free_port());
+            executors.push(KillOnDrop(
+                s3.bin()
+                    .args([
+                        "ballista",
+                        "executor",
+                        "--lake",
+                        lake,
+                        "--scheduler",
+                        &engine,
+                    ])
+                    .arg("--listen")
+                    .arg(format!("127.0.0.1:{flight}"))
+                    .args(["--grpc-port", &grpc.to_string(), "--vcores", "2"])
+                    .args(["--heartbeat-interval", HEARTBEAT])
+                    .arg("--work-dir")
+                    .arg(logs.join(format!("work-{i}")))
+                    .stdout(Stdio::null())
+                    .stderr(log(&format!("executor-{i}")))
+                    .spawn()
+                    .unwrap(),
+            ));
+            wait_for_port(flight, Duration::from_secs(60), "ballista executor");
+            wait_for_port(grpc, Duration::from_secs(60), "ballista executor");
+        }
+        Cluster {
+            scheduler,
+            executors,
+            engine,
+            logs: logs.to_path_buf(),
+        }
+    }
+
+    /// The processes' logs, for a failing assertion's message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["scheduler", "executor-0", "executor-1"] {
+            let text =
+                std::fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+            out.push_str(&format!("--- {name}:\n{text}\n"));
+        }
+        out
+    }
+}
+
+/// `auditlake query --format csv` over `lake` with `engine`: the rows, sorted (distributed
+/// output order of equal sort keys is not the local one).
+fn rows(s3: &S3Server, lake: &str, engine: &str, sql: &str) -> Vec<String> {
+    let out = run_ok(s3.bin().args([
+        "query", "--format", "csv", "--lake", lake, "--engine", engine, sql,
+    ]));
+    let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// benches/lake_bench.py's Q1–Q5.
+const QUERIES: [(&str, &str); 5] = [
+    (
+        "Q1",
+        "SELECT stage_at, user_name, verb, namespace, name FROM audit_events \
+         WHERE resource = 'secrets' AND verb IN ('get', 'list', 'watch') AND response_code BETWEEN 200 AND 299 \
+         AND user_name NOT LIKE 'system:%' ORDER BY stage_at",
+    ),
+    (
+        "Q2",
+        "SELECT stage_at, user_name, namespace, name, subresource FROM audit_events \
+         WHERE resource = 'pods' AND subresource IN ('exec', 'attach') ORDER BY stage_at",
+    ),
+    (
+        "Q3",
+        "SELECT stage_at, user_name, name, binding_subjects FROM audit_events \
+         WHERE resource = 'clusterrolebindings' AND verb = 'create' AND role_ref_name = 'cluster-admin' ORDER BY stage_at",
+    ),
+    (
+        "Q4",
+        "SELECT h, user_name, n FROM ( \
+           SELECT h, user_name, n, row_number() OVER (PARTITION BY h ORDER BY n DESC, user_name) AS r FROM ( \
+             SELECT date_trunc('hour', stage_at) AS h, user_name, count(*) AS n FROM audit_events GROUP BY 1, 2)) \
+         WHERE r <= 10 ORDER BY h, n DESC, user_name",
+    ),
+    (
+        "Q5",
+        "SELECT stage_at, user_name, namespace, name FROM audit_events \
+         WHERE resource = 'pods' AND subresource IS NULL AND verb = 'create' AND pod_privileged ORDER BY stage_at",
+    ),
+];
+
+#[test]
+fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_executor() {
+    if s3_tools().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start();
+    s3.create_bucket("cluster");
+    let lake = "s3://cluster/lake";
+    // The samples (every scenario of Q1–Q5) and a generated day, so scans have many files and
+    // the kill lands mid-query.
+    let generated = dir.path().join("generated.log");
+    run_ok(
+        crate::bin()
+            .args(["generate", "--events", "150000", "--seed", "7", "--out"])
+            .arg(&generated),
+    );
+    for (cluster, log) in [
+        ("prod", repo().join("samples/audit.log")),
+        ("bulk", generated),
+    ] {
+        run_ok(
+            s3.bin()
+                .args(["ingest", "--quiet", "--lake", lake, "--cluster", cluster])
+                .arg(&log),
+        );
+    }
+    let mut cluster = Cluster::start(&s3, lake, dir.path());
+
+    // Q1–Q5: exactly the local rows.
+    for (name, sql) in QUERIES {
+        let local = rows(&s3, lake, "local", sql);
+        let started = Instant::now();
+        let distributed = rows(&s3, lake, &cluster.engine, sql);
+        eprintln!(
+            "{name}: {} rows, ballista {:.2} s",
+            local.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            local.len() > 1,
+            "{name} selects nothing: a vacuous comparison"
+        );
+        assert_eq!(distributed, local, "{name}\n{}", cluster.logs());
+    }
+
+    // The whole rule pack (a retro-hunt) and two reports: the local output.
+    let detect = |engine: &str| {
+        let out = run(s3
+            .bin()
+            .args(["detect", "--lake", lake, "--engine", engine]));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "detect --engine {engine}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let local = detect("local");
+    assert!(local.len() > 10, "too few findings to compare: {local:?}");
+    assert_eq!(detect(&cluster.engine), local, "detect");
+    let report = |name: &str, engine: &str| {
+        let out = run_ok(s3.bin().args([
+            "report",
+            name,
+            "--lake",
+            lake,
+            "--engine",
+            engine,
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--until",
+            "2030-01-01T00:00:00Z",
+            "--format",
+            "json",
+        ]));
+        let mut value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        without_generated_at(&mut value);
+        value
+    };
+    for name in ["secret-access", "rbac-changes"] {
+        assert_eq!(
+            report(name, &cluster.engine),
+            report(name, "local"),
+            "report {name}"
+        );
+    }
+
+    // What the cluster cannot read is refused, naming it; writes too.
+    let refused = |sql: &str| {
+        let out = run(s3
+            .bin()
+            .args(["query", "--lake", lake, "--engine", &cluster.engine, sql]));
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("SELECT count(*) FROM findings");
+    assert!(
+        err.contains("`findings_history`") && err.contains("local engine"),
+        "{err}"
+    );
+    let out = run(s3.bin().args([
+        "report",
+        "findings-summary",
+        "--lake",
+        lake,
+        "--engine",
+        &cluster.engine,
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("findings") && err.contains("local engine"),
+        "{err}"
+    );
+    let err = refused(
+        "COPY (SELECT user_name FROM audit_events) TO 's3://cluster/copied/' STORED AS PARQUET",
+    );
+    assert!(err.contains("DML not supported"), "{err}");
+    // A plan submitted by a client without auditlake's guard is refused by the scheduler.
+    let err = raw_client_copy(&s3, &cluster.engine, "s3://cluster/copied-raw/");
+    assert!(
+        err.contains("DML not supported"),
+        "{err}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        s3_keys(&s3, "cluster", "copied").is_empty(),
+        "a refused COPY wrote objects"
+    );
+
+    // kill -9 one executor during a query: it completes on the other, or fails clearly. A
+    // self-join by event key shuffles both sides (2-3 s here); the kill lands while the scan
+    // stages run, so the lost executor holds running tasks and finished shuffle output.
+    let heavy = "SELECT a.user_name, a.verb, count(*) AS n, max(b.stage_at) AS last \
+                 FROM audit_events a JOIN audit_events b \
+                 ON a.audit_id = b.audit_id AND a.stage = b.stage AND a.cluster = b.cluster \
+                 GROUP BY 1, 2 ORDER BY n DESC, 1, 2";
+    let local = rows(&s3, lake, "local", heavy);
+    let query = s3
+        .bin()
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "--lake",
+            lake,
+            "--engine",
+            &cluster.engine,
+            heavy,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let victim = cluster.executors.remove(0);
+    drop(victim); // SIGKILL (Child::kill), then reaped.
+    // A job that never finishes is the failure this guards against: give up after a minute.
+    let mut query = query;
+    let started = Instant::now();
+    while query.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = query.kill();
+            panic!("the query hangs after the kill\n{}", cluster.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = query.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        got.sort();
+        assert_eq!(got, local, "completed after the kill with other rows");
+        eprintln!("the query completed after the kill");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.starts_with("error: "), "no clear error: {stderr}");
+        eprintln!("the query failed after the kill: {stderr}");
+    }
+    // The next query works, on the executor left (once the scheduler has noticed the loss).
+    let started = Instant::now();
+    loop {
+        let out = run(s3.bin().args([
+            "query",
+            "--format",
+            "csv",
+            "--lake",
+            lake,
+            "--engine",
+            &cluster.engine,
+            heavy,
+        ]));
+        if out.status.success() {
+            let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            got.sort();
+            assert_eq!(got, local);
+            eprintln!(
+                "next query ok {:.1} s after the kill",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the cluster does not recover: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = &cluster.scheduler;
+}
+
+/// Drops the render time, the one field two runs of a report differ in.
+fn without_generated_at(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("generated_at");
+            map.values_mut().for_each(without_generated_at);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_generated_at),
+        _ => {}
+    }
+}
+
+/// `COPY (SELECT 1) TO target` submitted with a plain Ballista client (no auditlake guard):
+/// the error it gets.
+fn raw_client_copy(s3: &S3Server, engine: &str, target: &str) -> String {
+    use ballista_core::extension::SessionStateExt;
+    use datafusion::execution::SessionState;
+    use datafusion::prelude::SessionContext;
+    let url = engine.replace("ballista://", "http://");
+    let _ = s3;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = SessionContext::new_with_state(SessionState::new_ballista_state(url).unwrap());
+        let df = ctx
+            .sql(&format!(
+                "COPY (SELECT 1 AS x) TO '{target}' STORED AS PARQUET"
+            ))
+            .await
+            .unwrap();
+        match df.collect().await {
+            Ok(_) => panic!("the scheduler ran a COPY"),
+            Err(e) => e.to_string(),
+        }
+    })
+}
+
+/// Keys under `prefix` in `bucket`.
+fn s3_keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    let script = format!(
+        r#"
+import boto3
+s3 = boto3.client("s3", endpoint_url="{}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+for o in s3.list_objects_v2(Bucket="{bucket}", Prefix="{prefix}").get("Contents", []):
+    print(o["Key"])
+"#,
+        s3.endpoint
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
