@@ -14,15 +14,16 @@
 //!   configuration and environment (`[lake.storage]`, `AWS_*`).
 //!
 //! What cannot run on the cluster is refused before anything is submitted, naming it: a table
-//! other than the lake's Delta tables (the findings tables are local Parquet listings), a
-//! function the cluster does not have. There is no local fallback: that would pull the lake
+//! other than the lake's Delta tables (`audit_events`, `findings`, `retention_log`; the views
+//! over them, `findings` and `incidents` included, are inlined into the plan), a function the
+//! cluster does not have. There is no local fallback: that would pull the lake
 //! through the one machine the cluster is there to spare.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
-use auditlake_ingest::lake::{AUDIT_EVENTS_DIR, RETENTION_LOG_DIR};
+use auditlake_ingest::lake::{AUDIT_EVENTS_DIR, FINDINGS_DIR, RETENTION_LOG_DIR};
 use ballista_core::extension::{
     SessionConfigExt, SessionStateExt, ballista_aggregate_functions, ballista_scalar_functions,
     ballista_window_functions,
@@ -239,7 +240,7 @@ pub(crate) fn check_distributable(plan: &LogicalPlan, functions: &HashSet<String
                     .map(|p| format!(" (the files under {p})"))
                     .unwrap_or_default();
                 problem = Some(format!(
-                    "table `{}`{files} is not one of the lake's Delta tables (audit_events, retention_log) and cannot be read by the Ballista cluster; run this query with the local engine (--engine local)",
+                    "table `{}`{files} is not one of the lake's Delta tables (audit_events, findings, retention_log) and cannot be read by the Ballista cluster; run this query with the local engine (--engine local)",
                     scan.table_name
                 ));
                 return Ok(TreeNodeRecursion::Stop);
@@ -376,7 +377,7 @@ impl LogicalExtensionCodec for LakeCodec {
                 serving.lake_url
             )));
         }
-        if ![AUDIT_EVENTS_DIR, RETENTION_LOG_DIR].contains(&table) {
+        if ![AUDIT_EVENTS_DIR, FINDINGS_DIR, RETENTION_LOG_DIR].contains(&table) {
             return Err(DataFusionError::Plan(format!(
                 "unknown table `{table}` of the lake in the plan (a newer auditlake client?)"
             )));

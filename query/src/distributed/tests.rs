@@ -107,11 +107,22 @@ async fn what_the_cluster_cannot_run_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let lake = sample_lake(dir.path());
     let ctx = open_lake(&lake, &ballista()).await.unwrap();
-    let err = plan_error(&ctx, "SELECT count(*) FROM findings").await;
+    // A table that is not one of the lake's (an in-memory one of this client).
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter([(
+        "n",
+        Arc::new(datafusion::arrow::array::Int64Array::from(vec![1]))
+            as datafusion::arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    ctx.register_batch("scratch", batch).unwrap();
+    let err = plan_error(&ctx, "SELECT count(*) FROM scratch").await;
     assert!(
-        err.contains("table `findings_history`") && err.contains("--engine local"),
+        err.contains("table `scratch`") && err.contains("--engine local"),
         "{err}"
     );
+    // The findings are a Delta table of the lake: they plan for the cluster.
+    let df = ctx.sql("SELECT count(*) FROM incidents").await.unwrap();
+    df.create_physical_plan().await.unwrap();
     // A function only this client has.
     ctx.register_udf(datafusion::logical_expr::create_udf(
         "local_only",
