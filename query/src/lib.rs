@@ -249,8 +249,8 @@ async fn register_findings(
            CASE max({rank}) WHEN 5 THEN 'critical' WHEN 4 THEN 'high' WHEN 3 THEN 'medium' WHEN 2 THEN 'low' ELSE 'info' END AS severity, \
            min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at, \
            count(*) AS findings, sum(event_count) AS events, \
-           array_agg(DISTINCT actor) FILTER (WHERE actor IS NOT NULL) AS actors, \
-           array_agg(DISTINCT target) FILTER (WHERE target IS NOT NULL) AS targets, \
+           array_agg(DISTINCT actor ORDER BY actor) FILTER (WHERE actor IS NOT NULL) AS actors, \
+           array_agg(DISTINCT target ORDER BY target) FILTER (WHERE target IS NOT NULL) AS targets, \
            array_agg(rule_id ORDER BY first_event_at, finding_id) AS rules, \
            array_agg(concat(to_char(first_event_at, '%Y-%m-%dT%H:%M:%SZ'), ' ', severity, ' ', rule_id, ': ', summary) ORDER BY first_event_at, finding_id) AS timeline \
          FROM {FINDINGS_TABLE} WHERE incident_id IS NOT NULL GROUP BY incident_id, cluster"

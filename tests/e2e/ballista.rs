@@ -3,7 +3,7 @@
 //! environment; nothing but plans and results crosses between them.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::forensics::free_port;
@@ -265,7 +265,7 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
         cluster.logs()
     );
     assert!(
-        s3_keys(&s3, "cluster", "copied").is_empty(),
+        crate::lake::bucket_objects(&s3, "cluster", "copied").is_empty(),
         "a refused COPY wrote objects"
     );
 
@@ -392,30 +392,4 @@ fn raw_client_copy(s3: &S3Server, engine: &str, target: &str) -> String {
             Err(e) => e.to_string(),
         }
     })
-}
-
-/// Keys under `prefix` in `bucket`.
-fn s3_keys(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
-    let script = format!(
-        r#"
-import boto3
-s3 = boto3.client("s3", endpoint_url="{}", aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
-for o in s3.list_objects_v2(Bucket="{bucket}", Prefix="{prefix}").get("Contents", []):
-    print(o["Key"])
-"#,
-        s3.endpoint
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }

@@ -1672,7 +1672,7 @@ pq.write_table(t.take([i for i in range(t.num_rows) if i != adds[0]]), '{}')
 }
 
 /// The objects under `prefix` in `bucket` of `s3`: key → body (as text).
-fn bucket_objects(
+pub(crate) fn bucket_objects(
     s3: &S3Server,
     bucket: &str,
     prefix: &str,
