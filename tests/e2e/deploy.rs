@@ -152,7 +152,7 @@ fn deploy_kustomizations_reference_what_exists() {
         return;
     };
     assert!(out.status.success());
-    for overlay in ["base", "webhook", "object-storage"] {
+    for overlay in ["base", "webhook", "object-storage", "ballista"] {
         let out = std::process::Command::new("kubectl")
             .arg("kustomize")
             .arg(deploy_dir().join(overlay))
@@ -181,6 +181,24 @@ fn deploy_kustomizations_reference_what_exists() {
             overlay != "base",
             "deploy/{overlay}: {kinds:?}"
         );
+        // The Ballista overlay adds a scheduler and executors next to serve, over the same lake.
+        assert_eq!(
+            kinds.contains("Deployment"),
+            overlay == "ballista",
+            "deploy/{overlay}: {kinds:?}"
+        );
+        if overlay == "ballista" {
+            for name in ["ballista-scheduler", "ballista-executor"] {
+                assert!(
+                    rendered.contains(&format!("name: {name}\n")),
+                    "deploy/ballista has no {name}"
+                );
+            }
+            assert!(
+                rendered.contains("ballista://ballista-scheduler.auditlake.svc:50050"),
+                "executors point at the scheduler's Service"
+            );
+        }
     }
 }
 
