@@ -3,7 +3,7 @@
 //! environment; nothing but plans and results crosses between them.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::forensics::free_port;
@@ -91,10 +91,24 @@ impl Cluster {
 /// `auditlake query --format csv` over `lake` with `engine`: the rows, sorted (distributed
 /// output order of equal sort keys is not the local one).
 fn rows(s3: &S3Server, lake: &str, engine: &str, sql: &str) -> Vec<String> {
-    let out = run_ok(s3.bin().args([
+    sorted_lines(run_ok(&mut query_cmd(s3, lake, engine, sql)).as_bytes())
+}
+
+/// `auditlake query --format csv` of `sql` on `engine`.
+fn query_cmd(s3: &S3Server, lake: &str, engine: &str, sql: &str) -> Command {
+    let mut cmd = s3.bin();
+    cmd.args([
         "query", "--format", "csv", "--lake", lake, "--engine", engine, sql,
-    ]));
-    let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    ]);
+    cmd
+}
+
+/// CSV rows in sorted order (a cluster returns them in any order).
+fn sorted_lines(out: &[u8]) -> Vec<String> {
+    let mut lines: Vec<String> = String::from_utf8_lossy(out)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     lines.sort();
     lines
 }
@@ -189,12 +203,7 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
             String::from_utf8_lossy(&out.stderr),
             cluster.logs()
         );
-        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        lines.sort();
-        lines
+        sorted_lines(&out.stdout)
     };
     let local = detect("local");
     assert!(local.len() > 10, "too few findings to compare: {local:?}");
@@ -277,18 +286,7 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
                  ON a.audit_id = b.audit_id AND a.stage = b.stage AND a.cluster = b.cluster \
                  GROUP BY 1, 2 ORDER BY n DESC, 1, 2";
     let local = rows(&s3, lake, "local", heavy);
-    let query = s3
-        .bin()
-        .args([
-            "query",
-            "--format",
-            "csv",
-            "--lake",
-            lake,
-            "--engine",
-            &cluster.engine,
-            heavy,
-        ])
+    let query = query_cmd(&s3, lake, &cluster.engine, heavy)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -309,11 +307,7 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
     let out = query.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
-        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        got.sort();
+        let got = sorted_lines(&out.stdout);
         assert_eq!(got, local, "completed after the kill with other rows");
         eprintln!("the query completed after the kill");
     } else {
@@ -324,22 +318,9 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
     // The next query works, on the executor left (once the scheduler has noticed the loss).
     let started = Instant::now();
     loop {
-        let out = run(s3.bin().args([
-            "query",
-            "--format",
-            "csv",
-            "--lake",
-            lake,
-            "--engine",
-            &cluster.engine,
-            heavy,
-        ]));
+        let out = run(&mut query_cmd(&s3, lake, &cluster.engine, heavy));
         if out.status.success() {
-            let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            got.sort();
+            let got = sorted_lines(&out.stdout);
             assert_eq!(got, local);
             eprintln!(
                 "next query ok {:.1} s after the kill",
