@@ -354,6 +354,9 @@ pub struct ShellArgs {
     pub lake: LakeArg,
 
     #[command(flatten)]
+    pub engine: EngineArg,
+
+    #[command(flatten)]
     pub scope: ScopeArgs,
 
     /// Output format to start with (`\format` changes it): table, json or csv.
@@ -370,6 +373,9 @@ pub struct ShellArgs {
 pub struct TimelineArgs {
     #[command(flatten)]
     pub lake: LakeArg,
+
+    #[command(flatten)]
+    pub engine: EngineArg,
 
     #[command(flatten)]
     pub scope: ScopeArgs,
@@ -588,10 +594,23 @@ pub struct BallistaSchedulerArgs {
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub expire_interval: u64,
 
-    /// How tasks reach executors: `push` (the scheduler launches them) or `pull` (executors poll
-    /// for them); executors must be started with the same
-    #[arg(long, value_enum, default_value_t = TaskScheduling::Push)]
+    /// How tasks reach executors: `pull` (executors poll for them every 50 ms when idle) or `push`
+    /// (the scheduler launches them: lower latency, but with Ballista 55 a query can hang when
+    /// an executor dies after finishing a map stage); executors must be started with the same
+    #[arg(long, value_enum, default_value_t = TaskScheduling::Pull)]
     pub scheduling: TaskScheduling,
+
+    #[command(flatten)]
+    pub metrics: MetricsListenArg,
+}
+
+/// `--metrics-listen`: where a Ballista node serves `/metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsListenArg {
+    /// Serve Prometheus metrics at http://ADDR/metrics (a port of its own, so it can be opened to
+    /// Prometheus alone) [default: none]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -613,7 +632,8 @@ pub struct BallistaExecutorArgs {
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
-    /// Port of the gRPC service the scheduler pushes tasks to (on the --listen host)
+    /// Port of the gRPC service the scheduler pushes tasks to (on the --listen host; `--scheduling
+    /// push` only)
     #[arg(long, default_value_t = 50052, value_name = "PORT")]
     pub grpc_port: u16,
 
@@ -631,12 +651,15 @@ pub struct BallistaExecutorArgs {
     pub vcores: Option<u32>,
 
     /// How tasks reach this executor: as the scheduler's --scheduling
-    #[arg(long, value_enum, default_value_t = TaskScheduling::Push)]
+    #[arg(long, value_enum, default_value_t = TaskScheduling::Pull)]
     pub scheduling: TaskScheduling,
 
     /// Seconds between heartbeats to the scheduler (keep well below its --executor-timeout)
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_interval: u64,
+
+    #[command(flatten)]
+    pub metrics: MetricsListenArg,
 }
 
 /// `--engine`: where a command's SQL runs.

@@ -162,6 +162,44 @@ fn cluster_functions() -> &'static HashSet<String> {
     &NAMES
 }
 
+/// What a client and a cluster must agree on to run each other's plans: auditlake's version
+/// and a digest of the cluster session's function names (scalar, aggregate, window). The client
+/// checks a plan's functions against its own list ([`check_distributable`]), so a cluster built
+/// from other code must be refused before it fails a task obscurely — or runs a function of the
+/// same name that does something else. `0.1.0+1a2b3c4d5e6f7a8b`.
+pub fn build_fingerprint() -> &'static str {
+    static FINGERPRINT: LazyLock<String> = LazyLock::new(|| {
+        use sha2::{Digest, Sha256};
+        let state = cluster_state(SessionConfig::new_with_ballista(), Arc::default())
+            .expect("the cluster session builds");
+        let mut names: Vec<String> = state
+            .scalar_functions()
+            .keys()
+            .map(|n| format!("scalar:{n}"))
+            .chain(
+                state
+                    .aggregate_functions()
+                    .keys()
+                    .map(|n| format!("aggregate:{n}")),
+            )
+            .chain(
+                state
+                    .window_functions()
+                    .keys()
+                    .map(|n| format!("window:{n}")),
+            )
+            .collect();
+        names.sort();
+        let digest = Sha256::digest(names.join("\n").as_bytes());
+        format!(
+            "{}+{}",
+            env!("CARGO_PKG_VERSION"),
+            hex::encode(&digest[..8])
+        )
+    });
+    &FINGERPRINT
+}
+
 /// The client session: `state` upgraded for Ballista, planning through [`ClusterPlanner`].
 /// Functions, tables and views are registered by the caller afterwards — the upgrade replaces
 /// the whole scalar-function map, so anything registered before it would be lost.
@@ -272,8 +310,11 @@ pub(crate) fn check_distributable(plan: &LogicalPlan, functions: &HashSet<String
     }
 }
 
-/// The first line of an encoded table: what it is and the encoding's version.
-const TABLE_MAGIC: &str = "auditlake-delta-table/1";
+/// An encoded table starts with this and the encoding's version (then a newline):
+/// `auditlake-delta-table/2\n{build fingerprint}\n{table directory}\n{lake URL}`.
+/// Version 1 (no fingerprint) was written by auditlake before clusters checked builds.
+const TABLE_MAGIC_PREFIX: &str = "auditlake-delta-table/";
+const TABLE_ENCODING: &str = "2";
 
 /// Encodes the lake's Delta tables as `(table, lake URL)`; everything else goes to Ballista's
 /// own codec. On the scheduler ([`LakeCodec::serving`]) it decodes them into the scheduler's
@@ -322,6 +363,31 @@ impl LakeCodec {
     }
 }
 
+/// `(table directory, lake URL)` of an encoded table (`text` after [`TABLE_MAGIC_PREFIX`]),
+/// refusing one encoded by another auditlake build, naming both builds.
+fn check_build<'a>(text: &'a str, table_ref: &TableReference) -> Result<(&'a str, &'a str)> {
+    let ours = build_fingerprint();
+    let mismatch = |theirs: &str| {
+        DataFusionError::Plan(format!(
+            "this Ballista cluster runs auditlake {ours}, the client {theirs}: run the same auditlake build on the client, the scheduler and every executor (their function lists differ, so the client cannot tell what the cluster can run)"
+        ))
+    };
+    let mut lines = text.splitn(4, '\n');
+    let encoding = lines.next().unwrap_or_default();
+    if encoding != TABLE_ENCODING {
+        return Err(mismatch(&format!(
+            "an auditlake build that encodes tables in format {encoding}"
+        )));
+    }
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(build), _, _) if build != ours => Err(mismatch(build)),
+        (Some(_), Some(table), Some(lake)) => Ok((table, lake)),
+        _ => Err(DataFusionError::Plan(format!(
+            "malformed table `{table_ref}` in the plan"
+        ))),
+    }
+}
+
 /// `(table directory, lake URL)` of a table URL `<lake>/<table>/`.
 fn split_table_url(url: &Url) -> Option<(String, Url)> {
     let table = url
@@ -356,8 +422,7 @@ impl LogicalExtensionCodec for LakeCodec {
     ) -> Result<Arc<dyn TableProvider>> {
         let Some(text) = std::str::from_utf8(buf)
             .ok()
-            .and_then(|t| t.strip_prefix(TABLE_MAGIC))
-            .and_then(|t| t.strip_prefix('\n'))
+            .and_then(|t| t.strip_prefix(TABLE_MAGIC_PREFIX))
         else {
             return self
                 .inner
@@ -368,9 +433,7 @@ impl LogicalExtensionCodec for LakeCodec {
                 "a client codec cannot decode the lake's tables".into(),
             ));
         };
-        let (table, lake) = text.split_once('\n').ok_or_else(|| {
-            DataFusionError::Internal(format!("malformed table `{table_ref}` in the plan"))
-        })?;
+        let (table, lake) = check_build(text, table_ref)?;
         if lake != serving.lake_url.as_str() {
             return Err(DataFusionError::Plan(format!(
                 "this Ballista cluster serves the lake {}, the query reads `{table_ref}` of the lake {lake}: point --engine at that lake's cluster",
@@ -413,7 +476,10 @@ impl LogicalExtensionCodec for LakeCodec {
         let (dir, lake) = split_table_url(table.url()).ok_or_else(|| {
             DataFusionError::Internal(format!("table URL {} has no directory", table.url()))
         })?;
-        buf.extend_from_slice(format!("{TABLE_MAGIC}\n{dir}\n{lake}").as_bytes());
+        let build = build_fingerprint();
+        buf.extend_from_slice(
+            format!("{TABLE_MAGIC_PREFIX}{TABLE_ENCODING}\n{build}\n{dir}\n{lake}").as_bytes(),
+        );
         Ok(())
     }
 

@@ -221,6 +221,7 @@ pub fn run(config: &Config, args: ShellArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope: args.scope.scope(Utc::now())?,
+        engine: config.engine(args.engine.engine.as_deref())?,
         ..session_options(config)
     };
     let rt = super::runtime()?;
@@ -258,8 +259,12 @@ pub fn run(config: &Config, args: ShellArgs) -> anyhow::Result<u8> {
         let _ = editor.load_history(h);
     }
     println!(
-        "auditlake shell on {} — statements end with ';', \\? for help, \\q to quit",
-        lake.display()
+        "auditlake shell on {}{} — statements end with ';', \\? for help, \\q to quit",
+        lake.display(),
+        match &opts.engine {
+            auditlake_query::Engine::Local => String::new(),
+            engine => format!(", executed on {engine}"),
+        }
     );
     loop {
         let prompt = if buffer.is_empty() {

@@ -187,6 +187,7 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = SessionOptions {
         scope,
+        engine: config.engine(args.engine.engine.as_deref())?,
         ..session_options(config)
     };
     // Watches are long-running reads a client re-opens all the time: counted, not listed.

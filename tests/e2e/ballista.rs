@@ -20,11 +20,14 @@ struct Cluster {
     executors: Vec<KillOnDrop>,
     engine: String,
     logs: std::path::PathBuf,
+    /// `--metrics-listen` ports: the scheduler's, then each executor's.
+    metrics: Vec<u16>,
 }
 
 impl Cluster {
     fn start(s3: &S3Server, lake: &str, logs: &Path) -> Cluster {
         let port = free_port();
+        let metrics: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let log = |name: &str| {
             Stdio::from(std::fs::File::create(logs.join(format!("{name}.log"))).unwrap())
         };
@@ -34,6 +37,8 @@ impl Cluster {
                 .arg(format!("127.0.0.1:{port}"))
                 .args(["--executor-timeout", EXECUTOR_TIMEOUT])
                 .args(["--expire-interval", EXPIRE_INTERVAL])
+                .arg("--metrics-listen")
+                .arg(format!("127.0.0.1:{}", metrics[0]))
                 .stdout(Stdio::null())
                 .stderr(log("scheduler"))
                 .spawn()
@@ -60,20 +65,40 @@ impl Cluster {
                     .args(["--heartbeat-interval", HEARTBEAT])
                     .arg("--work-dir")
                     .arg(logs.join(format!("work-{i}")))
+                    .arg("--metrics-listen")
+                    .arg(format!("127.0.0.1:{}", metrics[i + 1]))
                     .stdout(Stdio::null())
                     .stderr(log(&format!("executor-{i}")))
                     .spawn()
                     .unwrap(),
             ));
+            // (The gRPC port stays closed: the default pull scheduling does not use it.)
             wait_for_port(flight, Duration::from_secs(60), "ballista executor");
-            wait_for_port(grpc, Duration::from_secs(60), "ballista executor");
+        }
+        for (port, what) in metrics.iter().zip(["scheduler", "executor", "executor"]) {
+            wait_for_port(*port, Duration::from_secs(60), &format!("{what} metrics"));
         }
         Cluster {
             scheduler,
             executors,
             engine,
             logs: logs.to_path_buf(),
+            metrics,
         }
+    }
+
+    /// `GET /metrics` of the node at `metrics[i]`.
+    fn scrape(&self, i: usize) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        response
     }
 
     /// The processes' logs, for a failing assertion's message.
@@ -101,6 +126,13 @@ fn query_cmd(s3: &S3Server, lake: &str, engine: &str, sql: &str) -> Command {
         "query", "--format", "csv", "--lake", lake, "--engine", engine, sql,
     ]);
     cmd
+}
+
+/// The value of the sample `series` (name and labels, as printed) in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// CSV rows in sorted order (a cluster returns them in any order).
@@ -191,6 +223,137 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
         assert_eq!(distributed, local, "{name}\n{}", cluster.logs());
     }
 
+    // The scheduler's metrics count those five queries; both executors are registered and
+    // export their memory and CPU.
+    let scheduler = cluster.scrape(0);
+    let completed = r#"auditlake_ballista_jobs_finished_total{outcome="completed"}"#;
+    assert!(sample(&scheduler, completed).unwrap() >= 5.0, "{scheduler}");
+    assert!(sample(&scheduler, "auditlake_ballista_jobs_submitted_total").unwrap() >= 5.0);
+    assert!(sample(&scheduler, "auditlake_ballista_job_seconds_count").unwrap() >= 5.0);
+    assert_eq!(
+        sample(&scheduler, "auditlake_ballista_executors"),
+        Some(2.0)
+    );
+    assert!(scheduler.contains(r#"role="scheduler"} 1"#), "{scheduler}");
+    // deploy/ballista's alerts use only series the scheduler exports.
+    let rules =
+        std::fs::read_to_string(repo().join("deploy/ballista/prometheusrule.yaml")).unwrap();
+    let used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("auditlake_"))
+        .collect();
+    assert!(used.len() >= 4, "{used:?}");
+    for series in used {
+        assert!(
+            scheduler.lines().any(|l| l.starts_with(series)),
+            "deploy/ballista/prometheusrule.yaml uses {series}, which the scheduler does not export"
+        );
+    }
+    for i in [1, 2] {
+        let executor = cluster.scrape(i);
+        let resident = sample(
+            &executor,
+            "auditlake_ballista_executor_resident_memory_bytes",
+        )
+        .unwrap();
+        assert!(resident > 10e6, "{executor}");
+        assert!(sample(&executor, "auditlake_ballista_executor_cpu_seconds").unwrap() > 0.0);
+        assert!(sample(&executor, "auditlake_ballista_executor_work_dir_bytes").is_some());
+        assert!(executor.contains(r#"role="executor"} 1"#), "{executor}");
+    }
+
+    // The shell and the timeline run on the cluster too: `--engine`, and `[query] engine` from
+    // the config file (the scheduler counts the job it ran).
+    let (q3_name, q3) = QUERIES[2];
+    let local_q3 = rows(&s3, lake, "local", q3);
+    // `global` goes before the subcommand (`--config`), `args` after it.
+    let shell = |global: &[&str], args: &[&str]| {
+        let mut child = s3
+            .bin()
+            .args(global)
+            .args(["shell", "--lake", lake, "--format", "csv"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{q3};").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("error"),
+            "shell {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sorted_lines(&out.stdout)
+    };
+    assert_eq!(
+        shell(&[], &["--engine", cluster.engine.as_str()]),
+        local_q3,
+        "{q3_name} in the shell"
+    );
+    let config = dir.path().join("auditlake.toml");
+    std::fs::write(
+        &config,
+        format!("[query]\nengine = \"{}\"\n", cluster.engine),
+    )
+    .unwrap();
+    let submitted = |text: &str| sample(text, "auditlake_ballista_jobs_submitted_total").unwrap();
+    let before = submitted(&cluster.scrape(0));
+    let config_arg = config.to_str().unwrap();
+    assert_eq!(
+        shell(&["--config", config_arg], &[]),
+        local_q3,
+        "[query] engine"
+    );
+    assert!(
+        submitted(&cluster.scrape(0)) > before,
+        "the shell did not run on the cluster of [query] engine"
+    );
+    // A user of Q1's rows (not the header): the same timeline, findings flags included.
+    let user = rows(&s3, lake, "local", QUERIES[0].1)
+        .iter()
+        .find(|l| !l.starts_with("stage_at"))
+        .and_then(|l| l.split(',').nth(1).map(str::to_owned))
+        .unwrap();
+    let timeline = |engine: &str| {
+        let out = run_ok(s3.bin().args([
+            "timeline",
+            "--lake",
+            lake,
+            "--engine",
+            engine,
+            "--user",
+            &user,
+            "--json",
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--until",
+            "2030-01-01T00:00:00Z",
+        ]));
+        out.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if let Some(f) = v["findings"].as_array_mut() {
+                    f.sort_by_key(|x| x.to_string());
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let local_timeline = timeline("local");
+    assert!(local_timeline.len() > 1, "{user}: {local_timeline:?}");
+    assert_eq!(
+        timeline(&cluster.engine),
+        local_timeline,
+        "timeline of {user}"
+    );
+
     // The whole rule pack (a retro-hunt) and two reports: the local output.
     let detect = |engine: &str| {
         let out = run(s3
@@ -279,8 +442,10 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
     );
 
     // kill -9 one executor during a query: it completes on the other, or fails clearly. A
-    // self-join by event key shuffles both sides (2-3 s here); the kill lands while the scan
-    // stages run, so the lost executor holds running tasks and finished shuffle output.
+    // self-join by event key shuffles both sides (2-3 s here); the kill lands once the lost
+    // executor holds finished shuffle output (and, at times, running tasks) — with 4 partitions,
+    // after its map stages, the case in which Ballista 55's push scheduling hangs (seen here
+    // before the default became pull).
     let heavy = "SELECT a.user_name, a.verb, count(*) AS n, max(b.stage_at) AS last \
                  FROM audit_events a JOIN audit_events b \
                  ON a.audit_id = b.audit_id AND a.stage = b.stage AND a.cluster = b.cluster \
@@ -333,6 +498,16 @@ fn ballista_cluster_gives_the_local_rows_refuses_writes_and_survives_a_killed_ex
             "the cluster does not recover: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The scheduler's metrics show the loss: one executor left.
+    let started = Instant::now();
+    while sample(&cluster.scrape(0), "auditlake_ballista_executors") != Some(1.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            cluster.scrape(0)
         );
         std::thread::sleep(Duration::from_millis(500));
     }

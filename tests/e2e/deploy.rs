@@ -198,7 +198,78 @@ fn deploy_kustomizations_reference_what_exists() {
                 rendered.contains("ballista://ballista-scheduler.auditlake.svc:50050"),
                 "executors point at the scheduler's Service"
             );
+            ballista_metrics_are_scraped(&rendered);
         }
+    }
+}
+
+/// Both Ballista Deployments serve `/metrics` on the port the PodMonitor names, the annotations
+/// point at, and their NetworkPolicy admits.
+fn ballista_metrics_are_scraped(rendered: &str) {
+    let docs: Vec<Value> = yaml_serde::Deserializer::from_str(rendered)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let monitor = find("PodMonitor", "ballista");
+    let selected: Vec<&str> = monitor["spec"]["selector"]["matchExpressions"][0]["values"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    for name in ["ballista-scheduler", "ballista-executor"] {
+        assert!(selected.contains(&name), "the PodMonitor misses {name}");
+        let pod = &find("Deployment", name)["spec"]["template"];
+        let container = &pod["spec"]["containers"][0];
+        let port = container["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == endpoint["port"])
+            .unwrap_or_else(|| panic!("{name} has no port {:?}", endpoint["port"]))["containerPort"]
+            .as_u64()
+            .unwrap();
+        let args: Vec<&str> = container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let listen = args
+            .iter()
+            .position(|a| *a == "--metrics-listen")
+            .map(|i| args[i + 1])
+            .unwrap_or_else(|| panic!("{name} has no --metrics-listen"));
+        assert!(
+            listen.ends_with(&format!(":{port}")),
+            "{name}: {listen} vs {port}"
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"]["prometheus.io/port"],
+            port.to_string().as_str()
+        );
+        let admitted = find("NetworkPolicy", name)["spec"]["ingress"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|rule| {
+                rule["from"].is_null()
+                    && rule["ports"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p["port"].as_u64() == Some(port))
+            });
+        assert!(
+            admitted,
+            "{name}'s NetworkPolicy keeps Prometheus out of {port}"
+        );
     }
 }
 

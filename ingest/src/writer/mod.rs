@@ -60,6 +60,7 @@ pub use encode::SORTED_BY_KEY;
 use encode::*;
 pub(crate) use encode::{EncodedRowGroup, RowGroupFile, encode_row_group, rows_by_time};
 pub(crate) use pool::release_freed_memory;
+pub use pool::resident_bytes;
 use pool::*;
 
 #[derive(Debug, Clone)]

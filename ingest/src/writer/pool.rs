@@ -123,8 +123,9 @@ pub(crate) fn release_freed_memory() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(super) const TRIM_ABOVE_RSS: u64 = 384 << 20;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(super) fn resident_bytes() -> Option<u64> {
+/// This process's resident memory, from `/proc/self/statm` (Linux); `None` where there is none.
+/// Also what the Ballista executors export as a metric.
+pub fn resident_bytes() -> Option<u64> {
     // `/proc/self/statm`: size resident shared text lib data dt, in pages.
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

@@ -184,8 +184,11 @@ async fn lake_tables_cross_the_wire_as_table_and_lake_only() {
     let lake_url = Lake::new(&lake).url().clone();
     assert_eq!(
         text,
-        format!("{TABLE_MAGIC}\naudit_events\n{lake_url}"),
-        "only the table and the lake travel"
+        format!(
+            "auditlake-delta-table/2\n{}\naudit_events\n{lake_url}",
+            build_fingerprint()
+        ),
+        "only the build, the table and the lake travel"
     );
     let task = ctx.task_ctx();
     let decoded = LakeCodec::serving(lake_url.clone(), HashMap::new())
@@ -201,6 +204,40 @@ async fn lake_tables_cross_the_wire_as_table_and_lake_only() {
         err.contains("serves the lake s3://other-bucket/lake/") && err.contains(lake_url.as_str()),
         "{err}"
     );
+
+    // A plan from another auditlake build is refused, naming both builds, before its table is
+    // opened: the same bytes with the build changed, and an encoding before builds were sent.
+    let serving = LakeCodec::serving(lake_url.clone(), HashMap::new());
+    let forged = text.replace(build_fingerprint(), "0.0.9+0000000000000000");
+    let err = serving
+        .try_decode_table_provider(forged.as_bytes(), &table_ref, provider.schema(), &task)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("cluster runs auditlake {}", build_fingerprint()))
+            && err.contains("the client 0.0.9+0000000000000000")
+            && err.contains("same auditlake build"),
+        "{err}"
+    );
+    let old = format!("auditlake-delta-table/1\naudit_events\n{lake_url}");
+    let err = serving
+        .try_decode_table_provider(old.as_bytes(), &table_ref, provider.schema(), &task)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encodes tables in format 1"), "{err}");
+    let truncated = format!(
+        "auditlake-delta-table/2\n{}\naudit_events",
+        build_fingerprint()
+    );
+    let err = serving
+        .try_decode_table_provider(truncated.as_bytes(), &table_ref, provider.schema(), &task)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("malformed table `audit_events`"), "{err}");
+    // The fingerprint names the version and a digest of the function names.
+    let (version, digest) = build_fingerprint().split_once('+').unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(digest.len(), 16);
 }
 
 /// The scan the scheduler plans reads exactly what delta-rs' scan reads, partition pruning

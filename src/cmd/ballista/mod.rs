@@ -4,21 +4,29 @@
 //! the codec of the lake's tables, the read-only guard — is `auditlake_query::distributed`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use auditlake_query::Engine;
 use auditlake_query::distributed::{LakeCodec, LakeStores, cluster_state};
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::{BallistaCodec, BallistaPhysicalExtensionCodec};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::start_grpc_service;
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::state::SchedulerState;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 
 use crate::EXIT_OK;
 use crate::cli::{BallistaCommand, BallistaExecutorArgs, BallistaSchedulerArgs, TaskScheduling};
 use crate::config::{Config, exposed};
+
+mod metrics;
 
 fn policy(scheduling: TaskScheduling) -> ballista_core::config::TaskSchedulingPolicy {
     match scheduling {
@@ -54,7 +62,13 @@ fn scheduler(config: &Config, args: BallistaSchedulerArgs) -> anyhow::Result<u8>
         // Every query sees the files committed since the last one (see open_lake_at).
         .with_object_list_cache_limit(0)
         .build_arc()?;
-    let codec = LakeCodec::serving(lake.url().clone(), lake.events().options().clone());
+    let codec = Arc::new(LakeCodec::serving(
+        lake.url().clone(),
+        lake.events().options().clone(),
+    ));
+    // The task slots of the registered executors, kept current by `track_slots`.
+    let slots = Arc::new(AtomicUsize::new(0));
+    let builder_slots = slots.clone();
     let sched = SchedulerConfig {
         bind_host: args.listen.ip().to_string(),
         bind_port: args.listen.port(),
@@ -66,22 +80,48 @@ fn scheduler(config: &Config, args: BallistaSchedulerArgs) -> anyhow::Result<u8>
         executor_timeout_seconds: args.executor_timeout,
         expire_dead_executor_interval_seconds: args.expire_interval,
         override_session_builder: Some(Arc::new(move |config: SessionConfig| {
-            cluster_state(config, runtime.clone())
+            cluster_state(
+                with_cluster_partitions(config, builder_slots.load(Ordering::Relaxed)),
+                runtime.clone(),
+            )
         })),
-        override_logical_codec: Some(Arc::new(codec)),
+        override_logical_codec: Some(codec.clone()),
         ..SchedulerConfig::default()
     };
+    sched.validate().context("Ballista scheduler")?;
+    let sched = Arc::new(sched);
     let rt = super::runtime()?;
     rt.block_on(async {
         let cluster = BallistaCluster::new_from_config(&sched)
             .await
             .context("Ballista scheduler")?;
+        // Ballista's `start_server`, with auditlake's metrics collector instead of its default
+        // (which, with Ballista's prometheus feature off, records nothing).
+        let metrics = Arc::new(metrics::SchedulerMetrics::new());
+        let mut server = SchedulerServer::<LogicalPlanNode, PhysicalPlanNode>::new(
+            sched.scheduler_endpoint(),
+            cluster,
+            BallistaCodec::new(codec, Arc::new(BallistaPhysicalExtensionCodec::default())),
+            sched.clone(),
+            metrics.clone(),
+        );
+        server.init().await.context("Ballista scheduler")?;
+        tokio::spawn(track_slots(server.state.clone(), slots));
+        if let Some(listen) = args.metrics.metrics_listen {
+            let state = server.state.clone();
+            let render: metrics::Render = Arc::new(move || {
+                let (metrics, state) = (metrics.clone(), state.clone());
+                Box::pin(async move { metrics.render(&state.executor_manager).await })
+            });
+            tokio::spawn(report_metrics_failure(metrics::serve(listen, render)));
+        }
         eprintln!(
-            "ballista scheduler for {} listening on {}",
+            "ballista scheduler (auditlake {}) for {} listening on {}",
+            auditlake_query::distributed::build_fingerprint(),
             lake.display(),
             args.listen
         );
-        start_server(cluster, args.listen, Arc::new(sched))
+        start_grpc_service(args.listen, server)
             .await
             .context("Ballista scheduler")
     })?;
@@ -137,18 +177,98 @@ fn executor(config: &Config, args: BallistaExecutorArgs) -> anyhow::Result<u8> {
         work_dir: Some(work_dir_str),
         task_scheduling_policy: policy(args.scheduling),
         executor_heartbeat_interval_seconds: args.heartbeat_interval,
+        // The scheduler has a job's shuffle files removed 5 min after it finishes; this sweep
+        // removes what a job the scheduler forgot (restarted, failed over) left behind, so a
+        // work directory cannot fill up over weeks. A day outlasts any running job.
+        job_data_clean_up_interval_seconds: 3600,
+        job_data_ttl_seconds: 86_400,
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
         ..ExecutorProcessConfig::default()
     };
     let rt = super::runtime()?;
     eprintln!(
-        "ballista executor for {} on {}, scheduler {}",
+        "ballista executor (auditlake {}) for {} on {}, scheduler {}",
+        auditlake_query::distributed::build_fingerprint(),
         lake.display(),
         args.listen,
         args.scheduler
     );
-    rt.block_on(start_executor_process(Arc::new(opt)))
-        .context("Ballista executor")?;
+    rt.block_on(async {
+        if let Some(listen) = args.metrics.metrics_listen {
+            let metrics = Arc::new(metrics::ExecutorMetrics::new(work_dir));
+            let render: metrics::Render = Arc::new(move || {
+                let metrics = metrics.clone();
+                Box::pin(async move {
+                    // Walks the work directory: off the async workers.
+                    tokio::task::spawn_blocking(move || metrics.render())
+                        .await
+                        .unwrap_or_default()
+                })
+            });
+            tokio::spawn(report_metrics_failure(metrics::serve(listen, render)));
+        }
+        start_executor_process(Arc::new(opt)).await
+    })
+    .context("Ballista executor")?;
     Ok(EXIT_OK)
+}
+
+/// A job's session config with at least one partition per task slot of the cluster. The client
+/// sends its own `target_partitions` (its cores): a 2-core laptop would otherwise split every
+/// scan into 2 partitions however many executors there are.
+fn with_cluster_partitions(config: SessionConfig, slots: usize) -> SessionConfig {
+    if slots > config.target_partitions() {
+        config.with_target_partitions(slots)
+    } else {
+        config
+    }
+}
+
+/// Keeps `slots` at the sum of the registered executors' `--vcores`, checked every 2 s (a
+/// job planned in between uses the previous count: fewer or more partitions, same rows).
+async fn track_slots(
+    state: Arc<SchedulerState<LogicalPlanNode, PhysicalPlanNode>>,
+    slots: Arc<AtomicUsize>,
+) {
+    loop {
+        if let Ok(executors) = state.executor_manager.get_executors_state().await {
+            let total = executors
+                .iter()
+                .map(|(meta, _, _)| meta.specification.vcores as usize)
+                .sum();
+            slots.store(total, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// A metrics port that cannot be bound stops the process: a node Prometheus cannot see must not
+/// look healthy.
+async fn report_metrics_failure(serve: impl std::future::Future<Output = anyhow::Result<()>>) {
+    if let Err(e) = serve.await {
+        eprintln!("error: {e:#}");
+        std::process::exit(crate::EXIT_ERROR.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job gets one partition per slot of the cluster, never fewer than the client asked for.
+    #[test]
+    fn jobs_are_split_across_every_task_slot() {
+        let client = SessionConfig::new().with_target_partitions(2);
+        assert_eq!(
+            with_cluster_partitions(client.clone(), 6).target_partitions(),
+            6
+        );
+        assert_eq!(
+            with_cluster_partitions(client.clone(), 1).target_partitions(),
+            2
+        );
+        // No executor registered yet: the client's value.
+        assert_eq!(with_cluster_partitions(client, 0).target_partitions(), 2);
+    }
 }
