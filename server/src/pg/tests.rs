@@ -1,6 +1,7 @@
 //! Tests of the PostgreSQL wire server (moved out of `pg.rs`).
 
 use super::*;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
