@@ -271,6 +271,75 @@ async fn verify_store(
     required: bool,
 ) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
+    let listing = list_table(store, location).await?;
+    let Some((&head, _)) = listing.commits.last_key_value() else {
+        if !required && listing.data_objects.is_empty() {
+            return Ok(None);
+        }
+        return Err(IngestError::LakeLocation {
+            value: location.to_owned(),
+            reason: "no Delta table here (no commits in _delta_log/); `auditlake migrate` turns a Parquet lake into one".into(),
+        });
+    };
+    report.head_version = Some(head);
+    let mut start = walk_start(
+        store,
+        location,
+        opts,
+        claims,
+        head,
+        &listing.checkpoints,
+        &mut report,
+    )
+    .await?;
+    report.walked_from = vec![(String::new(), start.first)];
+    let prev_sha = walk_log(
+        store,
+        location,
+        claims,
+        &listing,
+        head,
+        &mut start,
+        &mut report,
+    )
+    .await?;
+    report.head_sha256 = prev_sha.map(|(_, s)| s);
+    check_past_head(&listing.checkpoints, claims, head, &mut report);
+    report.live_files = start.live.len() as u64;
+    hash_live_files(store, location, opts, &start.live, &mut report).await?;
+    find_injected(
+        listing.data_objects,
+        &start.ever_named,
+        opts,
+        start.injected_after,
+        &mut report,
+    );
+    report
+        .problems
+        .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
+    Ok(Some(report))
+}
+
+/// Pushes a problem onto `report`.
+fn problem(report: &mut VerifyReport, kind: ProblemKind, object: String, detail: String) {
+    report.problems.push(Problem {
+        kind,
+        object,
+        detail,
+    })
+}
+
+/// A table's objects: commits and checkpoint parts by version, data files with their
+/// modification time (seconds).
+struct Listing {
+    commits: BTreeMap<u64, (StorePath, u64)>,
+    /// Checkpoint parts per version (one file, or `.checkpoint.<i>.<n>.parquet` parts).
+    checkpoints: BTreeMap<u64, Vec<(StorePath, u64)>>,
+    data_objects: Vec<(String, i64)>,
+}
+
+/// Lists the table's store once.
+async fn list_table(store: &dyn ObjectStore, location: &str) -> Result<Listing> {
     let mut commits: BTreeMap<u64, (StorePath, u64)> = BTreeMap::new();
     // Checkpoint parts per version (one file, or `.checkpoint.<i>.<n>.parquet` parts).
     let mut checkpoints: BTreeMap<u64, Vec<(StorePath, u64)>> = BTreeMap::new();
@@ -297,27 +366,35 @@ async fn verify_store(
             data_objects.push((path, meta.last_modified.timestamp()));
         }
     }
-    let Some((&head, _)) = commits.last_key_value() else {
-        if !required && data_objects.is_empty() {
-            return Ok(None);
-        }
-        return Err(IngestError::LakeLocation {
-            value: location.to_owned(),
-            reason: "no Delta table here (no commits in _delta_log/); `auditlake migrate` turns a Parquet lake into one".into(),
-        });
-    };
-    report.head_version = Some(head);
-    let problem = |report: &mut VerifyReport, kind, object: String, detail: String| {
-        report.problems.push(Problem {
-            kind,
-            object,
-            detail,
-        })
-    };
+    Ok(Listing {
+        commits,
+        checkpoints,
+        data_objects,
+    })
+}
 
+/// Where the walk of the log starts, and what it starts with.
+struct Start {
+    live: HashMap<String, Live>,
+    ever_named: HashSet<String>,
+    first: u64,
+    /// Data files modified before this (seconds) were checked by the verify that sealed the
+    /// checkpoint the walk starts from.
+    injected_after: Option<i64>,
+}
+
+/// Version 0 with nothing live; with `from_seal`, the newest sealed checkpoint that is intact.
+async fn walk_start(
+    store: &dyn ObjectStore,
+    location: &str,
+    opts: &VerifyOptions,
+    claims: &[Claim<'_>],
+    head: u64,
+    checkpoints: &BTreeMap<u64, Vec<(StorePath, u64)>>,
+    report: &mut VerifyReport,
+) -> Result<Start> {
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut ever_named: HashSet<String> = HashSet::new();
-    let mut prev_sha: Option<(u64, String)> = None;
     // With `from_seal`: the newest sealed checkpoint whose bytes are still what the seal
     // recorded gives the live files at its version; the walk starts there. Files older than that
     // seal (less the grace) were checked for injection by the verify that made it.
@@ -333,7 +410,7 @@ async fn verify_store(
         let object = format!("_delta_log/{:020}.checkpoint.parquet", cp.version);
         match checkpoints.get(&cp.version) {
             None => problem(
-                &mut report,
+                report,
                 ProblemKind::RewrittenCheckpoint,
                 object,
                 format!(
@@ -350,7 +427,7 @@ async fn verify_store(
                         .map(|t| t.timestamp() - opts.grace_secs as i64);
                 }
                 Ok(cp_files) => problem(
-                    &mut report,
+                    report,
                     ProblemKind::RewrittenCheckpoint,
                     object,
                     format!(
@@ -362,12 +439,32 @@ async fn verify_store(
             },
         }
     }
-    report.walked_from = vec![(String::new(), first)];
-    for version in first..=head {
+    Ok(Start {
+        live,
+        ever_named,
+        first,
+        injected_after,
+    })
+}
+
+/// Walks the log from `start.first` to `head`: each commit read, checked against the seals and
+/// linked to the one before, its actions applied to the live files, checkpoints compared on the
+/// way. Returns the version and SHA-256 of the last commit read.
+async fn walk_log(
+    store: &dyn ObjectStore,
+    location: &str,
+    claims: &[Claim<'_>],
+    listing: &Listing,
+    head: u64,
+    start: &mut Start,
+    report: &mut VerifyReport,
+) -> Result<Option<(u64, String)>> {
+    let mut prev_sha: Option<(u64, String)> = None;
+    for version in start.first..=head {
         let name = format!("_delta_log/{version:020}.json");
-        let Some((path, size)) = commits.get(&version) else {
+        let Some((path, size)) = listing.commits.get(&version) else {
             problem(
-                &mut report,
+                report,
                 ProblemKind::MissingCommit,
                 name,
                 format!("version {version} is missing from a log that goes to {head}"),
@@ -378,7 +475,7 @@ async fn verify_store(
         // A commit is read whole: one planted to exhaust memory is reported, not read.
         if *size > MAX_COMMIT_BYTES {
             problem(
-                &mut report,
+                report,
                 ProblemKind::UnreadableCommit,
                 name,
                 format!(
@@ -397,7 +494,7 @@ async fn verify_store(
             .filter(|c| c.version == version && c.sha256 != sha)
         {
             problem(
-                &mut report,
+                report,
                 ProblemKind::RewrittenCommit,
                 name.clone(),
                 format!(
@@ -406,103 +503,138 @@ async fn verify_store(
                 ),
             );
         }
-        if first > 0 && version == first {
+        if start.first > 0 && version == start.first {
             // The sealed checkpoint holds this commit's state; its hash is vouched for by the
             // links of the commits after it, up to the sealed head.
             prev_sha = Some((version, sha));
             continue;
         }
-        let mut link: Option<String> = None;
-        let mut commit_ms = 0i64;
-        let mut actions = Vec::new();
-        let mut readable = true;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<Value>(line) {
-                Ok(v) => actions.push(v),
-                Err(e) => {
-                    readable = false;
-                    problem(
-                        &mut report,
-                        ProblemKind::UnreadableCommit,
-                        name.clone(),
-                        format!("not JSON lines: {e}"),
-                    );
-                    break;
-                }
-            }
-        }
-        if !readable {
+        let Some(actions) = parse_actions(&bytes, &name, report) else {
             prev_sha = Some((version, sha));
             continue;
-        }
-        for action in &actions {
-            if let Some(info) = action.get("commitInfo") {
-                link = info
-                    .get(INFO_PREV_SHA256)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                commit_ms = info.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
-                if info.get(INFO_ACTION).and_then(Value::as_str) == Some(ACTION_RETENTION) {
-                    report.retention_commits += 1;
-                }
-            }
-        }
-        if version > 0 {
-            match (&link, &prev_sha) {
-                (None, _) => problem(
-                    &mut report,
-                    ProblemKind::UnlinkedCommit,
-                    name.clone(),
-                    "no auditlake.prevCommitSha256: this commit was not made by auditlake".into(),
-                ),
-                (Some(recorded), Some((pv, actual))) if recorded != actual => problem(
-                    &mut report,
-                    ProblemKind::RewrittenCommit,
-                    format!("_delta_log/{pv:020}.json"),
-                    format!("its SHA-256 is {actual}, but commit {version} recorded {recorded}"),
-                ),
-                _ => {}
-            }
-        }
-        for action in &actions {
-            if let Some(add) = action.get("add") {
-                let Some(p) = add.get("path").and_then(Value::as_str) else {
-                    continue;
-                };
-                let p = decode_path(p);
-                ever_named.insert(p.clone());
-                let sha256 = add
-                    .get("tags")
-                    .and_then(|t| t.get(TAG_SHA256))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                live.insert(
-                    p,
-                    Live {
-                        sha256,
-                        added_ms: commit_ms,
-                    },
-                );
-            } else if let Some(p) = action
-                .get("remove")
-                .and_then(|r| r.get("path"))
-                .and_then(Value::as_str)
-            {
-                let p = decode_path(p);
-                ever_named.insert(p.clone());
-                live.remove(&p);
-            }
-        }
+        };
+        let commit_ms = check_link(version, &name, &actions, &prev_sha, report);
+        apply_actions(&actions, commit_ms, &mut start.live, &mut start.ever_named);
         prev_sha = Some((version, sha));
-        if let Some(parts) = checkpoints.get(&version) {
-            check_checkpoint(store, location, version, parts, &live, &mut report).await?;
+        if let Some(parts) = listing.checkpoints.get(&version) {
+            check_checkpoint(store, location, version, parts, &start.live, report).await?;
         }
     }
-    report.head_sha256 = prev_sha.map(|(_, s)| s);
+    Ok(prev_sha)
+}
+
+/// A commit's actions, one JSON value a line; `None` (and a problem) when a line is not JSON.
+fn parse_actions(bytes: &[u8], name: &str, report: &mut VerifyReport) -> Option<Vec<Value>> {
+    let mut actions = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) => actions.push(v),
+            Err(e) => {
+                problem(
+                    report,
+                    ProblemKind::UnreadableCommit,
+                    name.to_owned(),
+                    format!("not JSON lines: {e}"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(actions)
+}
+
+/// Reads a commit's `commitInfo` (counting retention commits) and checks its link to the
+/// commit before. Returns the commit's time (ms), which its `add`s record.
+fn check_link(
+    version: u64,
+    name: &str,
+    actions: &[Value],
+    prev_sha: &Option<(u64, String)>,
+    report: &mut VerifyReport,
+) -> i64 {
+    let mut link: Option<String> = None;
+    let mut commit_ms = 0i64;
+    for action in actions {
+        if let Some(info) = action.get("commitInfo") {
+            link = info
+                .get(INFO_PREV_SHA256)
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            commit_ms = info.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
+            if info.get(INFO_ACTION).and_then(Value::as_str) == Some(ACTION_RETENTION) {
+                report.retention_commits += 1;
+            }
+        }
+    }
+    if version > 0 {
+        match (&link, prev_sha) {
+            (None, _) => problem(
+                report,
+                ProblemKind::UnlinkedCommit,
+                name.to_owned(),
+                "no auditlake.prevCommitSha256: this commit was not made by auditlake".into(),
+            ),
+            (Some(recorded), Some((pv, actual))) if recorded != actual => problem(
+                report,
+                ProblemKind::RewrittenCommit,
+                format!("_delta_log/{pv:020}.json"),
+                format!("its SHA-256 is {actual}, but commit {version} recorded {recorded}"),
+            ),
+            _ => {}
+        }
+    }
+    commit_ms
+}
+
+/// Applies a commit's `add`s and `remove`s to the live files, recording every path named.
+fn apply_actions(
+    actions: &[Value],
+    commit_ms: i64,
+    live: &mut HashMap<String, Live>,
+    ever_named: &mut HashSet<String>,
+) {
+    for action in actions {
+        if let Some(add) = action.get("add") {
+            let Some(p) = add.get("path").and_then(Value::as_str) else {
+                continue;
+            };
+            let p = decode_path(p);
+            ever_named.insert(p.clone());
+            let sha256 = add
+                .get("tags")
+                .and_then(|t| t.get(TAG_SHA256))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            live.insert(
+                p,
+                Live {
+                    sha256,
+                    added_ms: commit_ms,
+                },
+            );
+        } else if let Some(p) = action
+            .get("remove")
+            .and_then(|r| r.get("path"))
+            .and_then(Value::as_str)
+        {
+            let p = decode_path(p);
+            ever_named.insert(p.clone());
+            live.remove(&p);
+        }
+    }
+}
+
+/// Checkpoints beyond the log's head, and sealed versions the log no longer reaches.
+fn check_past_head(
+    checkpoints: &BTreeMap<u64, Vec<(StorePath, u64)>>,
+    claims: &[Claim<'_>],
+    head: u64,
+    report: &mut VerifyReport,
+) {
     for (&version, parts) in checkpoints.range(head + 1..) {
         for (path, _) in parts {
             problem(
-                &mut report,
+                report,
                 ProblemKind::RewrittenCheckpoint,
                 path.to_string(),
                 format!("a checkpoint of version {version}, beyond the log's head {head}"),
@@ -512,7 +644,7 @@ async fn verify_store(
     // Commits deleted from the end of the log leave no gap for the walk to see; a seal does.
     for c in claims.iter().filter(|c| c.version > head) {
         problem(
-            &mut report,
+            report,
             ProblemKind::MissingCommit,
             format!("_delta_log/{:020}.json", c.version),
             format!(
@@ -521,8 +653,16 @@ async fn verify_store(
             ),
         );
     }
-    report.live_files = live.len() as u64;
+}
 
+/// Re-hashes every live file (added since `since_ms`) against the hash its `add` recorded.
+async fn hash_live_files(
+    store: &dyn ObjectStore,
+    location: &str,
+    opts: &VerifyOptions,
+    live: &HashMap<String, Live>,
+    report: &mut VerifyReport,
+) -> Result<()> {
     let mut live_sorted: Vec<(&String, &Live)> = live.iter().collect();
     live_sorted.sort_by(|a, b| a.0.cmp(b.0));
     for (path, file) in live_sorted {
@@ -531,7 +671,7 @@ async fn verify_store(
         }
         let Some(expected) = &file.sha256 else {
             problem(
-                &mut report,
+                report,
                 ProblemKind::UnhashedFile,
                 path.clone(),
                 "its add action records no auditlake.sha256".into(),
@@ -543,7 +683,7 @@ async fn verify_store(
             Ok(r) => r.into_stream(),
             Err(object_store::Error::NotFound { .. }) => {
                 problem(
-                    &mut report,
+                    report,
                     ProblemKind::MissingFile,
                     path.clone(),
                     "named by the log but not in storage".into(),
@@ -562,14 +702,25 @@ async fn verify_store(
         let actual = hex::encode(hasher.finalize());
         if &actual != expected {
             problem(
-                &mut report,
+                report,
                 ProblemKind::ModifiedFile,
                 path.clone(),
                 format!("SHA-256 is {actual}, the log recorded {expected}"),
             );
         }
     }
+    Ok(())
+}
 
+/// Data files no commit ever named, older than the grace (and than the seal the walk started
+/// from).
+fn find_injected(
+    mut data_objects: Vec<(String, i64)>,
+    ever_named: &HashSet<String>,
+    opts: &VerifyOptions,
+    injected_after: Option<i64>,
+    report: &mut VerifyReport,
+) {
     let cutoff = chrono::Utc::now().timestamp() - opts.grace_secs as i64;
     data_objects.sort();
     for (path, modified) in data_objects {
@@ -578,17 +729,13 @@ async fn verify_store(
             && injected_after.is_none_or(|after| modified >= after)
         {
             problem(
-                &mut report,
+                report,
                 ProblemKind::InjectedFile,
                 path,
                 "a data file no commit has ever named".into(),
             );
         }
     }
-    report
-        .problems
-        .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
-    Ok(Some(report))
 }
 
 /// Delta paths are URL-encoded (`hour=05` stays, `cluster=a b` would be `a%20b`).
