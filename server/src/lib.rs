@@ -1,7 +1,9 @@
-//! `auditlake serve`: the long-lived service. Today: the kube-apiserver audit webhook receiver
-//! (HTTP or HTTPS, optional mTLS and bearer tokens) in front of the durable WAL pipeline, plus
-//! `/healthz`, `/readyz` and `/metrics`. One shutdown signal stops every task: stop accepting,
-//! finish in-flight requests, flush the pipeline into the lake, return.
+//! `auditlake serve`: the long-lived service. The kube-apiserver audit webhook receiver (HTTP or
+//! HTTPS, optional mTLS and bearer tokens), the Kafka consumer and the object-storage sources
+//! feed the durable WAL pipeline; beside them run scheduled detections with their alert sinks,
+//! scheduled reports, retention, the read-only PostgreSQL endpoint, and `/healthz`, `/readyz`
+//! and `/metrics`. One shutdown signal stops every task: stop accepting, finish in-flight
+//! requests, stop the sources, flush the pipeline into the lake, return.
 
 pub mod alerting;
 pub mod auth;
