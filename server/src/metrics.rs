@@ -188,212 +188,232 @@ impl Metrics {
             last_failure_logged: AtomicI64::new(0),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        m.register_webhook(&mut registry);
+        m.register_pipeline(&mut registry);
+        m.register_alerting(&mut registry);
+        m.register_sources(&mut registry);
+        m.pipeline_healthy.set(1);
+        Metrics { registry, ..m }
+    }
+
+    /// Registers the metrics of the webhook's requests, events and acknowledgements.
+    fn register_webhook(&self, r: &mut Registry) {
         r.register(
             "webhook_requests",
             "Webhook requests by HTTP status",
-            m.requests.clone(),
+            self.requests.clone(),
         );
         r.register(
             "webhook_events_received",
             "Audit events received (decoded), by cluster",
-            m.events_received.clone(),
+            self.events_received.clone(),
         );
         r.register(
             "webhook_bytes_received",
             "Request body bytes received (after gzip), by cluster",
-            m.bytes_received.clone(),
+            self.bytes_received.clone(),
         );
         r.register(
             "webhook_events_quarantined",
             "Malformed events and bodies sent to _quarantine, by cluster",
-            m.events_quarantined.clone(),
+            self.events_quarantined.clone(),
         );
-        r.register("webhook_requests_refused", "Requests refused, by reason (unauthenticated, forbidden, cluster_mismatch, too_large, bad_body, body_timeout, connection_limit, overloaded, unavailable)", m.requests_refused.clone());
-        r.register("cluster_mismatch_events", "Events refused because their envelope named another cluster than the one the credential, path or Kafka configuration bound, by source", m.cluster_mismatch.clone());
+        r.register("webhook_requests_refused", "Requests refused, by reason (unauthenticated, forbidden, cluster_mismatch, too_large, bad_body, body_timeout, connection_limit, overloaded, unavailable)", self.requests_refused.clone());
+        r.register("cluster_mismatch_events", "Events refused because their envelope named another cluster than the one the credential, path or Kafka configuration bound, by source", self.cluster_mismatch.clone());
         r.register(
             "webhook_ack_seconds",
             "Time from request arrival to a durable acknowledgement",
-            m.ack_seconds.clone(),
+            self.ack_seconds.clone(),
         );
+    }
+
+    /// Registers the metrics of the write-ahead log, the lake writer, the pipeline's health and
+    /// compaction.
+    fn register_pipeline(&self, r: &mut Registry) {
         r.register(
             "wal_bytes",
             "Write-ahead log bytes not yet checkpointed into the lake",
-            m.wal_bytes.clone(),
+            self.wal_bytes.clone(),
         );
         r.register(
             "wal_max_bytes",
             "Write-ahead log bytes at which requests are refused with 503 (webhook.wal_max_mb)",
-            m.wal_max_bytes.clone(),
+            self.wal_max_bytes.clone(),
         );
         r.register(
             "wal_fsync_seconds",
             "Time of one WAL group commit (write + fdatasync)",
-            m.wal_fsync_seconds.clone(),
+            self.wal_fsync_seconds.clone(),
         );
         r.register(
             "wal_group_requests",
             "Requests sharing one WAL fsync (group commit)",
-            m.wal_group_requests.clone(),
+            self.wal_group_requests.clone(),
         );
         r.register(
             "wal_damaged_records",
             "Damaged write-ahead log ranges (one or more records) skipped at replay and quarantined",
-            m.wal_damaged_records.clone(),
+            self.wal_damaged_records.clone(),
         );
         r.register(
             "wal_damaged_bytes",
             "Bytes of damaged write-ahead log ranges skipped at replay and quarantined",
-            m.wal_damaged_bytes.clone(),
+            self.wal_damaged_bytes.clone(),
         );
         r.register(
             "lake_flush_seconds",
             "Time of one flush of buffered rows into committed Parquet files",
-            m.flush_seconds.clone(),
+            self.flush_seconds.clone(),
         );
         r.register(
             "lake_rows_committed",
             "Rows committed to the lake",
-            m.rows_committed.clone(),
+            self.rows_committed.clone(),
         );
         r.register(
             "lake_files_committed",
             "Parquet files committed to the lake",
-            m.files_committed.clone(),
+            self.files_committed.clone(),
         );
         r.register(
             "lake_duplicates_skipped",
             "Re-delivered events dropped by the dedup key (cluster, audit_id, stage)",
-            m.duplicates_skipped.clone(),
+            self.duplicates_skipped.clone(),
         );
         r.register(
             "pipeline_failures",
             "Failed WAL appends, flushes and recoveries",
-            m.pipeline_failures.clone(),
+            self.pipeline_failures.clone(),
         );
         r.register(
             "pipeline_healthy",
             "1 while the pipeline accepts data, 0 while it is failed",
-            m.pipeline_healthy.clone(),
+            self.pipeline_healthy.clone(),
         );
         r.register(
             "lake_compactions",
             "Partitions compacted (small files merged)",
-            m.compactions.clone(),
+            self.compactions.clone(),
         );
         r.register(
             "lake_files_compacted_away",
             "Files removed by compaction (files before − after)",
-            m.files_compacted_away.clone(),
+            self.files_compacted_away.clone(),
         );
+    }
+
+    /// Registers the metrics of scheduled rules, sinks and streaming.
+    fn register_alerting(&self, r: &mut Registry) {
         r.register(
             "rule_run_seconds",
             "Time of one scheduled run of a rule",
-            m.rule_run_seconds.clone(),
+            self.rule_run_seconds.clone(),
         );
         r.register(
             "rule_findings_new",
             "New findings (alerted) by rule",
-            m.rule_findings_new.clone(),
+            self.rule_findings_new.clone(),
         );
         r.register(
             "rule_findings_updated",
             "Findings updated with more evidence (not re-alerted), by rule",
-            m.rule_findings_updated.clone(),
+            self.rule_findings_updated.clone(),
         );
         r.register(
             "rule_errors",
             "Failed rule runs (retried with backoff)",
-            m.rule_errors.clone(),
+            self.rule_errors.clone(),
         );
         r.register(
             "rule_findings_suppressed",
             "Findings left out by a [[detect.suppressions]] entry, by rule",
-            m.rule_findings_suppressed.clone(),
+            self.rule_findings_suppressed.clone(),
         );
         r.register(
             "rule_watermark_lag_seconds",
             "now − the rule's watermark after its last run",
-            m.rule_watermark_lag_seconds.clone(),
+            self.rule_watermark_lag_seconds.clone(),
         );
         r.register(
             "sink_delivered",
             "Findings delivered, by sink",
-            m.sink_delivered.clone(),
+            self.sink_delivered.clone(),
         );
         r.register(
             "sink_failures",
             "Failed delivery attempts (retried), by sink",
-            m.sink_failures.clone(),
+            self.sink_failures.clone(),
         );
         r.register(
             "sink_outbox_depth",
             "Findings waiting in the outbox, by sink",
-            m.sink_outbox_depth.clone(),
+            self.sink_outbox_depth.clone(),
         );
-        r.register("streaming_batches_skipped", "Durable batches the streaming rules skipped because the scheduler was busy (the scheduled run covers them)", m.streaming_batches_skipped.clone());
+        r.register("streaming_batches_skipped", "Durable batches the streaming rules skipped because the scheduler was busy (the scheduled run covers them)", self.streaming_batches_skipped.clone());
+    }
+
+    /// Registers the metrics of the Kafka consumer and the object-storage sources.
+    fn register_sources(&self, r: &mut Registry) {
         r.register(
             "kafka_messages",
             "Kafka messages consumed, by topic",
-            m.kafka_messages.clone(),
+            self.kafka_messages.clone(),
         );
         r.register(
             "kafka_events",
             "Audit events decoded from Kafka, by topic",
-            m.kafka_events.clone(),
+            self.kafka_events.clone(),
         );
         r.register(
             "kafka_quarantined",
             "Kafka messages/events quarantined, by topic",
-            m.kafka_quarantined.clone(),
+            self.kafka_quarantined.clone(),
         );
         r.register(
             "kafka_consumer_lag",
             "Messages behind the partition's end (librdkafka statistics)",
-            m.kafka_consumer_lag.clone(),
+            self.kafka_consumer_lag.clone(),
         );
         r.register(
             "kafka_flush_to_commit_seconds",
             "From the lake flush that made messages durable to the commit of their offsets",
-            m.kafka_flush_to_commit_seconds.clone(),
+            self.kafka_flush_to_commit_seconds.clone(),
         );
         r.register(
             "object_source_objects",
             "Objects (or their appended parts) read from object storage, by source",
-            m.object_source_objects.clone(),
+            self.object_source_objects.clone(),
         );
         r.register(
             "object_source_bytes",
             "Stored bytes read from object storage, by source",
-            m.object_source_bytes.clone(),
+            self.object_source_bytes.clone(),
         );
         r.register(
             "object_source_events",
             "Audit events decoded from object storage, by source",
-            m.object_source_events.clone(),
+            self.object_source_events.clone(),
         );
         r.register(
             "object_source_quarantined",
             "Records from object storage quarantined, by source",
-            m.object_source_quarantined.clone(),
+            self.object_source_quarantined.clone(),
         );
         r.register(
             "object_source_rewrites",
             "Objects found rewritten (not appended) since they were read, by source",
-            m.object_source_rewrites.clone(),
+            self.object_source_rewrites.clone(),
         );
         r.register(
             "object_source_errors",
             "Failed polls of an object-storage source (retried at the next poll)",
-            m.object_source_errors.clone(),
+            self.object_source_errors.clone(),
         );
         r.register(
             "object_source_lag_seconds",
             "Newest listed object's modification time minus the newest fully read one's",
-            m.object_source_lag_seconds.clone(),
+            self.object_source_lag_seconds.clone(),
         );
-        m.pipeline_healthy.set(1);
-        Metrics { registry, ..m }
     }
 
     pub fn refused(&self, reason: &'static str) {
