@@ -553,47 +553,7 @@ fn run(
                 continue;
             }
         };
-        let (cluster, explicit) = cluster_of(&opts, &msg);
-        let decoder = pending.decoder(cluster, explicit, &decode);
-        decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
-        let pos = SourcePosition {
-            source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
-            byte_offset: Some(msg.offset() as u64),
-            ..SourcePosition::default()
-        };
-        let (events_before, rejects_before) = decoder.pending_counts();
-        let conflicts_before = decoder.pending_conflicts();
-        let payload = msg.payload().unwrap_or_default();
-        decoder.decode(payload, &pos);
-        let (events_after, rejects_after) = decoder.pending_counts();
-        let conflicts = decoder.pending_conflicts() - conflicts_before;
-        if conflicts > 0 {
-            // Quarantined with the reason by the decoder; said here so an operator sees it.
-            metrics
-                .cluster_mismatch
-                .get_or_create(&crate::metrics::SourceLabel { source: "kafka" })
-                .inc_by(conflicts);
-            log::emit(&log::ClusterMismatch {
-                source: &format!("kafka:{}/{}@{}", msg.topic(), msg.partition(), msg.offset()),
-                bound: &decoder.options().cluster,
-                named: decoder.last_conflict().unwrap_or("?"),
-                events: conflicts,
-            });
-        }
-        let topic_label = TopicLabel {
-            topic: msg.topic().to_owned(),
-        };
-        metrics.kafka_messages.get_or_create(&topic_label).inc();
-        metrics
-            .kafka_events
-            .get_or_create(&topic_label)
-            .inc_by(events_after - events_before);
-        if rejects_after > rejects_before {
-            metrics
-                .kafka_quarantined
-                .get_or_create(&topic_label)
-                .inc_by((rejects_after - rejects_before) as u64);
-        }
+        let payload_len = decode_message(&msg, &opts, &decode, &mut pending, &metrics);
         let (topic, partition) = (msg.topic().to_owned(), msg.partition());
         let epoch = epochs
             .lock()
@@ -601,7 +561,7 @@ fn run(
             .get(&(topic.clone(), partition))
             .copied()
             .unwrap_or(0);
-        pending.add(topic, partition, msg.offset(), epoch, payload.len());
+        pending.add(topic, partition, msg.offset(), epoch, payload_len);
         if pending.full() {
             pending.submit(&pipeline, &durable, &consumer);
         }
@@ -609,6 +569,59 @@ fn run(
     pending.submit(&pipeline, &durable, &consumer);
     // Shutdown: make everything read durable, store and commit its offsets.
     flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
+}
+
+/// Decodes one message with the decoder of its cluster, counting its events, quarantined
+/// records and cluster conflicts. Returns the payload's length.
+fn decode_message(
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    opts: &KafkaOptions,
+    decode: &DecodeOptions,
+    pending: &mut Pending,
+    metrics: &Metrics,
+) -> usize {
+    let (cluster, explicit) = cluster_of(opts, msg);
+    let decoder = pending.decoder(cluster, explicit, decode);
+    decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
+    let pos = SourcePosition {
+        source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
+        byte_offset: Some(msg.offset() as u64),
+        ..SourcePosition::default()
+    };
+    let (events_before, rejects_before) = decoder.pending_counts();
+    let conflicts_before = decoder.pending_conflicts();
+    let payload = msg.payload().unwrap_or_default();
+    decoder.decode(payload, &pos);
+    let (events_after, rejects_after) = decoder.pending_counts();
+    let conflicts = decoder.pending_conflicts() - conflicts_before;
+    if conflicts > 0 {
+        // Quarantined with the reason by the decoder; said here so an operator sees it.
+        metrics
+            .cluster_mismatch
+            .get_or_create(&crate::metrics::SourceLabel { source: "kafka" })
+            .inc_by(conflicts);
+        log::emit(&log::ClusterMismatch {
+            source: &format!("kafka:{}/{}@{}", msg.topic(), msg.partition(), msg.offset()),
+            bound: &decoder.options().cluster,
+            named: decoder.last_conflict().unwrap_or("?"),
+            events: conflicts,
+        });
+    }
+    let topic_label = TopicLabel {
+        topic: msg.topic().to_owned(),
+    };
+    metrics.kafka_messages.get_or_create(&topic_label).inc();
+    metrics
+        .kafka_events
+        .get_or_create(&topic_label)
+        .inc_by(events_after - events_before);
+    if rejects_after > rejects_before {
+        metrics
+            .kafka_quarantined
+            .get_or_create(&topic_label)
+            .inc_by((rejects_after - rejects_before) as u64);
+    }
+    payload.len()
 }
 
 #[cfg(test)]
