@@ -274,65 +274,7 @@ impl Rule {
                 ));
             }
         }
-        let mut tests = Vec::new();
-        for t in file.tests {
-            let mut tp = Params::new();
-            for (name, value) in &t.params {
-                let v = ParamValue::from_toml(value, dir, files).map_err(|m| bad("params", m))?;
-                match params.get(name) {
-                    Some(d) if v.same_kind(d) => {}
-                    _ => {
-                        return Err(DetectError::rule(
-                            &toml_path,
-                            key_line(&text, "name").max(1),
-                            format!(
-                                "test `{}`: parameter `{name}` is not declared with that kind",
-                                t.name
-                            ),
-                        ));
-                    }
-                }
-                tp.insert(name.clone(), v);
-            }
-            let time = |v: Option<String>| {
-                v.map(|s| {
-                    chrono::DateTime::parse_from_rfc3339(&s)
-                        .map(|d| d.to_utc())
-                        .map_err(|e| bad("since", format!("test `{}`: `{s}`: {e}", t.name)))
-                })
-                .transpose()
-            };
-            let fixture = dir.join("fixtures").join(&t.fixture);
-            if !files.is_file(&fixture) {
-                return Err(bad(
-                    "fixture",
-                    format!("test `{}`: no fixture file {}", t.name, fixture.display()),
-                ));
-            }
-            if let Some(e) = &t.expect
-                && e.len() != t.findings
-            {
-                return Err(bad(
-                    "expect",
-                    format!(
-                        "test `{}`: `expect` lists {} finding(s) but `findings` is {}",
-                        t.name,
-                        e.len(),
-                        t.findings
-                    ),
-                ));
-            }
-            tests.push(RuleTest {
-                since: time(t.since)?,
-                until: time(t.until)?,
-                name: t.name,
-                fixture,
-                findings: t.findings,
-                evidence: t.evidence,
-                expect: t.expect,
-                params: tp,
-            });
-        }
+        let tests = load_tests(file.tests, &params, dir, files, &toml_path, &text)?;
         let sql = files
             .read_to_string(&sql_path)
             .map_err(|source| DetectError::Io {
@@ -368,6 +310,80 @@ impl Rule {
             sql_path,
         })
     }
+}
+
+/// The rule's `[[tests]]`: parameters of the kinds the rule declares, fixtures that exist,
+/// `expect` agreeing with `findings`.
+fn load_tests(
+    file_tests: Vec<TestFile>,
+    params: &Params,
+    dir: &Path,
+    files: Source,
+    toml_path: &Path,
+    text: &str,
+) -> Result<Vec<RuleTest>, DetectError> {
+    let bad =
+        |key: &str, message: String| DetectError::rule(toml_path, key_line(text, key), message);
+    let mut tests = Vec::new();
+    for t in file_tests {
+        let mut tp = Params::new();
+        for (name, value) in &t.params {
+            let v = ParamValue::from_toml(value, dir, files).map_err(|m| bad("params", m))?;
+            match params.get(name) {
+                Some(d) if v.same_kind(d) => {}
+                _ => {
+                    return Err(DetectError::rule(
+                        toml_path,
+                        key_line(text, "name").max(1),
+                        format!(
+                            "test `{}`: parameter `{name}` is not declared with that kind",
+                            t.name
+                        ),
+                    ));
+                }
+            }
+            tp.insert(name.clone(), v);
+        }
+        let time = |v: Option<String>| {
+            v.map(|s| {
+                chrono::DateTime::parse_from_rfc3339(&s)
+                    .map(|d| d.to_utc())
+                    .map_err(|e| bad("since", format!("test `{}`: `{s}`: {e}", t.name)))
+            })
+            .transpose()
+        };
+        let fixture = dir.join("fixtures").join(&t.fixture);
+        if !files.is_file(&fixture) {
+            return Err(bad(
+                "fixture",
+                format!("test `{}`: no fixture file {}", t.name, fixture.display()),
+            ));
+        }
+        if let Some(e) = &t.expect
+            && e.len() != t.findings
+        {
+            return Err(bad(
+                "expect",
+                format!(
+                    "test `{}`: `expect` lists {} finding(s) but `findings` is {}",
+                    t.name,
+                    e.len(),
+                    t.findings
+                ),
+            ));
+        }
+        tests.push(RuleTest {
+            since: time(t.since)?,
+            until: time(t.until)?,
+            name: t.name,
+            fixture,
+            findings: t.findings,
+            evidence: t.evidence,
+            expect: t.expect,
+            params: tp,
+        });
+    }
+    Ok(tests)
 }
 
 /// Loads every rule under `rules_dir` (each sub-folder with a `rule.toml`), sorted by id.

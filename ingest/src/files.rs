@@ -373,6 +373,61 @@ pub(crate) fn decode_chunk(decoder: &mut Decoder, chunk: &Chunk) -> Decoded {
     decoder.take()
 }
 
+/// The reader thread of [`ingest`]: cuts every input into chunks for the decoders,
+/// quarantining lines over `max_line_bytes`. Returns the decompressed bytes read and the
+/// inputs' errors.
+fn read_inputs(
+    inputs: &[Input],
+    opts: &IngestOptions,
+    quarantine: Arc<Mutex<QuarantineWriter>>,
+    stored: Arc<AtomicU64>,
+    chunk_tx: crossbeam_channel::Sender<Chunk>,
+    cluster: Arc<str>,
+) -> (u64, Vec<String>) {
+    let mut seq = 0u64;
+    let mut decompressed = 0u64;
+    let mut errors = Vec::new();
+    let mut send = |c: Chunk| chunk_tx.send(c).is_ok();
+    for input in inputs {
+        let name: Arc<str> = Arc::from(input.name());
+        let mut oversized =
+            |pos: SourcePosition, held: &[u8], rest: &mut dyn Read| -> io::Result<usize> {
+                let mut n = 0usize;
+                let reason = format!("line longer than {} bytes", opts.max_line_bytes);
+                let res = quarantine.lock().expect("quarantine lock").write_streamed(
+                    &cluster,
+                    &reason,
+                    &pos,
+                    |w| {
+                        w.write_all(held)?;
+                        let copied = io::copy(rest, w)?;
+                        n = held.len() + copied as usize;
+                        Ok(n as u64)
+                    },
+                );
+                res.map_err(io::Error::other)?;
+                Ok(n)
+            };
+        let res = open_input(input, stored.clone()).and_then(|r| {
+            read_chunks(
+                r,
+                &name,
+                opts,
+                &mut seq,
+                &mut send,
+                &mut oversized,
+                &mut decompressed,
+            )
+        });
+        match res {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => errors.push(format!("{}: {e}", input.name())),
+        }
+    }
+    (decompressed, errors)
+}
+
 /// Ingests files/stdin into the lake and returns what happened. Rows are durable when this
 /// returns `Ok`. Interrupting it at any instant (even `kill -9`) leaves only complete files
 /// visible; running it again then adds exactly the rows that were missing.
@@ -410,52 +465,7 @@ pub fn ingest(
             let quarantine = quarantine.clone();
             let stored = stored.clone();
             let inputs = &inputs;
-            scope.spawn(move || -> (u64, Vec<String>) {
-                let mut seq = 0u64;
-                let mut decompressed = 0u64;
-                let mut errors = Vec::new();
-                let mut send = |c: Chunk| chunk_tx.send(c).is_ok();
-                for input in inputs {
-                    let name: Arc<str> = Arc::from(input.name());
-                    let mut oversized = |pos: SourcePosition,
-                                         held: &[u8],
-                                         rest: &mut dyn Read|
-                     -> io::Result<usize> {
-                        let mut n = 0usize;
-                        let reason = format!("line longer than {} bytes", opts.max_line_bytes);
-                        let res = quarantine.lock().expect("quarantine lock").write_streamed(
-                            &cluster,
-                            &reason,
-                            &pos,
-                            |w| {
-                                w.write_all(held)?;
-                                let copied = io::copy(rest, w)?;
-                                n = held.len() + copied as usize;
-                                Ok(n as u64)
-                            },
-                        );
-                        res.map_err(io::Error::other)?;
-                        Ok(n)
-                    };
-                    let res = open_input(input, stored.clone()).and_then(|r| {
-                        read_chunks(
-                            r,
-                            &name,
-                            opts,
-                            &mut seq,
-                            &mut send,
-                            &mut oversized,
-                            &mut decompressed,
-                        )
-                    });
-                    match res {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => errors.push(format!("{}: {e}", input.name())),
-                    }
-                }
-                (decompressed, errors)
-            })
+            scope.spawn(move || read_inputs(inputs, opts, quarantine, stored, chunk_tx, cluster))
         };
         for _ in 0..threads {
             let rx = chunk_rx.clone();

@@ -212,7 +212,6 @@ async fn parquet_scan(
     use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
     use datafusion::datasource::source::DataSourceExec;
     use datafusion::datasource::table_schema::TableSchema;
-    use datafusion::execution::object_store::ObjectStoreUrl;
     use datafusion::object_store::path::Path as StorePath;
     use futures::TryStreamExt;
 
@@ -287,32 +286,8 @@ async fn parquet_scan(
         };
         return Ok(Arc::new(EmptyExec::new(schema)));
     }
-    // Largest first onto the least loaded group: groups of similar bytes, one per partition.
-    files.sort_by(|a, b| {
-        b.object_meta
-            .size
-            .cmp(&a.object_meta.size)
-            .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
-    });
-    let groups_n = state.config().target_partitions().max(1).min(files.len());
-    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_n];
-    for file in files {
-        let least = groups
-            .iter_mut()
-            .min_by_key(|(bytes, _)| *bytes)
-            .expect("at least one group");
-        least.0 += file.object_meta.size;
-        least.1.push(file);
-    }
-    let store_url = if url.scheme() == "file" {
-        ObjectStoreUrl::local_filesystem()
-    } else {
-        ObjectStoreUrl::parse(format!(
-            "{}://{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        ))?
-    };
+    let groups = balanced_groups(files, state.config().target_partitions());
+    let store_url = store_url(url)?;
     let table_schema = TableSchema::builder(file_schema)
         .with_table_partition_cols(part_fields)
         .build();
@@ -330,6 +305,46 @@ async fn parquet_scan(
         .with_limit(limit)
         .build();
     Ok(DataSourceExec::from_data_source(config))
+}
+
+/// The files in at most `target_partitions` groups of similar bytes: largest first onto the
+/// least loaded group.
+fn balanced_groups(
+    mut files: Vec<datafusion::datasource::listing::PartitionedFile>,
+    target_partitions: usize,
+) -> Vec<(u64, Vec<datafusion::datasource::listing::PartitionedFile>)> {
+    use datafusion::datasource::listing::PartitionedFile;
+    files.sort_by(|a, b| {
+        b.object_meta
+            .size
+            .cmp(&a.object_meta.size)
+            .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+    });
+    let groups_n = target_partitions.max(1).min(files.len());
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_n];
+    for file in files {
+        let least = groups
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one group");
+        least.0 += file.object_meta.size;
+        least.1.push(file);
+    }
+    groups
+}
+
+/// The object store of the table at `url`, as DataFusion names it.
+fn store_url(url: &Url) -> Result<datafusion::execution::object_store::ObjectStoreUrl> {
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    Ok(if url.scheme() == "file" {
+        ObjectStoreUrl::local_filesystem()
+    } else {
+        ObjectStoreUrl::parse(format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ))?
+    })
 }
 
 /// The schema scans of one of the lake's tables produce: that of an empty table made the same

@@ -444,6 +444,71 @@ pub fn batches_to_rows(
     Ok((columns, rows))
 }
 
+/// A section's chart names columns of its result.
+fn check_chart(def: &ReportDef, s: &SectionDef, columns: &[String]) -> Result<(), ReportError> {
+    if let Some(chart) = &s.chart {
+        for c in [
+            Some(&chart.label),
+            Some(&chart.value),
+            chart.series.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !columns.contains(c) {
+                return Err(ReportError::Definition {
+                    file: def.file.clone(),
+                    line: 1,
+                    message: format!("section {}: chart column {c:?} is not in its result", s.id),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The least-privilege manifests of a `least_privilege` section (none for a table).
+fn section_manifests(
+    def: &ReportDef,
+    s: &SectionDef,
+    columns: &[String],
+    rows: &[Vec<serde_json::Value>],
+) -> Result<Vec<IdentityManifest>, ReportError> {
+    Ok(match s.kind {
+        SectionKind::Table => Vec::new(),
+        SectionKind::LeastPrivilege => {
+            let access =
+                rbac::access_rows(columns, rows).map_err(|message| ReportError::Definition {
+                    file: def.file.clone(),
+                    line: 1,
+                    message: format!("section {}: {message}", s.id),
+                })?;
+            least_privilege_yaml(&access)
+                .into_iter()
+                .map(|(identity, yaml)| IdentityManifest { identity, yaml })
+                .collect()
+        }
+    })
+}
+
+/// The sections as the summary template sees them, by id: `count` and `rows` (objects).
+fn section_values(sections: &[SectionResult]) -> BTreeMap<&str, serde_json::Value> {
+    sections
+        .iter()
+        .map(|s| {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = s
+                .rows
+                .iter()
+                .map(|r| s.columns.iter().cloned().zip(r.iter().cloned()).collect())
+                .collect();
+            (
+                s.id.as_str(),
+                serde_json::json!({ "count": s.rows.len(), "rows": rows }),
+            )
+        })
+        .collect()
+}
+
 /// Runs `def` on `ctx` (a session already scoped to `window`).
 pub async fn run_report(
     ctx: &SessionContext,
@@ -507,43 +572,8 @@ pub async fn run_report(
     let mut sections = Vec::with_capacity(def.sections.len());
     for s in &def.sections {
         let (columns, rows) = query(&format!("section {}", s.id), &s.sql).await?;
-        if let Some(chart) = &s.chart {
-            for c in [
-                Some(&chart.label),
-                Some(&chart.value),
-                chart.series.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if !columns.contains(c) {
-                    return Err(ReportError::Definition {
-                        file: def.file.clone(),
-                        line: 1,
-                        message: format!(
-                            "section {}: chart column {c:?} is not in its result",
-                            s.id
-                        ),
-                    });
-                }
-            }
-        }
-        let manifests = match s.kind {
-            SectionKind::Table => Vec::new(),
-            SectionKind::LeastPrivilege => {
-                let access = rbac::access_rows(&columns, &rows).map_err(|message| {
-                    ReportError::Definition {
-                        file: def.file.clone(),
-                        line: 1,
-                        message: format!("section {}: {message}", s.id),
-                    }
-                })?;
-                least_privilege_yaml(&access)
-                    .into_iter()
-                    .map(|(identity, yaml)| IdentityManifest { identity, yaml })
-                    .collect()
-            }
-        };
+        check_chart(def, s, &columns)?;
+        let manifests = section_manifests(def, s, &columns, &rows)?;
         sections.push(SectionResult {
             id: s.id.clone(),
             title: s.title.clone(),
@@ -559,20 +589,7 @@ pub async fn run_report(
     // The summary sees facts by name and sections by id.
     let fact_values: BTreeMap<&str, &serde_json::Value> =
         facts.iter().map(|f| (f.name.as_str(), &f.value)).collect();
-    let section_values: BTreeMap<&str, serde_json::Value> = sections
-        .iter()
-        .map(|s| {
-            let rows: Vec<serde_json::Map<String, serde_json::Value>> = s
-                .rows
-                .iter()
-                .map(|r| s.columns.iter().cloned().zip(r.iter().cloned()).collect())
-                .collect();
-            (
-                s.id.as_str(),
-                serde_json::json!({ "count": s.rows.len(), "rows": rows }),
-            )
-        })
-        .collect();
+    let section_values = section_values(&sections);
     let summary = env
         .render_str(
             &def.summary,

@@ -139,6 +139,45 @@ pub fn keep_lease(
     }))
 }
 
+/// Opens the alert outbox and starts one delivery task per sink.
+async fn start_delivery(
+    lake: &Lake,
+    sinks: &[SinkConfig],
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Arc<Outbox>, Vec<JoinHandle<()>>), ServerError> {
+    let outbox = {
+        let (lake, sinks) = (lake.clone(), sinks.to_vec());
+        tokio::task::spawn_blocking(move || Outbox::new(&lake, sinks))
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .map_err(|e| ServerError::Internal(format!("opening the alert outbox: {e}")))?
+    };
+    let outbox = Arc::new(outbox);
+    let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
+    let mut tasks = Vec::new();
+    for sink in sinks.iter().cloned() {
+        tasks.push(tokio::spawn(delivery_loop(
+            outbox.clone(),
+            sink,
+            client.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )));
+    }
+    Ok((outbox, tasks))
+}
+
+/// The detector scheduled rules run with, over a session of its own on the lake.
+async fn open_detector(lake: &Lake, session: &SessionOptions) -> Result<Detector, ServerError> {
+    let ctx = open_lake_at(lake, session)
+        .await
+        .map_err(|e| ServerError::Internal(format!("opening the lake for detections: {e}")))?;
+    Detector::new(ctx)
+        .await
+        .map_err(|e| ServerError::Internal(format!("detections: {e}")))
+}
+
 /// Starts the scheduler and the sinks' delivery tasks; they stop when `stop` turns true. On an
 /// object-store lake they work only while this replica holds `lease` (see [`keep_lease`]); when
 /// it takes the lease over, the scheduler re-reads the watermarks and findings and the outbox
@@ -151,31 +190,8 @@ pub async fn start(
     stop: watch::Receiver<bool>,
     lease: Arc<Lease>,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
-    let outbox = {
-        let (lake, sinks) = (lake.clone(), opts.sinks.clone());
-        tokio::task::spawn_blocking(move || Outbox::new(&lake, sinks))
-            .await
-            .map_err(|e| ServerError::Internal(e.to_string()))?
-            .map_err(|e| ServerError::Internal(format!("opening the alert outbox: {e}")))?
-    };
-    let outbox = Arc::new(outbox);
-    let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
-    let mut tasks = Vec::new();
-    for sink in opts.sinks.clone() {
-        tasks.push(tokio::spawn(delivery_loop(
-            outbox.clone(),
-            sink,
-            client.clone(),
-            metrics.clone(),
-            stop.clone(),
-        )));
-    }
-    let ctx = open_lake_at(lake, &opts.session)
-        .await
-        .map_err(|e| ServerError::Internal(format!("opening the lake for detections: {e}")))?;
-    let detector = Detector::new(ctx)
-        .await
-        .map_err(|e| ServerError::Internal(format!("detections: {e}")))?;
+    let (outbox, mut tasks) = start_delivery(lake, &opts.sinks, &metrics, &stop).await?;
+    let detector = open_detector(lake, &opts.session).await?;
     metrics.declare(
         opts.rules.iter().map(|(rule, _)| rule.id.as_str()),
         opts.sinks.iter().map(|sink| sink.name.as_str()),

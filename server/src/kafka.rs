@@ -553,47 +553,7 @@ fn run(
                 continue;
             }
         };
-        let (cluster, explicit) = cluster_of(&opts, &msg);
-        let decoder = pending.decoder(cluster, explicit, &decode);
-        decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
-        let pos = SourcePosition {
-            source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
-            byte_offset: Some(msg.offset() as u64),
-            ..SourcePosition::default()
-        };
-        let (events_before, rejects_before) = decoder.pending_counts();
-        let conflicts_before = decoder.pending_conflicts();
-        let payload = msg.payload().unwrap_or_default();
-        decoder.decode(payload, &pos);
-        let (events_after, rejects_after) = decoder.pending_counts();
-        let conflicts = decoder.pending_conflicts() - conflicts_before;
-        if conflicts > 0 {
-            // Quarantined with the reason by the decoder; said here so an operator sees it.
-            metrics
-                .cluster_mismatch
-                .get_or_create(&crate::metrics::SourceLabel { source: "kafka" })
-                .inc_by(conflicts);
-            log::emit(&log::ClusterMismatch {
-                source: &format!("kafka:{}/{}@{}", msg.topic(), msg.partition(), msg.offset()),
-                bound: &decoder.options().cluster,
-                named: decoder.last_conflict().unwrap_or("?"),
-                events: conflicts,
-            });
-        }
-        let topic_label = TopicLabel {
-            topic: msg.topic().to_owned(),
-        };
-        metrics.kafka_messages.get_or_create(&topic_label).inc();
-        metrics
-            .kafka_events
-            .get_or_create(&topic_label)
-            .inc_by(events_after - events_before);
-        if rejects_after > rejects_before {
-            metrics
-                .kafka_quarantined
-                .get_or_create(&topic_label)
-                .inc_by((rejects_after - rejects_before) as u64);
-        }
+        let payload_len = decode_message(&msg, &opts, &decode, &mut pending, &metrics);
         let (topic, partition) = (msg.topic().to_owned(), msg.partition());
         let epoch = epochs
             .lock()
@@ -601,7 +561,7 @@ fn run(
             .get(&(topic.clone(), partition))
             .copied()
             .unwrap_or(0);
-        pending.add(topic, partition, msg.offset(), epoch, payload.len());
+        pending.add(topic, partition, msg.offset(), epoch, payload_len);
         if pending.full() {
             pending.submit(&pipeline, &durable, &consumer);
         }
@@ -611,136 +571,58 @@ fn run(
     flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use auditlake_ingest::{Lake, NoObserver, PipelineOptions};
-    use rdkafka::TopicPartitionList;
-    use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-    fn event(id: &str) -> String {
-        format!(
-            r#"{{"auditID":"{id}","stage":"ResponseComplete","level":"Metadata","requestURI":"/api/v1/pods","verb":"list","user":{{"username":"u"}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods"}},"responseStatus":{{"code":200}},"stageTimestamp":"2026-11-22T10:00:00.000000Z"}}"#
-        )
+/// Decodes one message with the decoder of its cluster, counting its events, quarantined
+/// records and cluster conflicts. Returns the payload's length.
+fn decode_message(
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+    opts: &KafkaOptions,
+    decode: &DecodeOptions,
+    pending: &mut Pending,
+    metrics: &Metrics,
+) -> usize {
+    let (cluster, explicit) = cluster_of(opts, msg);
+    let decoder = pending.decoder(cluster, explicit, decode);
+    decoder.set_ingested_at(auditlake_ingest::decode::now_micros());
+    let pos = SourcePosition {
+        source: Arc::from(format!("kafka:{}/{}", msg.topic(), msg.partition())),
+        byte_offset: Some(msg.offset() as u64),
+        ..SourcePosition::default()
+    };
+    let (events_before, rejects_before) = decoder.pending_counts();
+    let conflicts_before = decoder.pending_conflicts();
+    let payload = msg.payload().unwrap_or_default();
+    decoder.decode(payload, &pos);
+    let (events_after, rejects_after) = decoder.pending_counts();
+    let conflicts = decoder.pending_conflicts() - conflicts_before;
+    if conflicts > 0 {
+        // Quarantined with the reason by the decoder; said here so an operator sees it.
+        metrics
+            .cluster_mismatch
+            .get_or_create(&crate::metrics::SourceLabel { source: "kafka" })
+            .inc_by(conflicts);
+        log::emit(&log::ClusterMismatch {
+            source: &format!("kafka:{}/{}@{}", msg.topic(), msg.partition(), msg.offset()),
+            bound: &decoder.options().cluster,
+            named: decoder.last_conflict().unwrap_or("?"),
+            events: conflicts,
+        });
     }
-
-    /// An error repeated by librdkafka is logged once, then once a minute with its count;
-    /// another error is logged at once.
-    #[test]
-    fn repeated_errors_are_logged_once_a_minute_with_their_count() {
-        let throttle = Throttle::default();
-        let start = std::time::Instant::now();
-        let down = "AllBrokersDown: 1/1 brokers are down";
-        assert_eq!(throttle.admit(down, start), Some(0));
-        for i in 1..=20 {
-            let now = start + Duration::from_millis(50 * i);
-            assert_eq!(throttle.admit(down, now), None);
-        }
-        assert_eq!(
-            throttle.admit(
-                "Authentication: SASL failed",
-                start + Duration::from_secs(1)
-            ),
-            Some(0)
-        );
-        assert_eq!(
-            throttle.admit(down, start + Duration::from_secs(61)),
-            Some(20)
-        );
-        assert_eq!(throttle.admit(down, start + Duration::from_secs(62)), None);
-        assert_eq!(
-            throttle.admit(down, start + Duration::from_secs(122)),
-            Some(1)
-        );
+    let topic_label = TopicLabel {
+        topic: msg.topic().to_owned(),
+    };
+    metrics.kafka_messages.get_or_create(&topic_label).inc();
+    metrics
+        .kafka_events
+        .get_or_create(&topic_label)
+        .inc_by(events_after - events_before);
+    if rejects_after > rejects_before {
+        metrics
+            .kafka_quarantined
+            .get_or_create(&topic_label)
+            .inc_by((rejects_after - rejects_before) as u64);
     }
-
-    /// Offsets are committed exactly up to what is durable in the lake.
-    #[test]
-    fn committed_offsets_follow_the_lake_flush() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("audit", 1, 1).unwrap();
-        let brokers = cluster.bootstrap_servers();
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        for i in 0..10 {
-            producer
-                .send(
-                    BaseRecord::to("audit")
-                        .key("k")
-                        .payload(&event(&format!("e{i}"))),
-                )
-                .unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(dir.path());
-        let mut popts = PipelineOptions::new(&lake);
-        popts.min_free_disk_bytes = 0;
-        popts.compact = None;
-        popts.flush_interval = Duration::from_millis(300);
-        let (pipeline, _) = Pipeline::open(&lake, popts.clone(), Arc::new(NoObserver)).unwrap();
-        let pipeline = Arc::new(pipeline);
-        let stop = Arc::new(AtomicBool::new(false));
-        let opts = KafkaOptions {
-            brokers: brokers.clone(),
-            group_id: "g".into(),
-            topics: vec!["audit".into()],
-            topic_clusters: HashMap::new(),
-            cluster_header: None,
-            default_cluster: "prod".into(),
-            default_cluster_explicit: true,
-            until_caught_up: false,
-            properties: vec![],
-        };
-        let metrics = Arc::new(Metrics::new());
-        let t = start(
-            opts,
-            pipeline.clone(),
-            popts.decode.clone(),
-            metrics.clone(),
-            stop.clone(),
-        )
-        .unwrap();
-        let check: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "g")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition("audit", 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let committed = check
-                .committed_offsets(tpl.clone(), Duration::from_secs(5))
-                .unwrap();
-            let off = committed.find_partition("audit", 0).unwrap().offset();
-            if off == rdkafka::Offset::Offset(10) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "committed offset stays at {off:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        stop.store(true, Ordering::Release);
-        t.join().unwrap();
-        pipeline.shutdown().unwrap();
-        let text = metrics.encode(0);
-        assert!(
-            text.contains(r#"auditlake_kafka_messages_total{topic="audit"} 10"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"auditlake_kafka_events_total{topic="audit"} 10"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("auditlake_kafka_flush_to_commit_seconds_count"),
-            "{text}"
-        );
-    }
+    payload.len()
 }
+
+#[cfg(test)]
+mod tests;

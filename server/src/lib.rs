@@ -1,7 +1,9 @@
-//! `auditlake serve`: the long-lived service. Today: the kube-apiserver audit webhook receiver
-//! (HTTP or HTTPS, optional mTLS and bearer tokens) in front of the durable WAL pipeline, plus
-//! `/healthz`, `/readyz` and `/metrics`. One shutdown signal stops every task: stop accepting,
-//! finish in-flight requests, flush the pipeline into the lake, return.
+//! `auditlake serve`: the long-lived service. The kube-apiserver audit webhook receiver (HTTP or
+//! HTTPS, optional mTLS and bearer tokens), the Kafka consumer and the object-storage sources
+//! feed the durable WAL pipeline; beside them run scheduled detections with their alert sinks,
+//! scheduled reports, retention, the read-only PostgreSQL endpoint, and `/healthz`, `/readyz`
+//! and `/metrics`. One shutdown signal stops every task: stop accepting, finish in-flight
+//! requests, stop the sources, flush the pipeline into the lake, return.
 
 pub mod alerting;
 pub mod auth;
@@ -101,7 +103,6 @@ pub struct ServeReport {
     pub wal_last_seq: u64,
 }
 
-/// Runs the service until `shutdown` resolves, then drains and flushes.
 /// Runs retention at start and then every `every` until `stop` turns true. Replicas may all
 /// run it: a run whose removal was overtaken by another's re-plans, so each partition is
 /// removed once.
@@ -143,165 +144,19 @@ async fn retention_job(
     }
 }
 
+/// Runs the service until `shutdown` resolves, then drains and flushes.
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = &'static str> + Send,
 ) -> Result<ServeReport, ServerError> {
     let tls = opts.tls.as_ref().map(tls::server_config).transpose()?;
-    let tokens = opts
-        .tokens_file
-        .as_deref()
-        .map(TokenTable::load)
-        .transpose()?;
-    if opts
-        .tls
-        .as_ref()
-        .and_then(|t| t.client_ca.as_ref())
-        .is_some()
-        && tls.is_none()
-    {
-        return Err(ServerError::TlsConfig(
-            "client_ca needs tls_cert and tls_key".into(),
-        ));
-    }
-    let client_certs = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    let require = opts
-        .require_auth
-        .unwrap_or(tokens.is_some() || client_certs);
-    if require && tokens.is_none() && !client_certs {
-        return Err(ServerError::TlsConfig(
-            "require_auth = true needs tokens_file or client_ca".into(),
-        ));
-    }
-    auditlake_ingest::validate_cluster_name(&opts.default_cluster)?;
-    let auth = AuthPolicy {
-        tokens,
-        client_certs,
-        require,
-        cert_binds_cluster: opts.cert_binds_cluster,
-        default_cluster: Arc::from(opts.default_cluster.as_str()),
-    };
-    let listener = TcpListener::bind(&opts.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: opts.listen.clone(),
-        source,
-    })?;
-    if !require && !local.ip().is_loopback() && !opts.allow_unauthenticated {
-        return Err(ServerError::TlsConfig(format!(
-            "webhook.listen = {local} is not a loopback address and requests need no credential: \
-             set webhook.tokens_file or webhook.client_ca, or webhook.allow_unauthenticated = true \
-             if the network in front of it really is the only guard"
-        )));
-    }
+    let auth = auth_policy(&opts, tls.is_some())?;
+    let (listener, local) = bind(&opts, auth.require).await?;
 
     // Replay what a previous run acknowledged before accepting anything new.
-    let metrics = Arc::new(Metrics::new());
-    metrics
-        .wal_max_bytes
-        .set(i64::try_from(opts.pipeline.wal_max_bytes).unwrap_or(i64::MAX));
-    let streaming = opts
-        .alerting
-        .as_ref()
-        .is_some_and(|a| a.rules.iter().any(|(r, _)| r.streaming));
-    let (stream_tx, stream_rx) = match streaming {
-        true => {
-            let (tx, rx) = tokio::sync::mpsc::channel(256);
-            (Some(tx), Some(rx))
-        }
-        false => (None, None),
-    };
-    let pipeline = {
-        let lake = opts.lake.clone();
-        let popts = opts.pipeline.clone();
-        let observer: Arc<dyn auditlake_ingest::PipelineObserver> =
-            Arc::new(alerting::PipelineHooks {
-                metrics: metrics.clone(),
-                stream: stream_tx,
-            });
-        tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
-            .await
-            .map_err(|e| ServerError::Internal(e.to_string()))??
-    };
-    let (pipeline, replayed) = pipeline;
-    if replayed.records > 0 || replayed.damaged > 0 {
-        log::emit(&log::WalReplayed { report: &replayed });
-    }
-    let pipeline = Arc::new(pipeline);
+    let (metrics, pipeline, stream_rx) = open_pipeline(&opts).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // The scheduler, its alert delivery and the scheduled reports run in one replica of those
-    // sharing an object-store lake: the one holding this lease (always this process locally).
-    let lease = Arc::new(auditlake_ingest::lake::Lease::new(
-        &opts.lake,
-        alerting::LEASE_NAME,
-        opts.lease_ttl,
-    ));
-    let mut background = Vec::new();
-    if opts.lake.is_remote() && (opts.alerting.is_some() || opts.reports.is_some()) {
-        // A first attempt now, so a replica that gets the lease runs its rules at once.
-        let l = lease.clone();
-        let _ = tokio::task::spawn_blocking(move || l.refresh()).await;
-        background.extend(alerting::keep_lease(
-            &opts.lake,
-            lease.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    if let Some(a) = opts.alerting.clone() {
-        background.extend(
-            alerting::start(
-                &opts.lake,
-                a,
-                metrics.clone(),
-                stream_rx,
-                stop_rx.clone(),
-                lease.clone(),
-            )
-            .await?,
-        );
-    }
-    if let Some(pg_opts) = &opts.postgres {
-        let ctx = auditlake_query::open_lake_at(&opts.lake, &SessionOptions::default())
-            .await
-            .map_err(|e| ServerError::Internal(format!("postgres endpoint: {e}")))?;
-        let server = pg::PgServer::bind(ctx, pg_opts).await?;
-        log::emit(&log::PgListening {
-            addr: server.local_addr().map_err(|source| ServerError::Bind {
-                addr: pg_opts.listen.clone(),
-                source,
-            })?,
-            tls: pg_opts.tls.is_some(),
-            auth: server.auth_description(),
-        });
-        let mut stop = stop_rx.clone();
-        background.push(tokio::spawn(server.run(async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-        })));
-    }
-    if let Some(r) = opts.reports.clone() {
-        background.push(tokio::spawn(reports::run(
-            opts.lake.clone(),
-            r,
-            lease.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some((policy, every)) = opts.retention.clone() {
-        background.push(tokio::spawn(retention_job(
-            opts.lake.clone(),
-            policy,
-            every,
-            stop_rx.clone(),
-        )));
-    }
+    let background = start_background(&opts, &metrics, stream_rx, &stop_rx).await?;
     let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
         Some(k) => Some(
@@ -334,7 +189,256 @@ pub async fn serve(
         retry_after_secs: opts.retry_after_secs,
     });
     let app = webhook::router(state.clone());
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    log_listening(&auth, tls.is_some(), local);
+
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let limits = opts.limits;
+    let signal = accept_loop(
+        &listener,
+        &app,
+        acceptor,
+        &graceful,
+        limits,
+        &state.metrics,
+        shutdown,
+    )
+    .await;
+    log::emit(&log::ShutdownStarted { signal });
+    drop(listener);
+    let mut dropped = 0;
+    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        dropped = 1;
+    }
+    // The consumer flushes what it read and commits its offsets before the pipeline stops.
+    sources_stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(t) = kafka_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    for t in object_threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))??;
+    // The scheduler finishes its current pass; sinks stop between deliveries (the outbox keeps
+    // the rest for the next start).
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    log::emit(&log::ShutdownFinished {
+        last_seq: last,
+        open_connections_dropped: dropped,
+    });
+    Ok(ServeReport { wal_last_seq: last })
+}
+
+/// Who may send events: tokens and/or client certificates, and whether a credential is required.
+fn auth_policy(opts: &ServeOptions, tls: bool) -> Result<AuthPolicy, ServerError> {
+    let tokens = opts
+        .tokens_file
+        .as_deref()
+        .map(TokenTable::load)
+        .transpose()?;
+    if opts
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_ca.as_ref())
+        .is_some()
+        && !tls
+    {
+        return Err(ServerError::TlsConfig(
+            "client_ca needs tls_cert and tls_key".into(),
+        ));
+    }
+    let client_certs = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let require = opts
+        .require_auth
+        .unwrap_or(tokens.is_some() || client_certs);
+    if require && tokens.is_none() && !client_certs {
+        return Err(ServerError::TlsConfig(
+            "require_auth = true needs tokens_file or client_ca".into(),
+        ));
+    }
+    auditlake_ingest::validate_cluster_name(&opts.default_cluster)?;
+    Ok(AuthPolicy {
+        tokens,
+        client_certs,
+        require,
+        cert_binds_cluster: opts.cert_binds_cluster,
+        default_cluster: Arc::from(opts.default_cluster.as_str()),
+    })
+}
+
+/// Binds the webhook's address; refuses a non-loopback one that needs no credential (unless
+/// allowed).
+async fn bind(
+    opts: &ServeOptions,
+    require: bool,
+) -> Result<(TcpListener, std::net::SocketAddr), ServerError> {
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: opts.listen.clone(),
+        source,
+    })?;
+    if !require && !local.ip().is_loopback() && !opts.allow_unauthenticated {
+        return Err(ServerError::TlsConfig(format!(
+            "webhook.listen = {local} is not a loopback address and requests need no credential: \
+             set webhook.tokens_file or webhook.client_ca, or webhook.allow_unauthenticated = true \
+             if the network in front of it really is the only guard"
+        )));
+    }
+    Ok((listener, local))
+}
+
+/// The metrics, and the pipeline opened (what a previous run acknowledged replayed); with
+/// streaming rules, the receiver of the batches it commits.
+async fn open_pipeline(
+    opts: &ServeOptions,
+) -> Result<
+    (
+        Arc<Metrics>,
+        Arc<Pipeline>,
+        Option<tokio::sync::mpsc::Receiver<Vec<arrow::record_batch::RecordBatch>>>,
+    ),
+    ServerError,
+> {
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .wal_max_bytes
+        .set(i64::try_from(opts.pipeline.wal_max_bytes).unwrap_or(i64::MAX));
+    let streaming = opts
+        .alerting
+        .as_ref()
+        .is_some_and(|a| a.rules.iter().any(|(r, _)| r.streaming));
+    let (stream_tx, stream_rx) = match streaming {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
+    let pipeline = {
+        let lake = opts.lake.clone();
+        let popts = opts.pipeline.clone();
+        let observer: Arc<dyn auditlake_ingest::PipelineObserver> =
+            Arc::new(alerting::PipelineHooks {
+                metrics: metrics.clone(),
+                stream: stream_tx,
+            });
+        tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))??
+    };
+    let (pipeline, replayed) = pipeline;
+    if replayed.records > 0 || replayed.damaged > 0 {
+        log::emit(&log::WalReplayed { report: &replayed });
+    }
+    let pipeline = Arc::new(pipeline);
+    Ok((metrics, pipeline, stream_rx))
+}
+
+/// Starts the background services: the scheduler's lease, alerting, the PostgreSQL endpoint,
+/// scheduled reports and retention. Each stops when `stop_rx` turns true.
+async fn start_background(
+    opts: &ServeOptions,
+    metrics: &Arc<Metrics>,
+    stream_rx: Option<tokio::sync::mpsc::Receiver<Vec<arrow::record_batch::RecordBatch>>>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
+    // The scheduler, its alert delivery and the scheduled reports run in one replica of those
+    // sharing an object-store lake: the one holding this lease (always this process locally).
+    let lease = Arc::new(auditlake_ingest::lake::Lease::new(
+        &opts.lake,
+        alerting::LEASE_NAME,
+        opts.lease_ttl,
+    ));
+    let mut background = Vec::new();
+    if opts.lake.is_remote() && (opts.alerting.is_some() || opts.reports.is_some()) {
+        // A first attempt now, so a replica that gets the lease runs its rules at once.
+        let l = lease.clone();
+        let _ = tokio::task::spawn_blocking(move || l.refresh()).await;
+        background.extend(alerting::keep_lease(
+            &opts.lake,
+            lease.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(a) = opts.alerting.clone() {
+        background.extend(
+            alerting::start(
+                &opts.lake,
+                a,
+                metrics.clone(),
+                stream_rx,
+                stop_rx.clone(),
+                lease.clone(),
+            )
+            .await?,
+        );
+    }
+    if let Some(pg_opts) = &opts.postgres {
+        background.push(start_postgres(opts, pg_opts, stop_rx).await?);
+    }
+    if let Some(r) = opts.reports.clone() {
+        background.push(tokio::spawn(reports::run(
+            opts.lake.clone(),
+            r,
+            lease.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some((policy, every)) = opts.retention.clone() {
+        background.push(tokio::spawn(retention_job(
+            opts.lake.clone(),
+            policy,
+            every,
+            stop_rx.clone(),
+        )));
+    }
+    Ok(background)
+}
+
+/// Binds the read-only PostgreSQL endpoint and runs it until `stop_rx` turns true.
+async fn start_postgres(
+    opts: &ServeOptions,
+    pg_opts: &pg::PgOptions,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    let ctx = auditlake_query::open_lake_at(&opts.lake, &SessionOptions::default())
+        .await
+        .map_err(|e| ServerError::Internal(format!("postgres endpoint: {e}")))?;
+    let server = pg::PgServer::bind(ctx, pg_opts).await?;
+    log::emit(&log::PgListening {
+        addr: server.local_addr().map_err(|source| ServerError::Bind {
+            addr: pg_opts.listen.clone(),
+            source,
+        })?,
+        tls: pg_opts.tls.is_some(),
+        auth: server.auth_description(),
+    });
+    let mut stop = stop_rx.clone();
+    Ok(tokio::spawn(server.run(async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    })))
+}
+
+/// The `listening` line: URL, TLS and what authenticates a request.
+fn log_listening(auth: &AuthPolicy, tls: bool, local: std::net::SocketAddr) {
+    let scheme = if tls { "https" } else { "http" };
     let auth_desc = match (&auth.tokens, auth.client_certs, auth.require) {
         (_, _, false) => "none",
         (Some(_), true, true) => "token|client-cert",
@@ -343,22 +447,31 @@ pub async fn serve(
     };
     log::emit(&log::Listening {
         url: &format!("{scheme}://{local}"),
-        tls: if client_certs {
+        tls: if auth.client_certs {
             "mtls"
-        } else if tls.is_some() {
+        } else if tls {
             "server"
         } else {
             "off"
         },
         auth: auth_desc,
     });
+}
 
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    let limits = opts.limits;
+/// Accepts connections until `shutdown` resolves (returning its signal), each served on a task
+/// of its own; over `limits.max_connections`, a connection is closed at once.
+async fn accept_loop(
+    listener: &TcpListener,
+    app: &axum::Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    graceful: &GracefulShutdown,
+    limits: ConnectionLimits,
+    metrics: &Metrics,
+    shutdown: impl Future<Output = &'static str> + Send,
+) -> &'static str {
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
-    let signal = loop {
+    loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
@@ -371,7 +484,7 @@ pub async fn serve(
                 };
                 // Over the limit: close at once rather than queue; the sender retries.
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    state.metrics.refused("connection_limit");
+                    metrics.refused("connection_limit");
                     log::emit(&log::ConnectionRefused { peer, reason: "connection limit reached" });
                     drop(tcp);
                     continue;
@@ -408,38 +521,7 @@ pub async fn serve(
             }
             signal = &mut shutdown => break signal,
         }
-    };
-    log::emit(&log::ShutdownStarted { signal });
-    drop(listener);
-    let mut dropped = 0;
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        dropped = 1;
     }
-    // The consumer flushes what it read and commits its offsets before the pipeline stops.
-    sources_stop.store(true, std::sync::atomic::Ordering::Release);
-    if let Some(t) = kafka_thread {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    for t in object_threads {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
-    let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
-        .await
-        .map_err(|e| ServerError::Internal(e.to_string()))??;
-    // The scheduler finishes its current pass; sinks stop between deliveries (the outbox keeps
-    // the rest for the next start).
-    let _ = stop_tx.send(true);
-    for task in background {
-        let _ = task.await;
-    }
-    log::emit(&log::ShutdownFinished {
-        last_seq: last,
-        open_connections_dropped: dropped,
-    });
-    Ok(ServeReport { wal_last_seq: last })
 }
 
 async fn serve_connection<I>(

@@ -26,11 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
-use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -41,7 +37,6 @@ use futures::SinkExt;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::Response;
 use pgwire::api::{
     ClientInfo, METADATA_USER, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator,
@@ -50,6 +45,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
+
+mod readonly;
+use readonly::ReadOnlyHook;
+pub use readonly::refusal;
 
 use crate::error::ServerError;
 use crate::scram::{self, Exchange, ScramError, Verifier};
@@ -272,177 +271,6 @@ fn fatal(code: &str, message: String) -> PgWireError {
         code.to_owned(),
         message,
     )))
-}
-
-/// Session settings clients send on connect that change nothing shared.
-const CLIENT_SETTINGS: &[&str] = &[
-    "statement_timeout",
-    "datestyle",
-    "bytea_output",
-    "intervalstyle",
-    "application_name",
-    "extra_float_digits",
-    "search_path",
-    "client_encoding",
-    "client_min_messages",
-];
-
-/// Why `stmt` is refused, or None when a read-only endpoint may run it.
-pub fn refusal(stmt: &Statement) -> Option<String> {
-    let allowed = match stmt {
-        Statement::Query(_)
-        | Statement::ExplainTable { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Declare { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Discard { .. } => true,
-        // EXPLAIN ANALYZE runs its statement; plain EXPLAIN need not plan writes either.
-        Statement::Explain { statement, .. } => return refusal(statement),
-        Statement::Set(Set::SingleAssignment { variable, .. }) => {
-            let var = variable.to_string().to_lowercase();
-            CLIENT_SETTINGS.contains(&var.as_str())
-        }
-        Statement::Set(Set::SetTimeZone { .. }) => true,
-        _ => false,
-    };
-    if allowed {
-        None
-    } else {
-        let sql = stmt.to_string();
-        let verb: String = sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        Some(format!(
-            "auditlake's SQL endpoint is read-only: {verb} … is not allowed (only queries, EXPLAIN, SHOW and client settings)"
-        ))
-    }
-}
-
-/// The queries a statement would run: the statement itself, what an `EXPLAIN` explains, the
-/// body of each `DECLARE … CURSOR FOR`. Statements that carry none (SHOW, SET, transactions,
-/// FETCH, CLOSE) yield nothing.
-fn carried_queries(stmt: &Statement) -> Result<Vec<Statement>, String> {
-    use datafusion::sql::sqlparser::ast::DeclareType;
-    match stmt {
-        Statement::Query(_) => Ok(vec![stmt.clone()]),
-        Statement::Explain { statement, .. } => carried_queries(statement),
-        Statement::Declare { stmts } => stmts
-            .iter()
-            .map(|d| match (&d.declare_type, &d.for_query) {
-                (Some(DeclareType::Cursor), Some(q)) => Ok(Statement::Query(q.clone())),
-                _ => Err(format!(
-                    "only DECLARE … CURSOR FOR <query> is allowed, not {d}"
-                )),
-            })
-            .collect(),
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// The write a query's body is (`INSERT`, `UPDATE`, `DELETE`, `MERGE` where a query may stand,
-/// `SELECT … INTO`), at any depth of set operations and parentheses.
-fn write_inside(q: &datafusion::sql::sqlparser::ast::Query) -> Option<&'static str> {
-    use datafusion::sql::sqlparser::ast::SetExpr;
-    fn walk(e: &SetExpr) -> Option<&'static str> {
-        match e {
-            SetExpr::Insert(_) => Some("INSERT"),
-            SetExpr::Update(_) => Some("UPDATE"),
-            SetExpr::Delete(_) => Some("DELETE"),
-            SetExpr::Merge(_) => Some("MERGE"),
-            SetExpr::Select(s) if s.into.is_some() => Some("SELECT … INTO"),
-            SetExpr::Query(q) => walk(&q.body),
-            SetExpr::SetOperation { left, right, .. } => walk(left).or_else(|| walk(right)),
-            _ => None,
-        }
-    }
-    walk(&q.body)
-}
-
-/// Refuses writes before DataFusion runs anything.
-struct ReadOnlyHook;
-
-impl ReadOnlyHook {
-    async fn check(&self, stmt: &Statement, ctx: &SessionContext) -> Option<PgWireError> {
-        if let Some(reason) = refusal(stmt) {
-            return Some(user_error("25006", reason));
-        }
-        let queries = match carried_queries(stmt) {
-            Ok(q) => q,
-            Err(reason) => {
-                return Some(user_error(
-                    "25006",
-                    format!("auditlake's SQL endpoint is read-only: {reason}"),
-                ));
-            }
-        };
-        for query in queries {
-            if let Statement::Query(q) = &query
-                && let Some(what) = write_inside(q)
-            {
-                return Some(user_error(
-                    "25006",
-                    format!(
-                        "auditlake's SQL endpoint is read-only: {what} inside a query is not allowed"
-                    ),
-                ));
-            }
-            let df_stmt = datafusion::sql::parser::Statement::Statement(Box::new(query));
-            // A query that cannot be planned is refused here with DataFusion's message rather
-            // than handed to a later hook that might plan or run it differently.
-            let plan = match ctx.state().statement_to_plan(df_stmt).await {
-                Ok(p) => p,
-                Err(e) => return Some(user_error("42000", e.to_string())),
-            };
-            if let Err(e) = auditlake_query::readonly::refuse_writes().verify_plan(&plan) {
-                return Some(user_error(
-                    "25006",
-                    format!("auditlake's SQL endpoint is read-only: {e}"),
-                ));
-            }
-        }
-        None
-    }
-}
-
-#[async_trait]
-impl QueryHook for ReadOnlyHook {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        self.check(statement, ctx).await.map(Err)
-    }
-
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        self.check(statement, ctx).await.map(Err)
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _plan: &LogicalPlan,
-        _params: &ParamValues,
-        ctx: &SessionContext,
-        _client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        self.check(statement, ctx).await.map(Err)
-    }
 }
 
 /// Finishes startup without a password (certificate-authenticated, or a loopback-only
@@ -723,94 +551,4 @@ impl PgServer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-
-    fn parse(sql: &str) -> Statement {
-        Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
-            .remove(0)
-    }
-
-    #[test]
-    fn only_reads_and_client_settings_pass() {
-        for ok in [
-            "SELECT count(*) FROM audit_events",
-            "WITH a AS (SELECT 1) SELECT * FROM a",
-            "EXPLAIN SELECT 1",
-            "SHOW search_path",
-            "SET application_name = 'psql'",
-            "SET extra_float_digits = 3",
-            "SET TIME ZONE 'UTC'",
-            "BEGIN",
-            "COMMIT",
-            "DECLARE c CURSOR FOR SELECT 1",
-            "FETCH 10 FROM c",
-            "CLOSE c",
-        ] {
-            assert_eq!(refusal(&parse(ok)), None, "{ok}");
-        }
-        for bad in [
-            "INSERT INTO audit_events (audit_id) VALUES ('x')",
-            "UPDATE audit_events SET verb = 'get'",
-            "DELETE FROM audit_events",
-            "CREATE TABLE t AS SELECT 1",
-            "CREATE VIEW v AS SELECT 1",
-            "DROP TABLE audit_events",
-            "COPY audit_events TO '/tmp/x'",
-            "SET datafusion.execution.target_partitions = 1",
-            "EXPLAIN ANALYZE INSERT INTO t VALUES (1)",
-            "ALTER TABLE audit_events ADD COLUMN x INT",
-        ] {
-            let why = refusal(&parse(bad)).unwrap_or_else(|| panic!("{bad} allowed"));
-            assert!(
-                why.starts_with("auditlake's SQL endpoint is read-only: "),
-                "{why}"
-            );
-        }
-    }
-
-    #[test]
-    fn users_file_holds_verifiers_and_refuses_plain_text_passwords() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("users");
-        let verifier = Verifier::from_password("correct-horse-battery", 4096).to_postgres();
-        std::fs::write(&f, format!("# comment\nauditor:{verifier}\n")).unwrap();
-        let users = load_users(&f).unwrap();
-        assert!(users.verifiers.contains_key("auditor"));
-        assert_eq!(format!("{users:?}"), "Users(1 entries)");
-        for (text, why) in [
-            (
-                format!("auditor:{verifier}\nlegacy,correct-horse-battery\n"),
-                "line 2: a plain-text `user,password` line",
-            ),
-            (
-                format!("a:{verifier}\na:{verifier}\n"),
-                "line 2: user \"a\" is listed twice",
-            ),
-            (
-                format!("a:{}\n", verifier.replace("$4096:", "$10:")),
-                "line 1: user \"a\": 10 iterations",
-            ),
-            ("# nobody\n".to_owned(), "no users"),
-        ] {
-            std::fs::write(&f, &text).unwrap();
-            let err = load_users(&f).unwrap_err().to_string();
-            assert!(err.contains(why), "{err}");
-            assert!(err.contains("users file"), "{err}");
-            assert!(
-                !err.contains("correct-horse"),
-                "the password is never echoed: {err}"
-            );
-        }
-        std::fs::write(&f, "legacy,correct-horse-battery\n").unwrap();
-        assert!(
-            load_users(&f)
-                .unwrap_err()
-                .to_string()
-                .contains("auditlake pg-passwd")
-        );
-    }
-}
+mod tests;

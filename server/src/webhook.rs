@@ -126,59 +126,17 @@ async fn receive_inner(
     started: Instant,
 ) -> Response {
     // Authenticate before reading the body: an unauthenticated sender costs no body buffering.
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let (cluster, bound) = match st.auth.resolve_binding(path_cluster, conn, authorization) {
+    let (cluster, bound) = match authenticate(st, path_cluster, conn, &req) {
         Ok(c) => c,
-        Err(AuthError::Unauthenticated(m)) => {
-            st.metrics.refused("unauthenticated");
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
-        Err(AuthError::Forbidden(m)) => {
-            st.metrics.refused("forbidden");
-            return error(StatusCode::FORBIDDEN, m);
-        }
-        Err(AuthError::BadCluster(m)) => {
-            st.metrics.refused("bad_body");
-            return error(StatusCode::BAD_REQUEST, m);
-        }
+        Err(r) => return r,
     };
     if let Some(refusal) = st.pipeline.refusal() {
         return refuse(st, &refusal);
     }
     let (parts, body) = req.into_parts();
-    let read = read_body(body, &parts.headers, st.max_body_bytes);
-    let body = match tokio::time::timeout(st.body_timeout, read)
-        .await
-        .unwrap_or(Err(BodyError::TimedOut))
-    {
+    let body = match read_request_body(st, body, &parts.headers).await {
         Ok(b) => b,
-        Err(BodyError::TimedOut) => {
-            st.metrics.refused("body_timeout");
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} s",
-                    st.body_timeout.as_secs()
-                ),
-            );
-        }
-        Err(BodyError::TooLarge) => {
-            st.metrics.refused("too_large");
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {} bytes", st.max_body_bytes),
-            );
-        }
-        Err(BodyError::Bad(m)) => {
-            st.metrics.refused("bad_body");
-            return error(StatusCode::BAD_REQUEST, m);
-        }
+        Err(r) => return r,
     };
     let framing = framing(&parts.headers);
     let request_id = ulid::Ulid::generate().to_string();
@@ -207,27 +165,7 @@ async fn receive_inner(
         }
     };
     if decoded.cluster_conflicts > 0 {
-        // Evidence for one cluster never lands in another: refuse the whole request, store
-        // nothing of it.
-        let named = decoded.conflicting_cluster.as_deref().unwrap_or("?");
-        st.metrics.refused("cluster_mismatch");
-        st.metrics
-            .cluster_mismatch
-            .get_or_create(&SourceLabel { source: "webhook" })
-            .inc_by(decoded.cluster_conflicts);
-        crate::log::emit(&crate::log::ClusterMismatch {
-            source: &source,
-            bound: &cluster,
-            named,
-            events: decoded.cluster_conflicts,
-        });
-        return error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the payload names cluster {named:?}, but this request may write only {:?}",
-                &*cluster
-            ),
-        );
+        return refuse_cluster_mismatch(st, &decoded, &source, &cluster);
     }
     let events = decoded.events;
     let quarantined = decoded.rejects.len() as u64;
@@ -275,23 +213,7 @@ async fn receive_inner(
             return retry_later(st, "the write-ahead log stopped".into());
         }
     };
-    st.metrics
-        .ack_seconds
-        .observe(started.elapsed().as_secs_f64());
-    st.metrics
-        .bytes_received
-        .get_or_create(&label)
-        .inc_by(body_len);
-    st.metrics
-        .events_received
-        .get_or_create(&label)
-        .inc_by(events);
-    if quarantined > 0 {
-        st.metrics
-            .events_quarantined
-            .get_or_create(&label)
-            .inc_by(quarantined);
-    }
+    record_durable(st, &label, started, body_len, events, quarantined);
     if let Some(reason) = body_reject {
         st.metrics.refused("bad_body");
         return error(
@@ -311,6 +233,134 @@ async fn receive_inner(
         })),
     )
         .into_response()
+}
+
+/// Who sends: the cluster the request writes and whether its credential binds it, or the
+/// refusal (401, 403, 400).
+#[allow(clippy::result_large_err)] // the refusal is the response, as `receive_inner` returns it
+fn authenticate(
+    st: &AppState,
+    path_cluster: Option<&str>,
+    conn: &ConnInfo,
+    req: &Request,
+) -> Result<(Arc<str>, bool), Response> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match st.auth.resolve_binding(path_cluster, conn, authorization) {
+        Ok(c) => Ok(c),
+        Err(AuthError::Unauthenticated(m)) => {
+            st.metrics.refused("unauthenticated");
+            let mut r = error(StatusCode::UNAUTHORIZED, m);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        }
+        Err(AuthError::Forbidden(m)) => {
+            st.metrics.refused("forbidden");
+            Err(error(StatusCode::FORBIDDEN, m))
+        }
+        Err(AuthError::BadCluster(m)) => {
+            st.metrics.refused("bad_body");
+            Err(error(StatusCode::BAD_REQUEST, m))
+        }
+    }
+}
+
+/// The request body, read within `body_timeout` and `max_body_bytes`, or the refusal (408, 413,
+/// 400).
+async fn read_request_body(
+    st: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+) -> Result<Vec<u8>, Response> {
+    let read = read_body(body, headers, st.max_body_bytes);
+    match tokio::time::timeout(st.body_timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+    {
+        Ok(b) => Ok(b),
+        Err(BodyError::TimedOut) => {
+            st.metrics.refused("body_timeout");
+            Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    st.body_timeout.as_secs()
+                ),
+            ))
+        }
+        Err(BodyError::TooLarge) => {
+            st.metrics.refused("too_large");
+            Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {} bytes", st.max_body_bytes),
+            ))
+        }
+        Err(BodyError::Bad(m)) => {
+            st.metrics.refused("bad_body");
+            Err(error(StatusCode::BAD_REQUEST, m))
+        }
+    }
+}
+
+/// Evidence for one cluster never lands in another: refuses the whole request (403), stores
+/// nothing of it.
+fn refuse_cluster_mismatch(
+    st: &AppState,
+    decoded: &auditlake_ingest::decode::Decoded,
+    source: &Arc<str>,
+    cluster: &Arc<str>,
+) -> Response {
+    let named = decoded.conflicting_cluster.as_deref().unwrap_or("?");
+    st.metrics.refused("cluster_mismatch");
+    st.metrics
+        .cluster_mismatch
+        .get_or_create(&SourceLabel { source: "webhook" })
+        .inc_by(decoded.cluster_conflicts);
+    crate::log::emit(&crate::log::ClusterMismatch {
+        source,
+        bound: cluster,
+        named,
+        events: decoded.cluster_conflicts,
+    });
+    error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "the payload names cluster {named:?}, but this request may write only {:?}",
+            &**cluster
+        ),
+    )
+}
+
+/// Counts a durable request: the time to its acknowledgement, its bytes, events and quarantined
+/// records.
+fn record_durable(
+    st: &AppState,
+    label: &ClusterLabel,
+    started: Instant,
+    body_len: u64,
+    events: u64,
+    quarantined: u64,
+) {
+    st.metrics
+        .ack_seconds
+        .observe(started.elapsed().as_secs_f64());
+    st.metrics
+        .bytes_received
+        .get_or_create(label)
+        .inc_by(body_len);
+    st.metrics
+        .events_received
+        .get_or_create(label)
+        .inc_by(events);
+    if quarantined > 0 {
+        st.metrics
+            .events_quarantined
+            .get_or_create(label)
+            .inc_by(quarantined);
+    }
 }
 
 fn refuse(st: &AppState, refusal: &SubmitError) -> Response {

@@ -64,21 +64,7 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
     });
     let (findings, ran) = match result {
         Ok(x) => x,
-        Err(e) => {
-            if let Some(d) = e.downcast_ref::<auditlake_detect::DetectError>()
-                && d.is_caller_fault()
-            {
-                eprintln!("error: {d}");
-                return Ok(EXIT_ERROR);
-            }
-            if let Some(q) = e.downcast_ref::<auditlake_query::QueryError>()
-                && q.is_caller_fault()
-            {
-                eprintln!("error: {q}");
-                return Ok(EXIT_ERROR);
-            }
-            return Err(e).context("detect failed");
-        }
+        Err(e) => return detect_failed(e),
     };
     // Suppressed findings are neither printed nor stored; `rules suppressions` counts them.
     let applied = suppressions.apply(findings, now);
@@ -90,22 +76,7 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         );
     }
     if args.store {
-        // Local lake: files under <lake>/findings; object-store lake: objects under the same
-        // prefix in the bucket.
-        let changes = auditlake_detect::scheduler::store_retro_hunt(
-            &lake,
-            findings.clone(),
-            &auditlake_detect::SchedulerOptions::default(),
-        )?;
-        let new = changes.iter().filter(|c| c.is_new).count();
-        eprintln!(
-            "recorded {new} new and {} updated finding(s) as retro-hunt in {}",
-            changes.len() - new,
-            lake.location_of(auditlake_ingest::lake::FINDINGS_DIR)
-        );
-        for f in &mut findings {
-            f.origin = "retro-hunt".into();
-        }
+        store_retro_hunt(&lake, &mut findings)?;
     }
     // Most severe first, then in time order: what a responder reads top-down.
     findings.sort_by(|a, b| {
@@ -114,8 +85,62 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
             .then(a.first_event_at.cmp(&b.first_event_at))
             .then(a.rule_id.cmp(&b.rule_id))
     });
-    let batch = findings_to_batch(&findings);
-    let batch = match args.format {
+    print_findings(&findings, args.format)?;
+    eprintln!(
+        "{} finding(s) from {ran} active rule(s) of {} in {:.2} s",
+        findings.len(),
+        rules.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if findings.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}
+
+/// A detect error the caller can fix (a bad rule, a bad query) is printed and exits with
+/// `EXIT_ERROR`; any other is returned.
+fn detect_failed(e: anyhow::Error) -> anyhow::Result<u8> {
+    if let Some(d) = e.downcast_ref::<auditlake_detect::DetectError>()
+        && d.is_caller_fault()
+    {
+        eprintln!("error: {d}");
+        return Ok(EXIT_ERROR);
+    }
+    if let Some(q) = e.downcast_ref::<auditlake_query::QueryError>()
+        && q.is_caller_fault()
+    {
+        eprintln!("error: {q}");
+        return Ok(EXIT_ERROR);
+    }
+    Err(e).context("detect failed")
+}
+
+/// `--store`: records the findings as a retro-hunt (local lake: files under <lake>/findings;
+/// object-store lake: objects under the same prefix in the bucket).
+fn store_retro_hunt(lake: &auditlake_ingest::Lake, findings: &mut [Finding]) -> anyhow::Result<()> {
+    let changes = auditlake_detect::scheduler::store_retro_hunt(
+        lake,
+        findings.to_vec(),
+        &auditlake_detect::SchedulerOptions::default(),
+    )?;
+    let new = changes.iter().filter(|c| c.is_new).count();
+    eprintln!(
+        "recorded {new} new and {} updated finding(s) as retro-hunt in {}",
+        changes.len() - new,
+        lake.location_of(auditlake_ingest::lake::FINDINGS_DIR)
+    );
+    for f in findings {
+        f.origin = "retro-hunt".into();
+    }
+    Ok(())
+}
+
+/// Writes the findings to stdout in `format` (a table shows the columns a responder scans).
+fn print_findings(findings: &[Finding], format: OutputFormat) -> anyhow::Result<()> {
+    let batch = findings_to_batch(findings);
+    let batch = match format {
         OutputFormat::Table => {
             let schema = batch.schema();
             let cols = [
@@ -133,19 +158,9 @@ pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {
         _ => batch,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if !findings.is_empty() || args.format != OutputFormat::Table {
-        write_batches(&[batch], args.format, &mut out)?;
+    if !findings.is_empty() || format != OutputFormat::Table {
+        write_batches(&[batch], format, &mut out)?;
     }
     out.flush()?;
-    eprintln!(
-        "{} finding(s) from {ran} active rule(s) of {} in {:.2} s",
-        findings.len(),
-        rules.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(if findings.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_FINDINGS
-    })
+    Ok(())
 }

@@ -58,35 +58,7 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
     // max_body_mb bounds what one request or Kafka message expands to across every layer
     // (Content-Encoding, gzip/base64 lines, envelopes), not only what arrives.
     ingest.decode.max_inflate = max_body_bytes as u64;
-    let mut pipeline = PipelineOptions::new(&lake);
-    pipeline.decode = ingest.decode.clone();
-    pipeline.writer = ingest.writer.clone();
-    if let Some(dir) = &w.wal_dir {
-        pipeline.wal_dir = config.resolve(dir);
-    }
-    if let Some(mb) = w.wal_max_mb {
-        pipeline.wal_max_bytes = mb << 20;
-    }
-    if let Some(mb) = w.min_free_disk_mb {
-        pipeline.min_free_disk_bytes = mb << 20;
-    }
-    if let Some(s) = w.flush_interval_secs {
-        pipeline.flush_interval = Duration::from_secs_f64(s);
-    }
-    if let Some(n) = w.flush_rows {
-        pipeline.flush_rows = n;
-    }
-    if let Some(mb) = w.flush_mb {
-        pipeline.flush_bytes = mb << 20;
-    }
-    pipeline.compact = match config.compaction.interval_secs.unwrap_or(300) {
-        0 => None,
-        secs => Some((
-            config.compact_options(pipeline.writer.clone()),
-            Duration::from_secs(secs),
-        )),
-    };
-    pipeline.max_group_bytes = pipeline.max_group_bytes.max(max_body_bytes);
+    let pipeline = pipeline_options(config, &lake, &ingest, max_body_bytes);
     Ok(ServeOptions {
         lake,
         listen: args
@@ -143,6 +115,47 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             })
             .collect::<anyhow::Result<_>>()?,
     })
+}
+
+/// The pipeline's options: `[webhook]`'s WAL and flush settings, the ingest encoding, background
+/// compaction.
+fn pipeline_options(
+    config: &Config,
+    lake: &auditlake_ingest::Lake,
+    ingest: &auditlake_ingest::IngestOptions,
+    max_body_bytes: usize,
+) -> PipelineOptions {
+    let w = &config.webhook;
+    let mut pipeline = PipelineOptions::new(lake);
+    pipeline.decode = ingest.decode.clone();
+    pipeline.writer = ingest.writer.clone();
+    if let Some(dir) = &w.wal_dir {
+        pipeline.wal_dir = config.resolve(dir);
+    }
+    if let Some(mb) = w.wal_max_mb {
+        pipeline.wal_max_bytes = mb << 20;
+    }
+    if let Some(mb) = w.min_free_disk_mb {
+        pipeline.min_free_disk_bytes = mb << 20;
+    }
+    if let Some(s) = w.flush_interval_secs {
+        pipeline.flush_interval = Duration::from_secs_f64(s);
+    }
+    if let Some(n) = w.flush_rows {
+        pipeline.flush_rows = n;
+    }
+    if let Some(mb) = w.flush_mb {
+        pipeline.flush_bytes = mb << 20;
+    }
+    pipeline.compact = match config.compaction.interval_secs.unwrap_or(300) {
+        0 => None,
+        secs => Some((
+            config.compact_options(pipeline.writer.clone()),
+            Duration::from_secs(secs),
+        )),
+    };
+    pipeline.max_group_bytes = pipeline.max_group_bytes.max(max_body_bytes);
+    pipeline
 }
 
 /// `[kafka]` as the consumer's options (`default_cluster`: the webhook's, when `kafka.cluster`

@@ -434,20 +434,7 @@ impl Decoder {
                 Some("no stage in the record and no response status; stored as RequestReceived"),
             ),
         };
-        let parse_time = |field: &str, v: &Option<raw::Str>| -> Result<Option<i64>, RejectReason> {
-            match v {
-                None => Ok(None),
-                Some(s) => parse_rfc3339_micros(s.as_str())
-                    .map(Some)
-                    .ok_or_else(|| format!("{field} is not an RFC 3339 time: \"{}\"", s.as_str())),
-            }
-        };
-        let request_received_at =
-            parse_time("requestReceivedTimestamp", &ev.request_received_timestamp)?;
-        let stage_at = parse_time("stageTimestamp", &ev.stage_timestamp)?
-            .or(request_received_at)
-            .or(parse_time("timestamp", &ev.timestamp)?)
-            .ok_or("missing stageTimestamp and requestReceivedTimestamp")?;
+        let (request_received_at, stage_at) = event_times(ev)?;
 
         let resource = ev
             .object_ref
@@ -465,17 +452,7 @@ impl Decoder {
             .then(|| BodyScope::of(resource, subresource));
         let (request_object, request_masked) = body_text(ev.request_object, scope);
         let (response_object, response_masked) = body_text(ev.response_object, scope);
-        let masked_note = match (request_masked, response_masked) {
-            (None, None) => None,
-            (req, resp) => Some(
-                [("requestObject", req), ("responseObject", resp)]
-                    .iter()
-                    .filter_map(|(which, why)| why.map(|w| format!("{which}: {}", w.as_str())))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-                    + "; secret-looking values masked as text",
-            ),
-        };
+        let masked_note = masked_note(request_masked, response_masked);
 
         let (pod, rbac) = match (resource, ev.request_object) {
             (Some(r), Some(b)) => (pod_facts(r, subresource, b), rbac_facts(r, b)),
@@ -594,6 +571,45 @@ impl Decoder {
         // Partitions of a long stream change hour by hour; don't keep idle builders forever.
         self.partitions.clear();
         std::mem::take(&mut self.out)
+    }
+}
+
+/// When the request was received (if the record says) and the time of its stage: the stage
+/// timestamp, else the request's, else `timestamp` (exports that keep only that).
+fn event_times(ev: &RawEvent) -> Result<(Option<i64>, i64), RejectReason> {
+    let parse_time = |field: &str, v: &Option<raw::Str>| -> Result<Option<i64>, RejectReason> {
+        match v {
+            None => Ok(None),
+            Some(s) => parse_rfc3339_micros(s.as_str())
+                .map(Some)
+                .ok_or_else(|| format!("{field} is not an RFC 3339 time: \"{}\"", s.as_str())),
+        }
+    };
+    let request_received_at =
+        parse_time("requestReceivedTimestamp", &ev.request_received_timestamp)?;
+    let stage_at = parse_time("stageTimestamp", &ev.stage_timestamp)?
+        .or(request_received_at)
+        .or(parse_time("timestamp", &ev.timestamp)?)
+        .ok_or("missing stageTimestamp and requestReceivedTimestamp")?;
+    Ok((request_received_at, stage_at))
+}
+
+/// The annotation of a record whose request or response body had secret-looking values
+/// masked, saying which and why.
+fn masked_note(
+    request_masked: Option<crate::redact::MaskReason>,
+    response_masked: Option<crate::redact::MaskReason>,
+) -> Option<String> {
+    match (request_masked, response_masked) {
+        (None, None) => None,
+        (req, resp) => Some(
+            [("requestObject", req), ("responseObject", resp)]
+                .iter()
+                .filter_map(|(which, why)| why.map(|w| format!("{which}: {}", w.as_str())))
+                .collect::<Vec<_>>()
+                .join("; ")
+                + "; secret-looking values masked as text",
+        ),
     }
 }
 

@@ -17,14 +17,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::delta::{ACTION_RETENTION, INFO_ACTION, INFO_PREV_SHA256, TAG_SHA256};
 use super::seal::{SealPayload, SealedCheckpoint, SealedHead};
 use super::store::block_on;
 use super::{Lake, TableKind};
 use crate::error::{IngestError, Result};
+
+mod checkpoint;
+mod walk;
+use walk::{walk_log, walk_start};
 
 /// Commit files above this size are reported, never read (a migration of 100,000 files writes
 /// about 40 MiB).
@@ -268,6 +270,75 @@ async fn verify_store(
     required: bool,
 ) -> Result<Option<VerifyReport>> {
     let mut report = VerifyReport::default();
+    let listing = list_table(store, location).await?;
+    let Some((&head, _)) = listing.commits.last_key_value() else {
+        if !required && listing.data_objects.is_empty() {
+            return Ok(None);
+        }
+        return Err(IngestError::LakeLocation {
+            value: location.to_owned(),
+            reason: "no Delta table here (no commits in _delta_log/); `auditlake migrate` turns a Parquet lake into one".into(),
+        });
+    };
+    report.head_version = Some(head);
+    let mut start = walk_start(
+        store,
+        location,
+        opts,
+        claims,
+        head,
+        &listing.checkpoints,
+        &mut report,
+    )
+    .await?;
+    report.walked_from = vec![(String::new(), start.first)];
+    let prev_sha = walk_log(
+        store,
+        location,
+        claims,
+        &listing,
+        head,
+        &mut start,
+        &mut report,
+    )
+    .await?;
+    report.head_sha256 = prev_sha.map(|(_, s)| s);
+    check_past_head(&listing.checkpoints, claims, head, &mut report);
+    report.live_files = start.live.len() as u64;
+    hash_live_files(store, location, opts, &start.live, &mut report).await?;
+    find_injected(
+        listing.data_objects,
+        &start.ever_named,
+        opts,
+        start.injected_after,
+        &mut report,
+    );
+    report
+        .problems
+        .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
+    Ok(Some(report))
+}
+
+/// Pushes a problem onto `report`.
+fn problem(report: &mut VerifyReport, kind: ProblemKind, object: String, detail: String) {
+    report.problems.push(Problem {
+        kind,
+        object,
+        detail,
+    })
+}
+
+/// A table's objects: commits and checkpoint parts by version, data files with their
+/// modification time (seconds).
+struct Listing {
+    commits: BTreeMap<u64, (StorePath, u64)>,
+    /// Checkpoint parts per version (one file, or `.checkpoint.<i>.<n>.parquet` parts).
+    checkpoints: BTreeMap<u64, Vec<(StorePath, u64)>>,
+    data_objects: Vec<(String, i64)>,
+}
+
+/// Lists the table's store once.
+async fn list_table(store: &dyn ObjectStore, location: &str) -> Result<Listing> {
     let mut commits: BTreeMap<u64, (StorePath, u64)> = BTreeMap::new();
     // Checkpoint parts per version (one file, or `.checkpoint.<i>.<n>.parquet` parts).
     let mut checkpoints: BTreeMap<u64, Vec<(StorePath, u64)>> = BTreeMap::new();
@@ -294,212 +365,24 @@ async fn verify_store(
             data_objects.push((path, meta.last_modified.timestamp()));
         }
     }
-    let Some((&head, _)) = commits.last_key_value() else {
-        if !required && data_objects.is_empty() {
-            return Ok(None);
-        }
-        return Err(IngestError::LakeLocation {
-            value: location.to_owned(),
-            reason: "no Delta table here (no commits in _delta_log/); `auditlake migrate` turns a Parquet lake into one".into(),
-        });
-    };
-    report.head_version = Some(head);
-    let problem = |report: &mut VerifyReport, kind, object: String, detail: String| {
-        report.problems.push(Problem {
-            kind,
-            object,
-            detail,
-        })
-    };
+    Ok(Listing {
+        commits,
+        checkpoints,
+        data_objects,
+    })
+}
 
-    let mut live: HashMap<String, Live> = HashMap::new();
-    let mut ever_named: HashSet<String> = HashSet::new();
-    let mut prev_sha: Option<(u64, String)> = None;
-    // With `from_seal`: the newest sealed checkpoint whose bytes are still what the seal
-    // recorded gives the live files at its version; the walk starts there. Files older than that
-    // seal (less the grace) were checked for injection by the verify that made it.
-    let mut first = 0;
-    let mut injected_after: Option<i64> = None;
-    let sealed_start = claims
-        .iter()
-        .filter(|_| opts.from_seal)
-        .filter_map(|c| c.checkpoint.map(|cp| (cp, c.sealed_at)))
-        .filter(|(cp, _)| cp.version <= head)
-        .max_by_key(|(cp, _)| cp.version);
-    if let Some((cp, sealed_at)) = sealed_start {
-        let object = format!("_delta_log/{:020}.checkpoint.parquet", cp.version);
-        match checkpoints.get(&cp.version) {
-            None => problem(
-                &mut report,
-                ProblemKind::RewrittenCheckpoint,
-                object,
-                format!(
-                    "the checkpoint the seal of {sealed_at} recorded is gone; the whole log was walked instead"
-                ),
-            ),
-            Some(parts) => match read_checkpoint(store, location, parts).await? {
-                Ok(cp_files) if cp_files.sha256 == cp.sha256 => {
-                    ever_named = cp_files.named;
-                    live = cp_files.live;
-                    first = cp.version;
-                    injected_after = chrono::DateTime::parse_from_rfc3339(sealed_at)
-                        .ok()
-                        .map(|t| t.timestamp() - opts.grace_secs as i64);
-                }
-                Ok(cp_files) => problem(
-                    &mut report,
-                    ProblemKind::RewrittenCheckpoint,
-                    object,
-                    format!(
-                        "its SHA-256 is {}, but the seal of {sealed_at} recorded {}; the whole log was walked instead",
-                        cp_files.sha256, cp.sha256
-                    ),
-                ),
-                Err(p) => report.problems.push(p),
-            },
-        }
-    }
-    report.walked_from = vec![(String::new(), first)];
-    for version in first..=head {
-        let name = format!("_delta_log/{version:020}.json");
-        let Some((path, size)) = commits.get(&version) else {
-            problem(
-                &mut report,
-                ProblemKind::MissingCommit,
-                name,
-                format!("version {version} is missing from a log that goes to {head}"),
-            );
-            prev_sha = None;
-            continue;
-        };
-        // A commit is read whole: one planted to exhaust memory is reported, not read.
-        if *size > MAX_COMMIT_BYTES {
-            problem(
-                &mut report,
-                ProblemKind::UnreadableCommit,
-                name,
-                format!(
-                    "{size} bytes: larger than any commit auditlake writes ({} MiB at most)",
-                    MAX_COMMIT_BYTES >> 20
-                ),
-            );
-            prev_sha = None;
-            continue;
-        }
-        let bytes = get_whole(store, location, path, &name).await?;
-        report.commits += 1;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        for c in claims
-            .iter()
-            .filter(|c| c.version == version && c.sha256 != sha)
-        {
-            problem(
-                &mut report,
-                ProblemKind::RewrittenCommit,
-                name.clone(),
-                format!(
-                    "its SHA-256 is {sha}, but the seal of {} recorded {}",
-                    c.sealed_at, c.sha256
-                ),
-            );
-        }
-        if first > 0 && version == first {
-            // The sealed checkpoint holds this commit's state; its hash is vouched for by the
-            // links of the commits after it, up to the sealed head.
-            prev_sha = Some((version, sha));
-            continue;
-        }
-        let mut link: Option<String> = None;
-        let mut commit_ms = 0i64;
-        let mut actions = Vec::new();
-        let mut readable = true;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<Value>(line) {
-                Ok(v) => actions.push(v),
-                Err(e) => {
-                    readable = false;
-                    problem(
-                        &mut report,
-                        ProblemKind::UnreadableCommit,
-                        name.clone(),
-                        format!("not JSON lines: {e}"),
-                    );
-                    break;
-                }
-            }
-        }
-        if !readable {
-            prev_sha = Some((version, sha));
-            continue;
-        }
-        for action in &actions {
-            if let Some(info) = action.get("commitInfo") {
-                link = info
-                    .get(INFO_PREV_SHA256)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                commit_ms = info.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
-                if info.get(INFO_ACTION).and_then(Value::as_str) == Some(ACTION_RETENTION) {
-                    report.retention_commits += 1;
-                }
-            }
-        }
-        if version > 0 {
-            match (&link, &prev_sha) {
-                (None, _) => problem(
-                    &mut report,
-                    ProblemKind::UnlinkedCommit,
-                    name.clone(),
-                    "no auditlake.prevCommitSha256: this commit was not made by auditlake".into(),
-                ),
-                (Some(recorded), Some((pv, actual))) if recorded != actual => problem(
-                    &mut report,
-                    ProblemKind::RewrittenCommit,
-                    format!("_delta_log/{pv:020}.json"),
-                    format!("its SHA-256 is {actual}, but commit {version} recorded {recorded}"),
-                ),
-                _ => {}
-            }
-        }
-        for action in &actions {
-            if let Some(add) = action.get("add") {
-                let Some(p) = add.get("path").and_then(Value::as_str) else {
-                    continue;
-                };
-                let p = decode_path(p);
-                ever_named.insert(p.clone());
-                let sha256 = add
-                    .get("tags")
-                    .and_then(|t| t.get(TAG_SHA256))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                live.insert(
-                    p,
-                    Live {
-                        sha256,
-                        added_ms: commit_ms,
-                    },
-                );
-            } else if let Some(p) = action
-                .get("remove")
-                .and_then(|r| r.get("path"))
-                .and_then(Value::as_str)
-            {
-                let p = decode_path(p);
-                ever_named.insert(p.clone());
-                live.remove(&p);
-            }
-        }
-        prev_sha = Some((version, sha));
-        if let Some(parts) = checkpoints.get(&version) {
-            check_checkpoint(store, location, version, parts, &live, &mut report).await?;
-        }
-    }
-    report.head_sha256 = prev_sha.map(|(_, s)| s);
+/// Checkpoints beyond the log's head, and sealed versions the log no longer reaches.
+fn check_past_head(
+    checkpoints: &BTreeMap<u64, Vec<(StorePath, u64)>>,
+    claims: &[Claim<'_>],
+    head: u64,
+    report: &mut VerifyReport,
+) {
     for (&version, parts) in checkpoints.range(head + 1..) {
         for (path, _) in parts {
             problem(
-                &mut report,
+                report,
                 ProblemKind::RewrittenCheckpoint,
                 path.to_string(),
                 format!("a checkpoint of version {version}, beyond the log's head {head}"),
@@ -509,7 +392,7 @@ async fn verify_store(
     // Commits deleted from the end of the log leave no gap for the walk to see; a seal does.
     for c in claims.iter().filter(|c| c.version > head) {
         problem(
-            &mut report,
+            report,
             ProblemKind::MissingCommit,
             format!("_delta_log/{:020}.json", c.version),
             format!(
@@ -518,8 +401,16 @@ async fn verify_store(
             ),
         );
     }
-    report.live_files = live.len() as u64;
+}
 
+/// Re-hashes every live file (added since `since_ms`) against the hash its `add` recorded.
+async fn hash_live_files(
+    store: &dyn ObjectStore,
+    location: &str,
+    opts: &VerifyOptions,
+    live: &HashMap<String, Live>,
+    report: &mut VerifyReport,
+) -> Result<()> {
     let mut live_sorted: Vec<(&String, &Live)> = live.iter().collect();
     live_sorted.sort_by(|a, b| a.0.cmp(b.0));
     for (path, file) in live_sorted {
@@ -528,7 +419,7 @@ async fn verify_store(
         }
         let Some(expected) = &file.sha256 else {
             problem(
-                &mut report,
+                report,
                 ProblemKind::UnhashedFile,
                 path.clone(),
                 "its add action records no auditlake.sha256".into(),
@@ -540,7 +431,7 @@ async fn verify_store(
             Ok(r) => r.into_stream(),
             Err(object_store::Error::NotFound { .. }) => {
                 problem(
-                    &mut report,
+                    report,
                     ProblemKind::MissingFile,
                     path.clone(),
                     "named by the log but not in storage".into(),
@@ -559,14 +450,25 @@ async fn verify_store(
         let actual = hex::encode(hasher.finalize());
         if &actual != expected {
             problem(
-                &mut report,
+                report,
                 ProblemKind::ModifiedFile,
                 path.clone(),
                 format!("SHA-256 is {actual}, the log recorded {expected}"),
             );
         }
     }
+    Ok(())
+}
 
+/// Data files no commit ever named, older than the grace (and than the seal the walk started
+/// from).
+fn find_injected(
+    mut data_objects: Vec<(String, i64)>,
+    ever_named: &HashSet<String>,
+    opts: &VerifyOptions,
+    injected_after: Option<i64>,
+    report: &mut VerifyReport,
+) {
     let cutoff = chrono::Utc::now().timestamp() - opts.grace_secs as i64;
     data_objects.sort();
     for (path, modified) in data_objects {
@@ -575,195 +477,16 @@ async fn verify_store(
             && injected_after.is_none_or(|after| modified >= after)
         {
             problem(
-                &mut report,
+                report,
                 ProblemKind::InjectedFile,
                 path,
                 "a data file no commit has ever named".into(),
             );
         }
     }
-    report
-        .problems
-        .sort_by(|a, b| (a.kind, &a.object).cmp(&(b.kind, &b.object)));
-    Ok(Some(report))
 }
 
 /// Delta paths are URL-encoded (`hour=05` stays, `cluster=a b` would be `a%20b`).
-/// What a checkpoint says: the live files (with the hash and time their `add` recorded), every
-/// path it names (adds and tombstones), and the SHA-256 of its bytes.
-struct CheckpointFiles {
-    live: HashMap<String, Live>,
-    named: HashSet<String>,
-    sha256: String,
-}
-
-/// Reads a checkpoint's parts. `Ok(Err(problem))` when it is not a readable checkpoint.
-async fn read_checkpoint(
-    store: &dyn ObjectStore,
-    location: &str,
-    parts: &[(StorePath, u64)],
-) -> Result<std::result::Result<CheckpointFiles, Problem>> {
-    use arrow::array::{Array as _, AsArray as _};
-    use arrow::datatypes::Int64Type;
-    let mut parts: Vec<&(StorePath, u64)> = parts.iter().collect();
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = CheckpointFiles {
-        live: HashMap::new(),
-        named: HashSet::new(),
-        sha256: String::new(),
-    };
-    let mut hasher = Sha256::new();
-    for (path, size) in parts {
-        let name = path.to_string();
-        let bad = |detail: String| {
-            Ok(Err(Problem {
-                kind: ProblemKind::RewrittenCheckpoint,
-                object: name.clone(),
-                detail,
-            }))
-        };
-        if *size > MAX_COMMIT_BYTES {
-            return bad(format!(
-                "{size} bytes: larger than any checkpoint auditlake reads"
-            ));
-        }
-        let bytes = get_whole(store, location, path, &name).await?;
-        hasher.update(&bytes);
-        let reader =
-            match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.build())
-            {
-                Ok(r) => r,
-                Err(e) => return bad(format!("not a readable checkpoint: {e}")),
-            };
-        for batch in reader {
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => return bad(format!("not a readable checkpoint: {e}")),
-            };
-            if let Some(remove) = batch
-                .column_by_name("remove")
-                .and_then(|c| c.as_struct_opt())
-                && let Some(paths) = remove
-                    .column_by_name("path")
-                    .and_then(|c| c.as_string_opt::<i32>())
-            {
-                for i in (0..remove.len()).filter(|&i| remove.is_valid(i) && paths.is_valid(i)) {
-                    out.named.insert(decode_path(paths.value(i)));
-                }
-            }
-            let Some(add) = batch.column_by_name("add").and_then(|c| c.as_struct_opt()) else {
-                continue;
-            };
-            let Some(paths) = add
-                .column_by_name("path")
-                .and_then(|c| c.as_string_opt::<i32>())
-            else {
-                return bad("not a readable checkpoint: add.path is not a string column".into());
-            };
-            let tags = add.column_by_name("tags").and_then(|c| c.as_map_opt());
-            let times = add
-                .column_by_name("modificationTime")
-                .and_then(|c| c.as_primitive_opt::<Int64Type>());
-            for i in (0..add.len()).filter(|&i| add.is_valid(i) && paths.is_valid(i)) {
-                let p = decode_path(paths.value(i));
-                let sha256 = tags.filter(|m| m.is_valid(i)).and_then(|m| {
-                    let entries = m.value(i);
-                    let keys = entries.column(0).as_string_opt::<i32>()?;
-                    let values = entries.column(1).as_string_opt::<i32>()?;
-                    (0..entries.len())
-                        .find(|&j| keys.value(j) == TAG_SHA256 && values.is_valid(j))
-                        .map(|j| values.value(j).to_owned())
-                });
-                let added_ms = times.filter(|t| t.is_valid(i)).map_or(0, |t| t.value(i));
-                out.named.insert(p.clone());
-                out.live.insert(p, Live { sha256, added_ms });
-            }
-        }
-    }
-    out.sha256 = hex::encode(hasher.finalize());
-    Ok(Ok(out))
-}
-
-/// Compares a checkpoint's files (its `add` rows) with the live files the log gives at its
-/// version, naming the checkpoint and what it hides, adds or re-hashes. A checkpoint that agrees
-/// is the report's `good_checkpoint` (the newest such).
-async fn check_checkpoint(
-    store: &dyn ObjectStore,
-    location: &str,
-    version: u64,
-    parts: &[(StorePath, u64)],
-    live: &HashMap<String, Live>,
-    report: &mut VerifyReport,
-) -> Result<()> {
-    let object = parts
-        .iter()
-        .map(|(p, _)| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let checkpoint = match read_checkpoint(store, location, parts).await? {
-        Ok(c) => c,
-        Err(problem) => {
-            report.problems.push(problem);
-            return Ok(());
-        }
-    };
-    let named = &checkpoint.live;
-    let mut hidden: Vec<&String> = live.keys().filter(|p| !named.contains_key(*p)).collect();
-    let mut added: Vec<&String> = named.keys().filter(|p| !live.contains_key(*p)).collect();
-    // A file the checkpoint names with another hash than the log's add recorded.
-    let mut rehashed: Vec<&String> = named
-        .iter()
-        .filter(|(p, f)| live.get(*p).is_some_and(|l| l.sha256 != f.sha256))
-        .map(|(p, _)| p)
-        .collect();
-    if hidden.is_empty() && added.is_empty() && rehashed.is_empty() {
-        report.good_checkpoint = Some(SealedCheckpoint {
-            version,
-            sha256: checkpoint.sha256,
-        });
-        return Ok(());
-    }
-    hidden.sort();
-    added.sort();
-    rehashed.sort();
-    let sample = |v: &[&String]| {
-        v.iter()
-            .take(3)
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut detail = format!("at version {version} the log has {} files", live.len());
-    if !hidden.is_empty() {
-        detail += &format!(
-            "; the checkpoint leaves out {} of them ({}), so Delta readers do not see them",
-            hidden.len(),
-            sample(&hidden)
-        );
-    }
-    if !added.is_empty() {
-        detail += &format!(
-            "; it names {} files the log does not ({})",
-            added.len(),
-            sample(&added)
-        );
-    }
-    if !rehashed.is_empty() {
-        detail += &format!(
-            "; it records another SHA-256 for {} ({})",
-            rehashed.len(),
-            sample(&rehashed)
-        );
-    }
-    report.problems.push(Problem {
-        kind: ProblemKind::RewrittenCheckpoint,
-        object,
-        detail,
-    });
-    Ok(())
-}
-
 fn decode_path(p: &str) -> String {
     percent_encoding::percent_decode_str(p)
         .decode_utf8_lossy()

@@ -19,10 +19,10 @@
 //! the partition's next compaction removes it).
 
 pub mod checkpoint;
+mod read;
 mod reader;
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,16 +30,16 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use object_store::path::Path as StorePath;
-use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt as _};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::decode::{DecodeOptions, Decoded, Decoder, Reject, SourcePosition};
+use crate::decode::{DecodeOptions, Reject, SourcePosition};
 use crate::error::{IngestError, Result};
-use crate::files::{Chunk, IngestOptions, decode_chunk, decompressing, read_chunks};
+use crate::files::IngestOptions;
 use crate::lake::Lake;
 use crate::lake::store::{block_on, build_store, parse_lake_url, path_in_store};
-use crate::pipeline::{Pipeline, SubmitError};
+use crate::pipeline::Pipeline;
 use crate::quarantine::QuarantineWriter;
 pub use checkpoint::{Checkpoint, ObjectMark, TAIL_BYTES};
 
@@ -464,185 +464,6 @@ impl ObjectSource {
         }
         opts
     }
-
-    /// Reads one object from `planned.start`, submitting what it decodes to the lake. `None`
-    /// when the object changed since it was listed (read at the next poll).
-    fn read_object(
-        &self,
-        planned: &Planned,
-        pipeline: &Pipeline,
-        quarantine: &mut QuarantineWriter,
-        outcome: &Arc<Outcome>,
-        on_progress: &mut dyn FnMut(&ObjectProgress),
-    ) -> Result<Option<ObjectRead>> {
-        let meta = &planned.meta;
-        let key = meta.location.to_string();
-        let options = GetOptions {
-            range: (planned.start > 0).then_some(GetRange::Offset(planned.start)),
-            ..GetOptions::default()
-        };
-        let got = block_on(self.store.get_opts(&meta.location, options))
-            .map_err(|e| self.storage_error("read", e))?;
-        if !same_etag(&got.meta.e_tag, &meta.e_tag) {
-            return Ok(None);
-        }
-        let size = got.meta.size;
-        let counted = Arc::new(AtomicU64::new(0));
-        let raw = reader::StreamReader::new(got.into_stream());
-        let gzip = Arc::new(AtomicBool::new(false));
-        let input = decompressing(
-            Box::new(reader::Sniff::new(raw, gzip.clone())),
-            counted.clone(),
-        )
-        .map_err(|e| IngestError::Input {
-            path: self.object_url(&key).into(),
-            source: e,
-        })?;
-        let source: Arc<str> = Arc::from(if planned.start > 0 {
-            format!("{}@{}", self.object_url(&key), planned.start)
-        } else {
-            self.object_url(&key)
-        });
-        let decode_opts = self.decode_options(&key);
-        let chunking = IngestOptions {
-            chunk_bytes: self.opts.chunk_bytes,
-            max_line_bytes: self.opts.max_line_bytes,
-            ..IngestOptions::new("default")?
-        };
-        let threads = self.opts.decode_threads.max(1);
-        let events = AtomicU64::new(0);
-        let rejected = AtomicU64::new(0);
-        let mut end = size;
-        let mut held_back = 0u64;
-        // As for files: this thread reads and cuts chunks, `threads` workers decode them, and one
-        // thread hands the results to the lake writer. Every queue is bounded, so memory stays
-        // flat whatever the object's size.
-        std::thread::scope(|scope| -> Result<()> {
-            let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Chunk>(threads);
-            let (out_tx, out_rx) = crossbeam_channel::bounded::<Decoded>(threads);
-            for _ in 0..threads {
-                let (rx, tx, opts) = (chunk_rx.clone(), out_tx.clone(), decode_opts.clone());
-                scope.spawn(move || {
-                    let mut decoder = Decoder::new(opts);
-                    for chunk in rx {
-                        if tx.send(decode_chunk(&mut decoder, &chunk)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop((chunk_rx, out_tx));
-            let (events, rejected) = (&events, &rejected);
-            let submitter = scope.spawn(move || -> Result<()> {
-                let mut failed = None;
-                for decoded in out_rx {
-                    // After a refusal, keep draining so the workers and the reader finish.
-                    if failed.is_some() {
-                        continue;
-                    }
-                    events.fetch_add(decoded.events, Ordering::Relaxed);
-                    rejected.fetch_add(decoded.rejects.len() as u64, Ordering::Relaxed);
-                    if let Err(e) = submit_direct(pipeline, decoded, outcome) {
-                        failed = Some(e);
-                    }
-                }
-                failed.map_or(Ok(()), Err)
-            });
-            // The last chunk waits until the end is known: a plain object being appended to
-            // may end in half a record, which stays for the next poll (a gzip object is read
-            // whole: its members are complete).
-            let mut held: Option<Chunk> = None;
-            let mut send = |chunk: Chunk| -> bool {
-                if let Some(prev) = held.replace(chunk)
-                    && chunk_tx.send(prev).is_err()
-                {
-                    return false;
-                }
-                on_progress(&ObjectProgress {
-                    bytes: counted.load(Ordering::Relaxed),
-                    events: events.load(Ordering::Relaxed),
-                    quarantined: rejected.load(Ordering::Relaxed),
-                });
-                true
-            };
-            let cluster = self.opts.decode.cluster.clone();
-            let mut oversized =
-                |pos: SourcePosition, held: &[u8], rest: &mut dyn io::Read| -> io::Result<usize> {
-                    let mut n = 0usize;
-                    let reason = format!("line longer than {} bytes", chunking.max_line_bytes);
-                    quarantine
-                        .write_streamed(&cluster, &reason, &pos, |w| {
-                            w.write_all(held)?;
-                            let copied = io::copy(rest, w)?;
-                            n = held.len() + copied as usize;
-                            Ok(n as u64)
-                        })
-                        .map_err(io::Error::other)?;
-                    Ok(n)
-                };
-            let (mut seq, mut decompressed) = (0u64, 0u64);
-            let read = read_chunks(
-                input,
-                &source,
-                &chunking,
-                &mut seq,
-                &mut send,
-                &mut oversized,
-                &mut decompressed,
-            );
-            if read.is_ok()
-                && let Some(mut last) = held
-            {
-                if !gzip.load(Ordering::Relaxed)
-                    && let Some(keep) = incomplete_tail(&last.data)
-                {
-                    held_back = (last.data.len() - keep) as u64;
-                    last.data.truncate(keep);
-                    end = size - held_back;
-                }
-                if !last.data.is_empty() {
-                    let _ = chunk_tx.send(last);
-                }
-            }
-            drop(chunk_tx);
-            let submitted = submitter
-                .join()
-                .map_err(|_| IngestError::Internal("object submitter panicked".into()))?;
-            read.map_err(|e| IngestError::Input {
-                path: self.object_url(&key).into(),
-                source: e,
-            })?;
-            submitted
-        })?;
-        let mut state = ObjectProgress {
-            bytes: 0,
-            events: events.into_inner(),
-            quarantined: rejected.into_inner(),
-        };
-        let from = end.saturating_sub(TAIL_BYTES);
-        let tail = if end == 0 {
-            Vec::new()
-        } else {
-            block_on(self.store.get_range(&meta.location, from..end))
-                .map_err(|e| self.storage_error("read", e))?
-                .to_vec()
-        };
-        state.bytes = counted.load(Ordering::Relaxed);
-        on_progress(&state);
-        Ok(Some(ObjectRead {
-            bytes: state.bytes,
-            events: state.events,
-            quarantined: state.quarantined,
-            held_back,
-            mark: ObjectMark {
-                etag: meta.e_tag.clone(),
-                size,
-                offset: end,
-                tail_sha256: sha256_hex(&tail),
-                modified: meta.last_modified.to_rfc3339(),
-            },
-        }))
-    }
 }
 
 /// Submissions to the lake that it lost (a failed flush) since the last round.
@@ -664,34 +485,6 @@ struct ObjectRead {
     quarantined: u64,
     held_back: u64,
     mark: ObjectMark,
-}
-
-/// Hands decoded events to the lake writer, waiting while it is over its memory bound.
-fn submit_direct(
-    pipeline: &Pipeline,
-    decoded: crate::decode::Decoded,
-    outcome: &Arc<Outcome>,
-) -> Result<()> {
-    loop {
-        match pipeline.refusal() {
-            None => break,
-            Some(SubmitError::Overloaded(_)) => std::thread::sleep(Duration::from_millis(50)),
-            Some(SubmitError::Unavailable(why)) => {
-                return Err(IngestError::Internal(format!(
-                    "the lake refuses data: {why}"
-                )));
-            }
-        }
-    }
-    let outcome = outcome.clone();
-    let done = Box::new(move |ok: bool| {
-        if !ok {
-            outcome.lost.fetch_add(1, Ordering::AcqRel);
-        }
-    });
-    pipeline
-        .submit_direct(decoded, done)
-        .map_err(|e| IngestError::Internal(format!("the lake refuses data: {e}")))
 }
 
 /// Where the complete records of `data` (the end of a plain object) stop, when its last line

@@ -153,15 +153,7 @@ impl Flusher {
                     }
                 }
                 Ok(FlushMsg::FlushNow(reply)) => {
-                    let result = match self.writer.is_some() {
-                        false => Err("lake writer is recovering".to_owned()),
-                        true => self.flush().map_err(|e| {
-                            let msg = e.to_string();
-                            self.fail("flush", e);
-                            msg
-                        }),
-                    };
-                    let _ = reply.send(result);
+                    let _ = reply.send(self.flush_now());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -181,7 +173,24 @@ impl Flusher {
                 self.fail("flush", e);
             }
         }
-        // Shutdown: everything the WAL accepted is in the channel we just drained.
+        self.finish()
+    }
+
+    /// A flush asked for (`Pipeline::flush`): refused while the writer is recovering.
+    fn flush_now(&mut self) -> std::result::Result<(), String> {
+        match self.writer.is_some() {
+            false => Err("lake writer is recovering".to_owned()),
+            true => self.flush().map_err(|e| {
+                let msg = e.to_string();
+                self.fail("flush", e);
+                msg
+            }),
+        }
+    }
+
+    /// Shutdown: everything the WAL accepted is in the channel we just drained. Returns the
+    /// highest seq in the lake.
+    fn finish(&mut self) -> Result<u64> {
         if self.writer.is_none() {
             self.recover();
         } else if let Err(e) = self.flush() {

@@ -278,31 +278,7 @@ impl Pipeline {
             compact::clean_staging(lake)?;
         }
         let (compact_tx, compact_rx) = crossbeam_channel::bounded::<CompactRequest>(1);
-        let compact_thread = match opts.compact.clone() {
-            None => None,
-            Some((copts, every)) => {
-                let shared = shared.clone();
-                let lake = lake.clone();
-                let observer = observer.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("compact".into())
-                        .spawn(move || {
-                            compact_loop(
-                                &lake,
-                                &copts,
-                                every,
-                                &shared,
-                                compact_tx,
-                                observer.as_ref(),
-                            )
-                        })
-                        .map_err(|e| {
-                            IngestError::Internal(format!("spawn compaction thread: {e}"))
-                        })?,
-                )
-            }
-        };
+        let compact_thread = spawn_compaction(lake, &opts, &shared, compact_tx, &observer)?;
         let flush_thread = {
             let shared = shared.clone();
             let opts = opts.clone();
@@ -486,6 +462,33 @@ impl Pipeline {
         }
         Ok(flushed)
     }
+}
+
+/// Starts the background compaction thread when `opts.compact` asks for one: it prepares merges
+/// and sends them to the flush thread over `compact_tx`.
+fn spawn_compaction(
+    lake: &Lake,
+    opts: &PipelineOptions,
+    shared: &Arc<Shared>,
+    compact_tx: Sender<CompactRequest>,
+    observer: &Arc<dyn PipelineObserver>,
+) -> Result<Option<JoinHandle<()>>> {
+    Ok(match opts.compact.clone() {
+        None => None,
+        Some((copts, every)) => {
+            let shared = shared.clone();
+            let lake = lake.clone();
+            let observer = observer.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("compact".into())
+                    .spawn(move || {
+                        compact_loop(&lake, &copts, every, &shared, compact_tx, observer.as_ref())
+                    })
+                    .map_err(|e| IngestError::Internal(format!("spawn compaction thread: {e}")))?,
+            )
+        }
+    })
 }
 
 impl Drop for Pipeline {

@@ -128,16 +128,7 @@ pub(super) fn wal_loop(
     while !stop {
         if last_disk_check.elapsed() >= Duration::from_millis(500) {
             last_disk_check = Instant::now();
-            let dir = if state.dir.exists() {
-                state.dir.as_path()
-            } else {
-                state.dir.parent().unwrap_or(&state.dir)
-            };
-            if let Some(free) = free_disk_bytes(dir) {
-                shared
-                    .low_disk
-                    .store(free < opts.min_free_disk_bytes, Ordering::Relaxed);
-            }
+            check_disk(&state, shared, opts);
         }
         let first = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => m,
@@ -214,7 +205,26 @@ pub(super) fn wal_loop(
             }
         }
     }
-    // Refuse what is still queued (shutdown): those senders get an error and retry elsewhere.
+    refuse_queued(&rx, shared);
+    state
+}
+
+/// Flags the pipeline low on disk when the WAL's filesystem has less than `min_free_disk_bytes`.
+fn check_disk(state: &WalState, shared: &Shared, opts: &PipelineOptions) {
+    let dir = if state.dir.exists() {
+        state.dir.as_path()
+    } else {
+        state.dir.parent().unwrap_or(&state.dir)
+    };
+    if let Some(free) = free_disk_bytes(dir) {
+        shared
+            .low_disk
+            .store(free < opts.min_free_disk_bytes, Ordering::Relaxed);
+    }
+}
+
+/// Refuses what is still queued (shutdown): those senders get an error and retry elsewhere.
+fn refuse_queued(rx: &Receiver<WalMsg>, shared: &Shared) {
     while let Ok(msg) = rx.try_recv() {
         if let WalMsg::Append {
             record,
@@ -232,5 +242,4 @@ pub(super) fn wal_loop(
             ack(Err("shutting down".into()));
         }
     }
-    state
 }
