@@ -88,7 +88,8 @@ class Cluster:
         self.procs = []
         self.logs = []
         self.spawn(["ballista", "scheduler", "--lake", lake, "--listen", f"127.0.0.1:{self.port}",
-                    "--metrics-listen", f"127.0.0.1:{self.metrics}"], "scheduler")
+                    "--metrics-listen", f"127.0.0.1:{self.metrics}",
+                    "--scheduling", args.scheduling], "scheduler")
         wait_for(lambda: scrape(self.metrics) is not None, "the scheduler's start")
 
     def spawn(self, argv, name):
@@ -101,6 +102,7 @@ class Cluster:
         flight, grpc = free_port(), free_port()
         self.spawn(["ballista", "executor", "--lake", self.lake, "--scheduler", self.engine,
                     "--listen", f"127.0.0.1:{flight}", "--grpc-port", str(grpc), "--vcores", "2",
+                    "--scheduling", self.args.scheduling,
                     "--work-dir", os.path.join(self.work, f"executor-{i}")], f"executor-{i}")
         wait_for(lambda: (scrape(self.metrics) or {}).get("auditlake_ballista_executors") == i,
                  f"executor {i}'s registration")
@@ -189,7 +191,8 @@ def fit(points):
 def render(results, args):
     lines = [
         f"Written by `benches/ballista_bench.py` ({args.bin}) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{os.cpu_count()} cores; best of {args.repeat} runs each; every run printed the same findings.",
+        f"{os.cpu_count()} cores, `--scheduling {args.scheduling}`; best of {args.repeat} runs each; every run "
+        "printed the same findings.",
         "",
         "| events | engine | pack wall time (best) | every run | vs local | jobs | mean job | mean planning |",
         "|---:|---|---:|---|---:|---:|---:|---:|",
@@ -221,6 +224,8 @@ def main():
     ap.add_argument("--bin", default="target/release/auditlake")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--work", default="bench-out/ballista")
+    ap.add_argument("--scheduling", choices=["pull", "push"], default="pull",
+                    help="how the cluster hands out tasks (auditlake's default: pull)")
     ap.add_argument("--json", action="store_true", help="print the raw numbers as JSON too")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)

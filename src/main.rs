@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod config;
 mod generate;
+mod options;
 mod pack;
 mod secret;
 

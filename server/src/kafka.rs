@@ -312,14 +312,23 @@ fn store_durable(consumer: &BaseConsumer<Ctx>, durable: &Durable, epochs: &Epoch
     stored
 }
 
-/// Runs the consumer on its own thread until `stop` is set.
+/// What a consumer read before it stopped (what `auditlake ingest --kafka` reports).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaSummary {
+    pub messages: u64,
+    pub events: u64,
+    pub quarantined: u64,
+}
+
+/// Runs the consumer on its own thread until `stop` is set (or, with `until_caught_up`, until
+/// it has read every partition to its end); the thread returns what it read.
 pub fn start(
     opts: KafkaOptions,
     pipeline: Arc<Pipeline>,
     decode: DecodeOptions,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<KafkaSummary>, String> {
     let durable: Durable = Arc::default();
     let epochs: Epochs = Arc::default();
     let mut config = ClientConfig::new();
@@ -391,6 +400,8 @@ struct Pending {
     /// By (cluster, whether configuration named it).
     decoders: HashMap<(String, bool), Decoder>,
     catch_up: CatchUp,
+    /// (events, quarantined records) of the last message decoded.
+    last_counts: (u64, u64),
 }
 
 impl Pending {
@@ -490,7 +501,8 @@ fn run(
     epochs: Epochs,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) {
+) -> KafkaSummary {
+    let mut summary = KafkaSummary::default();
     let mut pending = Pending::default();
     let mut paused = false;
     let mut checked = std::time::Instant::now();
@@ -554,6 +566,10 @@ fn run(
             }
         };
         let payload_len = decode_message(&msg, &opts, &decode, &mut pending, &metrics);
+        let (events, quarantined) = pending.last_counts;
+        summary.messages += 1;
+        summary.events += events;
+        summary.quarantined += quarantined;
         let (topic, partition) = (msg.topic().to_owned(), msg.partition());
         let epoch = epochs
             .lock()
@@ -569,6 +585,7 @@ fn run(
     pending.submit(&pipeline, &durable, &consumer);
     // Shutdown: make everything read durable, store and commit its offsets.
     flush_and_commit(&consumer, &pipeline, &durable, &epochs, "shutdown");
+    summary
 }
 
 /// Decodes one message with the decoder of its cluster, counting its events, quarantined
@@ -610,17 +627,22 @@ fn decode_message(
     let topic_label = TopicLabel {
         topic: msg.topic().to_owned(),
     };
+    let (events, quarantined) = (
+        events_after - events_before,
+        rejects_after.saturating_sub(rejects_before) as u64,
+    );
     metrics.kafka_messages.get_or_create(&topic_label).inc();
     metrics
         .kafka_events
         .get_or_create(&topic_label)
-        .inc_by(events_after - events_before);
-    if rejects_after > rejects_before {
+        .inc_by(events);
+    if quarantined > 0 {
         metrics
             .kafka_quarantined
             .get_or_create(&topic_label)
-            .inc_by((rejects_after - rejects_before) as u64);
+            .inc_by(quarantined);
     }
+    pending.last_counts = (events, quarantined);
     payload.len()
 }
 

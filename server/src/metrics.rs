@@ -124,21 +124,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Messages, events and quarantined records read from `topics` so far.
-    pub fn kafka_totals(&self, topics: &[String]) -> (u64, u64, u64) {
-        let total = |f: &Family<TopicLabel, Counter>| -> u64 {
-            topics
-                .iter()
-                .map(|t| f.get_or_create(&TopicLabel { topic: t.clone() }).get())
-                .sum()
-        };
-        (
-            total(&self.kafka_messages),
-            total(&self.kafka_events),
-            total(&self.kafka_quarantined),
-        )
-    }
-
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("auditlake");
         let m = Metrics {

@@ -28,6 +28,9 @@ use serde_json::json;
 use crate::auth::{AuthError, AuthPolicy, ConnInfo};
 use crate::metrics::{ClusterLabel, CodeLabel, Metrics, SourceLabel};
 
+mod refusal;
+use refusal::WebhookError;
+
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub auth: AuthPolicy,
@@ -108,7 +111,15 @@ async fn receive(
     req: Request,
 ) -> Response {
     let started = Instant::now();
-    let response = receive_inner(&st, path_cluster.as_deref(), &conn, req, started).await;
+    let response = match receive_inner(&st, path_cluster.as_deref(), &conn, req, started).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            if let Some(reason) = refusal.reason() {
+                st.metrics.refused(reason);
+            }
+            refusal.into_response()
+        }
+    };
     st.metrics
         .requests
         .get_or_create(&CodeLabel {
@@ -124,20 +135,14 @@ async fn receive_inner(
     conn: &ConnInfo,
     req: Request,
     started: Instant,
-) -> Response {
+) -> Result<Response, WebhookError> {
     // Authenticate before reading the body: an unauthenticated sender costs no body buffering.
-    let (cluster, bound) = match authenticate(st, path_cluster, conn, &req) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let (cluster, bound) = authenticate(st, path_cluster, conn, &req)?;
     if let Some(refusal) = st.pipeline.refusal() {
-        return refuse(st, &refusal);
+        return Err(refuse(st, &refusal));
     }
     let (parts, body) = req.into_parts();
-    let body = match read_request_body(st, body, &parts.headers).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = read_request_body(st, body, &parts.headers).await?;
     let framing = framing(&parts.headers);
     let request_id = ulid::Ulid::generate().to_string();
     let source = wal_source("webhook", &request_id, framing);
@@ -149,38 +154,25 @@ async fn receive_inner(
     let (body, decoded) = {
         let cluster = cluster.clone();
         let source = source.clone();
-        match tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let d = decode_body(&decode_opts, &cluster, &source, received_at, &body, framing);
             (body, d)
         })
         .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("decoder panicked: {e}"),
-                );
-            }
-        }
+        .map_err(|e| WebhookError::DecoderPanicked(e.to_string()))?
     };
     if decoded.cluster_conflicts > 0 {
-        return refuse_cluster_mismatch(st, &decoded, &source, &cluster);
+        return Err(refuse_cluster_mismatch(st, &decoded, &source, &cluster));
     }
     let events = decoded.events;
     let quarantined = decoded.rejects.len() as u64;
-    // The body as a whole is not audit JSON: no item position on its one reject.
-    let body_reject = (events == 0
-        && quarantined == 1
-        && decoded.rejects[0].position.item.is_none()
-        && decoded.rejects[0].position.line.is_none())
-    .then(|| decoded.rejects[0].reason.clone());
+    let body_reject = decoded.body_rejected().map(str::to_owned);
     if events == 0 && quarantined == 0 {
-        return (
+        return Ok((
             StatusCode::OK,
             axum::Json(json!({"events": 0, "quarantined": 0})),
         )
-            .into_response();
+            .into_response());
     }
     let label = ClusterLabel {
         cluster: cluster.to_string(),
@@ -200,30 +192,24 @@ async fn receive_inner(
         }),
     );
     if let Err(refusal) = submitted {
-        return refuse(st, &refusal);
+        return Err(refuse(st, &refusal));
     }
     let durable = match rx.await {
         Ok(Ok(d)) => d,
-        Ok(Err(m)) => {
-            st.metrics.refused("unavailable");
-            return retry_later(st, m);
-        }
+        Ok(Err(m)) => return Err(retry_later(st, "unavailable", m)),
         Err(_) => {
-            st.metrics.refused("unavailable");
-            return retry_later(st, "the write-ahead log stopped".into());
+            return Err(retry_later(
+                st,
+                "unavailable",
+                "the write-ahead log stopped".into(),
+            ));
         }
     };
     record_durable(st, &label, started, body_len, events, quarantined);
     if let Some(reason) = body_reject {
-        st.metrics.refused("bad_body");
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "body is not an audit Event, EventList or array of events: {reason} (quarantined as {request_id})"
-            ),
-        );
+        return Err(WebhookError::NotAudit { reason, request_id });
     }
-    (
+    Ok((
         StatusCode::OK,
         axum::Json(json!({
             "request_id": request_id,
@@ -232,40 +218,28 @@ async fn receive_inner(
             "wal_seq": durable.seq,
         })),
     )
-        .into_response()
+        .into_response())
 }
 
 /// Who sends: the cluster the request writes and whether its credential binds it, or the
 /// refusal (401, 403, 400).
-#[allow(clippy::result_large_err)] // the refusal is the response, as `receive_inner` returns it
 fn authenticate(
     st: &AppState,
     path_cluster: Option<&str>,
     conn: &ConnInfo,
     req: &Request,
-) -> Result<(Arc<str>, bool), Response> {
+) -> Result<(Arc<str>, bool), WebhookError> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    match st.auth.resolve_binding(path_cluster, conn, authorization) {
-        Ok(c) => Ok(c),
-        Err(AuthError::Unauthenticated(m)) => {
-            st.metrics.refused("unauthenticated");
-            let mut r = error(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(r)
-        }
-        Err(AuthError::Forbidden(m)) => {
-            st.metrics.refused("forbidden");
-            Err(error(StatusCode::FORBIDDEN, m))
-        }
-        Err(AuthError::BadCluster(m)) => {
-            st.metrics.refused("bad_body");
-            Err(error(StatusCode::BAD_REQUEST, m))
-        }
-    }
+    st.auth
+        .resolve_binding(path_cluster, conn, authorization)
+        .map_err(|e| match e {
+            AuthError::Unauthenticated(m) => WebhookError::Unauthenticated(m),
+            AuthError::Forbidden(m) => WebhookError::Forbidden(m),
+            AuthError::BadCluster(m) => WebhookError::BadCluster(m),
+        })
 }
 
 /// The request body, read within `body_timeout` and `max_body_bytes`, or the refusal (408, 413,
@@ -274,35 +248,16 @@ async fn read_request_body(
     st: &AppState,
     body: Body,
     headers: &HeaderMap,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, WebhookError> {
     let read = read_body(body, headers, st.max_body_bytes);
-    match tokio::time::timeout(st.body_timeout, read)
+    tokio::time::timeout(st.body_timeout, read)
         .await
         .unwrap_or(Err(BodyError::TimedOut))
-    {
-        Ok(b) => Ok(b),
-        Err(BodyError::TimedOut) => {
-            st.metrics.refused("body_timeout");
-            Err(error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} s",
-                    st.body_timeout.as_secs()
-                ),
-            ))
-        }
-        Err(BodyError::TooLarge) => {
-            st.metrics.refused("too_large");
-            Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {} bytes", st.max_body_bytes),
-            ))
-        }
-        Err(BodyError::Bad(m)) => {
-            st.metrics.refused("bad_body");
-            Err(error(StatusCode::BAD_REQUEST, m))
-        }
-    }
+        .map_err(|e| match e {
+            BodyError::TimedOut => WebhookError::BodyTimeout(st.body_timeout.as_secs()),
+            BodyError::TooLarge => WebhookError::TooLarge(st.max_body_bytes),
+            BodyError::Bad(m) => WebhookError::BadBody(m),
+        })
 }
 
 /// Evidence for one cluster never lands in another: refuses the whole request (403), stores
@@ -312,9 +267,8 @@ fn refuse_cluster_mismatch(
     decoded: &auditlake_ingest::decode::Decoded,
     source: &Arc<str>,
     cluster: &Arc<str>,
-) -> Response {
+) -> WebhookError {
     let named = decoded.conflicting_cluster.as_deref().unwrap_or("?");
-    st.metrics.refused("cluster_mismatch");
     st.metrics
         .cluster_mismatch
         .get_or_create(&SourceLabel { source: "webhook" })
@@ -325,13 +279,10 @@ fn refuse_cluster_mismatch(
         named,
         events: decoded.cluster_conflicts,
     });
-    error(
-        StatusCode::FORBIDDEN,
-        format!(
-            "the payload names cluster {named:?}, but this request may write only {:?}",
-            &**cluster
-        ),
-    )
+    WebhookError::ClusterMismatch {
+        named: named.to_owned(),
+        bound: cluster.to_string(),
+    }
 }
 
 /// Counts a durable request: the time to its acknowledgement, its bytes, events and quarantined
@@ -363,19 +314,20 @@ fn record_durable(
     }
 }
 
-fn refuse(st: &AppState, refusal: &SubmitError) -> Response {
-    st.metrics.refused(match refusal {
+fn refuse(st: &AppState, refusal: &SubmitError) -> WebhookError {
+    let reason = match refusal {
         SubmitError::Overloaded(_) => "overloaded",
         SubmitError::Unavailable(_) => "unavailable",
-    });
-    retry_later(st, refusal.to_string())
+    };
+    retry_later(st, reason, refusal.to_string())
 }
 
-fn retry_later(st: &AppState, message: String) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(st.retry_after_secs));
-    r
+fn retry_later(st: &AppState, reason: &'static str, message: String) -> WebhookError {
+    WebhookError::RetryLater {
+        reason,
+        message,
+        after_secs: st.retry_after_secs,
+    }
 }
 
 enum BodyError {

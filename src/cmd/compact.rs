@@ -5,8 +5,8 @@ use auditlake_ingest::compact_lake;
 
 use crate::EXIT_OK;
 use crate::cli::CompactArgs;
-use crate::cmd::ingest::ingest_options;
 use crate::config::Config;
+use crate::options::ingest_options;
 
 pub fn run(config: &Config, args: CompactArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;

@@ -10,9 +10,9 @@ use auditlake_query::{OutputFormat, open_lake_at, write_batches};
 use chrono::Utc;
 
 use crate::cli::DetectArgs;
-use crate::cmd::query::session_options;
 use crate::cmd::rules::{LoadedPack, load_pack, warn_expired};
 use crate::config::Config;
+use crate::options::session_options;
 use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 pub fn run(config: &Config, args: DetectArgs) -> anyhow::Result<u8> {

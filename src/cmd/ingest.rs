@@ -3,53 +3,13 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use auditlake_ingest::{IngestOptions, IngestReport, Input, Lake, ingest};
+use auditlake_ingest::{IngestReport, Input, Lake, ingest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::IngestArgs;
 use crate::config::Config;
+use crate::options::{ingest_options, object_source_options};
 use crate::{EXIT_ERROR, EXIT_OK};
-
-/// Ingest options from config file and flags.
-pub fn ingest_options(
-    config: &Config,
-    cluster_flag: Option<&str>,
-    no_redact: bool,
-) -> anyhow::Result<IngestOptions> {
-    let c = &config.ingest;
-    let cluster = cluster_flag.or(c.cluster.as_deref()).unwrap_or("default");
-    let mut opts = IngestOptions::new(cluster)?;
-    // An operator who names the cluster means it; otherwise an EKS/AKS/GKE export that names its
-    // cluster is believed (one file or topic may hold several clusters).
-    opts.decode.envelope_cluster = cluster_flag.is_none() && c.cluster.is_none();
-    opts.decode.redact_secrets = !no_redact && c.redact_secrets.unwrap_or(true);
-    if let Some(n) = c.decode_threads {
-        opts.decode_threads = n;
-    }
-    if let Some(n) = c.max_line_mb {
-        opts.max_line_bytes = n << 20;
-    }
-    let w = &mut opts.writer;
-    if let Some(n) = c.max_file_rows {
-        w.max_file_rows = n;
-    }
-    if let Some(n) = c.row_group_mb {
-        w.row_group_bytes = n << 20;
-    }
-    if let Some(n) = c.max_buffer_mb {
-        w.max_buffer_bytes = n << 20;
-    }
-    if let Some(n) = c.row_group_rows {
-        w.row_group_rows = n;
-    }
-    if let Some(n) = c.zstd_level {
-        w.zstd_level = n;
-    }
-    if let Some(n) = c.bulk_zstd_level {
-        w.bulk_zstd_level = n;
-    }
-    Ok(opts)
-}
 
 pub fn run(config: &Config, args: IngestArgs) -> anyhow::Result<u8> {
     if let Some(brokers) = &args.kafka {
@@ -179,13 +139,16 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
 
     use anyhow::Context;
     use auditlake_ingest::{NoObserver, Pipeline, PipelineOptions};
+    use auditlake_server::kafka::KafkaSummary;
+
+    use crate::options::kafka_options;
     use auditlake_server::metrics::Metrics;
 
     let lake = config.lake(args.lake.lake.as_deref())?;
     let ingest = ingest_options(config, args.cluster.as_deref(), args.no_redact_secrets)?;
     let default_section = crate::config::KafkaSection::default();
     let section = config.kafka.as_ref().unwrap_or(&default_section);
-    let mut opts = crate::cmd::serve::kafka_options(section, None);
+    let mut opts = kafka_options(section, None);
     opts.brokers = brokers.to_owned();
     if !args.topics.is_empty() {
         opts.topics = args.topics.clone();
@@ -222,10 +185,19 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
         stop,
     )
     .map_err(anyhow::Error::msg)?;
-    let _ = consumer.join();
+    let read = consumer.join();
     pipeline.shutdown()?;
+    let Ok(KafkaSummary {
+        messages,
+        events,
+        quarantined,
+    }) = read
+    else {
+        anyhow::bail!(
+            "the Kafka consumer stopped on a panic (its offsets were not committed past what is durable)"
+        );
+    };
     let secs = started.elapsed().as_secs_f64();
-    let (messages, events, quarantined) = metrics.kafka_totals(&topics);
     if args.json {
         println!(
             "{}",
@@ -243,50 +215,6 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
         );
     }
     Ok(EXIT_OK)
-}
-
-/// The options of the object-storage source at `url`: its `[[sources.object_store]]` entry when
-/// there is one (cluster binding, storage settings), else the lake's storage settings when the
-/// lake lives in the same kind of store. `--cluster` binds the cluster as for files.
-pub fn object_source_options(
-    config: &Config,
-    url: &str,
-    cluster_flag: Option<&str>,
-    no_redact: bool,
-) -> anyhow::Result<auditlake_ingest::objects::ObjectSourceOptions> {
-    use auditlake_ingest::objects::ObjectSourceOptions;
-    let normalized = |u: &str| u.trim_end_matches('/').to_owned();
-    let section = config
-        .sources
-        .object_store
-        .iter()
-        .find(|s| normalized(&s.url) == normalized(url));
-    let bound = cluster_flag.or(section.and_then(|s| s.cluster.as_deref()));
-    let files = ingest_options(config, bound, no_redact)?;
-    let mut decode = files.decode;
-    if bound.is_none() && section.is_some() {
-        // An entry without a cluster leaves it to the envelope, whatever `ingest.cluster` says
-        // (which still serves as the fallback name).
-        decode.envelope_cluster = true;
-    }
-    let mut opts = ObjectSourceOptions::new(url, decode)?;
-    opts.decode_threads = files.decode_threads;
-    let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    let lake_spec = config.lake_path(None);
-    opts.storage = match section.and_then(|s| s.storage.as_ref()) {
-        Some(storage) => crate::config::exposed(storage),
-        None if scheme(&lake_spec.to_string_lossy()) == scheme(url) => {
-            crate::config::exposed(&config.lake.storage)
-        }
-        None => Default::default(),
-    };
-    if let Some(n) = config.ingest.max_line_mb {
-        opts.max_line_bytes = n << 20;
-    }
-    if let Some(n) = section.and_then(|s| s.round_mb) {
-        opts.round_bytes = n << 20;
-    }
-    Ok(opts)
 }
 
 /// `ingest s3://…|gs://…|az://…`: everything not read yet (per each source's checkpoint in the

@@ -7,8 +7,8 @@ use auditlake_server::pg::{PgOptions, PgServer};
 
 use crate::EXIT_OK;
 use crate::cli::PgArgs;
-use crate::cmd::query::session_options;
 use crate::config::Config;
+use crate::options::session_options;
 
 /// `[postgres]` with the flag's listen address on top.
 pub fn pg_options(config: &Config, listen: Option<&str>) -> PgOptions {

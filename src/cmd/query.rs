@@ -8,22 +8,8 @@ use auditlake_query::{QueryError, SessionOptions, open_lake_at, run_sql, write_b
 
 use crate::cli::QueryArgs;
 use crate::config::Config;
+use crate::options::session_options;
 use crate::{EXIT_ERROR, EXIT_OK};
-
-/// Session options from the config file, on the local engine. The commands a person runs over
-/// a large lake (`query`, `detect`, `report`, `shell`, `timeline`) then take `--engine` or
-/// `[query] engine`; serve's scheduler and the PostgreSQL endpoint stay local: their queries
-/// are small and frequent, where a cluster's per-job cost (~0.1 s and up) would dominate.
-pub fn session_options(config: &Config) -> SessionOptions {
-    let mut opts = SessionOptions::default();
-    if let Some(n) = config.query.target_partitions {
-        opts.target_partitions = n;
-    }
-    if let Some(p) = config.query.pushdown_filters {
-        opts.pushdown_filters = p;
-    }
-    opts
-}
 
 pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
@@ -71,26 +57,4 @@ pub fn run(config: &Config, args: QueryArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use auditlake_query::Engine;
-
-    /// `[query] engine` sends the commands a person runs to the cluster; the sessions of serve's
-    /// scheduler and of the PostgreSQL endpoint (built from `session_options` alone) stay local.
-    #[test]
-    fn query_engine_reaches_the_commands_but_not_serve_or_pg() {
-        let config = Config::parse("[query]\nengine = \"ballista://sched:50051\"\n").unwrap();
-        assert_eq!(session_options(&config).engine, Engine::Local);
-        let cluster = Engine::Ballista {
-            host: "sched".into(),
-            port: 50051,
-        };
-        assert_eq!(config.engine(None).unwrap(), cluster);
-        assert_eq!(config.engine(Some("local")).unwrap(), Engine::Local);
-        let err = Config::parse("[query]\nengine = \"spark://x\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("query.engine"), "{err:#}");
-    }
 }

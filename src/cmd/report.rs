@@ -8,8 +8,8 @@ use auditlake_report::{ReportFormat, ReportWindow, render, run_report, write_ato
 use chrono::Utc;
 
 use crate::cli::ReportArgs;
-use crate::cmd::query::session_options;
 use crate::config::Config;
+use crate::options::session_options;
 use crate::{EXIT_ERROR, EXIT_OK};
 
 pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {

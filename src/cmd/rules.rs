@@ -12,8 +12,8 @@ use auditlake_detect::{DetectError, Detector, PackConfig, Rule, Source, Suppress
 use auditlake_query::open_lake;
 
 use crate::cli::{RulesCommand, RulesDirArg};
-use crate::cmd::query::session_options;
 use crate::config::Config;
+use crate::options::session_options;
 use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 /// The rules of a run with the config's `[detect]` settings, checked against each other.

@@ -17,8 +17,8 @@ use datafusion::prelude::SessionContext;
 
 use crate::EXIT_OK;
 use crate::cli::ShellArgs;
-use crate::cmd::query::session_options;
 use crate::config::Config;
+use crate::options::session_options;
 
 const HELP: &str = "\
 Statements end with ';' and may span lines.

@@ -12,8 +12,8 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::cli::TimelineArgs;
-use crate::cmd::query::session_options;
 use crate::config::Config;
+use crate::options::session_options;
 use crate::{EXIT_ERROR, EXIT_OK};
 
 /// Who or what the timeline follows, as SQL over `requests` and as words.
@@ -190,26 +190,7 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
         engine: config.engine(args.engine.engine.as_deref())?,
         ..session_options(config)
     };
-    // Watches are long-running reads a client re-opens all the time: counted, not listed.
-    let routine = if args.all {
-        String::new()
-    } else {
-        " AND verb <> 'watch'".to_owned()
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM requests WHERE {cond}{routine} ORDER BY stage_at, audit_id LIMIT {}",
-        args.limit + 1
-    );
-    let counts_sql = format!(
-        "SELECT count(*) AS requests, count(*) FILTER (WHERE response_code >= 400) AS refused, \
-         count(*) FILTER (WHERE verb = 'watch') AS watches, count(DISTINCT source_ip) AS addresses, \
-         min(stage_at) AS first_at, max(stage_at) AS last_at FROM requests WHERE {cond}"
-    );
-    let findings_sql = format!(
-        "SELECT evidence_id AS audit_id, rule_id, severity \
-         FROM (SELECT unnest(evidence_audit_ids) AS evidence_id, rule_id, severity FROM findings) \
-         WHERE evidence_id IN (SELECT audit_id FROM requests WHERE {cond})"
-    );
+    let [sql, counts_sql, findings_sql] = queries(&cond, &args);
     let rt = super::runtime()?;
     let result = rt.block_on(async {
         let ctx = open_lake_at(&lake, &opts).await?;
@@ -225,29 +206,9 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_ERROR);
         }
     };
-    let to_maps = |batches: &[datafusion::arrow::array::RecordBatch]| -> anyhow::Result<Vec<BTreeMap<String, Value>>> {
-        let (cols, rows) = batches_to_rows(batches).map_err(anyhow::Error::msg)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| cols.iter().cloned().zip(r).collect())
-            .collect())
-    };
     let rows = to_maps(&rows)?;
     let counts = to_maps(&counts)?.into_iter().next().unwrap_or_default();
-    let mut flagged: HashMap<String, Vec<String>> = HashMap::new();
-    for f in to_maps(&findings)? {
-        if let (Some(id), Some(rule), Some(sev)) = (
-            text(&f, "audit_id"),
-            text(&f, "rule_id"),
-            text(&f, "severity"),
-        ) {
-            let entry = flagged.entry(id).or_default();
-            let label = format!("{rule} ({sev})");
-            if !entry.contains(&label) {
-                entry.push(label);
-            }
-        }
-    }
+    let flagged = flagged_events(to_maps(&findings)?);
 
     let truncated = rows.len() > args.limit;
     let lines: Vec<Line> = rows.iter().take(args.limit).map(describe).collect();
@@ -263,95 +224,186 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
         }
         return Ok(EXIT_OK);
     }
-
     // Every text field is what some client sent (a user agent, a typed exec command): the
     // terminal gets it with control characters shown, never interpreted.
     let lines: Vec<Line> = lines.iter().map(Line::for_terminal).collect();
-    let n = |k: &str| counts.get(k).and_then(Value::as_i64).unwrap_or(0);
-    if n("requests") == 0 {
-        writeln!(out, "Timeline of {title}: no requests in this window.")?;
-        return Ok(EXIT_OK);
-    }
-    writeln!(
-        out,
-        "Timeline of {title}: {} requests ({} refused) from {} address(es), {} → {}",
-        n("requests"),
-        n("refused"),
-        n("addresses"),
-        text(&counts, "first_at").unwrap_or_default(),
-        text(&counts, "last_at").unwrap_or_default(),
-    )?;
-    let actor_width = lines
-        .iter()
-        .map(|l| l.actor.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(40);
-    let mut date = "";
-    let mut client: Option<(String, String)> = None;
-    let mut i = 0;
-    while i < lines.len() {
-        let l = &lines[i];
-        // Fold a run of the same request (same actor, action, outcome, client).
-        let mut j = i + 1;
-        while j < lines.len()
-            && lines[j].actor == l.actor
-            && lines[j].action == l.action
-            && lines[j].code == l.code
-            && lines[j].ip == l.ip
-            && !flagged.contains_key(&lines[j].audit_id)
-        {
-            j += 1;
-        }
-        let (d, t) = split_time(&l.time);
-        if d != date {
-            writeln!(out, "\n{d}")?;
-            date = d;
-        }
-        let c = (l.ip.clone(), l.agent.clone());
-        if client.as_ref() != Some(&c) {
-            writeln!(
-                out,
-                "          ── from {} with {}",
-                if l.ip.is_empty() { "?" } else { &l.ip },
-                if l.agent.is_empty() { "?" } else { &l.agent }
-            )?;
-            client = Some(c);
-        }
-        let repeat = if j - i > 1 {
-            format!("  (×{} until {})", j - i, split_time(&lines[j - 1].time).1)
-        } else {
-            String::new()
-        };
-        writeln!(
-            out,
-            "{t}  {:<actor_width$}  {:<5} {}{repeat}",
-            l.actor,
-            outcome(l.code),
-            l.action,
-        )?;
-        for k in i..j {
-            if let Some(f) = flagged.get(&lines[k].audit_id) {
-                writeln!(out, "          ⚑ {}", f.join(", "))?;
+    let page = Page {
+        title: &title,
+        lines: &lines,
+        flagged: &flagged,
+        counts: &counts,
+        truncated,
+        all: args.all,
+    };
+    page.write(&mut out)?;
+    Ok(EXIT_OK)
+}
+
+/// The timeline's three queries: its requests (one more than --limit, to tell a cut), their
+/// counts, and the findings whose evidence they are.
+fn queries(cond: &str, args: &TimelineArgs) -> [String; 3] {
+    // Watches are long-running reads a client re-opens all the time: counted, not listed.
+    let routine = if args.all {
+        String::new()
+    } else {
+        " AND verb <> 'watch'".to_owned()
+    };
+    [
+        format!(
+            "SELECT {COLUMNS} FROM requests WHERE {cond}{routine} ORDER BY stage_at, audit_id LIMIT {}",
+            args.limit + 1
+        ),
+        format!(
+            "SELECT count(*) AS requests, count(*) FILTER (WHERE response_code >= 400) AS refused, \
+             count(*) FILTER (WHERE verb = 'watch') AS watches, count(DISTINCT source_ip) AS addresses, \
+             min(stage_at) AS first_at, max(stage_at) AS last_at FROM requests WHERE {cond}"
+        ),
+        format!(
+            "SELECT evidence_id AS audit_id, rule_id, severity \
+             FROM (SELECT unnest(evidence_audit_ids) AS evidence_id, rule_id, severity FROM findings) \
+             WHERE evidence_id IN (SELECT audit_id FROM requests WHERE {cond})"
+        ),
+    ]
+}
+
+fn to_maps(
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> anyhow::Result<Vec<BTreeMap<String, Value>>> {
+    let (cols, rows) = batches_to_rows(batches).map_err(anyhow::Error::msg)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| cols.iter().cloned().zip(r).collect())
+        .collect())
+}
+
+/// `rule (severity)` labels of the findings each event is evidence of, sorted (the query
+/// returns them in any order, which differs between engines and runs).
+fn flagged_events(findings: Vec<BTreeMap<String, Value>>) -> HashMap<String, Vec<String>> {
+    let mut flagged: HashMap<String, Vec<String>> = HashMap::new();
+    for f in findings {
+        if let (Some(id), Some(rule), Some(sev)) = (
+            text(&f, "audit_id"),
+            text(&f, "rule_id"),
+            text(&f, "severity"),
+        ) {
+            let entry = flagged.entry(id).or_default();
+            let label = format!("{rule} ({sev})");
+            if !entry.contains(&label) {
+                entry.push(label);
             }
         }
-        i = j;
     }
-    writeln!(out)?;
-    if truncated {
+    for labels in flagged.values_mut() {
+        labels.sort();
+    }
+    flagged
+}
+
+/// The text timeline of one subject.
+struct Page<'a> {
+    title: &'a str,
+    /// Terminal-safe lines, at most --limit.
+    lines: &'a [Line],
+    flagged: &'a HashMap<String, Vec<String>>,
+    counts: &'a BTreeMap<String, Value>,
+    /// More requests than --limit matched.
+    truncated: bool,
+    /// --all: watches are listed, not only counted.
+    all: bool,
+}
+
+impl Page<'_> {
+    fn count(&self, key: &str) -> i64 {
+        self.counts.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let (title, lines, flagged) = (self.title, self.lines, self.flagged);
+        if self.count("requests") == 0 {
+            writeln!(out, "Timeline of {title}: no requests in this window.")?;
+            return Ok(());
+        }
         writeln!(
             out,
-            "… more requests follow: raise --limit or narrow --since/--until."
+            "Timeline of {title}: {} requests ({} refused) from {} address(es), {} → {}",
+            self.count("requests"),
+            self.count("refused"),
+            self.count("addresses"),
+            text(self.counts, "first_at").unwrap_or_default(),
+            text(self.counts, "last_at").unwrap_or_default(),
         )?;
+        let actor_width = lines
+            .iter()
+            .map(|l| l.actor.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        let mut date = "";
+        let mut client: Option<(String, String)> = None;
+        let mut i = 0;
+        while i < lines.len() {
+            let l = &lines[i];
+            // Fold a run of the same request (same actor, action, outcome, client).
+            let mut j = i + 1;
+            while j < lines.len()
+                && lines[j].actor == l.actor
+                && lines[j].action == l.action
+                && lines[j].code == l.code
+                && lines[j].ip == l.ip
+                && !flagged.contains_key(&lines[j].audit_id)
+            {
+                j += 1;
+            }
+            let (d, t) = split_time(&l.time);
+            if d != date {
+                writeln!(out, "\n{d}")?;
+                date = d;
+            }
+            let c = (l.ip.clone(), l.agent.clone());
+            if client.as_ref() != Some(&c) {
+                writeln!(
+                    out,
+                    "          ── from {} with {}",
+                    if l.ip.is_empty() { "?" } else { &l.ip },
+                    if l.agent.is_empty() { "?" } else { &l.agent }
+                )?;
+                client = Some(c);
+            }
+            let repeat = if j - i > 1 {
+                format!("  (×{} until {})", j - i, split_time(&lines[j - 1].time).1)
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{t}  {:<actor_width$}  {:<5} {}{repeat}",
+                l.actor,
+                outcome(l.code),
+                l.action,
+            )?;
+            for folded in &lines[i..j] {
+                if let Some(f) = flagged.get(&folded.audit_id) {
+                    writeln!(out, "          ⚑ {}", f.join(", "))?;
+                }
+            }
+            i = j;
+        }
+        writeln!(out)?;
+        if self.truncated {
+            writeln!(
+                out,
+                "… more requests follow: raise --limit or narrow --since/--until."
+            )?;
+        }
+        if self.count("watches") > 0 && !self.all {
+            writeln!(
+                out,
+                "{} watch requests not listed (--all lists them).",
+                self.count("watches")
+            )?;
+        }
+        Ok(())
     }
-    if n("watches") > 0 && !args.all {
-        writeln!(
-            out,
-            "{} watch requests not listed (--all lists them).",
-            n("watches")
-        )?;
-    }
-    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

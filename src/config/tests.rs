@@ -63,7 +63,7 @@ fn secret_keys_resolve_and_the_config_debug_shows_no_value() {
             headers = { Authorization = 'Bearer INLINES3CRET', X-Scope-OrgID = 'team' }\n";
     let config = Config::parse_at(text, dir.path()).unwrap();
     let k = config.kafka.as_ref().unwrap();
-    let props = crate::cmd::serve::kafka_options(k, None).properties;
+    let props = crate::options::kafka_options(k, None).properties;
     assert!(props.contains(&("sasl.password".into(), "KAFKAS3CRET".into())));
     assert_eq!(
         config.lake.storage["aws_secret_access_key"].expose(),

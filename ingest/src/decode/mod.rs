@@ -158,6 +158,24 @@ pub struct Decoded {
     pub conflicting_cluster: Option<Arc<str>>,
 }
 
+impl Decoded {
+    /// Why the body as a whole is not audit JSON (not an Event, EventList or array of events):
+    /// nothing decoded and its one reject points at no item or line. `None` when events decoded
+    /// or the rejects are single items of a batch.
+    pub fn body_rejected(&self) -> Option<&str> {
+        match self.rejects.as_slice() {
+            [only]
+                if self.events == 0
+                    && only.position.item.is_none()
+                    && only.position.line.is_none() =>
+            {
+                Some(&only.reason)
+            }
+            _ => None,
+        }
+    }
+}
+
 struct PartitionRows {
     columns: EventColumns,
     keys: Vec<u128>,
