@@ -152,23 +152,16 @@ fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send 
     rules
 }
 
-/// Names (and aliases) of the scalar functions a cluster of this auditlake version has.
-fn cluster_functions() -> &'static HashSet<String> {
-    static NAMES: LazyLock<HashSet<String>> = LazyLock::new(|| {
-        let state = cluster_state(SessionConfig::new_with_ballista(), Arc::default())
-            .expect("the cluster session builds");
-        state.scalar_functions().keys().cloned().collect()
-    });
-    &NAMES
+/// What this build's cluster session registers, built once: its scalar function names (and
+/// aliases), which the client checks plans against, and the build fingerprint derived from all
+/// its function names.
+struct ClusterFunctions {
+    scalar: HashSet<String>,
+    fingerprint: String,
 }
 
-/// What a client and a cluster must agree on to run each other's plans: auditlake's version
-/// and a digest of the cluster session's function names (scalar, aggregate, window). The client
-/// checks a plan's functions against its own list ([`check_distributable`]), so a cluster built
-/// from other code must be refused before it fails a task obscurely — or runs a function of the
-/// same name that does something else. `0.1.0+1a2b3c4d5e6f7a8b`.
-pub fn build_fingerprint() -> &'static str {
-    static FINGERPRINT: LazyLock<String> = LazyLock::new(|| {
+fn cluster_functions_of_this_build() -> &'static ClusterFunctions {
+    static FUNCTIONS: LazyLock<ClusterFunctions> = LazyLock::new(|| {
         use sha2::{Digest, Sha256};
         let state = cluster_state(SessionConfig::new_with_ballista(), Arc::default())
             .expect("the cluster session builds");
@@ -191,13 +184,30 @@ pub fn build_fingerprint() -> &'static str {
             .collect();
         names.sort();
         let digest = Sha256::digest(names.join("\n").as_bytes());
-        format!(
-            "{}+{}",
-            env!("CARGO_PKG_VERSION"),
-            hex::encode(&digest[..8])
-        )
+        ClusterFunctions {
+            scalar: state.scalar_functions().keys().cloned().collect(),
+            fingerprint: format!(
+                "{}+{}",
+                env!("CARGO_PKG_VERSION"),
+                hex::encode(&digest[..8])
+            ),
+        }
     });
-    &FINGERPRINT
+    &FUNCTIONS
+}
+
+/// Names (and aliases) of the scalar functions a cluster of this auditlake version has.
+fn cluster_functions() -> &'static HashSet<String> {
+    &cluster_functions_of_this_build().scalar
+}
+
+/// What a client and a cluster must agree on to run each other's plans: auditlake's version
+/// and a digest of the cluster session's function names (scalar, aggregate, window). The client
+/// checks a plan's functions against its own list ([`check_distributable`]), so a cluster built
+/// from other code must be refused before it fails a task obscurely — or runs a function of the
+/// same name that does something else. `0.1.0+1a2b3c4d5e6f7a8b`.
+pub fn build_fingerprint() -> &'static str {
+    &cluster_functions_of_this_build().fingerprint
 }
 
 /// The client session: `state` upgraded for Ballista, planning through [`ClusterPlanner`].

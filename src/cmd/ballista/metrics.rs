@@ -90,7 +90,7 @@ impl SchedulerMetrics {
     pub fn new() -> SchedulerMetrics {
         let mut registry = Registry::with_prefix("auditlake");
         build_info(&mut registry, "scheduler");
-        let m = SchedulerMetrics {
+        let mut m = SchedulerMetrics {
             registry,
             submitted: Counter::default(),
             finished: Family::default(),
@@ -104,7 +104,6 @@ impl SchedulerMetrics {
         for outcome in ["completed", "failed", "cancelled"] {
             drop(m.finished.get_or_create(&OutcomeLabel { outcome }));
         }
-        let mut m = m;
         let r = &mut m.registry;
         r.register(
             "ballista_jobs_submitted",
@@ -221,14 +220,13 @@ impl ExecutorMetrics {
     pub fn new(work_dir: PathBuf) -> ExecutorMetrics {
         let mut registry = Registry::with_prefix("auditlake");
         build_info(&mut registry, "executor");
-        let m = ExecutorMetrics {
+        let mut m = ExecutorMetrics {
             registry,
             work_dir,
             resident: Gauge::default(),
             cpu_seconds: Gauge::default(),
             work_dir_bytes: Gauge::default(),
         };
-        let mut m = m;
         let r = &mut m.registry;
         r.register(
             "ballista_executor_resident_memory_bytes",
