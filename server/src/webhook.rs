@@ -12,7 +12,6 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
 
-use auditlake_ingest::pipeline::wal_source;
 use auditlake_ingest::{
     BodyFraming, DecodeOptions, Pipeline, Submission, SubmitError, decode_body,
 };
@@ -145,7 +144,7 @@ async fn receive_inner(
     let body = read_request_body(st, body, &parts.headers).await?;
     let framing = framing(&parts.headers);
     let request_id = ulid::Ulid::generate().to_string();
-    let source = wal_source("webhook", &request_id, framing);
+    let source: Arc<str> = Arc::from(format!("webhook:{request_id}"));
     let received_at = auditlake_ingest::decode::now_micros();
     // Decoding is CPU work of a few ms per 400-event batch: keep it off the async workers.
     let mut decode_opts = st.decode.clone();
@@ -183,6 +182,7 @@ async fn receive_inner(
         Submission {
             cluster,
             source,
+            framing,
             received_at,
             body,
             decoded,

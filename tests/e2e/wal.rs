@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::webhook::{Server, event_list, plain_client, runtime, write_config};
+use crate::webhook::{Server, event, event_list, plain_client, runtime, write_config};
 use crate::*;
 
 #[test]
@@ -122,6 +122,87 @@ fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
     assert!(
         find(&raw, br#""auditID":"b-0""#).is_none(),
         "only the damaged record"
+    );
+}
+
+/// An NDJSON body acknowledged before a crash replays line by line: its framing is a field of
+/// its WAL record (the current segment format), so the replayed events and the quarantined bad
+/// line are what the request itself produced.
+#[test]
+fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[webhook]\nflush_interval_secs = 3600\n");
+    let lake = dir.path().join("lake");
+    let server = Server::start(&config, &lake);
+    let rt = runtime();
+    let client = plain_client();
+    // Two lines each with one event, a line that is not JSON, and a document-framed request.
+    let ndjson = format!("{}\n{}\nnot json\n", event("nd-1"), event("nd-2"));
+    for (body, content_type) in [
+        (ndjson, "application/x-ndjson"),
+        (event_list(&["doc-1".to_owned()]), "application/json"),
+    ] {
+        let status = rt.block_on(async {
+            client
+                .post(format!("{}/audit/prod", server.url))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 200, "acknowledged: durable in the WAL");
+    }
+    server.kill9();
+    assert_eq!(
+        count(&lake, "audit_events"),
+        0,
+        "nothing flushed before the kill"
+    );
+    let wal_dir = lake.join("_state/wal");
+    let segment = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&segment).unwrap();
+    assert_eq!(&bytes[..8], b"ALWAL\0\0\x03", "the current segment format");
+    assert!(
+        find(&bytes, b"#lines").is_none(),
+        "framing is not on the source"
+    );
+
+    let server = Server::start(&config, &lake);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("wal_replayed records=2 events=3 rows_written=3"),
+        "{log}"
+    );
+    let ids: Vec<String> = query(&lake, "SELECT audit_id FROM audit_events ORDER BY audit_id")
+        .iter()
+        .map(|r| r["audit_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["doc-1", "nd-1", "nd-2"]);
+    let mut rejects = Vec::new();
+    for day in std::fs::read_dir(lake.join("_quarantine")).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
+            rejects.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+    }
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["position"]["line"], 3, "{rejects:?}");
+    assert_eq!(rejects[0]["raw"], "not json", "{rejects:?}");
+    let source = rejects[0]["position"]["source"].as_str().unwrap();
+    assert!(
+        source.starts_with("webhook:") && !source.contains('#'),
+        "{source}"
     );
 }
 

@@ -1,18 +1,10 @@
-//! Request bodies: how one is framed (one JSON document, or NDJSON lines), decoding it, and
-//! recording the framing in the WAL so replay decodes exactly as the request did.
+//! Request bodies: decoding one as it is framed (one JSON document, or NDJSON lines). The
+//! framing is a field of the body's WAL record, so replay decodes exactly as the request did.
 
 use std::sync::Arc;
 
 use crate::decode::{DecodeOptions, Decoded, Decoder, SourcePosition};
-
-/// How a request body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// One JSON document: an Event, an EventList or an array (what kube-apiserver sends).
-    Document,
-    /// Newline-delimited JSON: one Event/EventList per line (log shippers' `json_lines`).
-    Lines,
-}
+pub use crate::wal::BodyFraming;
 
 /// Decodes a request body with the pipeline's options for `cluster`. The webhook calls this
 /// before submitting, and WAL replay calls it again on the stored body: one decoding, one result.
@@ -64,21 +56,4 @@ pub fn decode_body(
         }
     }
     decoder.take()
-}
-
-/// Framing is recorded in the WAL source string so replay decodes exactly as the request did.
-pub(super) fn framing_of(source: &str) -> BodyFraming {
-    if source.ends_with("#lines") {
-        BodyFraming::Lines
-    } else {
-        BodyFraming::Document
-    }
-}
-
-/// The WAL `source` for a request: `webhook:<id>`, with `#lines` for NDJSON bodies.
-pub fn wal_source(prefix: &str, request_id: &str, framing: BodyFraming) -> Arc<str> {
-    match framing {
-        BodyFraming::Document => Arc::from(format!("{prefix}:{request_id}")),
-        BodyFraming::Lines => Arc::from(format!("{prefix}:{request_id}#lines")),
-    }
 }

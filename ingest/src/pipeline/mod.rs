@@ -48,8 +48,7 @@ mod body;
 mod flusher;
 mod wal_thread;
 
-use body::framing_of;
-pub use body::{BodyFraming, decode_body, wal_source};
+pub use body::{BodyFraming, decode_body};
 use flusher::{Flusher, compact_loop};
 use wal_thread::{WalState, memory_size, wal_loop};
 
@@ -105,7 +104,10 @@ impl PipelineOptions {
 /// One request, decoded, to be made durable.
 pub struct Submission {
     pub cluster: Arc<str>,
+    /// Where the body came from (`webhook:<request id>`), for quarantine positions.
     pub source: Arc<str>,
+    /// How the body was framed: replay decodes it the same way.
+    pub framing: BodyFraming,
     pub received_at: i64,
     pub body: Vec<u8>,
     pub decoded: Decoded,
@@ -363,6 +365,7 @@ impl Pipeline {
             received_at: s.received_at,
             cluster: s.cluster,
             source: s.source,
+            framing: s.framing,
             body: s.body,
         };
         let decoded_bytes = memory_size(&s.decoded);
@@ -532,7 +535,7 @@ fn replay_into(
                 &rec.source,
                 rec.received_at,
                 &rec.body,
-                framing_of(&rec.source),
+                rec.framing,
             );
             report.records += 1;
             report.events += decoded.events;

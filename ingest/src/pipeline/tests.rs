@@ -27,11 +27,7 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 fn submission(body: Vec<u8>, opts: &PipelineOptions) -> Submission {
     let cluster: Arc<str> = Arc::from("prod");
-    let source = wal_source(
-        "test",
-        &ulid::Ulid::generate().to_string(),
-        BodyFraming::Document,
-    );
+    let source: Arc<str> = Arc::from(format!("test:{}", ulid::Ulid::generate()));
     let decoded = decode_body(
         &opts.decode,
         &cluster,
@@ -43,6 +39,7 @@ fn submission(body: Vec<u8>, opts: &PipelineOptions) -> Submission {
     Submission {
         cluster,
         source,
+        framing: BodyFraming::Document,
         received_at: 1,
         body,
         decoded,
@@ -113,6 +110,7 @@ fn a_wal_left_by_a_crash_is_replayed_on_open_without_duplicates() {
             received_at: 5,
             cluster: Arc::from("prod"),
             source: Arc::from(format!("webhook:{seq}")),
+            framing: BodyFraming::Document,
             body,
         }
         .encode(&mut buf);
@@ -124,6 +122,7 @@ fn a_wal_left_by_a_crash_is_replayed_on_open_without_duplicates() {
         received_at: 5,
         cluster: Arc::from("prod"),
         source: Arc::from("webhook:3"),
+        framing: BodyFraming::Document,
         body: event_list(&ids("z", 10)),
     }
     .encode(&mut buf);
@@ -190,7 +189,7 @@ fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
         event("ok-1", 1)
     );
     let cluster: Arc<str> = Arc::from("c1");
-    let src = wal_source("webhook", "r1", BodyFraming::Document);
+    let src: Arc<str> = Arc::from("webhook:r1");
     let d = decode_body(
         &opts.decode,
         &cluster,
@@ -205,8 +204,7 @@ fn malformed_items_are_quarantined_and_ndjson_bodies_decode_per_line() {
     assert_eq!(&*d.rejects[0].cluster, "c1");
 
     let lines = format!("{}\n{}\nnot json\n", event("l-1", 1), event("l-2", 2));
-    let src = wal_source("webhook", "r2", BodyFraming::Lines);
-    assert_eq!(framing_of(&src), BodyFraming::Lines);
+    let src: Arc<str> = Arc::from("webhook:r2");
     let d = decode_body(
         &opts.decode,
         &cluster,
@@ -309,6 +307,7 @@ fn a_damaged_wal_record_is_quarantined_and_the_records_after_it_replay() {
             received_at: 5,
             cluster: Arc::from("prod"),
             source: Arc::from(format!("webhook:{seq}")),
+            framing: BodyFraming::Document,
             body: event_list(&ids(prefix, 5)),
         }
         .encode(&mut buf);

@@ -2,6 +2,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
+use std::sync::Arc;
+
+use memchr::memmem;
+
+use super::reader::SeqSet;
+use super::record::Format;
 use super::*;
 
 fn rec(seq: u64, body: &[u8]) -> WalRecord {
@@ -10,6 +16,11 @@ fn rec(seq: u64, body: &[u8]) -> WalRecord {
         received_at: 1_700_000_000_000_000i64.wrapping_add(seq as i64),
         cluster: Arc::from("prod"),
         source: Arc::from(format!("webhook:{seq}")),
+        framing: if seq % 2 == 0 {
+            BodyFraming::Lines
+        } else {
+            BodyFraming::Document
+        },
         body: body.to_vec(),
     }
 }
@@ -32,12 +43,29 @@ fn segment_bytes(records: &[WalRecord]) -> (Vec<u8>, Vec<(usize, usize)>) {
     (out, spans)
 }
 
+/// The source an older serve stored: NDJSON framing as a `#lines` suffix.
+fn legacy_source(r: &WalRecord) -> Arc<str> {
+    match r.framing {
+        BodyFraming::Document => r.source.clone(),
+        BodyFraming::Lines => Arc::from(format!("{}#lines", r.source)),
+    }
+}
+
+/// A second-format record (sync-marked, no framing byte), as an older serve wrote it.
+fn encode_v2(r: &WalRecord, out: &mut Vec<u8>) {
+    let mut old = r.clone();
+    old.source = legacy_source(r);
+    let mut fixed = r.seq.to_le_bytes().to_vec();
+    fixed.extend_from_slice(&r.received_at.to_le_bytes());
+    old.encode_with(&fixed, out);
+}
+
 /// A first-format record, as an older serve wrote it.
 fn encode_v1(r: &WalRecord, out: &mut Vec<u8>) {
     let mut payload = Vec::new();
     payload.extend_from_slice(&r.seq.to_le_bytes());
     payload.extend_from_slice(&r.received_at.to_le_bytes());
-    for s in [&r.cluster, &r.source] {
+    for s in [&r.cluster, &legacy_source(r)] {
         payload.extend_from_slice(&(s.len() as u16).to_le_bytes());
         payload.extend_from_slice(s.as_bytes());
     }
@@ -329,6 +357,8 @@ fn first_format_segments_from_an_older_serve_still_replay() {
     fs::write(dir.path().join(segment_name(5)), &torn_v1).unwrap();
     let seen = replay_all(dir.path(), TornTail::Truncate);
     assert_eq!(seqs(&seen.records), vec![1, 2, 5]);
+    // The framing came back from the source suffix (record 2 is NDJSON), and left the source.
+    assert_eq!(seen.records[..2], [rec(1, b"old1"), rec(2, b"old2")]);
     assert_eq!(
         seen.damaged,
         vec![(
@@ -344,6 +374,53 @@ fn first_format_segments_from_an_older_serve_still_replay() {
             .unwrap()
             .len(),
         whole as u64
+    );
+}
+
+/// Second-format segments (framing as a `#lines` suffix on the source) replay with the framing
+/// as a field, next to current ones; a second-format segment whose magic is damaged still
+/// resynchronises on its frames, and a current frame is never read as a second-format one.
+#[test]
+fn second_format_segments_replay_with_their_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = [rec(1, b"doc"), rec(2, b"{}\n{}\n"), rec(3, b"doc")];
+    let mut v2 = MAGIC_V2.to_vec();
+    for r in &old {
+        encode_v2(r, &mut v2);
+    }
+    fs::write(dir.path().join(segment_name(1)), &v2).unwrap();
+    let mut zeroed = v2.clone();
+    zeroed[..8].fill(0);
+    fs::write(dir.path().join(segment_name(4)), &zeroed).unwrap();
+    let (current, _) = segment_bytes(&[rec(7, b"new"), rec(8, b"{}\n{}\n")]);
+    fs::write(dir.path().join(segment_name(7)), &current).unwrap();
+    let seen = replay_all(dir.path(), TornTail::Stop);
+    assert_eq!(seen.records[..3], old);
+    assert_eq!(seen.records[1].framing, BodyFraming::Lines);
+    assert_eq!(&*seen.records[1].source, "webhook:2");
+    // The copy behind a damaged magic: its seqs repeat, so they are duplicates, but each frame
+    // was found and decoded (a frame that failed to decode would be a different reason).
+    assert_eq!(
+        seen.damaged.iter().map(|d| d.3).collect::<Vec<_>>(),
+        vec![
+            "bad segment header",
+            "duplicate of an earlier record",
+            "duplicate of an earlier record",
+            "duplicate of an earlier record"
+        ]
+    );
+    assert_eq!(seen.records[3..], [rec(7, b"new"), rec(8, b"{}\n{}\n")]);
+    // A current payload is not a second-format one and vice versa.
+    let mut f = Vec::new();
+    rec(8, b"x").encode(&mut f);
+    let payload = &f[FRAME_HEADER..];
+    assert!(WalRecord::decode(payload, Format::V2).is_none());
+    let mut g = Vec::new();
+    encode_v2(&rec(8, b"x"), &mut g);
+    assert!(WalRecord::decode(&g[FRAME_HEADER..], Format::V3).is_none());
+    assert_eq!(
+        WalRecord::decode(&g[FRAME_HEADER..], Format::Unknown),
+        Some(rec(8, b"x"))
     );
 }
 
@@ -641,7 +718,7 @@ proptest! {
 /// items and torn tail tile the input in order, each a non-empty in-bounds range.
 fn check_reader(data: &[u8]) -> std::result::Result<Vec<(u64, WalRecord)>, TestCaseError> {
     let mut next = match data.get(..8) {
-        Some(m) if m == MAGIC || m == MAGIC_V1 => 8u64,
+        Some(m) if m == MAGIC || m == MAGIC_V2 || m == MAGIC_V1 => 8u64,
         _ => 0,
     };
     let mut records = Vec::new();
@@ -703,10 +780,10 @@ proptest! {
 
     #[test]
     fn fuzz_wal_reader_after_valid_magic(
-        v1 in any::<bool>(),
+        format in 0..3usize,
         tail in proptest::collection::vec(any::<u8>(), 0..4096),
     ) {
-        let mut data = if v1 { MAGIC_V1.to_vec() } else { MAGIC.to_vec() };
+        let mut data = [MAGIC, MAGIC_V2, MAGIC_V1][format].to_vec();
         data.extend_from_slice(&tail);
         check_reader(&data)?;
     }
