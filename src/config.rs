@@ -1,6 +1,7 @@
 //! `auditlake.toml`: every section is optional; unknown keys are errors that name the key.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use auditlake_detect::{
@@ -15,7 +16,9 @@ use crate::secret::Secret;
 
 mod sections;
 mod validate;
+mod values;
 pub use sections::*;
+pub use values::Seconds;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,9 +265,15 @@ impl Config {
         let c = &self.compaction;
         let d = auditlake_ingest::CompactOptions::default();
         auditlake_ingest::CompactOptions {
-            small_file_bytes: c.small_file_mb.map_or(d.small_file_bytes, |mb| mb << 20),
-            min_small_files: c.min_small_files.unwrap_or(d.min_small_files),
-            min_age_secs: c.min_age_minutes.map_or(d.min_age_secs, |m| m * 60),
+            small_file_bytes: c
+                .small_file_mb
+                .map_or(d.small_file_bytes, |mb| mb.get() << 20),
+            min_small_files: c
+                .min_small_files
+                .map_or(d.min_small_files, |n| n.get() as usize),
+            min_age_secs: c
+                .min_age_minutes
+                .map_or(d.min_age_secs, |m| i64::from(m) * 60),
             writer,
         }
     }
@@ -292,19 +301,7 @@ impl Config {
         let Some(r) = &self.retention else {
             return Ok(policy);
         };
-        if r.days == Some(0) {
-            bail!("retention.days = 0: must be at least 1 (leave it out to keep events forever)");
-        }
-        for (cluster, days) in &r.clusters {
-            auditlake_ingest::lake::validate_cluster_name(cluster)
-                .with_context(|| format!("retention.clusters.{cluster}"))?;
-            if *days == 0 {
-                bail!("retention.clusters.{cluster} = 0: must be at least 1");
-            }
-        }
         for (i, h) in r.holds.iter().enumerate() {
-            auditlake_ingest::lake::validate_cluster_name(&h.cluster)
-                .with_context(|| format!("retention.holds[{i}].cluster"))?;
             if h.reason.trim().is_empty() {
                 bail!(
                     "retention.holds[{i}].reason: say why {} is held (a case or ticket), it is recorded",
@@ -312,12 +309,16 @@ impl Config {
                 );
             }
             policy.holds.push(Hold {
-                cluster: h.cluster.clone(),
+                cluster: h.cluster.to_string(),
                 reason: h.reason.clone(),
             });
         }
-        policy.days = r.days;
-        policy.cluster_days = r.clusters.clone();
+        policy.days = r.days.map(NonZeroU32::get);
+        policy.cluster_days = r
+            .clusters
+            .iter()
+            .map(|(cluster, days)| (cluster.to_string(), days.get()))
+            .collect();
         if let Some(grace) = &r.vacuum_grace {
             policy.vacuum_grace = span("retention.vacuum_grace", grace)?;
         }

@@ -3,6 +3,7 @@
 //! `serve`'s, a query session's — so every command builds them the same way and no command
 //! reaches into another's module for them (ripgrep's `HiArgs` is the model).
 
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +18,7 @@ use auditlake_server::{ServeOptions, TlsFiles};
 use chrono::TimeDelta;
 
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, Seconds};
 
 /// Ingest options from config file and flags.
 pub fn ingest_options(
@@ -33,29 +34,29 @@ pub fn ingest_options(
     opts.decode.envelope_cluster = cluster_flag.is_none() && c.cluster.is_none();
     opts.decode.redact_secrets = !no_redact && c.redact_secrets.unwrap_or(true);
     if let Some(n) = c.decode_threads {
-        opts.decode_threads = n;
+        opts.decode_threads = n.get();
     }
     if let Some(n) = c.max_line_mb {
-        opts.max_line_bytes = n << 20;
+        opts.max_line_bytes = n.get() << 20;
     }
     let w = &mut opts.writer;
     if let Some(n) = c.max_file_rows {
-        w.max_file_rows = n;
+        w.max_file_rows = n.get();
     }
     if let Some(n) = c.row_group_mb {
-        w.row_group_bytes = n << 20;
+        w.row_group_bytes = n.get() << 20;
     }
     if let Some(n) = c.max_buffer_mb {
-        w.max_buffer_bytes = n << 20;
+        w.max_buffer_bytes = n.get() << 20;
     }
     if let Some(n) = c.row_group_rows {
-        w.row_group_rows = n;
+        w.row_group_rows = n.get();
     }
     if let Some(n) = c.zstd_level {
-        w.zstd_level = n;
+        w.zstd_level = n.get();
     }
     if let Some(n) = c.bulk_zstd_level {
-        w.bulk_zstd_level = n;
+        w.bulk_zstd_level = n.get();
     }
     Ok(opts)
 }
@@ -96,10 +97,10 @@ pub fn object_source_options(
         None => Default::default(),
     };
     if let Some(n) = config.ingest.max_line_mb {
-        opts.max_line_bytes = n << 20;
+        opts.max_line_bytes = n.get() << 20;
     }
     if let Some(n) = section.and_then(|s| s.round_mb) {
-        opts.round_bytes = n << 20;
+        opts.round_bytes = n.get() << 20;
     }
     Ok(opts)
 }
@@ -111,7 +112,7 @@ pub fn object_source_options(
 pub fn session_options(config: &Config) -> SessionOptions {
     let mut opts = SessionOptions::default();
     if let Some(n) = config.query.target_partitions {
-        opts.target_partitions = n;
+        opts.target_partitions = n.get();
     }
     if let Some(p) = config.query.pushdown_filters {
         opts.pushdown_filters = p;
@@ -156,7 +157,7 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         _ => None,
     };
     let mut ingest = ingest_options(config, None, false)?;
-    let max_body_bytes = w.max_body_mb.unwrap_or(64) << 20;
+    let max_body_bytes = w.max_body_mb.map_or(64, NonZeroUsize::get) << 20;
     // max_body_mb bounds what one request or Kafka message expands to across every layer
     // (Content-Encoding, gzip/base64 lines, envelopes), not only what arrives.
     ingest.decode.max_inflate = max_body_bytes as u64;
@@ -175,14 +176,18 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
         default_cluster: args
             .default_cluster
             .clone()
-            .or_else(|| w.default_cluster.clone())
+            .or_else(|| w.default_cluster.as_deref().map(str::to_owned))
             .unwrap_or_else(|| "default".into()),
         allow_unauthenticated: w.allow_unauthenticated.unwrap_or(false),
         max_body_bytes,
         limits: auditlake_server::ConnectionLimits {
-            max_connections: w.max_connections.unwrap_or(1024),
-            header_timeout: Duration::from_secs_f64(w.header_timeout_secs.unwrap_or(20.0)),
-            body_timeout: Duration::from_secs_f64(w.body_timeout_secs.unwrap_or(60.0)),
+            max_connections: w.max_connections.map_or(1024, NonZeroUsize::get),
+            header_timeout: w
+                .header_timeout_secs
+                .map_or(Duration::from_secs(20), Seconds::duration),
+            body_timeout: w
+                .body_timeout_secs
+                .map_or(Duration::from_secs(60), Seconds::duration),
         },
         shutdown_grace: Duration::from_secs(w.shutdown_grace_secs.unwrap_or(30)),
         retry_after_secs: w.retry_after_secs.unwrap_or(5),
@@ -210,7 +215,7 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .map(|s| {
                 Ok(auditlake_server::objects::ObjectSourceConfig {
                     options: object_source_options(config, &s.url, None, false)?,
-                    every: Duration::from_secs(s.poll_secs.unwrap_or(60)),
+                    every: Duration::from_secs(s.poll_secs.map_or(60, NonZeroU64::get)),
                 })
             })
             .collect::<anyhow::Result<_>>()?,
@@ -233,19 +238,19 @@ fn pipeline_options(
         pipeline.wal_dir = config.resolve(dir);
     }
     if let Some(mb) = w.wal_max_mb {
-        pipeline.wal_max_bytes = mb << 20;
+        pipeline.wal_max_bytes = mb.get() << 20;
     }
     if let Some(mb) = w.min_free_disk_mb {
         pipeline.min_free_disk_bytes = mb << 20;
     }
     if let Some(s) = w.flush_interval_secs {
-        pipeline.flush_interval = Duration::from_secs_f64(s);
+        pipeline.flush_interval = s.duration();
     }
     if let Some(n) = w.flush_rows {
-        pipeline.flush_rows = n;
+        pipeline.flush_rows = n.get();
     }
     if let Some(mb) = w.flush_mb {
-        pipeline.flush_bytes = mb << 20;
+        pipeline.flush_bytes = mb.get() << 20;
     }
     pipeline.compact = match config.compaction.interval_secs.unwrap_or(300) {
         0 => None,
@@ -271,15 +276,16 @@ pub fn kafka_options(
         topic_clusters: k
             .topic_clusters
             .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
+            .map(|(a, b)| (a.clone(), b.to_string()))
             .collect(),
         cluster_header: k.cluster_header.clone(),
         default_cluster_explicit: k.cluster.is_some(),
         until_caught_up: false,
         default_cluster: k
             .cluster
-            .clone()
-            .or_else(|| default_cluster.map(str::to_owned))
+            .as_deref()
+            .or(default_cluster)
+            .map(str::to_owned)
             .unwrap_or_else(|| "default".into()),
         properties: k
             .properties

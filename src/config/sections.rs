@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+
 use serde::Deserialize;
 
+use super::values::{AtLeast, ClusterName, Seconds, ZstdLevel};
 use crate::secret::Secret;
 
 /// `[sources]`.
@@ -26,12 +29,12 @@ pub struct ObjectStoreSourceSection {
     /// Bind every event to this cluster (an envelope naming another is quarantined); when
     /// absent, the cluster comes from the envelope (AKS resource id, EKS log group, GKE
     /// `cluster_name`) or an AKS blob's path, else `ingest.cluster`, else `default`.
-    pub cluster: Option<String>,
+    pub cluster: Option<ClusterName>,
     /// Seconds between listings in `serve` (default 60).
-    pub poll_secs: Option<u64>,
+    pub poll_secs: Option<NonZeroU64>,
     /// Commit to the lake and advance the checkpoint after every this many MiB read (default
     /// 256): what a crash makes the next run read again.
-    pub round_mb: Option<u64>,
+    pub round_mb: Option<NonZeroU64>,
     /// Store settings (the `[lake.storage]` keys) over the environment's; when absent and the
     /// lake is in the same kind of store, the lake's settings.
     /// Values take `{ env = "VAR" }` / `{ file = "/path" }` like every secret-valued key.
@@ -110,28 +113,28 @@ pub struct LakeSection {
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
     /// Cluster name for `auditlake ingest` when `--cluster` is not given.
-    pub cluster: Option<String>,
+    pub cluster: Option<ClusterName>,
     /// Redact Secret values in bodies (default true).
     pub redact_secrets: Option<bool>,
     /// Decode threads (default: one per core).
-    pub decode_threads: Option<usize>,
+    pub decode_threads: Option<NonZeroUsize>,
     /// Commit a partition's file at this many rows (default 1 000 000).
-    pub max_file_rows: Option<usize>,
+    pub max_file_rows: Option<NonZeroUsize>,
     /// A partition's buffered data becomes a row group at this many MiB (default 48). Also read
     /// as `max_file_mb`, its name when a buffer became a file of its own.
     #[serde(alias = "max_file_mb")]
-    pub row_group_mb: Option<usize>,
+    pub row_group_mb: Option<NonZeroUsize>,
     /// Bound on buffered data across partitions, MiB (default 96).
-    pub max_buffer_mb: Option<usize>,
+    pub max_buffer_mb: Option<NonZeroUsize>,
     /// Rows per Parquet row group (default 65 536).
-    pub row_group_rows: Option<usize>,
+    pub row_group_rows: Option<NonZeroUsize>,
     /// zstd level 1–22 (default 3) of the columns not named below: audit IDs always get level 1,
     /// and the small filter columns (`resource`, `verb`, …) are stored uncompressed.
-    pub zstd_level: Option<i32>,
+    pub zstd_level: Option<ZstdLevel>,
     /// zstd level 1–22 of request/response bodies and request URIs (default 9).
-    pub bulk_zstd_level: Option<i32>,
+    pub bulk_zstd_level: Option<ZstdLevel>,
     /// Lines longer than this many MiB are quarantined without being held in memory (default 256).
-    pub max_line_mb: Option<usize>,
+    pub max_line_mb: Option<NonZeroUsize>,
 }
 
 /// `[scheduler]` of `auditlake serve`: runs the active rules of `[detect]` on their schedules.
@@ -173,10 +176,10 @@ pub struct KafkaSection {
     /// Consumer group (default `auditlake`): replicas sharing it share the partitions.
     pub group_id: Option<String>,
     /// Cluster of the events (default `webhook.default_cluster`, else `default`)…
-    pub cluster: Option<String>,
+    pub cluster: Option<ClusterName>,
     /// …per topic…
     #[serde(default)]
-    pub topic_clusters: BTreeMap<String, String>,
+    pub topic_clusters: BTreeMap<String, ClusterName>,
     /// …or from this message header when present.
     pub cluster_header: Option<String>,
     /// librdkafka properties (security.protocol, sasl.*, ssl.*, …), passed through; each value
@@ -218,11 +221,12 @@ pub struct SinkSection {
 #[serde(deny_unknown_fields)]
 pub struct CompactionSection {
     /// Files smaller than this many MiB are merged (default 16).
-    pub small_file_mb: Option<u64>,
-    /// Compact a partition once it holds this many small files (default 4).
-    pub min_small_files: Option<usize>,
+    pub small_file_mb: Option<NonZeroU64>,
+    /// Compact a partition once it holds this many small files (default 4; merging one file
+    /// into itself gains nothing).
+    pub min_small_files: Option<AtLeast<2>>,
     /// Only hours that ended at least this many minutes ago (default 60: late events settle).
-    pub min_age_minutes: Option<i64>,
+    pub min_age_minutes: Option<u32>,
     /// How often `serve` looks for partitions to compact, seconds; 0 turns it off (default 300).
     pub interval_secs: Option<u64>,
 }
@@ -233,10 +237,10 @@ pub struct CompactionSection {
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
     /// Days every cluster's events are kept; absent: forever (except clusters listed below).
-    pub days: Option<u32>,
+    pub days: Option<NonZeroU32>,
     /// `cluster = days` overrides.
     #[serde(default)]
-    pub clusters: BTreeMap<String, u32>,
+    pub clusters: BTreeMap<ClusterName, NonZeroU32>,
     /// `[[retention.holds]]`: clusters never expired (a legal hold), with the reason.
     #[serde(default)]
     pub holds: Vec<HoldSection>,
@@ -258,10 +262,10 @@ pub struct SealSection {
     pub public_key: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldSection {
-    pub cluster: String,
+    pub cluster: ClusterName,
     pub reason: String,
 }
 
@@ -283,30 +287,30 @@ pub struct WebhookSection {
     /// Listen on a non-loopback address without authentication (default false: refused).
     pub allow_unauthenticated: Option<bool>,
     /// Open connections at once (default 1024); more are closed at accept.
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<NonZeroUsize>,
     /// A connection with no request in progress is closed after this many seconds (default 20):
     /// silent clients, slow headers, idle keep-alive.
-    pub header_timeout_secs: Option<f64>,
+    pub header_timeout_secs: Option<Seconds>,
     /// Reading one request body may take this many seconds (default 60), then 408.
-    pub body_timeout_secs: Option<f64>,
+    pub body_timeout_secs: Option<Seconds>,
     /// A client certificate's subject CN is the cluster it may write (default true).
     pub cert_binds_cluster: Option<bool>,
     /// Cluster for `POST /audit` without a name or binding credential (default `default`).
-    pub default_cluster: Option<String>,
+    pub default_cluster: Option<ClusterName>,
     /// Largest request body, MiB, before and after gzip (default 64).
-    pub max_body_mb: Option<usize>,
+    pub max_body_mb: Option<NonZeroUsize>,
     /// Write-ahead log directory (default `<lake>/_state/wal`).
     pub wal_dir: Option<PathBuf>,
     /// Answer 503 while un-flushed WAL exceeds this many MiB (default 1024).
-    pub wal_max_mb: Option<u64>,
+    pub wal_max_mb: Option<NonZeroU64>,
     /// Answer 503 while the WAL's disk has less free space than this many MiB (default 512).
     pub min_free_disk_mb: Option<u64>,
     /// Flush to Parquet at least every this many seconds while data is pending (default 10).
-    pub flush_interval_secs: Option<f64>,
+    pub flush_interval_secs: Option<Seconds>,
     /// …or at this many pending rows (default 500 000).
-    pub flush_rows: Option<u64>,
+    pub flush_rows: Option<NonZeroU64>,
     /// …or at this many MiB of pending request bodies (default 256).
-    pub flush_mb: Option<u64>,
+    pub flush_mb: Option<NonZeroU64>,
     /// Seconds shutdown waits for in-flight requests (default 30).
     pub shutdown_grace_secs: Option<u64>,
     /// Retry-After seconds on a 503 (default 5).
@@ -375,7 +379,7 @@ pub struct PostgresSection {
 #[serde(deny_unknown_fields)]
 pub struct QuerySection {
     /// Threads per query (default: one per core).
-    pub target_partitions: Option<usize>,
+    pub target_partitions: Option<NonZeroUsize>,
     /// Evaluate filters during the Parquet scan (default true).
     pub pushdown_filters: Option<bool>,
     /// An object-store lake's data files are cached here after their first read (default: the

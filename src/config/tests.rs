@@ -7,12 +7,15 @@ fn sample_config_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/auditlake.toml");
     let config = Config::load(Some(&path)).unwrap();
     assert_eq!(config.lake.path.as_deref(), Some(Path::new("lake")));
-    assert_eq!(config.ingest.zstd_level, Some(3));
-    assert_eq!(config.ingest.bulk_zstd_level, Some(9));
+    assert_eq!(config.ingest.zstd_level.map(|l| l.get()), Some(3));
+    assert_eq!(config.ingest.bulk_zstd_level.map(|l| l.get()), Some(9));
     assert_eq!(config.ingest.redact_secrets, Some(true));
     assert_eq!(config.webhook.listen.as_deref(), Some("127.0.0.1:8443"));
-    assert_eq!(config.webhook.wal_max_mb, Some(1024));
-    assert_eq!(config.webhook.flush_interval_secs, Some(10.0));
+    assert_eq!(config.webhook.wal_max_mb.map(|n| n.get()), Some(1024));
+    assert_eq!(
+        config.webhook.flush_interval_secs.map(|s| s.duration()),
+        Some(std::time::Duration::from_secs(10))
+    );
     assert_eq!(
         config.scheduler.as_ref().and_then(|s| s.lateness_secs),
         Some(600)
@@ -297,7 +300,8 @@ fn bad_values_name_the_key() {
         Config::parse("[ingest]\nmax_file_mb = 32")
             .unwrap()
             .ingest
-            .row_group_mb,
+            .row_group_mb
+            .map(|n| n.get()),
         Some(32)
     );
 }

@@ -1,7 +1,8 @@
-//! `Config::validate`: the checks `Config::parse_at` runs on a parsed config, one helper per
-//! group of sections (in the order they have always run, so the first error reported is the same).
+//! `Config::validate`: the checks `Config::parse_at` runs on a parsed config that its types
+//! cannot make (`values.rs` has those): keys that depend on each other, what a sink type needs,
+//! names that must be unique. One helper per group of sections.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::{Config, span};
 use crate::secret::Secret;
@@ -12,56 +13,11 @@ impl Config {
         self.lease_ttl()?;
         self.retention_policy()?;
         self.retention_interval()?;
-        self.validate_limits()?;
         self.validate_object_store_sources()?;
-        self.validate_intervals()?;
         self.validate_sinks()?;
         self.validate_kafka()?;
         self.validate_reports()?;
         self.validate_postgres_and_webhook()?;
-        Ok(())
-    }
-
-    /// zstd levels, `ingest.cluster`, and the sizes and counts that must be at least 1.
-    fn validate_limits(&self) -> anyhow::Result<()> {
-        for (key, level) in [
-            ("ingest.zstd_level", self.ingest.zstd_level),
-            ("ingest.bulk_zstd_level", self.ingest.bulk_zstd_level),
-        ] {
-            if let Some(level) = level
-                && !(1..=22).contains(&level)
-            {
-                bail!("{key} = {level}: must be between 1 and 22");
-            }
-        }
-        if let Some(cluster) = &self.ingest.cluster {
-            auditlake_ingest::validate_cluster_name(cluster).context("ingest.cluster")?;
-        }
-        for (key, value) in [
-            ("ingest.max_file_rows", self.ingest.max_file_rows),
-            ("ingest.row_group_mb", self.ingest.row_group_mb),
-            ("ingest.max_buffer_mb", self.ingest.max_buffer_mb),
-            ("ingest.row_group_rows", self.ingest.row_group_rows),
-            ("ingest.max_line_mb", self.ingest.max_line_mb),
-            ("ingest.decode_threads", self.ingest.decode_threads),
-            ("query.target_partitions", self.query.target_partitions),
-            ("webhook.max_body_mb", self.webhook.max_body_mb),
-            ("webhook.max_connections", self.webhook.max_connections),
-        ] {
-            if value == Some(0) {
-                bail!("{key} = 0: must be at least 1");
-            }
-        }
-        for (key, value) in [
-            ("webhook.wal_max_mb", self.webhook.wal_max_mb),
-            ("webhook.flush_rows", self.webhook.flush_rows),
-            ("webhook.flush_mb", self.webhook.flush_mb),
-            ("compaction.small_file_mb", self.compaction.small_file_mb),
-        ] {
-            if value == Some(0) {
-                bail!("{key} = 0: must be at least 1");
-            }
-        }
         Ok(())
     }
 
@@ -75,49 +31,6 @@ impl Config {
                     source.url
                 );
             }
-            if let Some(c) = &source.cluster {
-                auditlake_ingest::validate_cluster_name(c)
-                    .map_err(|e| anyhow::anyhow!("{key}.cluster: {e}"))?;
-            }
-            if source.poll_secs == Some(0) {
-                bail!("{key}.poll_secs = 0: must be at least 1");
-            }
-            if source.round_mb == Some(0) {
-                bail!("{key}.round_mb = 0: must be at least 1");
-            }
-        }
-        Ok(())
-    }
-
-    /// The webhook's flush interval and timeouts, compaction's thresholds.
-    fn validate_intervals(&self) -> anyhow::Result<()> {
-        if let Some(s) = self.webhook.flush_interval_secs
-            && !(s > 0.0 && s <= 3600.0)
-        {
-            bail!("webhook.flush_interval_secs = {s}: must be in (0, 3600]");
-        }
-        for (key, value) in [
-            (
-                "webhook.header_timeout_secs",
-                self.webhook.header_timeout_secs,
-            ),
-            ("webhook.body_timeout_secs", self.webhook.body_timeout_secs),
-        ] {
-            if let Some(s) = value
-                && !(s > 0.0 && s <= 3600.0)
-            {
-                bail!("{key} = {s}: must be in (0, 3600]");
-            }
-        }
-        if let Some(n) = self.compaction.min_small_files
-            && n < 2
-        {
-            bail!("compaction.min_small_files = {n}: must be at least 2");
-        }
-        if let Some(m) = self.compaction.min_age_minutes
-            && m < 0
-        {
-            bail!("compaction.min_age_minutes = {m}: must not be negative");
         }
         Ok(())
     }
@@ -183,18 +96,6 @@ impl Config {
             if k.topics.is_empty() {
                 bail!("kafka.topics: must name at least one topic");
             }
-            for (key, c) in k
-                .cluster
-                .iter()
-                .map(|c| ("kafka.cluster".to_owned(), c))
-                .chain(
-                    k.topic_clusters
-                        .iter()
-                        .map(|(t, c)| (format!("kafka.topic_clusters.{t}"), c)),
-                )
-            {
-                auditlake_ingest::validate_cluster_name(c).with_context(|| key.clone())?;
-            }
             for p in [
                 "enable.auto.offset.store",
                 "enable.auto.commit",
@@ -227,7 +128,7 @@ impl Config {
         Ok(())
     }
 
-    /// `[postgres]` and `[webhook]` TLS, the default cluster, body and WAL sizes.
+    /// `[postgres]` and `[webhook]` TLS, body and WAL sizes.
     fn validate_postgres_and_webhook(&self) -> anyhow::Result<()> {
         if let Some(pg) = &self.postgres {
             if pg.tls_cert.is_some() != pg.tls_key.is_some() {
@@ -237,9 +138,6 @@ impl Config {
                 bail!("postgres.client_ca needs postgres.tls_cert and postgres.tls_key");
             }
         }
-        if let Some(cluster) = &self.webhook.default_cluster {
-            auditlake_ingest::validate_cluster_name(cluster).context("webhook.default_cluster")?;
-        }
         let w = &self.webhook;
         if w.tls_cert.is_some() != w.tls_key.is_some() {
             bail!("webhook.tls_cert and webhook.tls_key must be set together");
@@ -248,7 +146,7 @@ impl Config {
             bail!("webhook.client_ca needs webhook.tls_cert and webhook.tls_key (mTLS is TLS)");
         }
         if let (Some(max_body), Some(wal_max)) = (w.max_body_mb, w.wal_max_mb)
-            && max_body as u64 > wal_max
+            && max_body.get() as u64 > wal_max.get()
         {
             bail!(
                 "webhook.max_body_mb = {max_body} exceeds webhook.wal_max_mb = {wal_max}: no body could ever be accepted"
