@@ -20,16 +20,7 @@ fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
         .map(|b| (0..5).map(|i| format!("{b}-{i}")).collect())
         .collect();
     for ids in &batches {
-        let status = rt.block_on(async {
-            client
-                .post(format!("{}/audit/prod", server.url))
-                .body(event_list(ids))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-        assert_eq!(status, 200, "acknowledged: durable in the WAL");
+        post(&rt, &client, &server, event_list(ids), "application/json");
     }
     server.kill9();
     assert_eq!(
@@ -96,16 +87,7 @@ fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
     assert_eq!(ids, [&batches[1][..], &batches[2][..]].concat());
 
     // The damaged record is in _quarantine, byte-exact, with its segment and offset.
-    let mut lines = Vec::new();
-    for day in std::fs::read_dir(lake.join("_quarantine")).unwrap() {
-        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
-            lines.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-    }
+    let lines = quarantined(&lake);
     let q: Vec<_> = lines
         .iter()
         .filter(|l| l["position"]["source"] == format!("wal:{name}").as_str())
@@ -142,17 +124,7 @@ fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
         (ndjson, "application/x-ndjson"),
         (event_list(&["doc-1".to_owned()]), "application/json"),
     ] {
-        let status = rt.block_on(async {
-            client
-                .post(format!("{}/audit/prod", server.url))
-                .header("content-type", content_type)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-        assert_eq!(status, 200, "acknowledged: durable in the WAL");
+        post(&rt, &client, &server, body, content_type);
     }
     server.kill9();
     assert_eq!(
@@ -186,16 +158,7 @@ fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
         .map(|r| r["audit_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["doc-1", "nd-1", "nd-2"]);
-    let mut rejects = Vec::new();
-    for day in std::fs::read_dir(lake.join("_quarantine")).unwrap() {
-        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
-            rejects.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-    }
+    let rejects = quarantined(&lake);
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0]["position"]["line"], 3, "{rejects:?}");
     assert_eq!(rejects[0]["raw"], "not json", "{rejects:?}");
@@ -204,6 +167,42 @@ fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
         source.starts_with("webhook:") && !source.contains('#'),
         "{source}"
     );
+}
+
+/// POSTs one body to `/audit/prod` and expects it acknowledged.
+fn post(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    server: &Server,
+    body: String,
+    content_type: &str,
+) {
+    let status = rt.block_on(async {
+        client
+            .post(format!("{}/audit/prod", server.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200, "acknowledged: durable in the WAL");
+}
+
+/// Every quarantine entry of the lake.
+fn quarantined(lake: &Path) -> Vec<serde_json::Value> {
+    let mut entries = Vec::new();
+    for day in std::fs::read_dir(lake.join("_quarantine")).unwrap() {
+        for file in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
+            entries.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+    }
+    entries
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
