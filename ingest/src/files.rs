@@ -202,6 +202,12 @@ pub(crate) fn decompressing(
     })
 }
 
+/// Called with a line longer than `max_line_bytes`: its position, the bytes read of it so far,
+/// and a reader of the rest of it (up to its newline), which it streams to quarantine without
+/// holding it; returns the line's length.
+pub(crate) type OversizedLine<'a> =
+    dyn FnMut(SourcePosition, &[u8], &mut dyn Read) -> io::Result<usize> + 'a;
+
 /// Reads `reader` into line-aligned chunks; returns false if the receiver went away.
 /// On a read error (say a truncated `.gz`) the complete lines read so far are still sent.
 pub(crate) fn read_chunks(
@@ -210,7 +216,7 @@ pub(crate) fn read_chunks(
     opts: &IngestOptions,
     seq: &mut u64,
     send: &mut dyn FnMut(Chunk) -> bool,
-    oversized: &mut dyn FnMut(SourcePosition, &[u8], &mut dyn Read) -> io::Result<usize>,
+    oversized: &mut OversizedLine<'_>,
     bytes_read: &mut u64,
 ) -> io::Result<bool> {
     let mut buf: Vec<u8> = Vec::with_capacity(opts.chunk_bytes + (64 << 10));

@@ -80,8 +80,7 @@ impl Drop for KillOnDrop {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run auditlake");
-    out
+    cmd.output().expect("run auditlake")
 }
 
 /// Runs and asserts exit code 0; returns stdout.

@@ -221,14 +221,14 @@ impl ObjectStore for CachedReads {
             && options.if_modified_since.is_none()
             && options.if_unmodified_since.is_none()
             && options.version.is_none();
-        if plain && cacheable(location) {
-            if let Ok(key) = self.ensure(location).await {
-                match self.local.get_opts(&key, options.clone()).await {
-                    Ok(r) => return Ok(r),
-                    // Evicted between fetch and read: go to the store.
-                    Err(_) => {}
-                }
-            }
+        // A read of the local copy can fail when it was evicted between fetch and read: then
+        // it goes to the store.
+        if plain
+            && cacheable(location)
+            && let Ok(key) = self.ensure(location).await
+            && let Ok(r) = self.local.get_opts(&key, options.clone()).await
+        {
+            return Ok(r);
         }
         self.inner.get_opts(location, options).await
     }

@@ -224,8 +224,8 @@ mod tests {
         let url = parse_lake_url("s3://bucket/lake").unwrap();
         let opts = HashMap::from([("aws_endpoint_urll".to_string(), "http://x".to_string())]);
         let err = build_store(&url, &opts)
-            .err()
-            .expect("typo refused")
+            .map(|_| ())
+            .expect_err("typo refused")
             .to_string();
         assert!(err.contains("aws_endpoint_urll"), "{err}");
     }

@@ -16,7 +16,7 @@ fn rec(seq: u64, body: &[u8]) -> WalRecord {
         received_at: 1_700_000_000_000_000i64.wrapping_add(seq as i64),
         cluster: Arc::from("prod"),
         source: Arc::from(format!("webhook:{seq}")),
-        framing: if seq % 2 == 0 {
+        framing: if seq.is_multiple_of(2) {
             BodyFraming::Lines
         } else {
             BodyFraming::Document
