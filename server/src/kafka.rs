@@ -248,7 +248,7 @@ fn flush_and_commit(
     if let Err(e) = pipeline.flush_now() {
         log::emit(&log::KafkaEvent {
             what: &format!("flush before {when} failed"),
-            detail: &e,
+            detail: &auditlake_ingest::error::chain(&e),
             repeated: 0,
         });
     }
