@@ -64,12 +64,22 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// Whose fault it is: the caller's SQL or lake path (exit code 2 / HTTP 400), or the lake
+    /// and the output the query ran against.
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        match self {
+            QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_) => {
+                auditlake_ingest::Fault::Caller
+            }
+            QueryError::Execution(_) | QueryError::Output(_) => {
+                auditlake_ingest::Fault::Environment
+            }
+        }
+    }
+
     /// True when the caller's SQL is at fault (exit code 2 / HTTP 400), not the lake.
     pub fn is_caller_fault(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_)
-        )
+        self.fault() == auditlake_ingest::Fault::Caller
     }
 }
 
