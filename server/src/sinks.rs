@@ -458,7 +458,7 @@ pub async fn deliver(
                 .map_err(|(e, _)| Retry(format!("Kafka: {e}")));
         }
     };
-    let finding = stored_finding(stored).map_err(DeliveryError::Rejected);
+    let finding = stored_finding(stored).map_err(|e| DeliveryError::Rejected(e.to_string()));
     let key = stored["idempotency_key"]
         .as_str()
         .unwrap_or_default()
@@ -531,13 +531,19 @@ pub async fn deliver(
     }
 }
 
+/// An outbox record lacks a field the sink's format needs (it was damaged or hand-edited): the
+/// sink can never take it, so it is rejected, not retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("outbox record without {0}")]
+struct MissingField(&'static str);
+
 /// The finding back from its outbox JSON (for the formats that reshape it).
-fn stored_finding(v: &Value) -> Result<Finding, String> {
+fn stored_finding(v: &Value) -> Result<Finding, MissingField> {
     let s = |k: &str| v[k].as_str().map(str::to_owned);
-    let t = |k: &str| {
+    let t = |k: &'static str| {
         s(k).and_then(|x| chrono::DateTime::parse_from_rfc3339(&x).ok())
             .map(|d| d.to_utc())
-            .ok_or_else(|| format!("outbox record without {k}"))
+            .ok_or(MissingField(k))
     };
     let list = |k: &str| -> Vec<String> {
         v[k].as_array()
@@ -549,7 +555,7 @@ fn stored_finding(v: &Value) -> Result<Finding, String> {
             .unwrap_or_default()
     };
     Ok(Finding {
-        finding_id: s("finding_id").ok_or("outbox record without finding_id")?,
+        finding_id: s("finding_id").ok_or(MissingField("finding_id"))?,
         dedup_key: s("dedup_key").unwrap_or_default(),
         rule_id: s("rule_id").unwrap_or_default(),
         rule_version: v["rule_version"].as_i64().unwrap_or(1) as i32,
