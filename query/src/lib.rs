@@ -59,8 +59,10 @@ pub enum QueryError {
     /// Reading the lake or running the plan failed for a reason that is not the SQL's fault.
     #[error("query execution: {0}")]
     Execution(DataFusionError),
-    #[error("writing output: {0}")]
-    Output(String),
+    /// Writing the result failed (the reader went away: `| head`, a full disk). The cause is
+    /// the source, so the binary sees an `io::Error` of kind `BrokenPipe` in the chain.
+    #[error("writing output")]
+    Output(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl QueryError {
