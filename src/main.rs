@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod exit;
 mod generate;
 mod options;
 mod pack;
@@ -12,10 +13,16 @@ use std::process::ExitCode;
 
 use clap::FromArgMatches;
 
-/// Exit codes, documented in `--help` and the README.
+/// Exit codes, documented in `--help` and the README; a failure's is decided by [`exit::code`].
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
+/// The caller's fault (bad input, config, SQL, rule, usage), or an error with no typed cause.
 pub const EXIT_ERROR: u8 = 2;
+/// The environment's fault (I/O, disk, a lock held, an unreachable store or broker): retrying
+/// may work.
+pub const EXIT_ENVIRONMENT: u8 = 3;
+/// A bug of auditlake.
+pub const EXIT_INTERNAL: u8 = 4;
 
 fn main() -> ExitCode {
     // Through `cli::command()`, not `Cli::parse()`: the help shown is the one with the developer
@@ -30,8 +37,8 @@ fn main() -> ExitCode {
         .ok()
         .filter(|f| !f.trim().is_empty());
     if let Err(e) = auditlake_server::log::init(cli.log_format.into(), filter.as_deref()) {
-        eprintln!("error: {e}");
-        return ExitCode::from(EXIT_ERROR);
+        eprintln!("error: {}", auditlake_ingest::error::chain(&e));
+        return ExitCode::from(exit::code(Some(e.fault())));
     }
     let log_format = cli.log_format;
     match run(cli) {
@@ -46,7 +53,8 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            let message = error_message(&e);
+            // `a: b: c`, each cause once: no error message repeats its source.
+            let message = format!("{e:#}");
             // With JSON logs every stderr line is an object, the failure included.
             if log_format == cli::LogFormat::Json {
                 auditlake_server::log::emit(&auditlake_server::log::CommandFailed {
@@ -55,7 +63,7 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {message}");
             }
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(exit::code(exit::fault(&e)))
         }
     }
 }
@@ -93,74 +101,5 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Completions(_) | cli::Command::Man(_) | cli::Command::PgPasswd(_) => {
             unreachable!("handled above")
         }
-    }
-}
-
-/// `a: b: c` from the error and its causes, each said once. A library error that already shows
-/// its source in its own message (thiserror's `"… {source}"`) would otherwise print the OS
-/// error twice: "lake I/O on …/hour=08: Not a directory (os error 20): Not a directory (os error 20)".
-pub(crate) fn error_message(e: &anyhow::Error) -> String {
-    let mut message = String::new();
-    let mut previous = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        // Only the exact thiserror shape: the cause is how the error above it ends.
-        if !previous.is_empty() && previous.ends_with(&text) {
-            previous = text;
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-        previous = text;
-    }
-    message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_message;
-
-    /// As the library crates' thiserror errors do: the source in the message and in `source()`.
-    #[derive(Debug)]
-    struct ShowsItsSource {
-        source: std::io::Error,
-    }
-
-    impl std::fmt::Display for ShowsItsSource {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "lake I/O on /lake/hour=08: {}", self.source)
-        }
-    }
-
-    impl std::error::Error for ShowsItsSource {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.source)
-        }
-    }
-
-    #[test]
-    fn every_cause_is_said_once() {
-        let io = || std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory");
-        let e = anyhow::Error::new(ShowsItsSource { source: io() }).context("ingest failed");
-        assert_eq!(
-            error_message(&e),
-            "ingest failed: lake I/O on /lake/hour=08: Not a directory"
-        );
-        // Causes that are not repeated in the message above them are all kept, in order.
-        let e = anyhow::Error::new(io())
-            .context("reading a.log")
-            .context("ingest failed");
-        assert_eq!(
-            error_message(&e),
-            "ingest failed: reading a.log: Not a directory"
-        );
-        // A cause that merely appears earlier in the message is still said.
-        let e = anyhow::Error::new(io()).context("Not a directory: retry with --lake");
-        assert_eq!(
-            error_message(&e),
-            "Not a directory: retry with --lake: Not a directory"
-        );
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use auditlake_ingest::error::chain;
 use auditlake_ingest::{IngestOptions, Input, Lake, ingest};
 use auditlake_query::{SessionOptions, open_lake};
 use tempfile::TempDir;
@@ -27,11 +28,11 @@ pub fn fixture_lake(files: &[(&str, &Path)]) -> Result<TempDir, DetectError> {
             path: path.to_path_buf(),
             message,
         };
-        let mut opts = IngestOptions::new(cluster).map_err(|e| fail(e.to_string()))?;
+        let mut opts = IngestOptions::new(cluster).map_err(|e| fail(chain(&e)))?;
         // Fixtures are tiny: one decode thread keeps many parallel tests from oversubscribing.
         opts.decode_threads = 1;
         ingest(&lake, &[Input::Path(path.to_path_buf())], &opts, &|_| {})
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(chain(&e)))?;
     }
     Ok(dir)
 }

@@ -17,7 +17,7 @@ pub mod suppress;
 pub use engine::{Detector, Window};
 pub use error::DetectError;
 pub use finding::{Finding, findings_from_batch, findings_to_batch};
-pub use params::{PackConfig, ParamOverride, ParamValue, Params, RuleOverrides};
+pub use params::{PackConfig, ParamError, ParamOverride, ParamValue, Params, RuleOverrides};
 pub use rule::{Rule, RuleTest, Severity, load_pack, load_rules};
 pub use scheduler::{Alerts, Scheduler, SchedulerObserver, SchedulerOptions};
 pub use source::{Embedded, Source};

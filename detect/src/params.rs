@@ -7,6 +7,36 @@ use std::path::Path;
 use crate::error::{DetectError, line_of};
 use crate::source::Source;
 
+/// Why a parameter value in `rule.toml` or the config is not one: the author's to fix. The
+/// caller names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    #[error("list items must be strings, found {0}")]
+    ListItem(String),
+    /// The OS error is part of the message, not a source: the config shows this error as
+    /// `config `KEY`: {error}`.
+    #[error("reading list file {}: {error}", path.display())]
+    ListFile {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("`{{ append = … }}` extends a rule's default: it belongs in config, not here")]
+    AppendInRule,
+    #[error("a table value must be {{ file = \"path\" }}")]
+    Table,
+    #[error("unsupported value {0}")]
+    Unsupported(String),
+    #[error("`append` takes a list of strings or {{ file = \"path\" }}")]
+    AppendNotList,
+}
+
+impl ParamError {
+    /// A parameter is always its author's (a rule's or the config's).
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        auditlake_ingest::Fault::Caller
+    }
+}
+
 /// One parameter value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
@@ -26,7 +56,7 @@ impl ParamValue {
         value: &toml::Value,
         base: &Path,
         source: Source,
-    ) -> Result<ParamValue, String> {
+    ) -> Result<ParamValue, ParamError> {
         Ok(match value {
             toml::Value::String(s) => ParamValue::Str(s.clone()),
             toml::Value::Integer(i) => ParamValue::Int(*i),
@@ -37,16 +67,20 @@ impl ParamValue {
                     .iter()
                     .map(|v| match v {
                         toml::Value::String(s) => Ok(s.clone()),
-                        other => Err(format!("list items must be strings, found {other}")),
+                        other => Err(ParamError::ListItem(other.to_string())),
                     })
                     .collect::<Result<_, _>>()?,
             ),
             toml::Value::Table(t) => match (t.get("file"), t.len()) {
                 (Some(toml::Value::String(file)), 1) => {
                     let path = base.join(file);
-                    let text = source
-                        .read_to_string(&path)
-                        .map_err(|e| format!("reading list file {}: {e}", path.display()))?;
+                    let text =
+                        source
+                            .read_to_string(&path)
+                            .map_err(|error| ParamError::ListFile {
+                                path: path.clone(),
+                                error,
+                            })?;
                     ParamValue::List(
                         text.lines()
                             .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -56,14 +90,11 @@ impl ParamValue {
                     )
                 }
                 _ if t.contains_key("append") => {
-                    return Err(
-                        "`{ append = … }` extends a rule's default: it belongs in config, not here"
-                            .into(),
-                    );
+                    return Err(ParamError::AppendInRule);
                 }
-                _ => return Err("a table value must be { file = \"path\" }".into()),
+                _ => return Err(ParamError::Table),
             },
-            other => return Err(format!("unsupported value {other}")),
+            other => return Err(ParamError::Unsupported(other.to_string())),
         })
     }
 
@@ -175,12 +206,12 @@ impl ParamOverride {
         value: &toml::Value,
         base: &Path,
         source: Source,
-    ) -> Result<ParamOverride, String> {
+    ) -> Result<ParamOverride, ParamError> {
         match value {
             toml::Value::Table(t) if t.len() == 1 && t.contains_key("append") => {
                 match ParamValue::from_toml(&t["append"], base, source)? {
                     ParamValue::List(items) => Ok(ParamOverride::Append(items)),
-                    _ => Err("`append` takes a list of strings or { file = \"path\" }".to_owned()),
+                    _ => Err(ParamError::AppendNotList),
                 }
             }
             v => ParamValue::from_toml(v, base, source).map(ParamOverride::Set),
@@ -433,6 +464,7 @@ mod tests {
         assert!(
             ParamValue::from_toml(&table["x"], Path::new("."), Source::Disk)
                 .unwrap_err()
+                .to_string()
                 .contains("belongs in config")
         );
     }

@@ -328,7 +328,8 @@ fn load_tests(
     for t in file_tests {
         let mut tp = Params::new();
         for (name, value) in &t.params {
-            let v = ParamValue::from_toml(value, dir, files).map_err(|m| bad("params", m))?;
+            let v = ParamValue::from_toml(value, dir, files)
+                .map_err(|m| bad("params", m.to_string()))?;
             match params.get(name) {
                 Some(d) if v.same_kind(d) => {}
                 _ => {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use auditlake_ingest::Lake;
+use auditlake_ingest::error::chain;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ impl Default for SchedulerOptions {
 pub trait Alerts: Send + Sync {
     /// Makes the alerts durable before returning; enqueuing a key that is already there (or
     /// already delivered) does nothing.
-    fn enqueue(&self, findings: &[Finding]) -> Result<(), String>;
+    fn enqueue(&self, findings: &[Finding]) -> Result<(), auditlake_ingest::IngestError>;
 }
 
 /// What the scheduler reports as it works (metrics, logs).
@@ -177,10 +178,7 @@ pub struct Scheduler {
 pub const STATE_DOC: &str = "scheduler.json";
 
 fn load_state(lake: &Lake) -> Result<State, DetectError> {
-    match lake
-        .read_state(STATE_DOC)
-        .map_err(|e| DetectError::Store(e.to_string()))?
-    {
+    match lake.read_state(STATE_DOC)? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             DetectError::Store(format!(
                 "{}: {e}",
@@ -252,7 +250,7 @@ impl Scheduler {
         let bytes = serde_json::to_vec_pretty(&self.state).expect("state serializes");
         self.lake
             .write_state(STATE_DOC, &bytes)
-            .map_err(|e| DetectError::Store(e.to_string()))
+            .map_err(DetectError::Lake)
     }
 
     /// Runs every rule that is due at `now`. A failing rule is recorded and retried with
@@ -317,14 +315,15 @@ impl Scheduler {
                         * 2i32.saturating_pow(entry.consecutive_errors.min(10) - 1))
                     .min(self.opts.max_retry_backoff);
                     entry.next_run = now + backoff;
-                    entry.last_error = Some(e.clone());
+                    let e = chain(&e);
                     observer.rule_failed(&id, &e, backoff);
+                    entry.last_error = Some(e);
                 }
             }
             if let Err(e) = self.save() {
                 observer.rule_failed(
                     &id,
-                    &format!("saving scheduler state: {e}"),
+                    &format!("saving scheduler state: {}", chain(&e)),
                     TimeDelta::zero(),
                 );
             }
@@ -357,8 +356,7 @@ impl Scheduler {
                 let found = self
                     .detector
                     .run_on_events(rule, params, events.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let found = suppress(&mut self.opts.suppressions, found, Utc::now(), observer);
                 record(&mut self.store, found, "streaming", Utc::now(), alerts)
             }
@@ -373,7 +371,11 @@ impl Scheduler {
                 Err(e) => {
                     // The scheduled run still covers these events.
                     report.rules_failed += 1;
-                    observer.rule_failed(&id, &format!("streaming: {e}"), TimeDelta::zero());
+                    observer.rule_failed(
+                        &id,
+                        &format!("streaming: {}", chain(&e)),
+                        TimeDelta::zero(),
+                    );
                 }
             }
         }
@@ -394,7 +396,7 @@ impl Scheduler {
         now: DateTime<Utc>,
         alerts: &dyn Alerts,
         observer: &dyn SchedulerObserver,
-    ) -> Result<(usize, usize), String> {
+    ) -> Result<(usize, usize), DetectError> {
         if until <= watermark {
             return Ok((0, 0));
         }
@@ -404,14 +406,10 @@ impl Scheduler {
             until: Some(until),
             clusters: Vec::new(),
         };
-        let found = self
-            .detector
-            .run(rule, params, &window)
-            .await
-            .map_err(|e| e.to_string())?;
+        let found = self.detector.run(rule, params, &window).await?;
         // A query can run for minutes: checked again before anything is stored or alerted.
         if !self.may_run() {
-            return Err("no longer the scheduler's replica (lease lost during the run)".into());
+            return Err(DetectError::LeaseLost);
         }
         let found = suppress(&mut self.opts.suppressions, found, now, observer);
         record(&mut self.store, found, "scheduled", now, alerts)
@@ -452,15 +450,15 @@ fn record(
     origin: &str,
     now: DateTime<Utc>,
     alerts: &dyn Alerts,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), DetectError> {
     let changes: Vec<Change> = store.reconcile(found, origin, now);
     let new: Vec<Finding> = changes
         .iter()
         .filter(|c| c.is_new)
         .map(|c| c.finding.clone())
         .collect();
-    alerts.enqueue(&new)?;
-    store.write(&changes).map_err(|e| e.to_string())?;
+    alerts.enqueue(&new).map_err(DetectError::Alerts)?;
+    store.write(&changes)?;
     Ok((new.len(), changes.len() - new.len()))
 }
 

@@ -26,6 +26,13 @@ pub struct Unsupported {
     pub reason: String,
 }
 
+impl Unsupported {
+    /// A Sigma rule auditlake cannot translate: the rule's (its author's), never the lake's.
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        auditlake_ingest::Fault::Caller
+    }
+}
+
 /// One compiled rule: its folder name, `rule.toml`, `query.sql`, and the interpretations made.
 #[derive(Debug, Clone)]
 pub struct Compiled {

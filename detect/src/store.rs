@@ -60,7 +60,7 @@ impl FindingsStore {
         horizon: TimeDelta,
         incident_window: TimeDelta,
     ) -> Result<Self, DetectError> {
-        let store_err = |e: auditlake_ingest::IngestError| DetectError::Store(e.to_string());
+        let store_err = DetectError::Lake;
         // Findings an earlier version wrote as bare files: a table started beside them would
         // hide them from every reader (and from this index), so refuse until migrated.
         if migrate::findings_need_migration(lake).map_err(store_err)? {
@@ -221,23 +221,20 @@ impl FindingsStore {
             .to_string();
         let origins: std::collections::BTreeSet<&str> =
             changes.iter().map(|c| c.finding.origin.as_str()).collect();
-        let (_, location) = self
-            .lake
-            .append(
-                TableKind::Findings,
-                Append {
-                    rel: format!("{DATE}={date}/part-{}.parquet", ulid::Ulid::generate()),
-                    partition: HashMap::from([(DATE.to_owned(), Some(date))]),
-                    batch: &batch,
-                    action: "findings",
-                    detail: serde_json::json!({
-                        "findings": changes.len(),
-                        "new": changes.iter().filter(|c| c.is_new).count(),
-                        "origin": origins,
-                    }),
-                },
-            )
-            .map_err(|e| DetectError::Store(e.to_string()))?;
+        let (_, location) = self.lake.append(
+            TableKind::Findings,
+            Append {
+                rel: format!("{DATE}={date}/part-{}.parquet", ulid::Ulid::generate()),
+                partition: HashMap::from([(DATE.to_owned(), Some(date))]),
+                batch: &batch,
+                action: "findings",
+                detail: serde_json::json!({
+                    "findings": changes.len(),
+                    "new": changes.iter().filter(|c| c.is_new).count(),
+                    "origin": origins,
+                }),
+            },
+        )?;
         Ok(Some(location))
     }
 }

@@ -195,7 +195,10 @@ fn stage_times(batch: &RecordBatch, path: &Path) -> Result<ScalarBuffer<i64>> {
         .column_by_name(STAGE_AT)
         .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
         .map(|a| a.values().clone())
-        .ok_or_else(|| IngestError::Internal(format!("{}: no µs stage_at", path.display())))
+        .ok_or_else(|| IngestError::UnexpectedColumn {
+            column: format!("{STAGE_AT} of {}", path.display()),
+            expected: "a µs timestamp",
+        })
 }
 
 /// Reads time-sorted files as one time-sorted stream (a k-way merge on `stage_at`), holding
@@ -257,10 +260,9 @@ impl SortedMerge {
             };
             let input = &mut self.inputs[i];
             if t < input.last {
-                return Err(IngestError::Internal(format!(
-                    "{} is not sorted by stage_at; it cannot be merged",
-                    input.path.display()
-                )));
+                return Err(IngestError::UnsortedFile {
+                    path: input.path.clone(),
+                });
             }
             input.last = t;
             let slot = *input.slot.get_or_insert_with(|| {
@@ -354,7 +356,7 @@ fn merge_into(
     let (mut group_rows, mut group_bytes) = (0usize, 0usize);
     loop {
         if cancelled() {
-            return Err(IngestError::Internal("cancelled".into()));
+            return Err(IngestError::Cancelled);
         }
         let room = w.row_group_rows.max(1) - group_rows;
         let chunk = merge.next_chunk(room.min(8192))?;
@@ -416,7 +418,10 @@ fn drop_seen_keys(batch: RecordBatch, seen: &mut KeyHashes) -> Result<(RecordBat
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .cloned()
-            .ok_or_else(|| IngestError::Internal(format!("column {name} is not a string column")))
+            .ok_or_else(|| IngestError::UnexpectedColumn {
+                column: name.to_owned(),
+                expected: "a string column",
+            })
     };
     let (ids, stages) = (column(AUDIT_ID)?, column(STAGE)?);
     let keep: BooleanArray = (0..batch.num_rows())
@@ -442,9 +447,9 @@ pub fn prepare(
     let files =
         lake.events()
             .partition_files(&partition.cluster, &partition.date, &partition.hour)?;
-    let key = partition
-        .key()
-        .ok_or_else(|| IngestError::Internal(format!("bad partition {partition}")))?;
+    let key = partition.key().ok_or_else(|| IngestError::BadPartition {
+        partition: partition.to_string(),
+    })?;
     let mut small = Vec::new();
     let mut report = CompactReport {
         partitions: 1,
@@ -495,10 +500,11 @@ pub fn prepare(
             rows_in -= report.duplicates_removed - before;
         }
         if report.rows != rows_in {
-            return Err(IngestError::Internal(format!(
-                "compaction of {partition} wrote {} rows for {rows_in} read",
-                report.rows
-            )));
+            return Err(IngestError::RowCountMismatch {
+                partition: partition.to_string(),
+                wrote: report.rows,
+                read: rows_in,
+            });
         }
         Ok(())
     })();
@@ -543,9 +549,9 @@ pub fn finish(lake: &Lake, prepared: Prepared) -> Result<CompactReport> {
             for p in &added {
                 let _ = lake.delete_data(p);
             }
-            Err(IngestError::Internal(format!(
-                "{partition} changed while being compacted (another compaction or retention removed a file first); compaction abandoned"
-            )))
+            Err(IngestError::CompactionRaced {
+                partition: partition.to_string(),
+            })
         }
         Err(e) => {
             for p in &added {

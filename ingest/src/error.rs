@@ -23,7 +23,7 @@ pub enum IngestError {
     )]
     InvalidClusterName { name: String },
 
-    #[error("input {path}: {source}")]
+    #[error("input {path}")]
     Input {
         path: PathBuf,
         source: std::io::Error,
@@ -34,7 +34,7 @@ pub enum IngestError {
     )]
     LakeLocked { path: PathBuf, holder: String },
 
-    #[error("lake I/O on {path}: {source}")]
+    #[error("lake I/O on {path}")]
     LakeIo {
         path: PathBuf,
         source: std::io::Error,
@@ -42,19 +42,19 @@ pub enum IngestError {
 
     /// Writing a whole file with [`crate::lake::DurableWrite`] (lake state, findings, outbox
     /// entries, reports) failed; the file is as it was.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     WriteFile {
         path: PathBuf,
         source: std::io::Error,
     },
 
-    #[error("reading existing lake file {path}: {source}")]
+    #[error("reading existing lake file {path}")]
     LakeRead {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
 
-    #[error("writing Parquet {path}: {source}")]
+    #[error("writing Parquet {path}")]
     ParquetWrite {
         path: PathBuf,
         source: parquet::errors::ParquetError,
@@ -68,24 +68,150 @@ pub enum IngestError {
     #[error("lake location {value:?}: {reason}")]
     LakeLocation { value: String, reason: String },
 
-    #[error("Delta table {location}: {source}")]
+    #[error("Delta table {location}")]
     Table {
         location: String,
         source: Box<deltalake::DeltaTableError>,
     },
 
-    #[error("object store {location}: {source}")]
+    #[error("object store {location}")]
     Storage {
         location: String,
         source: Box<object_store::Error>,
     },
 
-    #[error("arrow: {0}")]
+    #[error("arrow")]
     Arrow(#[from] arrow::error::ArrowError),
 
     #[error("the lake writer stopped after an earlier error and must be reopened: {0}")]
     WriterPoisoned(String),
 
+    /// A file was to be written at a path that names no file (`/`, `..`): the caller's path.
+    #[error("{} is not a file path", path.display())]
+    NotAFilePath { path: PathBuf },
+
+    /// The object-storage source's checkpoint names another source: the configuration changed.
+    #[error("source checkpoint {checkpoint} belongs to {belongs}, not {source_url}")]
+    SourceCheckpointMismatch {
+        checkpoint: String,
+        belongs: String,
+        source_url: String,
+    },
+
+    /// A findings file where `migrate` cannot place it: the operator moves or removes it.
+    #[error(
+        "{location}: a findings file outside a `date=` directory; move it or remove it, then migrate again"
+    )]
+    StrayFindingsFile { location: String },
+
+    /// A compression level the Parquet writer refuses (the writer options are the caller's).
+    #[error("zstd level {level}")]
+    ZstdLevel {
+        level: i32,
+        source: parquet::errors::ParquetError,
+    },
+
+    /// Could not start a thread (out of memory or of the process's thread limit).
+    #[error("starting the {thread} thread")]
+    SpawnThread {
+        thread: &'static str,
+        source: std::io::Error,
+    },
+
+    /// The pipeline refused data (shutting down, or its lake writer failing).
+    #[error("the lake refuses data")]
+    Refused(#[source] crate::pipeline::SubmitError),
+
+    #[error(transparent)]
+    Flush(#[from] crate::pipeline::FlushFailed),
+
+    /// Submissions accepted by the pipeline were dropped by a failing lake writer.
+    #[error(
+        "the lake lost {lost} submissions of {url} before committing them; the checkpoint stays where it was, so the next poll reads them again"
+    )]
+    SubmissionsLost { lost: u64, url: String },
+
+    /// The source checkpoint file is not what `store` wrote (damaged on disk).
+    #[error(
+        "source checkpoint {checkpoint}: damaged; move it aside to re-read the source (the lake's dedup drops what it holds)"
+    )]
+    SourceCheckpointDamaged {
+        checkpoint: String,
+        source: serde_json::Error,
+    },
+
+    /// A file the lake lists (its log, a listing) is not in storage when read.
+    #[error("{location}: listed by the lake, but not in storage")]
+    Vanished { location: String },
+
+    /// Another compaction or retention removed a file of the partition first.
+    #[error(
+        "{partition} changed while being compacted (another compaction or retention removed a file first); compaction abandoned"
+    )]
+    CompactionRaced { partition: String },
+
+    /// The work was stopped (shutdown) before it finished.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A thread of ours panicked.
+    #[error("the {thread} panicked")]
+    Panicked { thread: &'static str },
+
+    /// A Parquet encoder thread panicked with this message.
+    #[error("a Parquet encoder thread panicked: {0}")]
+    EncoderPanicked(String),
+
+    /// The writer's encoder threads are gone (closed, or exited early).
+    #[error("the Parquet encoder threads are gone")]
+    EncoderGone,
+
+    #[error("the pipeline is already shut down")]
+    AlreadyShutDown,
+
+    /// Serializing a record of ours to JSON failed.
+    #[error("serializing {what}")]
+    Serialize {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+
+    /// Converting the `audit_events` schema to Parquet's failed.
+    #[error("converting the audit_events schema to Parquet")]
+    Schema(#[source] parquet::errors::ParquetError),
+
+    /// A batch of ours lacks a column of the expected type.
+    #[error("column {column} is not {expected}")]
+    UnexpectedColumn {
+        column: String,
+        expected: &'static str,
+    },
+
+    /// A lake file the compactor would merge is out of order.
+    #[error("{} is not sorted by stage_at; it cannot be merged", path.display())]
+    UnsortedFile { path: PathBuf },
+
+    #[error("compaction of {partition} wrote {wrote} rows for {read} read")]
+    RowCountMismatch {
+        partition: String,
+        wrote: u64,
+        read: u64,
+    },
+
+    #[error("bad partition {partition}")]
+    BadPartition { partition: String },
+
+    #[error("{} is not staged", path.display())]
+    NotStaged { path: PathBuf },
+
+    #[error("a column without a Parquet writer")]
+    ColumnWithoutWriter,
+
+    #[error("a row group for a file no longer open")]
+    RowGroupForClosedFile,
+
+    /// A bug of ours, as the WAL thread reports it (it is replaced by typed variants as the
+    /// WAL thread's errors become typed).
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -96,7 +222,11 @@ impl IngestError {
             IngestError::InvalidClusterName { .. }
             | IngestError::Input { .. }
             | IngestError::LakeLocation { .. }
-            | IngestError::NeedsMigration { .. } => Fault::Caller,
+            | IngestError::NeedsMigration { .. }
+            | IngestError::NotAFilePath { .. }
+            | IngestError::SourceCheckpointMismatch { .. }
+            | IngestError::StrayFindingsFile { .. }
+            | IngestError::ZstdLevel { .. } => Fault::Caller,
             IngestError::LakeLocked { .. }
             | IngestError::LakeIo { .. }
             | IngestError::WriteFile { .. }
@@ -104,8 +234,30 @@ impl IngestError {
             | IngestError::ParquetWrite { .. }
             | IngestError::WriterPoisoned(_)
             | IngestError::Table { .. }
-            | IngestError::Storage { .. } => Fault::Environment,
-            IngestError::Arrow(_) | IngestError::Internal(_) => Fault::Internal,
+            | IngestError::Storage { .. }
+            | IngestError::SpawnThread { .. }
+            | IngestError::Refused(_)
+            | IngestError::SubmissionsLost { .. }
+            | IngestError::SourceCheckpointDamaged { .. }
+            | IngestError::Vanished { .. }
+            | IngestError::CompactionRaced { .. }
+            | IngestError::Cancelled => Fault::Environment,
+            IngestError::Flush(e) => e.fault(),
+            IngestError::Arrow(_)
+            | IngestError::Internal(_)
+            | IngestError::Panicked { .. }
+            | IngestError::EncoderPanicked(_)
+            | IngestError::EncoderGone
+            | IngestError::AlreadyShutDown
+            | IngestError::Serialize { .. }
+            | IngestError::Schema(_)
+            | IngestError::UnexpectedColumn { .. }
+            | IngestError::UnsortedFile { .. }
+            | IngestError::RowCountMismatch { .. }
+            | IngestError::BadPartition { .. }
+            | IngestError::NotStaged { .. }
+            | IngestError::ColumnWithoutWriter
+            | IngestError::RowGroupForClosedFile => Fault::Internal,
         }
     }
 
@@ -113,6 +265,20 @@ impl IngestError {
         let path = path.into();
         move |source| IngestError::LakeIo { path, source }
     }
+}
+
+/// `a: b: c` — the error and each of its causes, in order. Error messages do not repeat their
+/// source (no `{source}` in a thiserror message): whoever shows an error to a person (a log
+/// field, an HTTP body, a quarantine reason) shows it with this, or with anyhow's `{:#}`.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -428,7 +428,7 @@ fn read_inputs(
         match res {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => errors.push(format!("{}: {e}", input.name())),
+            Err(e) => errors.push(format!("{}: {}", input.name(), crate::error::chain(&e))),
         }
     }
     (decompressed, errors)
@@ -525,9 +525,9 @@ pub fn ingest(
             Ok(())
         })();
         drop(out_rx);
-        let (decompressed, errors) = reader
-            .join()
-            .map_err(|_| IngestError::Internal("reader thread panicked".into()))?;
+        let (decompressed, errors) = reader.join().map_err(|_| IngestError::Panicked {
+            thread: "reader thread",
+        })?;
         report.input_bytes = decompressed;
         report.input_errors = errors;
         routed

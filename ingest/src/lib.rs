@@ -25,8 +25,8 @@ pub use error::{Fault, IngestError};
 pub use files::{IngestOptions, IngestReport, Input, Progress, ingest};
 pub use lake::{Lake, validate_cluster_name};
 pub use pipeline::{
-    Ack, BodyFraming, Durable, NoObserver, Pipeline, PipelineObserver, PipelineOptions,
-    ReplayReport, Submission, SubmitError, decode_body,
+    Ack, BodyFraming, Durable, FlushFailed, NoObserver, Pipeline, PipelineObserver,
+    PipelineOptions, ReplayReport, Submission, SubmitError, decode_body,
 };
 pub use quarantine::QuarantineWriter;
 pub use writer::{CommittedFile, LakeWriter, WriteStats, WriterOptions};

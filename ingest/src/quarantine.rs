@@ -245,8 +245,10 @@ impl QuarantineWriter {
     }
 
     fn append(&mut self, record: &Record) -> Result<()> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|e| IngestError::Internal(e.to_string()))?;
+        let mut line = serde_json::to_vec(record).map_err(|e| IngestError::Serialize {
+            what: "a quarantine record",
+            source: e,
+        })?;
         line.push(b'\n');
         let file = self.file()?;
         file.write_all(&line).map_err(|e| IngestError::LakeIo {

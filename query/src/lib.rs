@@ -59,17 +59,29 @@ pub enum QueryError {
     /// Reading the lake or running the plan failed for a reason that is not the SQL's fault.
     #[error("query execution: {0}")]
     Execution(DataFusionError),
-    #[error("writing output: {0}")]
-    Output(String),
+    /// Writing the result failed (the reader went away: `| head`, a full disk). The cause is
+    /// the source, so the binary sees an `io::Error` of kind `BrokenPipe` in the chain.
+    #[error("writing output")]
+    Output(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl QueryError {
+    /// Whose fault it is: the caller's SQL or lake path (exit code 2 / HTTP 400), or the lake
+    /// and the output the query ran against.
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        match self {
+            QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_) => {
+                auditlake_ingest::Fault::Caller
+            }
+            QueryError::Execution(_) | QueryError::Output(_) => {
+                auditlake_ingest::Fault::Environment
+            }
+        }
+    }
+
     /// True when the caller's SQL is at fault (exit code 2 / HTTP 400), not the lake.
     pub fn is_caller_fault(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Sql(_) | QueryError::LakeNotFound(_) | QueryError::NeedsMigration(_)
-        )
+        self.fault() == auditlake_ingest::Fault::Caller
     }
 }
 

@@ -37,8 +37,8 @@ impl FromStr for OutputFormat {
     }
 }
 
-fn out_err(e: impl std::fmt::Display) -> QueryError {
-    QueryError::Output(e.to_string())
+fn out_err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> QueryError {
+    QueryError::Output(e.into())
 }
 
 /// Writes `batches` to `out` in `format`. An empty result still prints a header (table, csv).

@@ -13,9 +13,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 use ipnet::{IpNet, Ipv4Net};
@@ -101,11 +102,12 @@ impl CidrCache {
     }
 }
 
-/// The non-null entries of `items` as a [`CidrSet`]; a bad entry is a query error naming it.
+/// The non-null entries of `items` as a [`CidrSet`]; a bad entry is a query error naming it,
+/// the query's (a plan error: [`crate::classify`] makes it the caller's fault, exit code 2).
 fn cidr_set(items: &StringArray) -> Result<CidrSet> {
     match CidrSet::parse(items.iter().flatten()) {
         Ok(set) => Ok(set),
-        Err(e) => exec_err!("ip_in_cidrs: {e}"),
+        Err(e) => plan_err!("ip_in_cidrs: {e}"),
     }
 }
 
@@ -184,6 +186,18 @@ impl ScalarUDFImpl for HelperUdf {
             Helper::ImageRepos => list_utf8(),
             _ => DataType::Boolean,
         })
+    }
+
+    /// `ip_in_cidrs` with a constant list: the list is parsed while planning, so a bad entry
+    /// is a plan error (the query's fault) rather than a failure of the scan that runs it.
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        if self.helper == Helper::IpInCidrs
+            && let Some(Expr::Literal(list, _)) = args.get(1)
+            && matches!(list, ScalarValue::List(_))
+        {
+            self.cidr_sets.get(list)?;
+        }
+        Ok(ExprSimplifyResult::Original(args))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

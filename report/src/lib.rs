@@ -40,13 +40,13 @@ pub enum ReportError {
         place: String,
         have: String,
     },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     /// A query of the report failed: the definition's SQL or the lake.
-    #[error("report {report}, {part}: {source}")]
+    #[error("report {report}, {part}")]
     Query {
         report: String,
         part: String,
@@ -54,8 +54,32 @@ pub enum ReportError {
     },
     #[error("report {report}: template: {message}")]
     Template { report: String, message: String },
+    #[error("report {report} has no section {section:?} (have: {have})")]
+    UnknownSection {
+        report: String,
+        section: String,
+        have: String,
+    },
+    /// Rendering the built-in templates or converting results failed: a bug of ours.
     #[error("rendering: {0}")]
     Render(String),
+}
+
+impl ReportError {
+    /// Whose fault it is: a definition or template is its author's, a query's is the query
+    /// error's, reading and rendering fail in the environment.
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        use auditlake_ingest::Fault;
+        match self {
+            ReportError::Definition { .. }
+            | ReportError::UnknownReport { .. }
+            | ReportError::Template { .. }
+            | ReportError::UnknownSection { .. } => Fault::Caller,
+            ReportError::Query { source, .. } => source.fault(),
+            ReportError::Io { .. } => Fault::Environment,
+            ReportError::Render(_) => Fault::Internal,
+        }
+    }
 }
 
 /// A CIS Kubernetes Benchmark control the report gives evidence for.

@@ -214,11 +214,11 @@ pub fn render(
         Some(id) => {
             let Some(s) = r.sections.iter().find(|s| s.id == id) else {
                 let have: Vec<&str> = r.sections.iter().map(|s| s.id.as_str()).collect();
-                return Err(ReportError::Render(format!(
-                    "report {} has no section {id:?} (have: {})",
-                    r.id,
-                    have.join(", ")
-                )));
+                return Err(ReportError::UnknownSection {
+                    report: r.id.clone(),
+                    section: id.to_owned(),
+                    have: have.join(", "),
+                });
             };
             if format == ReportFormat::Csv {
                 return Ok(csv_table(s));

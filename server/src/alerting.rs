@@ -16,6 +16,7 @@ use crate::error::ServerError;
 use crate::log;
 use crate::metrics::Metrics;
 use crate::sinks::{Outbox, SinkConfig, delivery_loop};
+use auditlake_ingest::error::chain;
 
 use arrow::record_batch::RecordBatch;
 use auditlake_ingest::{CompactReport, Decoded, PipelineObserver};
@@ -119,12 +120,8 @@ pub fn keep_lease(
                     }
                     was = Some(status);
                 }
-                Ok(Err(e)) => log::emit(&log::LeaseFailed {
-                    error: &e.to_string(),
-                }),
-                Err(e) => log::emit(&log::LeaseFailed {
-                    error: &e.to_string(),
-                }),
+                Ok(Err(e)) => log::emit(&log::LeaseFailed { error: &chain(&e) }),
+                Err(e) => log::emit(&log::LeaseFailed { error: &chain(&e) }),
             }
             tokio::select! {
                 _ = tokio::time::sleep(lease.ttl() / 3) => {}
@@ -150,11 +147,14 @@ async fn start_delivery(
         let (lake, sinks) = (lake.clone(), sinks.to_vec());
         tokio::task::spawn_blocking(move || Outbox::new(&lake, sinks))
             .await
-            .map_err(|e| ServerError::Internal(e.to_string()))?
-            .map_err(|e| ServerError::Internal(format!("opening the alert outbox: {e}")))?
+            .map_err(|source| ServerError::Task {
+                what: "alert outbox",
+                source,
+            })?
+            .map_err(ServerError::Outbox)?
     };
     let outbox = Arc::new(outbox);
-    let client = crate::sinks::http_client().map_err(ServerError::Internal)?;
+    let client = crate::sinks::http_client().map_err(ServerError::HttpClient)?;
     let mut tasks = Vec::new();
     for sink in sinks.iter().cloned() {
         tasks.push(tokio::spawn(delivery_loop(
@@ -172,10 +172,16 @@ async fn start_delivery(
 async fn open_detector(lake: &Lake, session: &SessionOptions) -> Result<Detector, ServerError> {
     let ctx = open_lake_at(lake, session)
         .await
-        .map_err(|e| ServerError::Internal(format!("opening the lake for detections: {e}")))?;
+        .map_err(|source| ServerError::Query {
+            what: "detections",
+            source,
+        })?;
     Detector::new(ctx)
         .await
-        .map_err(|e| ServerError::Internal(format!("detections: {e}")))
+        .map_err(|source| ServerError::Query {
+            what: "the detector",
+            source,
+        })
 }
 
 /// Starts the scheduler and the sinks' delivery tasks; they stop when `stop` turns true. On an
@@ -203,8 +209,14 @@ pub async fn start(
             Scheduler::open(&lake, opts.rules, detector, opts.scheduler)
         })
         .await
-        .map_err(|e| ServerError::Internal(e.to_string()))?
-        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|source| ServerError::Task {
+            what: "scheduler start",
+            source,
+        })?
+        .map_err(|source| ServerError::Detect {
+            what: "the scheduler",
+            source,
+        })?
     };
     log::emit(&log::SchedulerStarted {
         rules,
@@ -228,8 +240,8 @@ pub async fn start(
                 // Taken over: the previous holder moved watermarks, findings and the outbox on.
                 let reloaded = scheduler
                     .reload()
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| outbox.reload().map_err(|e| e.to_string()));
+                    .map_err(|e| chain(&e))
+                    .and_then(|()| outbox.reload().map_err(|e| chain(&e)));
                 if let Err(e) = reloaded {
                     log::emit(&log::LeaseFailed {
                         error: &format!("taking over the scheduler: {e}"),

@@ -22,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, ClientContext};
 
+use crate::error::ServerError;
 use crate::log;
 use crate::metrics::{Metrics, PartitionLabel, TopicLabel};
 
@@ -248,7 +249,7 @@ fn flush_and_commit(
     if let Err(e) = pipeline.flush_now() {
         log::emit(&log::KafkaEvent {
             what: &format!("flush before {when} failed"),
-            detail: &e,
+            detail: &auditlake_ingest::error::chain(&e),
             repeated: 0,
         });
     }
@@ -328,7 +329,7 @@ pub fn start(
     decode: DecodeOptions,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<KafkaSummary>, String> {
+) -> Result<std::thread::JoinHandle<KafkaSummary>, ServerError> {
     let durable: Durable = Arc::default();
     let epochs: Epochs = Arc::default();
     let mut config = ClientConfig::new();
@@ -355,11 +356,17 @@ pub fn start(
             committing_since: Mutex::new(None),
             errors: Throttle::default(),
         })
-        .map_err(|e| format!("Kafka consumer: {e}"))?;
+        .map_err(|source| ServerError::Kafka {
+            what: "consumer".into(),
+            source,
+        })?;
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|e| format!("Kafka subscribe {topics:?}: {e}"))?;
+        .map_err(|source| ServerError::Kafka {
+            what: format!("subscribe {topics:?}"),
+            source,
+        })?;
     std::thread::Builder::new()
         .name("kafka".into())
         .spawn(move || {
@@ -367,7 +374,10 @@ pub fn start(
                 consumer, opts, pipeline, decode, durable, epochs, metrics, stop,
             )
         })
-        .map_err(|e| format!("spawn Kafka thread: {e}"))
+        .map_err(|source| ServerError::SpawnThread {
+            thread: "Kafka",
+            source,
+        })
 }
 
 /// The message's cluster, and whether configuration named it (header, topic, `kafka.cluster`)

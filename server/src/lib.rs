@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auditlake_ingest::error::chain;
 use auditlake_ingest::{DecodeOptions, Lake, Pipeline, PipelineOptions};
 use auditlake_query::SessionOptions;
 use hyper::body::Incoming;
@@ -127,12 +128,8 @@ async fn retention_job(
                     log::emit(&log::RetentionRun { report: &report });
                 }
             }
-            Ok(Err(e)) => log::emit(&log::RetentionFailed {
-                error: &e.to_string(),
-            }),
-            Err(e) => log::emit(&log::RetentionFailed {
-                error: &e.to_string(),
-            }),
+            Ok(Err(e)) => log::emit(&log::RetentionFailed { error: &chain(&e) }),
+            Err(e) => log::emit(&log::RetentionFailed { error: &chain(&e) }),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -159,16 +156,13 @@ pub async fn serve(
     let background = start_background(&opts, &metrics, stream_rx, &stop_rx).await?;
     let sources_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let kafka_thread = match opts.kafka.clone() {
-        Some(k) => Some(
-            kafka::start(
-                k,
-                pipeline.clone(),
-                opts.decode.clone(),
-                metrics.clone(),
-                sources_stop.clone(),
-            )
-            .map_err(ServerError::Internal)?,
-        ),
+        Some(k) => Some(kafka::start(
+            k,
+            pipeline.clone(),
+            opts.decode.clone(),
+            metrics.clone(),
+            sources_stop.clone(),
+        )?),
         None => None,
     };
     let object_threads = objects::start(
@@ -178,7 +172,10 @@ pub async fn serve(
         metrics.clone(),
         sources_stop.clone(),
     )
-    .map_err(|e| ServerError::Internal(format!("starting the object-storage sources: {e}")))?;
+    .map_err(|source| ServerError::SpawnThread {
+        thread: "object-storage source",
+        source,
+    })?;
     let state = Arc::new(webhook::AppState {
         pipeline: pipeline.clone(),
         auth: auth.clone(),
@@ -223,7 +220,10 @@ pub async fn serve(
     }
     let last = tokio::task::spawn_blocking(move || pipeline.shutdown())
         .await
-        .map_err(|e| ServerError::Internal(e.to_string()))??;
+        .map_err(|source| ServerError::Task {
+            what: "pipeline shutdown",
+            source,
+        })??;
     // The scheduler finishes its current pass; sinks stop between deliveries (the outbox keeps
     // the rest for the next start).
     let _ = stop_tx.send(true);
@@ -337,7 +337,10 @@ async fn open_pipeline(
             });
         tokio::task::spawn_blocking(move || Pipeline::open(&lake, popts, observer))
             .await
-            .map_err(|e| ServerError::Internal(e.to_string()))??
+            .map_err(|source| ServerError::Task {
+                what: "pipeline start",
+                source,
+            })??
     };
     let (pipeline, replayed) = pipeline;
     if replayed.records > 0 || replayed.damaged > 0 {
@@ -416,7 +419,10 @@ async fn start_postgres(
 ) -> Result<tokio::task::JoinHandle<()>, ServerError> {
     let ctx = auditlake_query::open_lake_at(&opts.lake, &SessionOptions::default())
         .await
-        .map_err(|e| ServerError::Internal(format!("postgres endpoint: {e}")))?;
+        .map_err(|source| ServerError::Query {
+            what: "the postgres endpoint",
+            source,
+        })?;
     let server = pg::PgServer::bind(ctx, pg_opts).await?;
     log::emit(&log::PgListening {
         addr: server.local_addr().map_err(|source| ServerError::Bind {

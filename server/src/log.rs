@@ -41,13 +41,23 @@ pub enum Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogInitError {
-    #[error("{FILTER_ENV}: invalid filter {filter:?}: {source}")]
+    #[error("{FILTER_ENV}: invalid filter {filter:?}")]
     Filter {
         filter: String,
         source: tracing_subscriber::filter::ParseError,
     },
-    #[error("installing the logger: {0}")]
+    #[error("installing the logger")]
     Install(#[from] tracing_subscriber::util::TryInitError),
+}
+
+impl LogInitError {
+    /// A bad filter is the caller's; failing to install the logger (installed twice) is ours.
+    pub fn fault(&self) -> auditlake_ingest::Fault {
+        match self {
+            LogInitError::Filter { .. } => auditlake_ingest::Fault::Caller,
+            LogInitError::Install(_) => auditlake_ingest::Fault::Internal,
+        }
+    }
 }
 
 /// Installs the process's logger: the subscriber writing to stderr, and the `log` → `tracing`

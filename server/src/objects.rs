@@ -73,7 +73,7 @@ fn run(
                 metrics.object_source_errors.get_or_create(&label).inc();
                 log::emit(&log::ObjectSourceFailed {
                     source: &url,
-                    error: &e.to_string(),
+                    error: &auditlake_ingest::error::chain(&e),
                 });
                 // Reloaded from the lake at the next poll: what this process held in memory
                 // may be ahead of what was committed.

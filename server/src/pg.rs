@@ -445,14 +445,10 @@ impl PgServer {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         })?;
         if cert_auth && opts.cert_users.is_empty() {
-            return Err(ServerError::Internal(
-                "postgres.client_ca is set but postgres.cert_users is empty: list the certificate CNs that may log in (the CA may sign other clients too)".into(),
-            ));
+            return Err(ServerError::PgNoCertUsers);
         }
         if users.is_none() && !cert_auth && !addr.ip().is_loopback() {
-            return Err(ServerError::Internal(format!(
-                "postgres.listen = {addr} is not a loopback address: set postgres.users_file or postgres.client_ca so clients must authenticate"
-            )));
+            return Err(ServerError::PgUnauthenticated { addr });
         }
         let tls = match &opts.tls {
             None => None,
@@ -469,7 +465,7 @@ impl PgServer {
             "datafusion",
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
-        .map_err(|e| ServerError::Internal(format!("pg_catalog: {e}")))?;
+        .map_err(ServerError::PgCatalog)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind {

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditlake_ingest::Lake;
+use auditlake_ingest::error::chain;
 use auditlake_ingest::lake::Lease;
+use auditlake_ingest::{IngestError, Lake};
 use auditlake_query::{Scope, SessionOptions, open_lake_at};
 use auditlake_report::schedule::Schedule;
 use auditlake_report::{
@@ -20,6 +21,7 @@ use auditlake_report::{
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
+use crate::error::ServerError;
 use crate::log;
 
 #[derive(Debug, Clone)]
@@ -52,11 +54,10 @@ fn load_state(lake: &Lake) -> BTreeMap<String, DateTime<Utc>> {
         .collect()
 }
 
-fn save_state(lake: &Lake, state: &BTreeMap<String, DateTime<Utc>>) -> Result<(), String> {
+fn save_state(lake: &Lake, state: &BTreeMap<String, DateTime<Utc>>) -> Result<(), IngestError> {
     let text: BTreeMap<&String, String> = state.iter().map(|(k, v)| (k, v.to_rfc3339())).collect();
     let json = serde_json::to_string_pretty(&text).expect("a map of strings serializes");
     lake.write_state(STATE_DOC, json.as_bytes())
-        .map_err(|e| e.to_string())
 }
 
 /// The file a run writes: `secret-access-20261130T0000Z.html`.
@@ -75,7 +76,7 @@ pub async fn render_once(
     r: &ScheduledReport,
     end: DateTime<Utc>,
     session: &SessionOptions,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, ServerError> {
     let scope = Scope {
         since: Some(end - r.window),
         until: Some(end),
@@ -86,15 +87,18 @@ pub async fn render_once(
         scope,
         ..session.clone()
     };
-    let ctx = open_lake_at(lake, &opts).await.map_err(|e| e.to_string())?;
-    let result = run_report(&ctx, &r.def, window)
+    let ctx = open_lake_at(lake, &opts)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ServerError::Query {
+            what: "a scheduled report",
+            source,
+        })?;
+    let result = run_report(&ctx, &r.def, window).await?;
     let mut written = Vec::new();
     for &format in &r.formats {
-        let text = render(&result, format, None).map_err(|e| e.to_string())?;
+        let text = render(&result, format, None)?;
         let path = output_file(r, end, format);
-        write_atomically(&path, &text).map_err(|e| e.to_string())?;
+        write_atomically(&path, &text)?;
         log::emit(&log::ReportWritten {
             report: &r.def.id,
             path: &path,
@@ -141,7 +145,7 @@ pub async fn run(
                     if let Err(e) = render_once(&lake, r, end, &opts.session).await {
                         log::emit(&log::ReportFailed {
                             report: &r.def.id,
-                            error: &e,
+                            error: &chain(&e),
                         });
                     }
                     // A failing report is not retried in a loop: the next fire time tries again.
@@ -149,7 +153,7 @@ pub async fn run(
                     if let Err(e) = save_state(&lake, &state) {
                         log::emit(&log::ReportFailed {
                             report: &r.def.id,
-                            error: &e,
+                            error: &chain(&e),
                         });
                     }
                 }

@@ -30,6 +30,30 @@ pub enum ScramError {
     Rejected,
 }
 
+/// Why a users-file verifier does not parse: the part that is wrong, never its text (the
+/// caller's file to fix).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadVerifier {
+    #[error("expected `{MECHANISM}$<iterations>:<salt>$<StoredKey>:<ServerKey>`")]
+    Shape,
+    #[error("expected `$` between `<iterations>:<salt>` and `<StoredKey>:<ServerKey>`")]
+    NoKeys,
+    #[error("expected `<iterations>:<salt>`")]
+    NoSalt,
+    #[error("expected `<StoredKey>:<ServerKey>`")]
+    NoServerKey,
+    #[error("the iteration count is not a number")]
+    Iterations,
+    #[error("{0} iterations: at least {MIN_ITERATIONS} are required")]
+    TooFewIterations(u32),
+    #[error("the salt is not base64")]
+    Salt,
+    #[error("the salt is empty")]
+    EmptySalt,
+    #[error("the {0} is not 32 bytes of base64")]
+    Key(&'static str),
+}
+
 /// A stored SCRAM-SHA-256 verifier. Its `Debug` shows no key material: a verifier is not a
 /// password, but it allows an offline dictionary attack, so it is not logged either.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,41 +139,27 @@ impl Verifier {
     }
 
     /// Parses PostgreSQL's form; the error says which part is wrong, never echoing it.
-    pub fn parse(s: &str) -> Result<Verifier, String> {
+    pub fn parse(s: &str) -> Result<Verifier, BadVerifier> {
         let rest = s
             .strip_prefix(MECHANISM)
             .and_then(|r| r.strip_prefix('$'))
-            .ok_or_else(|| {
-                format!("expected `{MECHANISM}$<iterations>:<salt>$<StoredKey>:<ServerKey>`")
-            })?;
-        let (params, keys) = rest
-            .split_once('$')
-            .ok_or("expected `$` between `<iterations>:<salt>` and `<StoredKey>:<ServerKey>`")?;
-        let (iterations, salt) = params
-            .split_once(':')
-            .ok_or("expected `<iterations>:<salt>`")?;
-        let (stored, server) = keys
-            .split_once(':')
-            .ok_or("expected `<StoredKey>:<ServerKey>`")?;
-        let iterations: u32 = iterations
-            .parse()
-            .map_err(|_| "the iteration count is not a number".to_owned())?;
+            .ok_or(BadVerifier::Shape)?;
+        let (params, keys) = rest.split_once('$').ok_or(BadVerifier::NoKeys)?;
+        let (iterations, salt) = params.split_once(':').ok_or(BadVerifier::NoSalt)?;
+        let (stored, server) = keys.split_once(':').ok_or(BadVerifier::NoServerKey)?;
+        let iterations: u32 = iterations.parse().map_err(|_| BadVerifier::Iterations)?;
         if iterations < MIN_ITERATIONS {
-            return Err(format!(
-                "{iterations} iterations: at least {MIN_ITERATIONS} are required"
-            ));
+            return Err(BadVerifier::TooFewIterations(iterations));
         }
-        let salt = B64
-            .decode(salt)
-            .map_err(|_| "the salt is not base64".to_owned())?;
+        let salt = B64.decode(salt).map_err(|_| BadVerifier::Salt)?;
         if salt.is_empty() {
-            return Err("the salt is empty".into());
+            return Err(BadVerifier::EmptySalt);
         }
-        let key = |what: &str, b64: &str| -> Result<[u8; 32], String> {
+        let key = |what: &'static str, b64: &str| -> Result<[u8; 32], BadVerifier> {
             B64.decode(b64)
                 .ok()
                 .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                .ok_or_else(|| format!("the {what} is not 32 bytes of base64"))
+                .ok_or(BadVerifier::Key(what))
         };
         Ok(Verifier {
             iterations,
@@ -372,7 +382,7 @@ mod tests {
             (good.replace("$4096:", "$x:"), "not a number"),
             (format!("{good}AA"), "ServerKey is not 32 bytes"),
         ] {
-            let err = Verifier::parse(&bad).unwrap_err();
+            let err = Verifier::parse(&bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
             assert!(!err.contains("horse"), "{err}");
         }

@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use auditlake_detect::{Alerts, Finding};
+use auditlake_ingest::error::chain;
 use auditlake_ingest::{IngestError, Lake};
+
+use crate::error::ServerError;
 use serde_json::{Value, json};
 
 /// Kinds of sink.
@@ -325,7 +328,7 @@ fn key_suffix(f: &Finding) -> String {
 }
 
 impl Alerts for Outbox {
-    fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
+    fn enqueue(&self, findings: &[Finding]) -> Result<(), IngestError> {
         for s in &self.sinks {
             let mut wrote = false;
             for f in findings {
@@ -347,8 +350,7 @@ impl Alerts for Outbox {
                 let body = serde_json::to_vec(&finding_json(f)).expect("finding serializes");
                 // If absent: a key another process already queued stays as it was.
                 self.lake
-                    .create_state(&outbox_name(&s.name, "pending", Some(&name)), &body)
-                    .map_err(|e| format!("outbox: {e}"))?;
+                    .create_state(&outbox_name(&s.name, "pending", Some(&name)), &body)?;
                 self.known
                     .lock()
                     .expect("outbox index")
@@ -367,11 +369,9 @@ impl Alerts for Outbox {
 
 /// The HTTP client of the sinks. reqwest is built without a bundled crypto provider: use ring,
 /// like the server.
-pub fn http_client() -> Result<reqwest::Client, String> {
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+    reqwest::Client::builder().build()
 }
 
 /// What a sink sends with: built once per sink.
@@ -381,7 +381,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn new(sink: &SinkConfig, http: &reqwest::Client) -> Result<Transport, String> {
+    pub fn new(sink: &SinkConfig, http: &reqwest::Client) -> Result<Transport, ServerError> {
         match &sink.kind {
             SinkKind::Kafka {
                 brokers,
@@ -399,7 +399,10 @@ impl Transport {
                 config
                     .create()
                     .map(Transport::Kafka)
-                    .map_err(|e| format!("Kafka producer: {e}"))
+                    .map_err(|source| ServerError::Kafka {
+                        what: format!("producer of sink {}", sink.name),
+                        source,
+                    })
             }
             _ => Ok(Transport::Http(http.clone())),
         }
@@ -455,7 +458,7 @@ pub async fn deliver(
                 .map_err(|(e, _)| Retry(format!("Kafka: {e}")));
         }
     };
-    let finding = stored_finding(stored).map_err(DeliveryError::Rejected);
+    let finding = stored_finding(stored).map_err(|e| DeliveryError::Rejected(e.to_string()));
     let key = stored["idempotency_key"]
         .as_str()
         .unwrap_or_default()
@@ -528,13 +531,19 @@ pub async fn deliver(
     }
 }
 
+/// An outbox record lacks a field the sink's format needs (it was damaged or hand-edited): the
+/// sink can never take it, so it is rejected, not retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("outbox record without {0}")]
+struct MissingField(&'static str);
+
 /// The finding back from its outbox JSON (for the formats that reshape it).
-fn stored_finding(v: &Value) -> Result<Finding, String> {
+fn stored_finding(v: &Value) -> Result<Finding, MissingField> {
     let s = |k: &str| v[k].as_str().map(str::to_owned);
-    let t = |k: &str| {
+    let t = |k: &'static str| {
         s(k).and_then(|x| chrono::DateTime::parse_from_rfc3339(&x).ok())
             .map(|d| d.to_utc())
-            .ok_or_else(|| format!("outbox record without {k}"))
+            .ok_or(MissingField(k))
     };
     let list = |k: &str| -> Vec<String> {
         v[k].as_array()
@@ -546,7 +555,7 @@ fn stored_finding(v: &Value) -> Result<Finding, String> {
             .unwrap_or_default()
     };
     Ok(Finding {
-        finding_id: s("finding_id").ok_or("outbox record without finding_id")?,
+        finding_id: s("finding_id").ok_or(MissingField("finding_id"))?,
         dedup_key: s("dedup_key").unwrap_or_default(),
         rule_id: s("rule_id").unwrap_or_default(),
         rule_version: v["rule_version"].as_i64().unwrap_or(1) as i32,
@@ -593,7 +602,7 @@ pub async fn delivery_loop(
         match Transport::new(&sink, &client) {
             Ok(t) => break t,
             Err(e) => {
-                observer.failed(&sink.name, &e);
+                observer.failed(&sink.name, &chain(&e));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                     _ = stop.changed() => {}

@@ -14,7 +14,7 @@ pub use ballista::*;
     name = "auditlake",
     version,
     about = "Kubernetes audit-log analytics: ingest audit events into a Parquet lake and query it with SQL",
-    after_help = "Exit codes: 0 success · 1 findings reported (detect) · 2 error (bad input, bad SQL, I/O)."
+    after_help = "Exit codes: 0 success · 1 findings reported (detect) · 2 error of the caller (bad input, bad SQL, config, usage) · 3 error of the environment (I/O, disk, lake locked, store or broker unreachable: retrying may work) · 4 internal error (a bug)."
 )]
 pub struct Cli {
     /// Configuration file (TOML; see samples/auditlake.toml).

@@ -105,7 +105,7 @@ fn detect_failed(e: anyhow::Error) -> anyhow::Result<u8> {
     if let Some(d) = e.downcast_ref::<auditlake_detect::DetectError>()
         && d.is_caller_fault()
     {
-        eprintln!("error: {d}");
+        eprintln!("error: {}", auditlake_ingest::error::chain(d));
         return Ok(EXIT_ERROR);
     }
     if let Some(q) = e.downcast_ref::<auditlake_query::QueryError>()

@@ -183,8 +183,7 @@ fn run_kafka(config: &Config, args: &IngestArgs, brokers: &str) -> anyhow::Resul
         ingest.decode,
         metrics.clone(),
         stop,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let read = consumer.join();
     pipeline.shutdown()?;
     let Ok(KafkaSummary {

@@ -7,10 +7,10 @@ use auditlake_query::{SessionOptions, open_lake_at};
 use auditlake_report::{ReportFormat, ReportWindow, render, run_report, write_atomically};
 use chrono::Utc;
 
+use crate::EXIT_OK;
 use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::options::session_options;
-use crate::{EXIT_ERROR, EXIT_OK};
 
 pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     if args.list {
@@ -50,13 +50,7 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         .name
         .as_deref()
         .expect("clap requires NAME without --list");
-    let def = match crate::pack::report(config, args.reports_dir.as_deref(), name) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_ERROR);
-        }
-    };
+    let def = crate::pack::report(config, args.reports_dir.as_deref(), name)?;
     let format = match (args.format, &args.out) {
         (Some(f), _) => f,
         (None, Some(out)) => out
@@ -79,20 +73,9 @@ pub fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         let ctx = open_lake_at(&lake, &opts).await?;
         anyhow::Ok(run_report(&ctx, &def, window).await?)
     });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}", crate::error_message(&e));
-            return Ok(EXIT_ERROR);
-        }
-    };
-    let text = match render(&report, format, args.section.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(EXIT_ERROR);
-        }
-    };
+    // Failures go to `main`, which prints them and picks the exit code from their fault.
+    let report = result?;
+    let text = render(&report, format, args.section.as_deref())?;
     match &args.out {
         Some(path) => {
             write_atomically(path, &text).with_context(|| format!("writing {}", path.display()))?;

@@ -201,13 +201,7 @@ fn list_cell(items: &[String]) -> String {
 }
 
 fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
-    let (rules, pack) = match load_pack(config, arg) {
-        Ok(p) => (p.rules, p.config),
-        Err(e) => {
-            eprintln!("error: {}", crate::error_message(&e));
-            return Ok(EXIT_ERROR);
-        }
-    };
+    let (rules, pack) = load_pack(config, arg).map(|p| (p.rules, p.config))?;
     let rt = super::runtime()?;
     let empty = tempfile::tempdir().context("creating an empty lake to plan against")?;
     let errors = rt.block_on(async {
@@ -226,7 +220,7 @@ fn check(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
         anyhow::Ok(errors)
     })?;
     for e in &errors {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", auditlake_ingest::error::chain(e));
     }
     if errors.is_empty() {
         println!(
@@ -263,7 +257,12 @@ fn test(config: &Config, arg: &RulesDirArg) -> anyhow::Result<u8> {
                     }
                     Err(e @ DetectError::Rule { .. }) | Err(e) => {
                         failed += 1;
-                        println!("FAIL {} / {}: {e}", rule.id, t.name);
+                        println!(
+                            "FAIL {} / {}: {}",
+                            rule.id,
+                            t.name,
+                            auditlake_ingest::error::chain(&e)
+                        );
                     }
                 }
             }

@@ -11,10 +11,10 @@ use auditlake_report::batches_to_rows;
 use chrono::Utc;
 use serde_json::Value;
 
+use crate::EXIT_OK;
 use crate::cli::TimelineArgs;
 use crate::config::Config;
 use crate::options::session_options;
-use crate::{EXIT_ERROR, EXIT_OK};
 
 /// Who or what the timeline follows, as SQL over `requests` and as words.
 fn subject(args: &TimelineArgs) -> anyhow::Result<(String, String)> {
@@ -199,13 +199,7 @@ pub fn run(config: &Config, args: TimelineArgs) -> anyhow::Result<u8> {
         let findings = auditlake_query::run_sql(&ctx, &findings_sql).await?;
         anyhow::Ok((rows, counts, findings))
     });
-    let (rows, counts, findings) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}", crate::error_message(&e));
-            return Ok(EXIT_ERROR);
-        }
-    };
+    let (rows, counts, findings) = result?;
     let rows = to_maps(&rows)?;
     let counts = to_maps(&counts)?.into_iter().next().unwrap_or_default();
     let flagged = flagged_events(to_maps(&findings)?);

@@ -116,6 +116,25 @@ fn malformed_lines_are_quarantined_and_the_rest_lands() {
     assert_eq!(records[1]["cluster"], "c1");
 }
 
+/// A fault of the environment (the lake's parent is a regular file: the same as root as for
+/// anyone) exits 3, not 2, and the message says the OS error once.
+#[test]
+fn an_environment_fault_exits_3_and_says_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let out = run(bin()
+        .args(["ingest", "--cluster", "prod", "--lake"])
+        .arg(file.join("lake"))
+        .arg(repo().join("samples/audit.log")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("a-file/lake"), "names the path: {err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert_eq!(err.matches("os error 20").count(), 1, "{err}");
+}
+
 #[test]
 fn bad_arguments_and_config_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use auditlake_query::{SessionOptions, open_lake};
 #[derive(Default)]
 struct Recorded(Mutex<Vec<String>>);
 impl Alerts for Recorded {
-    fn enqueue(&self, findings: &[Finding]) -> Result<(), String> {
+    fn enqueue(&self, findings: &[Finding]) -> Result<(), auditlake_ingest::IngestError> {
         self.0
             .lock()
             .unwrap()

@@ -42,9 +42,9 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// Makes a fully written, fsynced temp file visible under its final name, durably:
 /// rename (atomic on one filesystem), then fsync the target directory.
 pub fn commit_file(tmp: &Path, target: &Path) -> Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| IngestError::Internal(format!("{} has no parent", target.display())))?;
+    let dir = target.parent().ok_or_else(|| IngestError::NotAFilePath {
+        path: target.to_owned(),
+    })?;
     create_dir_durable(dir)?;
     fs::rename(tmp, target).map_err(IngestError::lake_io(target))?;
     fsync_dir(dir)
@@ -97,10 +97,9 @@ impl<'a> DurableWrite<'a> {
         use std::os::unix::fs::OpenOptionsExt;
         let target = self.target;
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-            return Err(IngestError::Internal(format!(
-                "{} is not a file path",
-                target.display()
-            )));
+            return Err(IngestError::NotAFilePath {
+                path: target.to_owned(),
+            });
         };
         // `report.html` in the working directory: its parent is "".
         let dir = if dir.as_os_str().is_empty() {

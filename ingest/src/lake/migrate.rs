@@ -100,13 +100,11 @@ fn migrate_findings(lake: &Lake) -> Result<TableMigration> {
             .split('/')
             .find_map(|p| p.strip_prefix(&format!("{DATE}=")))
         else {
-            return Err(IngestError::Internal(format!(
-                "{location}: a findings file outside a `{DATE}=` directory; move it or remove it, then migrate again"
-            )));
+            return Err(IngestError::StrayFindingsFile { location });
         };
-        let bytes = lake
-            .read_file(&rel)?
-            .ok_or_else(|| IngestError::Internal(format!("{location}: listed, then gone")))?;
+        let bytes = lake.read_file(&rel)?.ok_or_else(|| IngestError::Vanished {
+            location: location.clone(),
+        })?;
         let meta = parquet::file::metadata::ParquetMetaDataReader::new()
             .parse_and_finish(&bytes)
             .map_err(|source| IngestError::LakeRead {

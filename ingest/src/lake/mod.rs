@@ -408,7 +408,9 @@ impl Lake {
         };
         let rel = local
             .strip_prefix(&self.root)
-            .map_err(|_| IngestError::Internal(format!("{} is not staged", local.display())))?;
+            .map_err(|_| IngestError::NotStaged {
+                path: local.to_owned(),
+            })?;
         let mut path = remote.prefix.clone();
         for part in rel.iter() {
             path = path.join(part.to_string_lossy().as_ref());

@@ -454,16 +454,18 @@ fn logged_runs(lake: &Lake) -> Result<std::collections::HashSet<String>> {
         let location = format!("{}{}", table.url(), file.path);
         let bytes = lake
             .read_file(&format!("{}/{}", table.kind().dir(), file.path))?
-            .ok_or_else(|| {
-                IngestError::Internal(format!("{location}: named by the log, not in storage"))
+            .ok_or_else(|| IngestError::Vanished {
+                location: location.clone(),
             })?;
-        let read_err =
-            |e: parquet::errors::ParquetError| IngestError::Internal(format!("{location}: {e}"));
+        let read_err = |source| IngestError::LakeRead {
+            path: location.clone().into(),
+            source,
+        };
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(read_err)?;
         for batch in reader {
-            let batch = batch.map_err(|e| IngestError::Internal(format!("{location}: {e}")))?;
+            let batch = batch.map_err(|e| read_err(e.into()))?;
             let col = |name: &str| {
                 batch
                     .column_by_name(name)
@@ -557,8 +559,7 @@ fn append_log(lake: &Lake, report: &RetentionReport) -> Result<Option<i64>> {
             text(&|r| Some(r.rule.clone())),
             int(&|r| r.events_version),
         ],
-    )
-    .map_err(|e| IngestError::Internal(format!("retention_log batch: {e}")))?;
+    )?;
     let (version, _) = lake.append(
         TableKind::RetentionLog,
         Append {

@@ -41,6 +41,13 @@ pub enum SealError {
     BadSignature { key_id: String },
 }
 
+impl SealError {
+    /// A key, a seal file or a signature given by the caller: always the caller's to fix.
+    pub fn fault(&self) -> crate::Fault {
+        crate::Fault::Caller
+    }
+}
+
 /// One table's head as sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedHead {

@@ -137,8 +137,8 @@ impl Lake {
             None => {
                 use std::os::unix::fs::OpenOptionsExt;
                 let target = self.root.join(rel);
-                let dir = target.parent().ok_or_else(|| {
-                    IngestError::Internal(format!("{} is not a file path", target.display()))
+                let dir = target.parent().ok_or_else(|| IngestError::NotAFilePath {
+                    path: target.clone(),
                 })?;
                 if target.exists() {
                     return Ok(false);

@@ -24,7 +24,9 @@ fn a_durable_write_is_whole_or_absent() {
             Err(std::io::Error::other("disk full"))
         })
         .unwrap_err();
-    assert!(err.to_string().contains("disk full"), "{err}");
+    // The cause is the error's source, not part of its message: the chain shows it.
+    let message = crate::error::chain(&err);
+    assert!(message.contains("disk full"), "{message}");
     assert!(!target.exists());
     assert_eq!(names(&dir.path().join("sub")), Vec::<String>::new());
 

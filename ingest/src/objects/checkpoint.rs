@@ -55,26 +55,27 @@ impl Checkpoint {
                 objects: BTreeMap::new(),
             });
         };
-        let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
-            IngestError::Internal(format!(
-                "source checkpoint {}: damaged ({e}); move it aside to re-read the source (the lake's dedup drops what it holds)",
-                lake.describe(&lake.state_dir().join(name))
-            ))
-        })?;
+        let cp: Checkpoint =
+            serde_json::from_slice(&bytes).map_err(|e| IngestError::SourceCheckpointDamaged {
+                checkpoint: lake.describe(&lake.state_dir().join(name)),
+                source: e,
+            })?;
         if cp.source != source {
-            return Err(IngestError::Internal(format!(
-                "source checkpoint {} belongs to {}, not {source}",
-                lake.describe(&lake.state_dir().join(name)),
-                cp.source
-            )));
+            return Err(IngestError::SourceCheckpointMismatch {
+                checkpoint: lake.describe(&lake.state_dir().join(name)),
+                belongs: cp.source,
+                source_url: source.to_string(),
+            });
         }
         Ok(cp)
     }
 
     /// Replaces the stored checkpoint with this one.
     pub fn store(&self, lake: &Lake, name: &str) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| IngestError::Internal(format!("source checkpoint: {e}")))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| IngestError::Serialize {
+            what: "the source checkpoint",
+            source: e,
+        })?;
         lake.write_state(name, &bytes)
     }
 }

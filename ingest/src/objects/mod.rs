@@ -428,16 +428,14 @@ impl ObjectSource {
         if round.is_empty() {
             return Ok(());
         }
-        pipeline
-            .flush_now()
-            .map_err(|e| IngestError::Internal(format!("lake flush failed: {e}")))?;
+        pipeline.flush_now()?;
         let lost = outcome.lost.swap(0, Ordering::AcqRel);
         if lost > 0 {
             round.clear();
-            return Err(IngestError::Internal(format!(
-                "the lake lost {lost} submissions of {} before committing them; the checkpoint stays where it was, so the next poll reads them again",
-                self.opts.url
-            )));
+            return Err(IngestError::SubmissionsLost {
+                lost,
+                url: self.opts.url.to_string(),
+            });
         }
         for (key, mark) in round.drain(..) {
             self.checkpoint.objects.insert(key, mark);

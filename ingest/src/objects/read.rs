@@ -117,9 +117,9 @@ impl ObjectSource {
                 }
             }
             drop(chunk_tx);
-            let submitted = submitter
-                .join()
-                .map_err(|_| IngestError::Internal("object submitter panicked".into()))?;
+            let submitted = submitter.join().map_err(|_| IngestError::Panicked {
+                thread: "object submitter",
+            })?;
             read.map_err(|e| IngestError::Input {
                 path: self.object_url(&key).into(),
                 source: e,
@@ -274,10 +274,8 @@ fn submit_direct(
         match pipeline.refusal() {
             None => break,
             Some(SubmitError::Overloaded(_)) => std::thread::sleep(Duration::from_millis(50)),
-            Some(SubmitError::Unavailable(why)) => {
-                return Err(IngestError::Internal(format!(
-                    "the lake refuses data: {why}"
-                )));
+            Some(refusal @ SubmitError::Unavailable(_)) => {
+                return Err(IngestError::Refused(refusal));
             }
         }
     }
@@ -289,5 +287,5 @@ fn submit_direct(
     });
     pipeline
         .submit_direct(decoded, done)
-        .map_err(|e| IngestError::Internal(format!("the lake refuses data: {e}")))
+        .map_err(IngestError::Refused)
 }

@@ -25,7 +25,7 @@ pub(super) fn compact_loop(
         let partitions = match compact::closed_partitions(lake, cutoff) {
             Ok(p) => p,
             Err(e) => {
-                observer.failed("compact", &e.to_string());
+                observer.failed("compact", &crate::error::chain(&e));
                 continue;
             }
         };
@@ -37,7 +37,7 @@ pub(super) fn compact_loop(
                 Ok(Some(p)) => p,
                 Ok(None) => continue,
                 Err(e) => {
-                    observer.failed("compact", &e.to_string());
+                    observer.failed("compact", &crate::error::chain(&e));
                     continue;
                 }
             };
@@ -47,7 +47,7 @@ pub(super) fn compact_loop(
             }
             match outcome.recv() {
                 Ok(Ok(report)) => observer.compacted(&report),
-                Ok(Err(e)) => observer.failed("compact", &e.to_string()),
+                Ok(Err(e)) => observer.failed("compact", &crate::error::chain(&e)),
                 Err(_) => return,
             }
         }
@@ -119,7 +119,7 @@ impl Flusher {
                             self.pending_bytes += body_bytes;
                             self.pending_since.get_or_insert_with(Instant::now);
                         }
-                        Err(e) => self.fail("write", e),
+                        Err(e) => self.fail("write", &e),
                     }
                 }
                 Ok(FlushMsg::Direct {
@@ -148,7 +148,7 @@ impl Flusher {
                         }
                         Err(e) => {
                             done(false);
-                            self.fail("write", e);
+                            self.fail("write", &e);
                         }
                     }
                 }
@@ -170,20 +170,19 @@ impl Flusher {
                     .pending_since
                     .is_some_and(|s| s.elapsed() >= self.opts.flush_interval);
             if due && let Err(e) = self.flush() {
-                self.fail("flush", e);
+                self.fail("flush", &e);
             }
         }
         self.finish()
     }
 
     /// A flush asked for (`Pipeline::flush`): refused while the writer is recovering.
-    fn flush_now(&mut self) -> std::result::Result<(), String> {
+    fn flush_now(&mut self) -> std::result::Result<(), FlushFailed> {
         match self.writer.is_some() {
-            false => Err("lake writer is recovering".to_owned()),
+            false => Err(FlushFailed::Recovering),
             true => self.flush().map_err(|e| {
-                let msg = e.to_string();
-                self.fail("flush", e);
-                msg
+                self.fail("flush", &e);
+                FlushFailed::Flush(Arc::new(e))
             }),
         }
     }
@@ -194,7 +193,7 @@ impl Flusher {
         if self.writer.is_none() {
             self.recover();
         } else if let Err(e) = self.flush() {
-            self.fail("flush", e);
+            self.fail("flush", &e);
         }
         match (
             &self.writer,
@@ -242,16 +241,16 @@ impl Flusher {
             return Err(IngestError::Internal("lake writer is recovering".into()));
         }
         if let Err(e) = self.flush() {
-            let msg = e.to_string();
-            self.fail("flush", e);
-            return Err(IngestError::Internal(msg));
+            self.fail("flush", &e);
+            return Err(e);
         }
         compact::finish(&self.lake, prepared)
     }
 
-    fn fail(&mut self, what: &str, e: IngestError) {
+    fn fail(&mut self, what: &str, e: &IngestError) {
         let msg = format!(
-            "lake {what} failed: {e}; retrying every {:?}",
+            "lake {what} failed: {}; retrying every {:?}",
+            crate::error::chain(e),
             self.opts.retry_interval
         );
         self.observer.failed(what, &msg);
@@ -295,7 +294,8 @@ impl Flusher {
             }
             Err(e) => {
                 let msg = format!(
-                    "lake recovery failed: {e}; retrying every {:?}",
+                    "lake recovery failed: {}; retrying every {:?}",
+                    crate::error::chain(&e),
                     self.opts.retry_interval
                 );
                 self.observer.failed("recover", &msg);

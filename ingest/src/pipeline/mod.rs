@@ -123,6 +123,34 @@ pub struct Durable {
 
 pub type Ack = Box<dyn FnOnce(std::result::Result<Durable, String>) + Send>;
 
+/// Why [`Pipeline::flush_now`] did not flush. Cloneable: one failure may answer many callers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlushFailed {
+    /// The pipeline is stopping (the environment: retry against the next process).
+    #[error("the pipeline is shutting down")]
+    ShuttingDown,
+    /// The flush thread is gone (the environment: the pipeline has to be restarted).
+    #[error("the lake writer stopped")]
+    WriterStopped,
+    /// An earlier lake failure is being retried; nothing can be flushed until it recovers.
+    #[error("the lake writer is recovering from an earlier failure")]
+    Recovering,
+    /// Writing the lake failed; whose fault it is is the lake error's.
+    #[error("lake flush failed")]
+    Flush(#[source] Arc<IngestError>),
+}
+
+impl FlushFailed {
+    pub fn fault(&self) -> crate::Fault {
+        match self {
+            FlushFailed::ShuttingDown | FlushFailed::WriterStopped | FlushFailed::Recovering => {
+                crate::Fault::Environment
+            }
+            FlushFailed::Flush(e) => e.fault(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
     /// Over a limit right now; the sender should retry later.
@@ -194,7 +222,7 @@ enum FlushMsg {
         done: Flushed,
     },
     /// Flush now and report (before a Kafka partition is handed to another consumer).
-    FlushNow(Sender<std::result::Result<(), String>>),
+    FlushNow(Sender<std::result::Result<(), FlushFailed>>),
 }
 
 /// Called once with true when a direct submission is durable in the lake, false if it was lost.
@@ -274,7 +302,10 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("wal".into())
                 .spawn(move || wal_loop(wal_state, rx, flush_tx, &shared, &opts, observer.as_ref()))
-                .map_err(|e| IngestError::Internal(format!("spawn WAL thread: {e}")))?
+                .map_err(|source| IngestError::SpawnThread {
+                    thread: "WAL",
+                    source,
+                })?
         };
         if opts.compact.is_some() {
             compact::clean_staging(lake)?;
@@ -308,7 +339,10 @@ impl Pipeline {
                     };
                     f.run(flush_rx, compact_rx)
                 })
-                .map_err(|e| IngestError::Internal(format!("spawn flush thread: {e}")))?
+                .map_err(|source| IngestError::SpawnThread {
+                    thread: "flush",
+                    source,
+                })?
         };
         Ok((
             Pipeline {
@@ -413,17 +447,15 @@ impl Pipeline {
     }
 
     /// Flushes everything submitted so far into the lake and waits for it.
-    pub fn flush_now(&self) -> std::result::Result<(), String> {
+    pub fn flush_now(&self) -> std::result::Result<(), FlushFailed> {
         let (reply, outcome) = crossbeam_channel::bounded(1);
         {
             let tx = self.direct.lock().expect("direct lock");
-            let tx = tx.as_ref().ok_or("shutting down")?;
+            let tx = tx.as_ref().ok_or(FlushFailed::ShuttingDown)?;
             tx.send(FlushMsg::FlushNow(reply))
-                .map_err(|_| "lake writer stopped".to_owned())?;
+                .map_err(|_| FlushFailed::WriterStopped)?;
         }
-        outcome
-            .recv()
-            .map_err(|_| "lake writer stopped".to_owned())?
+        outcome.recv().map_err(|_| FlushFailed::WriterStopped)?
     }
 
     /// Bytes in the WAL not yet checkpointed into the lake.
@@ -443,16 +475,16 @@ impl Pipeline {
             self.wal_thread.lock().expect("thread lock").take(),
             self.flush_thread.lock().expect("thread lock").take(),
         ) else {
-            return Err(IngestError::Internal("pipeline already shut down".into()));
+            return Err(IngestError::AlreadyShutDown);
         };
-        let state = wal_thread
-            .join()
-            .map_err(|_| IngestError::Internal("WAL thread panicked".into()))?;
+        let state = wal_thread.join().map_err(|_| IngestError::Panicked {
+            thread: "WAL thread",
+        })?;
         self.direct.lock().expect("direct lock").take();
         // The WAL thread dropped its sender: the flush thread drains, flushes and returns.
-        let flushed = flush_thread
-            .join()
-            .map_err(|_| IngestError::Internal("flush thread panicked".into()))??;
+        let flushed = flush_thread.join().map_err(|_| IngestError::Panicked {
+            thread: "flush thread",
+        })??;
         for (path, last_seq, _) in &state.closed {
             if *last_seq <= flushed {
                 wal::remove_segment(path)?;
@@ -488,7 +520,10 @@ fn spawn_compaction(
                     .spawn(move || {
                         compact_loop(&lake, &copts, every, &shared, compact_tx, observer.as_ref())
                     })
-                    .map_err(|e| IngestError::Internal(format!("spawn compaction thread: {e}")))?,
+                    .map_err(|source| IngestError::SpawnThread {
+                        thread: "compaction",
+                        source,
+                    })?,
             )
         }
     })

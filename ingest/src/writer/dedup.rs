@@ -146,5 +146,8 @@ pub(super) fn string_column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| IngestError::Internal(format!("column {name} is not a string column")))
+        .ok_or_else(|| IngestError::UnexpectedColumn {
+            column: name.to_owned(),
+            expected: "a string column",
+        })
 }

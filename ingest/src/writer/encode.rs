@@ -130,7 +130,7 @@ pub(super) fn writer_properties(
     let zstd = |level: i32| {
         ZstdLevel::try_new(level)
             .map(Compression::ZSTD)
-            .map_err(|e| IngestError::Internal(format!("zstd level {level}: {e}")))
+            .map_err(|source| IngestError::ZstdLevel { level, source })
     };
     let (compression, bulk_compression) = (zstd(opts.zstd_level)?, zstd(opts.bulk_zstd_level)?);
     let mut builder = WriterProperties::builder()
@@ -287,7 +287,10 @@ pub(crate) fn rows_by_time(batches: &[RecordBatch]) -> Result<(Vec<TimedRow>, bo
         let col = b
             .column_by_name(STAGE_AT)
             .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| IngestError::Internal("stage_at is not a µs timestamp".into()))?;
+            .ok_or_else(|| IngestError::UnexpectedColumn {
+                column: STAGE_AT.to_owned(),
+                expected: "a µs timestamp",
+            })?;
         for (ri, t) in col.values().iter().enumerate() {
             times.push((*t, bi, ri));
         }
@@ -319,7 +322,7 @@ pub(crate) fn encode_row_group(
     let schema = audit_events_file_schema();
     let descr = ArrowSchemaConverter::new()
         .convert(&schema)
-        .map_err(|e| IngestError::Internal(format!("schema conversion: {e}")))?;
+        .map_err(IngestError::Schema)?;
     // The row group's own properties: the file writer's factory would size every row group's
     // bloom filters alike.
     #[allow(deprecated)]
@@ -331,7 +334,7 @@ pub(crate) fn encode_row_group(
             for leaf in compute_leaves(field, column).map_err(parquet_err)? {
                 leaves_writers
                     .next()
-                    .ok_or_else(|| IngestError::Internal("a column without a writer".into()))?
+                    .ok_or(IngestError::ColumnWithoutWriter)?
                     .write(&leaf)
                     .map_err(parquet_err)?;
             }

@@ -603,7 +603,7 @@ impl LakeWriter {
             .open_files
             .get_mut(partition)
             .filter(|f| f.id == file_id)
-            .ok_or_else(|| IngestError::Internal("a row group for a file no longer open".into()))?;
+            .ok_or(IngestError::RowGroupForClosedFile)?;
         file.pending.insert(index, rg);
         while let Some(rg) = file.pending.remove(&file.appended) {
             file.file.append(rg)?;
@@ -615,7 +615,7 @@ impl LakeWriter {
     /// After a failed write the key sets hold keys of rows that never became durable; they would
     /// make a retry drop those rows as duplicates. Forget everything and refuse further writes.
     fn poison(&mut self, e: IngestError) -> IngestError {
-        self.poisoned = Some(e.to_string());
+        self.poisoned = Some(crate::error::chain(&e));
         self.key_sets.clear();
         self.cached_keys = 0;
         self.buffers.clear();

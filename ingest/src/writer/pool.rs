@@ -52,12 +52,8 @@ impl LakeWriter {
         while self.in_flight >= self.opts.encoder_threads.max(1) {
             self.receive_one()?;
         }
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| IngestError::Internal("writer closed".into()))?;
-        jobs.send(job)
-            .map_err(|_| IngestError::Internal("encoder threads exited".into()))?;
+        let jobs = self.jobs.as_ref().ok_or(IngestError::EncoderGone)?;
+        jobs.send(job).map_err(|_| IngestError::EncoderGone)?;
         self.in_flight += 1;
         Ok(())
     }
@@ -77,10 +73,7 @@ impl LakeWriter {
     }
 
     pub(super) fn receive_one(&mut self) -> Result<()> {
-        let res = self
-            .results
-            .recv()
-            .map_err(|_| IngestError::Internal("encoder threads exited".into()))?;
+        let res = self.results.recv().map_err(|_| IngestError::EncoderGone)?;
         self.in_flight -= 1;
         self.accept_result(res)
     }
@@ -89,9 +82,7 @@ impl LakeWriter {
         let appended = match done {
             Encoded::File(Ok(file)) => self.accept_committed(file),
             Encoded::File(Err(e)) => Err(e),
-            Encoded::Panicked(what) => Err(IngestError::Internal(format!(
-                "a Parquet encoder thread panicked: {what}"
-            ))),
+            Encoded::Panicked(what) => Err(IngestError::EncoderPanicked(what)),
             Encoded::RowGroup {
                 partition,
                 file_id,
