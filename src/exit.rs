@@ -130,7 +130,7 @@ mod tests {
         })
         .context("ingest failed");
         assert_eq!(
-            format!("{e:#}"),
+            auditlake_ingest::error::chain(e.as_ref()),
             "ingest failed: lake I/O on /lake/hour=08: Not a directory"
         );
         let e: Result<(), _> = Err(not_a_directory());
@@ -139,7 +139,7 @@ mod tests {
             .context("ingest failed")
             .unwrap_err();
         assert_eq!(
-            format!("{e:#}"),
+            auditlake_ingest::error::chain(e.as_ref()),
             "ingest failed: reading a.log: Not a directory"
         );
         // The shared helper of the library crates says the same.

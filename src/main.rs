@@ -53,8 +53,9 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e) => {
-            // `a: b: c`, each cause once: no error message repeats its source.
-            let message = format!("{e:#}");
+            // `a: b: c`, each cause once (`{:#}` would repeat the causes some libraries' messages
+            // already say).
+            let message = auditlake_ingest::error::chain(e.as_ref());
             // With JSON logs every stderr line is an object, the failure included.
             if log_format == cli::LogFormat::Json {
                 auditlake_server::log::emit(&auditlake_server::log::CommandFailed {

@@ -212,8 +212,21 @@ pub enum IngestError {
 
     /// A bug of ours, as the WAL thread reports it (it is replaced by typed variants as the
     /// WAL thread's errors become typed).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A failed WAL append could not be cut back (the segment may end in a partial record):
+    /// no append is accepted until a restart replays the segment.
+    #[error(
+        "WAL segment {} could not be restored after a failed append ({reason}); restart to replay it",
+        segment.display()
+    )]
+    WalUnrestorable { segment: PathBuf, reason: String },
+
+    /// Shutdown's last flush failed: the data stays in the WAL for the next start.
+    #[error("final flush failed; the WAL keeps the data for the next start: {reason}")]
+    FinalFlushFailed { reason: String },
+
+    /// An earlier lake failure is being retried; nothing can be committed until it recovers.
+    #[error("the lake writer is recovering from an earlier failure")]
+    WriterRecovering,
 }
 
 impl IngestError {
@@ -241,10 +254,12 @@ impl IngestError {
             | IngestError::SourceCheckpointDamaged { .. }
             | IngestError::Vanished { .. }
             | IngestError::CompactionRaced { .. }
-            | IngestError::Cancelled => Fault::Environment,
+            | IngestError::Cancelled
+            | IngestError::WalUnrestorable { .. }
+            | IngestError::FinalFlushFailed { .. }
+            | IngestError::WriterRecovering => Fault::Environment,
             IngestError::Flush(e) => e.fault(),
             IngestError::Arrow(_)
-            | IngestError::Internal(_)
             | IngestError::Panicked { .. }
             | IngestError::EncoderPanicked(_)
             | IngestError::EncoderGone
@@ -267,18 +282,54 @@ impl IngestError {
     }
 }
 
-/// `a: b: c` — the error and each of its causes, in order. Error messages do not repeat their
-/// source (no `{source}` in a thiserror message): whoever shows an error to a person (a log
-/// field, an HTTP body, a quarantine reason) shows it with this, or with anyhow's `{:#}`.
+/// `a: b: c` — the error and each of its causes, in order, each said once: what a person sees of
+/// an error (the binary's `error:` line, a log field, an HTTP body, a quarantine reason).
+///
+/// auditlake's own messages do not repeat their source (no `{source}` in a thiserror message).
+/// Many of the libraries under them do — arrow's and DataFusion's `External error: {e}`,
+/// object_store's `Generic S3 error: {source}`, parquet's `External: {e}` — and also return that
+/// cause from `source()`, so walking the chain (anyhow's `{:#}` included) would print it twice.
+/// A cause whose text the message so far already ends with is therefore skipped.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let said = c.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_says_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory");
+        // Ours: the cause is not in the message, so it is added.
+        let ours = IngestError::LakeIo {
+            path: "/lake/hour=08".into(),
+            source: io(),
+        };
+        assert_eq!(chain(&ours), "lake I/O on /lake/hour=08: Not a directory");
+        // A library's that repeats its cause in its message and in `source()`: said once.
+        let theirs = IngestError::Arrow(arrow::error::ArrowError::ExternalError(Box::new(io())));
+        assert_eq!(chain(&theirs), "arrow: External error: Not a directory");
+        // A cause that is only somewhere inside the message (not how it ends) is still said.
+        let inside = IngestError::Input {
+            path: "Not a directory/x.log".into(),
+            source: io(),
+        };
+        assert_eq!(
+            chain(&inside),
+            "input Not a directory/x.log: Not a directory"
+        );
+    }
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -25,7 +25,7 @@ pub use error::{Fault, IngestError};
 pub use files::{IngestOptions, IngestReport, Input, Progress, ingest};
 pub use lake::{Lake, validate_cluster_name};
 pub use pipeline::{
-    Ack, BodyFraming, Durable, FlushFailed, NoObserver, Pipeline, PipelineObserver,
+    Ack, BodyFraming, Durable, FlushFailed, NoObserver, NotDurable, Pipeline, PipelineObserver,
     PipelineOptions, ReplayReport, Submission, SubmitError, decode_body,
 };
 pub use quarantine::QuarantineWriter;

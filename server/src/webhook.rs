@@ -196,7 +196,13 @@ async fn receive_inner(
     }
     let durable = match rx.await {
         Ok(Ok(d)) => d,
-        Ok(Err(m)) => return Err(retry_later(st, "unavailable", m)),
+        Ok(Err(e)) => {
+            return Err(retry_later(
+                st,
+                "unavailable",
+                auditlake_ingest::error::chain(&e),
+            ));
+        }
         Err(_) => {
             return Err(retry_later(
                 st,

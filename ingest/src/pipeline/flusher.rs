@@ -200,10 +200,9 @@ impl Flusher {
             self.shared.failure.lock().expect("failure lock").clone(),
         ) {
             (Some(_), _) => Ok(self.last_received.max(self.skip_upto)),
-            (None, reason) => Err(IngestError::Internal(format!(
-                "final flush failed; the WAL keeps the data for the next start: {}",
-                reason.unwrap_or_default()
-            ))),
+            (None, reason) => Err(IngestError::FinalFlushFailed {
+                reason: reason.unwrap_or_default(),
+            }),
         }
     }
 
@@ -238,7 +237,7 @@ impl Flusher {
     /// be committed into the partition during the swap.
     fn finish_compaction(&mut self, prepared: Prepared) -> Result<CompactReport> {
         if self.writer.is_none() {
-            return Err(IngestError::Internal("lake writer is recovering".into()));
+            return Err(IngestError::WriterRecovering);
         }
         if let Err(e) = self.flush() {
             self.fail("flush", &e);

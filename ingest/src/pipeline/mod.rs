@@ -121,7 +121,28 @@ pub struct Durable {
     pub group: usize,
 }
 
-pub type Ack = Box<dyn FnOnce(std::result::Result<Durable, String>) + Send>;
+pub type Ack = Box<dyn FnOnce(std::result::Result<Durable, NotDurable>) + Send>;
+
+/// Why a submission was not made durable: its sender is told to retry (503). Cloneable: one
+/// failed group commit answers every request in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotDurable {
+    /// The pipeline stopped before the WAL thread reached it.
+    #[error("the pipeline is shutting down")]
+    ShuttingDown,
+    /// Appending its group to the WAL failed (disk full, I/O error, a broken segment).
+    #[error("write-ahead log append failed")]
+    Append(#[source] Arc<IngestError>),
+}
+
+impl NotDurable {
+    pub fn fault(&self) -> crate::Fault {
+        match self {
+            NotDurable::ShuttingDown => crate::Fault::Environment,
+            NotDurable::Append(e) => e.fault(),
+        }
+    }
+}
 
 /// Why [`Pipeline::flush_now`] did not flush. Cloneable: one failure may answer many callers.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -50,7 +50,7 @@ fn submit_and_wait(p: &Pipeline, s: Submission) -> std::result::Result<Durable, 
     let (tx, rx) = mpsc::channel();
     p.submit(s, Box::new(move |r| tx.send(r).unwrap()))
         .map_err(|e| e.to_string())?;
-    rx.recv().unwrap()
+    rx.recv().unwrap().map_err(|e| crate::error::chain(&e))
 }
 
 /// Rows over every file in the table (files a compaction replaced stay on disk until vacuumed).

@@ -10,10 +10,21 @@ pub(super) struct WalState {
     /// Full segments: path, last seq, bytes.
     pub(super) closed: VecDeque<(PathBuf, u64, u64)>,
     /// Set when an append failed and the segment could not be restored: nothing more is accepted.
-    pub(super) broken: Option<String>,
+    /// The segment, and why it could not be cut back.
+    pub(super) broken: Option<(PathBuf, String)>,
 }
 
 impl WalState {
+    /// The error every append gets once the WAL is broken.
+    fn broken_error(&self) -> Option<IngestError> {
+        self.broken
+            .as_ref()
+            .map(|(segment, reason)| IngestError::WalUnrestorable {
+                segment: segment.clone(),
+                reason: reason.clone(),
+            })
+    }
+
     fn checkpoint(&mut self, upto: u64, shared: &Shared) -> Result<()> {
         while let Some((path, last, bytes)) = self.closed.front().cloned() {
             if last > upto {
@@ -43,8 +54,8 @@ impl WalState {
         opts: &PipelineOptions,
         shared: &Shared,
     ) -> Result<()> {
-        if let Some(reason) = &self.broken {
-            return Err(IngestError::Internal(reason.clone()));
+        if let Some(e) = self.broken_error() {
+            return Err(e);
         }
         if self
             .active
@@ -75,10 +86,7 @@ impl WalState {
                         f.sync_all()
                     });
                 if let Err(cut_err) = cut {
-                    self.broken = Some(format!(
-                        "WAL segment {} could not be restored after a failed append ({cut_err}); restart to replay it",
-                        seg.path.display()
-                    ));
+                    self.broken = Some((seg.path.clone(), cut_err.to_string()));
                 }
                 let seg = self.active.take().expect("present");
                 if seg.last_seq != 0 {
@@ -155,7 +163,7 @@ pub(super) fn wal_loop(
                 }
                 WalMsg::Checkpoint(upto) => {
                     if let Err(e) = state.checkpoint(upto, shared) {
-                        observer.failed("wal checkpoint", &e.to_string());
+                        observer.failed("wal checkpoint", &crate::error::chain(&e));
                     }
                 }
                 WalMsg::Stop => stop = true,
@@ -190,17 +198,17 @@ pub(super) fn wal_loop(
                 }
             }
             Err(e) => {
-                let msg = format!("write-ahead log append failed: {e}");
-                observer.failed("wal append", &msg);
+                let failed = NotDurable::Append(Arc::new(e));
+                observer.failed("wal append", &crate::error::chain(&failed));
                 for (_, len, decoded_bytes, _, ack) in group.drain(..) {
                     shared.wal_bytes.fetch_sub(len, Ordering::Relaxed);
                     shared
                         .queued_bytes
                         .fetch_sub(decoded_bytes, Ordering::Relaxed);
-                    ack(Err(msg.clone()));
+                    ack(Err(failed.clone()));
                 }
-                if let Some(reason) = &state.broken {
-                    *shared.failure.lock().expect("failure lock") = Some(reason.clone());
+                if let Some(broken) = state.broken_error() {
+                    *shared.failure.lock().expect("failure lock") = Some(broken.to_string());
                 }
             }
         }
@@ -239,7 +247,7 @@ fn refuse_queued(rx: &Receiver<WalMsg>, shared: &Shared) {
             shared
                 .queued_bytes
                 .fetch_sub(decoded_bytes, Ordering::Relaxed);
-            ack(Err("shutting down".into()));
+            ack(Err(NotDurable::ShuttingDown));
         }
     }
 }

@@ -247,7 +247,7 @@ async fn track_slots(
 /// look healthy.
 async fn report_metrics_failure(serve: impl std::future::Future<Output = anyhow::Result<()>>) {
     if let Err(e) = serve.await {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", auditlake_ingest::error::chain(e.as_ref()));
         std::process::exit(crate::EXIT_ERROR.into());
     }
 }
