@@ -302,6 +302,8 @@ impl Config {
             return Ok(policy);
         };
         for (i, h) in r.holds.iter().enumerate() {
+            auditlake_ingest::lake::validate_cluster_name(&h.cluster)
+                .with_context(|| format!("retention.holds[{i}].cluster"))?;
             if h.reason.trim().is_empty() {
                 bail!(
                     "retention.holds[{i}].reason: say why {} is held (a case or ticket), it is recorded",
@@ -309,7 +311,7 @@ impl Config {
                 );
             }
             policy.holds.push(Hold {
-                cluster: h.cluster.to_string(),
+                cluster: h.cluster.clone(),
                 reason: h.reason.clone(),
             });
         }

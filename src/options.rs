@@ -3,7 +3,7 @@
 //! `serve`'s, a query session's — so every command builds them the same way and no command
 //! reaches into another's module for them (ripgrep's `HiArgs` is the model).
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -100,7 +100,7 @@ pub fn object_source_options(
         opts.max_line_bytes = n.get() << 20;
     }
     if let Some(n) = section.and_then(|s| s.round_mb) {
-        opts.round_bytes = n.get() << 20;
+        opts.round_bytes = n << 20;
     }
     Ok(opts)
 }
@@ -215,7 +215,7 @@ pub fn serve_options(config: &Config, args: &ServeArgs) -> anyhow::Result<ServeO
             .map(|s| {
                 Ok(auditlake_server::objects::ObjectSourceConfig {
                     options: object_source_options(config, &s.url, None, false)?,
-                    every: Duration::from_secs(s.poll_secs.map_or(60, NonZeroU64::get)),
+                    every: Duration::from_secs(s.poll_secs.unwrap_or(60)),
                 })
             })
             .collect::<anyhow::Result<_>>()?,

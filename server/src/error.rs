@@ -73,6 +73,10 @@ pub enum ServerError {
         source: rdkafka::error::KafkaError,
     },
 
+    /// SIGTERM/SIGINT handlers could not be installed.
+    #[error("installing the SIGTERM/SIGINT handlers")]
+    SignalHandler { source: std::io::Error },
+
     /// A thread could not be started.
     #[error("starting the {thread} thread")]
     SpawnThread {
@@ -123,7 +127,8 @@ impl ServerError {
             }
             ServerError::Bind { .. }
             | ServerError::HttpClient(_)
-            | ServerError::SpawnThread { .. } => Fault::Environment,
+            | ServerError::SpawnThread { .. }
+            | ServerError::SignalHandler { .. } => Fault::Environment,
             ServerError::Ingest(e) | ServerError::Outbox(e) => e.fault(),
             ServerError::Query { source, .. } => source.fault(),
             ServerError::Report(e) => e.fault(),

@@ -622,13 +622,20 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT with the signal's name.
-pub async fn shutdown_signal() -> &'static str {
+/// A future that resolves on SIGTERM or SIGINT with the signal's name. The handlers are
+/// installed now, not when the future is first polled: a signal that arrives while the server
+/// is still replaying its WAL, or right after it says `listening`, is then a graceful shutdown
+/// instead of the default action (the process killed). Call it inside the runtime.
+pub fn shutdown_signal()
+-> Result<impl std::future::Future<Output = &'static str> + Send + 'static, ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+    let installed = |source| ServerError::SignalHandler { source };
+    let mut term = signal(SignalKind::terminate()).map_err(installed)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(installed)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
 }

@@ -35,6 +35,10 @@ pub fn run(config: &Config, args: PgArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = pg_options(config, args.listen.as_deref());
     let rt = super::runtime()?;
+    let stop = {
+        let _in_runtime = rt.enter();
+        auditlake_server::shutdown_signal()?
+    };
     rt.block_on(async {
         let ctx = open_lake_at(&lake, &session_options(config)).await?;
         let server = PgServer::bind(ctx, &opts)
@@ -46,7 +50,7 @@ pub fn run(config: &Config, args: PgArgs) -> anyhow::Result<u8> {
             auth: server.auth_description(),
         });
         let signal = async {
-            let s = auditlake_server::shutdown_signal().await;
+            let s = stop.await;
             eprintln!("{s}: stopping");
         };
         server.run(signal).await;

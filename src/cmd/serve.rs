@@ -12,6 +12,10 @@ use crate::options::serve_options;
 pub fn run(config: &Config, args: ServeArgs) -> anyhow::Result<u8> {
     let opts = serve_options(config, &args)?;
     let runtime = crate::cmd::runtime()?;
-    runtime.block_on(serve(opts, shutdown_signal()))?;
+    let signal = {
+        let _in_runtime = runtime.enter();
+        shutdown_signal()?
+    };
+    runtime.block_on(serve(opts, signal))?;
     Ok(EXIT_OK)
 }

@@ -29,12 +29,12 @@ pub struct ObjectStoreSourceSection {
     /// Bind every event to this cluster (an envelope naming another is quarantined); when
     /// absent, the cluster comes from the envelope (AKS resource id, EKS log group, GKE
     /// `cluster_name`) or an AKS blob's path, else `ingest.cluster`, else `default`.
-    pub cluster: Option<ClusterName>,
+    pub cluster: Option<String>,
     /// Seconds between listings in `serve` (default 60).
-    pub poll_secs: Option<NonZeroU64>,
+    pub poll_secs: Option<u64>,
     /// Commit to the lake and advance the checkpoint after every this many MiB read (default
     /// 256): what a crash makes the next run read again.
-    pub round_mb: Option<NonZeroU64>,
+    pub round_mb: Option<u64>,
     /// Store settings (the `[lake.storage]` keys) over the environment's; when absent and the
     /// lake is in the same kind of store, the lake's settings.
     /// Values take `{ env = "VAR" }` / `{ file = "/path" }` like every secret-valued key.
@@ -265,7 +265,7 @@ pub struct SealSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldSection {
-    pub cluster: ClusterName,
+    pub cluster: String,
     pub reason: String,
 }
 

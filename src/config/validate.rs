@@ -1,6 +1,8 @@
 //! `Config::validate`: the checks `Config::parse_at` runs on a parsed config that its types
 //! cannot make (`values.rs` has those): keys that depend on each other, what a sink type needs,
-//! names that must be unique. One helper per group of sections.
+//! names that must be unique, and the keys of array-of-tables entries (`[[sinks]]`,
+//! `[[sources.object_store]]`), whose errors must name the entry (`sinks[1].type`), which
+//! toml's key path does not. One helper per group of sections.
 
 use anyhow::bail;
 
@@ -30,6 +32,18 @@ impl Config {
                     "{key}.url = {:?}: not an object-store URL (s3://, gs://, az://)",
                     source.url
                 );
+            }
+            // Entries of an array of tables are checked here, not by their types: the error
+            // names the entry (`[0]`), which toml's key path does not.
+            if let Some(c) = &source.cluster {
+                auditlake_ingest::validate_cluster_name(c)
+                    .map_err(|e| anyhow::anyhow!("{key}.cluster: {e}"))?;
+            }
+            if source.poll_secs == Some(0) {
+                bail!("{key}.poll_secs = 0: must be at least 1");
+            }
+            if source.round_mb == Some(0) {
+                bail!("{key}.round_mb = 0: must be at least 1");
             }
         }
         Ok(())
