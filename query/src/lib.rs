@@ -94,6 +94,21 @@ pub fn classify(e: DataFusionError) -> QueryError {
         DataFusionError::NotImplemented(_) | DataFusionError::Configuration(_) => {
             QueryError::Sql(e)
         }
+        // Errors the query's own expressions raise while running (`CAST('x' AS INT)`, `1/0`):
+        // the same query fails the same way on any lake, so it is the query's fault (exit 2),
+        // not the environment's. Arrow's I/O and external errors stay the environment's.
+        DataFusionError::ArrowError(a, _)
+            if matches!(
+                **a,
+                arrow::error::ArrowError::CastError(_)
+                    | arrow::error::ArrowError::ParseError(_)
+                    | arrow::error::ArrowError::DivideByZero
+                    | arrow::error::ArrowError::ArithmeticOverflow(_)
+                    | arrow::error::ArrowError::InvalidArgumentError(_)
+            ) =>
+        {
+            QueryError::Sql(e)
+        }
         _ => QueryError::Execution(e),
     }
 }

@@ -123,6 +123,12 @@ async fn bad_sql_is_the_callers_fault_with_datafusions_message() {
         ("SELEC 1", "SELEC"),
         ("SELECT no_such_column FROM audit_events", "no_such_column"),
         ("SELECT * FROM no_such_table", "no_such_table"),
+        // Raised while running, by the query's own expressions: still the query's fault.
+        ("SELECT CAST(v AS INT) FROM (VALUES ('x')) t(v)", "x"),
+        (
+            "SELECT a / b FROM (VALUES (1, 0)) t(a, b)",
+            "Divide by zero",
+        ),
     ] {
         let err = run_sql(&ctx, sql).await.unwrap_err();
         assert!(err.is_caller_fault(), "{sql}: {err:?}");
