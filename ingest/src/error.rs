@@ -304,6 +304,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +333,3 @@ mod tests {
         );
     }
 }
-
-pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -370,9 +370,16 @@ pub fn start(
     std::thread::Builder::new()
         .name("kafka".into())
         .spawn(move || {
-            run(
-                consumer, opts, pipeline, decode, durable, epochs, metrics, stop,
-            )
+            run(ConsumerLoop {
+                consumer,
+                opts,
+                pipeline,
+                decode,
+                durable,
+                epochs,
+                metrics,
+                stop,
+            })
         })
         .map_err(|source| ServerError::SpawnThread {
             thread: "Kafka",
@@ -502,7 +509,8 @@ impl Pending {
     }
 }
 
-fn run(
+/// What the consumer thread owns.
+struct ConsumerLoop {
     consumer: BaseConsumer<Ctx>,
     opts: KafkaOptions,
     pipeline: Arc<Pipeline>,
@@ -511,7 +519,19 @@ fn run(
     epochs: Epochs,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) -> KafkaSummary {
+}
+
+fn run(owned: ConsumerLoop) -> KafkaSummary {
+    let ConsumerLoop {
+        consumer,
+        opts,
+        pipeline,
+        decode,
+        durable,
+        epochs,
+        metrics,
+        stop,
+    } = owned;
     let mut summary = KafkaSummary::default();
     let mut pending = Pending::default();
     let mut paused = false;

@@ -124,7 +124,7 @@ async fn an_event_list_is_acknowledged_after_the_wal_and_lands_in_its_cluster() 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"], 2);
     assert_eq!(body["quarantined"], 0);
-    let (status, _) = fx.post("/audit", &[], event(&"c").into_bytes()).await;
+    let (status, _) = fx.post("/audit", &[], event("c").into_bytes()).await;
     assert_eq!(status, StatusCode::OK);
     let (_, metrics) = fx.get("/metrics").await;
     assert!(
