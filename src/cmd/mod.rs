@@ -57,3 +57,12 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// SIGTERM/SIGINT for a service run on `rt`, with the handlers installed now (in `rt`'s
+/// context, which tokio's signal handling needs), before the service starts.
+pub fn shutdown_signal(
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<impl std::future::Future<Output = &'static str> + Send + 'static> {
+    let _in_runtime = rt.enter();
+    Ok(auditlake_server::shutdown_signal()?)
+}

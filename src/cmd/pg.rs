@@ -35,10 +35,7 @@ pub fn run(config: &Config, args: PgArgs) -> anyhow::Result<u8> {
     let lake = config.lake(args.lake.lake.as_deref())?;
     let opts = pg_options(config, args.listen.as_deref());
     let rt = super::runtime()?;
-    let stop = {
-        let _in_runtime = rt.enter();
-        auditlake_server::shutdown_signal()?
-    };
+    let stop = super::shutdown_signal(&rt)?;
     rt.block_on(async {
         let ctx = open_lake_at(&lake, &session_options(config)).await?;
         let server = PgServer::bind(ctx, &opts)

@@ -2,7 +2,7 @@
 //! sources, alerting, reports, retention, PostgreSQL) with the options of
 //! [`crate::options::serve_options`], until SIGTERM/SIGINT.
 
-use auditlake_server::{serve, shutdown_signal};
+use auditlake_server::serve;
 
 use crate::EXIT_OK;
 use crate::cli::ServeArgs;
@@ -12,10 +12,7 @@ use crate::options::serve_options;
 pub fn run(config: &Config, args: ServeArgs) -> anyhow::Result<u8> {
     let opts = serve_options(config, &args)?;
     let runtime = crate::cmd::runtime()?;
-    let signal = {
-        let _in_runtime = runtime.enter();
-        shutdown_signal()?
-    };
+    let signal = crate::cmd::shutdown_signal(&runtime)?;
     runtime.block_on(serve(opts, signal))?;
     Ok(EXIT_OK)
 }

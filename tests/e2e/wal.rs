@@ -10,9 +10,7 @@ use crate::*;
 fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing is flushed to Parquet before the kill: all three bodies live only in the WAL.
-    let config = write_config(dir.path(), "[webhook]\nflush_interval_secs = 3600\n");
-    let lake = dir.path().join("lake");
-    let server = Server::start(&config, &lake);
+    let (config, lake, server) = unflushed_server(dir.path());
     let rt = runtime();
     let client = plain_client();
     let batches: Vec<Vec<String>> = ["a", "b", "c"]
@@ -113,9 +111,7 @@ fn a_flipped_byte_in_the_wal_quarantines_one_record_and_the_rest_replay() {
 #[test]
 fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[webhook]\nflush_interval_secs = 3600\n");
-    let lake = dir.path().join("lake");
-    let server = Server::start(&config, &lake);
+    let (config, lake, server) = unflushed_server(dir.path());
     let rt = runtime();
     let client = plain_client();
     // Two lines each with one event, a line that is not JSON, and a document-framed request.
@@ -167,6 +163,15 @@ fn ndjson_bodies_acknowledged_before_a_crash_replay_per_line() {
         source.starts_with("webhook:") && !source.contains('#'),
         "{source}"
     );
+}
+
+/// A server that flushes nothing to Parquet for an hour (what it acknowledges stays in the WAL
+/// only), its config and its lake.
+fn unflushed_server(dir: &Path) -> (PathBuf, PathBuf, Server) {
+    let config = write_config(dir, "[webhook]\nflush_interval_secs = 3600\n");
+    let lake = dir.join("lake");
+    let server = Server::start(&config, &lake);
+    (config, lake, server)
 }
 
 /// POSTs one body to `/audit/prod` and expects it acknowledged.
