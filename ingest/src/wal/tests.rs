@@ -424,6 +424,34 @@ fn second_format_segments_replay_with_their_framing() {
     );
 }
 
+/// A frame whose checksums verify but whose framing byte is neither `D` nor `L` (a forged or
+/// mis-encoded record) is damage, reported and skipped: replay never guesses a framing.
+#[test]
+fn an_unknown_framing_byte_is_damage_not_a_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rec(2, b"{}\n{}\n");
+    let mut fixed = r.seq.to_le_bytes().to_vec();
+    fixed.extend_from_slice(&r.received_at.to_le_bytes());
+    fixed.push(b'X');
+    let (mut data, _) = segment_bytes(&[rec(1, b"before")]);
+    let forged_at = data.len();
+    r.encode_with(&fixed, &mut data);
+    let forged_len = data.len() - forged_at;
+    rec(3, b"after").encode(&mut data);
+    fs::write(dir.path().join(segment_name(1)), &data).unwrap();
+    let seen = replay_all(dir.path(), TornTail::Stop);
+    assert_eq!(seqs(&seen.records), vec![1, 3]);
+    assert_eq!(
+        seen.damaged,
+        vec![(
+            segment_name(1),
+            forged_at as u64,
+            forged_len,
+            "malformed record"
+        )]
+    );
+}
+
 #[test]
 fn empty_and_cut_segment_headers_are_torn_only_when_newest() {
     let dir = tempfile::tempdir().unwrap();
